@@ -1,0 +1,26 @@
+"""The ``pghd`` command line: one entry point, one sub-command module per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from pghd.commands import dev, simulate, topics
+
+app = typer.Typer(
+    name="pghd",
+    help="Patient-generated health data platform: local stack, topics, simulator.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(dev.app, name="dev")
+app.add_typer(topics.app, name="topics")
+app.command(name="simulate")(simulate.simulate)
+
+
+def main() -> None:
+    """Entry point of the ``pghd`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

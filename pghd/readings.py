@@ -1,0 +1,156 @@
+"""What clients post (``ReadingIn``) and how it becomes a canonical :class:`Measurement`.
+
+``canonicalize`` converts units, checks the physiologically possible range and derives an
+``event_id`` when the client gave none, so a retried post of the same reading is the same
+event downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from pghd.catalogue import CATALOGUE, Metric, UnitError, channel_spec, convert
+from pghd.contracts import ID_PATTERN, Context, Measurement, PatientId, Source
+
+__all__ = ["FieldProblem", "ReadingIn", "ReadingRejected", "canonicalize", "derive_event_id"]
+
+MAX_FUTURE = timedelta(minutes=10)
+
+
+class ReadingIn(BaseModel):
+    """One reading as a device or app posts it to ``POST /v1/measurements``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient_id": "patient-001",
+                    "metric": "body_temperature",
+                    "value": 100.4,
+                    "unit": "[degF]",
+                    "effective_time": "2026-11-25T08:00:00Z",
+                    "device_id": "watch-42",
+                    "context": "rest",
+                }
+            ]
+        },
+    )
+
+    event_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = Field(
+        default=None, description="idempotency key; derived from the reading when omitted"
+    )
+    patient_id: PatientId
+    metric: Metric
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    systolic: float | None = Field(default=None, allow_inf_nan=False)
+    diastolic: float | None = Field(default=None, allow_inf_nan=False)
+    unit: Annotated[str, Field(min_length=1, max_length=32)]
+    effective_time: AwareDatetime
+    device_id: Annotated[str, Field(max_length=128)] | None = None
+    app: Annotated[str, Field(max_length=128)] | None = None
+    context: Context | None = None
+
+    @model_validator(mode="after")
+    def _value_shape(self) -> ReadingIn:
+        if CATALOGUE[self.metric].is_composite:
+            if self.systolic is None or self.diastolic is None:
+                raise ValueError(f"{self.metric.value} needs both systolic and diastolic")
+            if self.value is not None:
+                raise ValueError(f"{self.metric.value} takes systolic and diastolic, not value")
+        elif self.value is None:
+            raise ValueError(f"{self.metric.value} needs a value")
+        elif self.systolic is not None or self.diastolic is not None:
+            raise ValueError("systolic/diastolic are only for blood_pressure")
+        return self
+
+
+class FieldProblem(BaseModel):
+    """One thing wrong with one field of one item."""
+
+    field: str
+    message: str
+
+
+class ReadingRejected(ValueError):
+    """A reading that is well-formed JSON but not acceptable (unit, range, time)."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def derive_event_id(reading: ReadingIn, vendor: str) -> str:
+    """A stable id for a reading without a client-supplied one."""
+    parts = [
+        vendor,
+        reading.device_id or "",
+        reading.patient_id,
+        reading.metric.value,
+        reading.effective_time.isoformat(),
+        repr(reading.value),
+        repr(reading.systolic),
+        repr(reading.diastolic),
+        reading.unit,
+    ]
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    return f"d-{digest}"
+
+
+def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> Measurement:
+    """Turn a posted reading into a canonical :class:`Measurement`.
+
+    Raises :class:`ReadingRejected` listing every problem (unit, range, future time).
+    """
+    spec = CATALOGUE[reading.metric]
+    problems: list[FieldProblem] = []
+    raw = (
+        {"systolic": reading.systolic, "diastolic": reading.diastolic}
+        if spec.is_composite
+        else {"value": reading.value}
+    )
+    converted: dict[str, float] = {}
+    for field_name, value in raw.items():
+        assert value is not None
+        try:
+            canonical = convert(reading.metric, value, reading.unit)
+        except UnitError as exc:
+            problems.append(FieldProblem(field="unit", message=str(exc)))
+            break
+        channel = (
+            spec.channels[0] if field_name == "value" else channel_spec(reading.metric, field_name)
+        )
+        low, high = channel.possible
+        if not low <= canonical <= high:
+            problems.append(
+                FieldProblem(
+                    field=field_name,
+                    message=(
+                        f"{canonical:g} {spec.unit} is outside the possible range "
+                        f"{low:g}–{high:g} {spec.unit} for {reading.metric.value}"
+                    ),
+                )
+            )
+        converted[field_name] = round(canonical, 4)
+    if reading.effective_time > received_at + MAX_FUTURE:
+        problems.append(
+            FieldProblem(field="effective_time", message="is in the future (beyond 10 minutes)")
+        )
+    if problems:
+        raise ReadingRejected(problems)
+    return Measurement(
+        event_id=reading.event_id or derive_event_id(reading, vendor),
+        patient_id=reading.patient_id,
+        metric=reading.metric,
+        value=None if spec.is_composite else converted["value"],
+        components=converted if spec.is_composite else None,
+        unit=spec.unit,
+        effective_time=reading.effective_time,
+        received_at=received_at,
+        source=Source(vendor=vendor, device_id=reading.device_id, app=reading.app),
+        context=reading.context,
+    )

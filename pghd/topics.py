@@ -1,0 +1,53 @@
+"""Kafka topic names and the topic spec (partitions, retention, compaction)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ALERTS",
+    "ANOMALIES",
+    "DLQ",
+    "MEASUREMENTS",
+    "TopicSpec",
+    "load_spec",
+]
+
+MEASUREMENTS = "pghd.measurements.v1"
+ANOMALIES = "pghd.anomalies.v1"
+ALERTS = "pghd.alerts.v1"
+DLQ = "pghd.dlq.v1"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic as the spec in ``deploy/topics.json`` declares it."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def parse_spec(document: dict[str, Any]) -> list[TopicSpec]:
+    """Validate and return the topics of a spec document."""
+    topics = []
+    for i, raw in enumerate(document.get("topics", [])):
+        name = raw.get("name")
+        partitions = raw.get("partitions")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"topics[{i}].name must be a non-empty string")
+        if not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(f"topics[{i}].partitions must be a positive integer")
+        config = {str(k): str(v) for k, v in (raw.get("config") or {}).items()}
+        topics.append(TopicSpec(name=name, partitions=partitions, config=config))
+    if not topics:
+        raise ValueError("the topic spec declares no topics")
+    return topics
+
+
+def load_spec(path: Path) -> list[TopicSpec]:
+    """Read the topic spec file at ``path``."""
+    return parse_spec(json.loads(path.read_text()))
