@@ -244,8 +244,13 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             min_spread=0.2,
             news2=_NEWS2_TEMP,
             news2_parameter="temperature",
-            conversions={"[degF]": _fahrenheit_to_celsius, "degF": _fahrenheit_to_celsius,
-                         "°F": _fahrenheit_to_celsius, "°C": _identity, "degC": _identity},
+            conversions={
+                "[degF]": _fahrenheit_to_celsius,
+                "degF": _fahrenheit_to_celsius,
+                "°F": _fahrenheit_to_celsius,
+                "°C": _identity,
+                "degC": _identity,
+            },
             description="Body temperature",
         ),
         MetricSpec(

@@ -131,7 +131,7 @@ def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> M
                     field=field_name,
                     message=(
                         f"{canonical:g} {spec.unit} is outside the possible range "
-                        f"{low:g}–{high:g} {spec.unit} for {reading.metric.value}"
+                        f"{low:g} to {high:g} {spec.unit} for {reading.metric.value}"
                     ),
                 )
             )

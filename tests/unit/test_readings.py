@@ -1,0 +1,110 @@
+"""Posted readings become canonical measurements: units, ranges, ids, time."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from pghd import wire
+from pghd.catalogue import Metric
+from pghd.contracts import Measurement
+from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def reading(**overrides: object) -> ReadingIn:
+    base: dict[str, object] = {
+        "patient_id": "p-1",
+        "metric": "heart_rate",
+        "value": 72,
+        "unit": "/min",
+        "effective_time": "2026-11-25T11:00:00+01:00",
+    }
+    base.update(overrides)
+    return ReadingIn.model_validate(base)
+
+
+def test_canonical_measurement_is_utc_and_converted() -> None:
+    m = canonicalize(
+        reading(metric="body_temperature", value=101.3, unit="[degF]"),
+        vendor="acme",
+        received_at=NOW,
+    )
+    assert m.unit == "Cel"
+    assert m.value == pytest.approx(38.5)
+    assert m.effective_time == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert m.source.vendor == "acme"
+
+
+def test_derived_event_id_is_stable_and_client_id_wins() -> None:
+    a = canonicalize(reading(), vendor="acme", received_at=NOW)
+    b = canonicalize(reading(), vendor="acme", received_at=NOW + timedelta(seconds=5))
+    assert a.event_id == b.event_id
+    assert canonicalize(reading(value=73), vendor="acme", received_at=NOW).event_id != a.event_id
+    assert canonicalize(reading(event_id="e-1"), vendor="acme", received_at=NOW).event_id == "e-1"
+
+
+def test_out_of_range_value_names_the_range() -> None:
+    with pytest.raises(ReadingRejected) as exc:
+        canonicalize(reading(value=400), vendor="acme", received_at=NOW)
+    (problem,) = exc.value.problems
+    assert problem.field == "value"
+    assert "20 to 300 /min" in problem.message
+
+
+def test_future_reading_refused() -> None:
+    with pytest.raises(ReadingRejected, match="effective_time"):
+        canonicalize(
+            reading(effective_time=(NOW + timedelta(hours=1)).isoformat()),
+            vendor="acme",
+            received_at=NOW,
+        )
+
+
+def test_blood_pressure_is_one_reading_with_two_parts() -> None:
+    m = canonicalize(
+        reading(metric="blood_pressure", value=None, systolic=16, diastolic=10.6, unit="kPa"),
+        vendor="acme",
+        received_at=NOW,
+    )
+    assert m.components == {
+        "systolic": pytest.approx(120.0099),
+        "diastolic": pytest.approx(79.5066),
+    }
+    assert [k for k, _ in m.channels()] == ["blood_pressure.systolic", "blood_pressure.diastolic"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"effective_time": "2026-11-25T11:00:00"},  # naive time
+        {"metric": "mood"},
+        {"value": None},
+        {"metric": "blood_pressure", "systolic": 120},
+        {"patient_id": "bad id with spaces"},
+        {"value": float("nan")},
+        {"extra": 1},
+    ],
+)
+def test_malformed_readings_fail_validation(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        reading(**overrides)
+
+
+def test_wire_round_trip_keeps_schema_version() -> None:
+    m = canonicalize(
+        reading(metric="blood_glucose", value=4.2, unit="mmol/L"), vendor="a", received_at=NOW
+    )
+    payload = wire.encode(m)
+    assert b'"schema_version":1' in payload
+    assert wire.decode(Measurement, payload) == m
+    assert m.metric is Metric.BLOOD_GLUCOSE
+
+
+def test_measurement_refuses_non_canonical_unit() -> None:
+    m = canonicalize(reading(), vendor="a", received_at=NOW)
+    data = m.model_dump()
+    data["unit"] = "bpm"
+    with pytest.raises(ValidationError, match="canonical"):
+        Measurement.model_validate(data)
