@@ -1,0 +1,1 @@
+"""Alerts service: anomalies from Kafka to care-team notifications (Apprise)."""

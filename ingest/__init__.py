@@ -1,0 +1,1 @@
+"""The ingest HTTP service: authenticate vendors, validate readings, produce them to Kafka."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pghd.commands import dev, simulate, topics
+from pghd.commands import dev, simulate, summary, topics
 
 app = typer.Typer(
     name="pghd",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(dev.app, name="dev")
 app.add_typer(topics.app, name="topics")
 app.command(name="simulate")(simulate.simulate)
+app.command(name="summary")(summary.summary)
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ def parse_spec(document: dict[str, Any]) -> list[TopicSpec]:
         partitions = raw.get("partitions")
         if not isinstance(name, str) or not name:
             raise ValueError(f"topics[{i}].name must be a non-empty string")
-        if not isinstance(partitions, int) or partitions < 1:
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise ValueError(f"topics[{i}].partitions must be a positive integer")
         config = {str(k): str(v) for k, v in (raw.get("config") or {}).items()}
         topics.append(TopicSpec(name=name, partitions=partitions, config=config))

@@ -1,6 +1,292 @@
-"""Placeholder: being written."""
+"""``pghd simulate``: post a synthetic cohort to the ingest API, in time order, in batches.
+
+The cohort comes from :func:`pghd.simulation.generate_cohort` (pure); this module is the I/O:
+HTTP with httpx, pacing, retries, a progress bar and the summary. A batch refused with 503
+(Kafka down) or 429 is retried as is after ``Retry-After``: same event ids, so the retry
+cannot duplicate readings downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from tqdm import tqdm
+
+from pghd.simulation import Cohort, generate_cohort
+
+__all__ = ["ApiUnavailable", "Tally", "post_readings", "simulate", "tally_response"]
+
+log = logging.getLogger(__name__)
+
+MEASUREMENTS_PATH = "/v1/measurements"
+MAX_RETRIES = 30
+MAX_WAIT = 60.0
 
 
-def simulate() -> None:
-    """Post a simulated cohort to the ingest API."""
-    raise NotImplementedError
+class ApiUnavailable(RuntimeError):
+    """The ingest API could not be reached or keeps refusing; the message says why."""
+
+
+@dataclass
+class Tally:
+    """What happened to the readings posted so far."""
+
+    posted: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+
+
+def _reason(errors: Any) -> str:
+    """A short category for one rejected item: the fields at fault, never the values."""
+    fields = sorted(
+        {str(e.get("field") or "item") for e in errors if isinstance(e, dict)}
+        if isinstance(errors, list)
+        else set()
+    )
+    return "invalid " + ",".join(fields) if fields else "rejected"
+
+
+def _errors_by_item(errors: list[Any]) -> list[list[Any]]:
+    """Item errors with JSON pointers (``/3/value``) grouped by the item they point into."""
+    by_item: dict[str, list[Any]] = {}
+    for error in errors:
+        pointer = error.get("pointer", "") if isinstance(error, dict) else ""
+        by_item.setdefault(str(pointer).split("/")[1] if "/" in str(pointer) else "", []).append(
+            error
+        )
+    return list(by_item.values())
+
+
+def tally_response(status: int, body: Any, size: int) -> tuple[int, list[str]]:
+    """Accepted count and one reason per rejected item, from the answer to a batch of ``size``.
+
+    Reads ingest's answer ``{"accepted": n, "rejected": m, "items": [{"index", "status",
+    "errors"}...]}`` and its problem+json refusals whose ``errors`` point into the body
+    (``/3/value``). On a 4xx nothing counts as accepted unless the body says so; items the
+    body does not name count as refused with their batch.
+    """
+    accepted: int | None = None
+    reasons: list[str] = []
+    if isinstance(body, dict):
+        if isinstance(body.get("accepted"), int):
+            accepted = body["accepted"]
+        items = body.get("items")
+        if isinstance(items, list):
+            reasons = [
+                _reason(item.get("errors"))
+                for item in items
+                if isinstance(item, dict) and item.get("status") == "rejected"
+            ]
+        elif isinstance(body.get("errors"), list):
+            reasons = [_reason(errors) for errors in _errors_by_item(body["errors"])]
+        elif isinstance(body.get("rejected"), int):
+            reasons = ["rejected"] * body["rejected"]
+    if accepted is None:
+        accepted = 0 if status >= 400 else max(0, size - len(reasons))
+    if status >= 400:
+        reasons += [f"refused with its batch (HTTP {status})"] * (size - accepted - len(reasons))
+    return accepted, reasons
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return f": {detail}" if isinstance(detail, str) else ""
+
+
+def _retry_after(response: httpx.Response, fallback: float) -> float:
+    value = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            seconds = fallback
+    return min(MAX_WAIT, max(0.0, seconds))
+
+
+def _post_batch(
+    client: httpx.Client,
+    batch: list[dict[str, Any]],
+    *,
+    tally: Tally,
+    sleep: Callable[[float], None],
+) -> None:
+    """Post one batch until the API has answered it (retrying 503/429/5xx and transport errors)."""
+    for attempt in range(MAX_RETRIES + 1):
+        backoff = min(MAX_WAIT, 0.5 * 2**attempt)
+        try:
+            response = client.post(MEASUREMENTS_PATH, json=batch)
+        except httpx.TransportError as exc:
+            if tally.posted == 0 or attempt >= 4:
+                raise ApiUnavailable(f"cannot reach {client.base_url}: {exc}") from exc
+            log.warning("transport error, retrying batch in %.1fs", backoff)
+            tally.retries += 1
+            sleep(backoff)
+            continue
+        status = response.status_code
+        if status in (429, 503) or status >= 500:
+            wait = _retry_after(response, backoff) if status in (429, 503) else backoff
+            log.warning("ingest answered %d, retrying batch in %.1fs", status, wait)
+            tally.retries += 1
+            sleep(wait)
+            continue
+        if status in (401, 403):
+            raise ApiUnavailable(f"ingest refused the API key (HTTP {status}); check --api-key")
+        if status in (404, 405, 413):
+            raise ApiUnavailable(
+                f"ingest answered HTTP {status} to POST {MEASUREMENTS_PATH}{_detail(response)}"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        accepted, reasons = tally_response(status, body, len(batch))
+        tally.posted += len(batch)
+        tally.accepted += accepted
+        tally.rejected.update(reasons)
+        return
+    raise ApiUnavailable(f"ingest kept refusing a batch after {MAX_RETRIES} retries")
+
+
+def post_readings(
+    readings: Iterable[dict[str, Any]],
+    *,
+    client: httpx.Client,
+    batch_size: int = 500,
+    speed: float = 0.0,
+    tally: Tally | None = None,
+    on_posted: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Tally:
+    """Post time-ordered ``readings`` in batches; with ``speed`` > 0, pace them.
+
+    ``speed`` is simulated seconds per real second: a reading is sent no earlier than
+    ``(its time - first reading's time) / speed`` seconds after the start. ``0`` sends as fast
+    as the API takes them. Raises :class:`ApiUnavailable` when the API cannot be reached.
+    """
+    tally = tally or Tally()
+    batch: list[dict[str, Any]] = []
+    first: datetime | None = None
+    started = clock()
+
+    def flush() -> None:
+        if batch:
+            _post_batch(client, batch, tally=tally, sleep=sleep)
+            if on_posted is not None:
+                on_posted(len(batch))
+            batch.clear()
+
+    for reading in readings:
+        if speed > 0:
+            when = datetime.fromisoformat(reading["effective_time"])
+            first = first or when
+            if (when - first).total_seconds() / speed > clock() - started:
+                flush()
+                sleep(max(0.0, (when - first).total_seconds() / speed - (clock() - started)))
+        batch.append(reading)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return tally
+
+
+def _summary(tally: Tally, cohort: Cohort, elapsed: float) -> str:
+    kinds = Counter(e.kind.value for e in cohort.episodes)
+    lines = [
+        f"posted    {tally.posted} readings in {elapsed:.1f}s "
+        f"({tally.posted / max(elapsed, 1e-9):.0f}/s), {tally.retries} retried batches",
+        f"accepted  {tally.accepted}",
+        f"rejected  {sum(tally.rejected.values())}",
+        *(f"  {n:>7}  {reason}" for reason, n in tally.rejected.most_common()),
+        f"episodes  {len(cohort.episodes)} in {len(cohort.patients)} patients",
+        *(f"  {n:>7}  {kind}" for kind, n in sorted(kinds.items())),
+    ]
+    return "\n".join(lines)
+
+
+def write_labels(cohort: Cohort, path: Path) -> None:
+    """Write the cohort's episode labels as JSON."""
+    document = {
+        "seed": cohort.seed,
+        "start": cohort.start.isoformat(),
+        "end": cohort.end.isoformat(),
+        "patients": [p.patient_id for p in cohort.patients],
+        "episodes": [e.model_dump(mode="json") for e in cohort.episodes],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def simulate(
+    api_key: Annotated[
+        str, typer.Option("--api-key", envvar="PGHD_API_KEY", help="ingest API key (X-API-Key)")
+    ],
+    patients: Annotated[int, typer.Option(min=1, help="patients in the cohort")] = 10,
+    days: Annotated[float, typer.Option(min=0.01, help="days of data, ending now")] = 7.0,
+    speed: Annotated[
+        float, typer.Option(min=0.0, help="simulated seconds per real second; 0 = no pacing")
+    ] = 0.0,
+    url: Annotated[str, typer.Option(help="ingest base URL")] = "http://127.0.0.1:8000",
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="readings per request")] = 500,
+    seed: Annotated[int, typer.Option(help="random seed; same seed, same cohort")] = 1,
+    episodes_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of patients with an episode")
+    ] = 0.3,
+    labels_out: Annotated[
+        Path | None, typer.Option(help="write the episode labels here as JSON")
+    ] = None,
+) -> None:
+    """Post a simulated cohort to the ingest API (POST /v1/measurements), oldest first."""
+    cohort = generate_cohort(
+        patients=patients,
+        days=days,
+        end=datetime.now(UTC),
+        seed=seed,
+        episodes_fraction=episodes_fraction,
+    )
+    if labels_out is not None:
+        write_labels(cohort, labels_out)
+    total = sum(1 for _ in cohort.readings())
+    tally = Tally()
+    started = time.monotonic()
+    headers = {"X-API-Key": api_key, "User-Agent": "pghd-simulator"}
+    try:
+        with (
+            httpx.Client(base_url=url, headers=headers, timeout=30.0) as client,
+            tqdm(total=total, unit="reading", desc="posted", dynamic_ncols=True) as bar,
+        ):
+            post_readings(
+                cohort.readings(),
+                client=client,
+                batch_size=batch,
+                speed=speed,
+                tally=tally,
+                on_posted=bar.update,
+            )
+    except ApiUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        typer.echo(_summary(tally, cohort, time.monotonic() - started), err=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        typer.echo(_summary(tally, cohort, time.monotonic() - started), err=True)
+        raise typer.Exit(code=130) from None
+    typer.echo(_summary(tally, cohort, time.monotonic() - started))
+    if labels_out is not None:
+        typer.echo(f"labels    {labels_out}")

@@ -1,0 +1,214 @@
+"""Apply the Kafka topic spec (``deploy/topics.json``) to a cluster, and list topics.
+
+``plan_topic`` is pure: it compares one ``TopicSpec`` with what the cluster has and says
+what to do. ``apply_topics`` runs the plans with kafka-python's ``KafkaAdminClient``:
+missing topics are created with their configs; existing topics get more partitions when
+the spec asks for more (never fewer: that would re-key every patient) and their spec'd
+configs set to the spec's values (other per-topic overrides are left alone and reported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from pghd.topics import TopicSpec
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "TopicInfo",
+    "TopicPlan",
+    "TopicReport",
+    "admin_client",
+    "apply_topics",
+    "describe_topics",
+    "plan_topic",
+    "report_topic",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "topics.json"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """A topic as the cluster reports it; ``config`` holds its non-default settings."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPlan:
+    """What to change so that a topic matches its spec."""
+
+    name: str
+    create: bool = False
+    partitions: int | None = None  # new total partition count, if it must grow
+    config: dict[str, str] = field(default_factory=dict)  # keys to set
+    notes: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        """True when the plan alters the cluster."""
+        return self.create or self.partitions is not None or bool(self.config)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    """What ``apply_topics`` did to one topic."""
+
+    name: str
+    action: str  # created | updated | unchanged
+    partitions: int
+    replication_factor: int
+    detail: str = ""
+
+
+def plan_topic(spec: TopicSpec, current: TopicInfo | None) -> TopicPlan:
+    """Decide how to make ``current`` (None: absent) match ``spec``."""
+    if current is None:
+        return TopicPlan(name=spec.name, create=True, partitions=spec.partitions)
+    notes = []
+    grow = None
+    if spec.partitions > current.partitions:
+        grow = spec.partitions
+    elif spec.partitions < current.partitions:
+        notes.append(
+            f"has {current.partitions} partitions, spec says {spec.partitions}: never decreased"
+        )
+    changed = {k: v for k, v in spec.config.items() if current.config.get(k) != v}
+    extra = sorted(set(current.config) - set(spec.config))
+    if extra:
+        notes.append("overrides not in the spec left as they are: " + ", ".join(extra))
+    return TopicPlan(name=spec.name, partitions=grow, config=changed, notes=tuple(notes))
+
+
+@contextlib.contextmanager
+def admin_client(bootstrap: str, *, timeout: float = 30.0) -> Iterator[Any]:
+    """A connected ``KafkaAdminClient`` that is closed on exit."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="pghd-topics",
+        bootstrap_timeout_ms=int(min(timeout, 10.0) * 1000),
+        request_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def _topic_configs(admin: Any, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Per-topic overrides (dynamic topic configs) of ``names``."""
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    described: Mapping[str, Mapping[str, Any]] = admin.describe_configs(
+        resources, config_filter="modified"
+    ).get("topic", {})
+    return {
+        name: {key: str(entry.get("value")) for key, entry in described.get(name, {}).items()}
+        for name in names
+    }
+
+
+def describe_topics(
+    admin: Any, names: Sequence[str] | None = None, *, include_internal: bool = False
+) -> dict[str, TopicInfo]:
+    """The topics ``names`` that exist (all topics when None), keyed by name."""
+    metadata = admin.describe_topics(list(names) if names is not None else None)
+    found = [
+        t
+        for t in metadata
+        if t.get("error_code", 0) == 0 and (include_internal or not t.get("is_internal"))
+    ]
+    configs = _topic_configs(admin, [t["name"] for t in found])
+    infos = {}
+    for topic in found:
+        partitions = topic.get("partitions") or []
+        replicas = max((len(p.get("replica_nodes") or []) for p in partitions), default=0)
+        infos[topic["name"]] = TopicInfo(
+            name=topic["name"],
+            partitions=len(partitions),
+            replication_factor=replicas,
+            config=configs.get(topic["name"], {}),
+        )
+    return dict(sorted(infos.items()))
+
+
+def _execute(admin: Any, plan: TopicPlan, spec: TopicSpec, replication_factor: int) -> None:
+    if plan.create:
+        admin.create_topics(
+            {
+                spec.name: {
+                    "num_partitions": spec.partitions,
+                    "replication_factor": replication_factor,
+                    "configs": dict(spec.config),
+                }
+            },
+            wait_for_metadata=True,
+        )
+        return
+    if plan.partitions is not None:
+        admin.create_partitions({plan.name: plan.partitions})
+    if plan.config:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, plan.name, plan.config)])
+
+
+def report_topic(
+    spec: TopicSpec, current: TopicInfo | None, plan: TopicPlan, *, replication_factor: int
+) -> TopicReport:
+    """Describe, for people, what applying ``plan`` did to the topic."""
+    if current is None:
+        return TopicReport(spec.name, "created", spec.partitions, replication_factor)
+    details = []
+    if plan.config:
+        details.append("set " + ", ".join(f"{k}={v}" for k, v in plan.config.items()))
+    if plan.partitions is not None:
+        details.append(f"partitions {current.partitions} -> {plan.partitions}")
+    details.extend(plan.notes)
+    if current.replication_factor != replication_factor:
+        details.append(
+            f"replication factor is {current.replication_factor}, not {replication_factor}"
+        )
+    return TopicReport(
+        name=spec.name,
+        action="updated" if plan.changes else "unchanged",
+        partitions=plan.partitions or current.partitions,
+        replication_factor=current.replication_factor,
+        detail="; ".join(details),
+    )
+
+
+def apply_topics(
+    specs: Sequence[TopicSpec],
+    *,
+    bootstrap: str,
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+) -> list[TopicReport]:
+    """Create or update the topics in ``specs`` on the cluster at ``bootstrap``."""
+    if replication_factor < 1:
+        raise ValueError("replication factor must be at least 1")
+    reports = []
+    with admin_client(bootstrap, timeout=timeout) as admin:
+        existing = describe_topics(admin, [s.name for s in specs])
+        for spec in specs:
+            current = existing.get(spec.name)
+            plan = plan_topic(spec, current)
+            if plan.changes:
+                logger.info("topic %s: applying %s", spec.name, plan)
+                _execute(admin, plan, spec, replication_factor)
+            reports.append(report_topic(spec, current, plan, replication_factor=replication_factor))
+    return reports

@@ -1,0 +1,13 @@
+"""HTTP API of the ingest service: one router per resource under ``routes``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ingest.api.routes import health, measurements
+
+__all__ = ["api_router"]
+
+api_router = APIRouter()
+api_router.include_router(measurements.router)
+api_router.include_router(health.router)

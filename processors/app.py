@@ -1,0 +1,250 @@
+"""The processors Faust app: topics, tables and the agent, in that order.
+
+Start a worker with ``python -m processors.main`` (or ``faust -A processors.app worker``).
+
+The agent takes readings in batches (``stream.take_events``) and for each batch:
+
+1. sends undecodable messages, and readings whose key is not their patient id, to
+   ``pghd.dlq.v1`` as :class:`~pghd.contracts.DeadLetter` and awaits delivery;
+2. drops readings whose ``event_id`` is in the ``seen`` table;
+3. loads the baselines the readings need and calls :func:`~processors.judge.judge_batch`
+   (readings repeated within the batch are judged once);
+4. writes vitals, baselines and anomalies to InfluxDB and waits until they are accepted;
+5. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery;
+6. only then updates the ``baselines`` and ``seen`` tables.
+
+Faust acks the events of a batch, and so lets their offsets commit, only when the loop body
+for that batch returns; every I/O step retries until it succeeds, so nothing is acked
+before its output is durable. A crash before step 6 replays the batch against the old
+baselines and rewrites the same points and anomaly ids (downstream dedups on
+``anomaly_id``).
+
+Table keys and values travel as JSON (plain dicts; no value_type, so Faust returns them as
+they are). Tables write to the changelog partition (and local store) of the *current
+event*; with a batch spanning several partitions each table access is therefore made on
+behalf of the event that carried the reading (:func:`_on_behalf_of`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+import faust.streams
+from faust.types import EventT
+from mode.types.signals import BaseSignalT
+
+from pghd import topics, wire
+from pghd.contracts import DeadLetter, Measurement
+from processors.baseline import BaselineState
+from processors.codec import CODEC_NAME, Undecodable
+from processors.influx_sink import InfluxSink
+from processors.judge import judge_batch, state_keys
+from processors.settings import ProcessorSettings
+
+__all__ = ["STAGE", "anomalies_topic", "app", "baselines", "dlq_topic", "measurements", "seen"]
+
+logger = logging.getLogger(__name__)
+
+STAGE = "processors"
+MAX_SEND_BACKOFF_S = 30.0
+
+settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
+params = settings.judge_params()
+sink = InfluxSink(
+    url=settings.influx_url,
+    token=settings.influx_token.get_secret_value(),
+    org=settings.influx_org,
+    bucket=settings.influx_bucket,
+    timeout_s=settings.influx_timeout_s,
+    max_backoff_s=settings.influx_max_backoff_s,
+)
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+    store=settings.store,
+    datadir=settings.data_dir,
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.replication_factor,
+    key_serializer="raw",
+    value_serializer="raw",
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    broker_commit_every=settings.batch_size,
+    broker_commit_interval=settings.commit_interval_s,
+    stream_wait_empty=True,
+    web_port=settings.web_port,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+)
+
+measurements = app.topic(
+    topics.MEASUREMENTS, key_type=bytes, key_serializer="raw", value_serializer=CODEC_NAME
+)
+anomalies_topic = app.topic(topics.ANOMALIES, key_type=bytes, value_type=bytes)
+dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
+
+baselines = app.Table(
+    "baselines",
+    partitions=settings.topic_partitions,
+    key_type=str,
+    help="patient_id|channel -> BaselineState.to_dict()",
+)
+seen = app.Table(
+    "seen",
+    partitions=settings.topic_partitions,
+    key_type=str,
+    help="event_id -> true, for readings already processed",
+)
+
+
+@contextmanager
+def _on_behalf_of(event: EventT[Any]) -> Iterator[None]:
+    """Make ``event`` current, so table reads and writes use its partition."""
+    # Faust keeps the current event in this context variable; its public setter lives on
+    # Stream and also rebinds Stream.current_event, which take_events() relies on.
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
+
+
+async def _deliver(topic: faust.TopicT, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    """Send ``(key, value)`` messages and wait until Kafka acknowledged all, retrying."""
+    attempt = 0
+    while messages:
+        attempt += 1
+        try:
+            futures = [await topic.send(key=key, value=value) for key, value in messages]
+            await asyncio.gather(*futures)
+            return
+        except Exception as exc:
+            delay = min(MAX_SEND_BACKOFF_S, 0.2 * 2 ** min(attempt, 10))
+            logger.warning(
+                "sending %d messages to %s failed (attempt %d, retry in %.1fs): %r",
+                len(messages),
+                topic.get_topic_name(),
+                attempt,
+                delay,
+                exc,
+            )
+            await asyncio.sleep(delay)
+
+
+def _dead_letter(event: EventT[Any], reason: str, *, now: datetime) -> tuple[bytes, bytes]:
+    message = event.message
+    value = event.value
+    payload = value.payload if isinstance(value, Undecodable) else (message.value or b"")
+    key = message.key if isinstance(message.key, bytes) else None
+    letter = DeadLetter(
+        stage=STAGE,
+        reason=reason,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
+        payload=payload.decode("utf-8", errors="backslashreplace"),
+        failed_at=now,
+    )
+    return key or b"unkeyed", wire.encode(letter)
+
+
+def _triage(
+    events: Sequence[EventT[Any]], *, now: datetime
+) -> tuple[list[tuple[EventT[Any], Measurement]], list[tuple[bytes, bytes]]]:
+    """Split a batch into new readings and dead letters; drop readings already seen."""
+    readings: list[tuple[EventT[Any], Measurement]] = []
+    letters: list[tuple[bytes, bytes]] = []
+    for event in events:
+        value = event.value
+        if isinstance(value, Undecodable):
+            letters.append(_dead_letter(event, value.reason, now=now))
+        elif not isinstance(value, Measurement):
+            letters.append(_dead_letter(event, f"unexpected {type(value).__name__}", now=now))
+        elif event.message.key != value.patient_id.encode():
+            reason = "message key must be the reading's patient_id"
+            letters.append(_dead_letter(event, reason, now=now))
+        else:
+            with _on_behalf_of(event):
+                if seen.get(value.event_id) is None:
+                    readings.append((event, value))
+    return readings, letters
+
+
+def _load_states(readings: Sequence[tuple[EventT[Any], Measurement]]) -> dict[str, BaselineState]:
+    states: dict[str, BaselineState] = {}
+    for event, reading in readings:
+        with _on_behalf_of(event):
+            for key in state_keys(reading):
+                if key in states:
+                    continue
+                raw = baselines.get(key)
+                if raw is None:
+                    continue
+                try:
+                    states[key] = BaselineState.from_dict(raw)
+                except (KeyError, TypeError, ValueError):
+                    logger.warning("baseline %s is unreadable; starting it afresh", key)
+    return states
+
+
+async def process_batch(events: Sequence[EventT[Any]]) -> None:
+    """Steps 1-6 of the module docstring for one batch of events."""
+    now = datetime.now(UTC)
+    readings, letters = _triage(events, now=now)
+    result = judge_batch(_load_states(readings), [r for _, r in readings], params=params, now=now)
+    if result.failed:
+        by_id = {reading.event_id: event for event, reading in readings}
+        letters += [_dead_letter(by_id[eid], reason, now=now) for eid, reason in result.failed]
+        failed = {eid for eid, _ in result.failed}
+        readings = [(e, r) for e, r in readings if r.event_id not in failed]
+    await _deliver(dlq_topic, letters)
+    await sink.write(result.points())
+    await _deliver(
+        anomalies_topic, [(a.patient_id.encode(), wire.encode(a)) for a in result.anomalies]
+    )
+
+    patient_event: dict[str, EventT[Any]] = {}
+    for event, reading in readings:
+        patient_event[reading.patient_id] = event
+        with _on_behalf_of(event):
+            seen[reading.event_id] = True
+    for key, state in result.states.items():
+        with _on_behalf_of(patient_event[key.split("|", 1)[0]]):
+            baselines[key] = state.to_dict()
+
+    log = logger.info if letters or result.anomalies else logger.debug
+    log(
+        "batch: %d events, %d judged, %d already seen, %d repeated, %d dead letters, %d anomalies",
+        len(events),
+        len(readings) - len(result.duplicates),
+        len(events) - len(readings) - len(letters),
+        len(result.duplicates),
+        len(letters),
+        len(result.anomalies),
+    )
+
+
+@app.agent(measurements)
+async def judge_measurements(stream: faust.StreamT[Any]) -> None:
+    """Judge readings batch by batch; see the module docstring for the steps."""
+    batches = cast("faust.Stream[Any]", stream).take_events(
+        settings.batch_size, within=settings.batch_within_s
+    )
+    async for events in batches:
+        await process_batch(events)
+
+
+@app.on_before_shutdown.connect
+def _close_sink(
+    sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
+) -> Awaitable[None]:
+    return sink.close()

@@ -1,0 +1,61 @@
+"""The measurement codec: round trip, and Undecodable instead of exceptions."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from faust.serializers import codecs
+
+from pghd import wire
+from pghd.catalogue import Metric
+from processors.codec import CODEC_NAME, MeasurementCodec, Undecodable, decode_measurement
+
+from .conftest import MakeReading
+
+
+def test_round_trip_through_the_registered_codec(make_reading: MakeReading) -> None:
+    reading = make_reading(72.0)
+    data = codecs.dumps(CODEC_NAME, reading)
+    assert data == wire.encode(reading)
+    assert codecs.loads(CODEC_NAME, data) == reading
+    bp = make_reading(metric=Metric.BLOOD_PRESSURE, components={"systolic": 120, "diastolic": 80})
+    assert MeasurementCodec().loads(MeasurementCodec().dumps(bp)) == bp
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\x00garbage", "not a valid Measurement"),
+        (b"", "not a valid Measurement"),
+        (b'{"hello": "world"}', "event_id: Field required"),
+        (b"[1, 2, 3]", "not a valid Measurement"),
+    ],
+)
+def test_garbage_and_wrong_schema_decode_to_undecodable(payload: bytes, reason: str) -> None:
+    result = codecs.loads(CODEC_NAME, payload)
+    assert isinstance(result, Undecodable)
+    assert result.payload == payload
+    assert reason in result.reason
+
+
+def test_wrong_unit_and_impossible_or_non_finite_values(make_reading: MakeReading) -> None:
+    good = orjson.loads(wire.encode(make_reading(72.0)))
+    wrong_unit = decode_measurement(orjson.dumps({**good, "unit": "bpm"}))
+    assert isinstance(wrong_unit, Undecodable) and "canonical '/min'" in wrong_unit.reason
+    too_high = decode_measurement(orjson.dumps({**good, "value": 400}))
+    assert isinstance(too_high, Undecodable)
+    assert too_high.reason == "heart_rate: value 400.0 is outside the possible range [20, 300]"
+    nan = decode_measurement(orjson.dumps(good).replace(b"72.0", b"NaN"))
+    assert isinstance(nan, Undecodable) and "finite" in nan.reason
+
+
+def test_tombstone_is_undecodable() -> None:
+    result = decode_measurement(None)
+    assert isinstance(result, Undecodable) and "no value" in result.reason
+
+
+def test_encoding_other_objects_is_refused() -> None:
+    assert MeasurementCodec().dumps(b"raw") == b"raw"
+    assert MeasurementCodec().dumps(Undecodable(payload=b"x", reason="r")) == b"x"
+    with pytest.raises(TypeError):
+        MeasurementCodec().dumps(42)

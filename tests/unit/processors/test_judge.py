@@ -1,0 +1,181 @@
+"""Judging readings: one anomaly per reading and channel, baselines, points, duplicates."""
+
+from __future__ import annotations
+
+import pytest
+
+from pghd import wire
+from pghd.catalogue import Metric
+from pghd.contracts import Anomaly, Context, Severity
+from processors.baseline import BaselineState
+from processors.detectors import glycaemia
+from processors.judge import JudgeParams, judge_batch, state_key
+
+from .conftest import NOW, MakeReading
+
+PARAMS = JudgeParams()
+NORMAL_HR = [70, 71, 69, 72, 68, 70, 71, 69, 70, 73, 67, 70, 71, 69, 70, 72, 68, 70, 71, 69]
+HR_KEY = state_key("p-1", "heart_rate")
+
+
+def warm_states(make_reading: MakeReading) -> dict[str, BaselineState]:
+    result = judge_batch({}, [make_reading(float(v)) for v in NORMAL_HR], params=PARAMS, now=NOW)
+    assert result.anomalies == []
+    return result.states
+
+
+def test_extreme_heart_rate_after_warm_up_gives_exactly_one_combined_anomaly(
+    make_reading: MakeReading,
+) -> None:
+    states = warm_states(make_reading)
+    spike = make_reading(182.0)
+    result = judge_batch(states, [spike], params=PARAMS, now=NOW)
+    assert len(result.anomalies) == 1
+    anomaly = result.anomalies[0]
+    assert anomaly.detector == "deviation"
+    assert anomaly.contributing == ["news2"]
+    assert anomaly.severity is Severity.CRITICAL
+    assert anomaly.channel == "heart_rate" and anomaly.metric is Metric.HEART_RATE
+    assert anomaly.value == 182.0 and anomaly.unit == "/min"
+    assert anomaly.event_ids == [spike.event_id]
+    assert anomaly.observed_at == spike.effective_time and anomaly.detected_at == NOW
+    assert anomaly.baseline is not None and anomaly.baseline.mean == pytest.approx(70, abs=1)
+    assert anomaly.explanation == (
+        "Heart rate 182 /min is far above this patient's usual 70 /min (typical spread 4)"
+        " and in the NEWS2 score-3 band (≥131 /min)."
+    )
+    assert wire.decode(Anomaly, wire.encode(anomaly)) == anomaly
+
+
+def test_no_anomaly_during_warm_up_unless_a_news2_band_fires(make_reading: MakeReading) -> None:
+    readings = [make_reading(float(v)) for v in NORMAL_HR[:5]]
+    readings.insert(3, make_reading(135.0))
+    result = judge_batch({}, readings, params=PARAMS, now=NOW)
+    assert [(a.detector, a.severity, a.baseline) for a in result.anomalies] == [
+        ("news2", Severity.CRITICAL, None)
+    ]
+    assert result.anomalies[0].contributing == []
+
+
+def test_activity_context_skips_news2_pulse_and_the_baseline(make_reading: MakeReading) -> None:
+    states = warm_states(make_reading)
+    result = judge_batch(
+        states, [make_reading(150.0, context=Context.ACTIVITY)], params=PARAMS, now=NOW
+    )
+    assert result.anomalies == []
+    assert result.states == {}
+    assert len(result.vitals) == 1
+
+
+def test_anomalous_reading_does_not_move_the_baseline(make_reading: MakeReading) -> None:
+    states = warm_states(make_reading)
+    result = judge_batch(states, [make_reading(182.0)], params=PARAMS, now=NOW)
+    assert HR_KEY not in result.states
+    assert result.baselines == []
+    normal = judge_batch(states, [make_reading(71.0)], params=PARAMS, now=NOW)
+    assert normal.states[HR_KEY].n == states[HR_KEY].n + 1
+
+
+def test_news2_only_reading_still_updates_the_baseline(make_reading: MakeReading) -> None:
+    spo2 = [make_reading(90.0 + (i % 2), metric=Metric.SPO2) for i in range(25)]
+    result = judge_batch({}, spo2, params=PARAMS, now=NOW)
+    assert len(result.anomalies) == 25
+    assert {a.detector for a in result.anomalies} == {"news2"}
+    assert result.states[state_key("p-1", "spo2")].n == 25
+
+
+def test_duplicate_event_ids_in_one_batch_are_judged_once(make_reading: MakeReading) -> None:
+    first = make_reading(182.0, event_id="dup")
+    again = make_reading(182.0, event_id="dup")
+    result = judge_batch({}, [first, again], params=PARAMS, now=NOW)
+    assert result.duplicates == ["dup"]
+    assert len(result.vitals) == 1 and len(result.anomalies) == 1
+
+
+def test_anomaly_id_is_deterministic(make_reading: MakeReading) -> None:
+    states = warm_states(make_reading)
+    spike = make_reading(182.0)
+    one = judge_batch(states, [spike], params=PARAMS, now=NOW)
+    two = judge_batch(states, [spike], params=PARAMS, now=NOW.replace(hour=13))
+    assert one.anomalies[0].anomaly_id == two.anomalies[0].anomaly_id
+    assert len(one.anomalies[0].anomaly_id) == 32
+    other = judge_batch(states, [make_reading(182.0)], params=PARAMS, now=NOW)
+    assert other.anomalies[0].anomaly_id != one.anomalies[0].anomaly_id
+
+
+def test_judge_batch_does_not_modify_the_given_states(make_reading: MakeReading) -> None:
+    states = warm_states(make_reading)
+    before = dict(states)
+    judge_batch(states, [make_reading(71.0)], params=PARAMS, now=NOW)
+    assert states == before
+
+
+def test_blood_pressure_is_judged_per_channel(make_reading: MakeReading) -> None:
+    reading = make_reading(
+        metric=Metric.BLOOD_PRESSURE, components={"systolic": 85.0, "diastolic": 55.0}
+    )
+    result = judge_batch({}, [reading], params=PARAMS, now=NOW)
+    assert [a.channel for a in result.anomalies] == ["blood_pressure.systolic"]
+    assert result.anomalies[0].explanation == (
+        "Systolic blood pressure 85 mmHg is in the NEWS2 score-3 band (≤90 mmHg)."
+    )
+    assert {p.tags["channel"] for p in result.vitals} == {
+        "blood_pressure.systolic",
+        "blood_pressure.diastolic",
+    }
+
+
+def test_low_glucose_is_critical(make_reading: MakeReading) -> None:
+    result = judge_batch(
+        {}, [make_reading(45.0, metric=Metric.BLOOD_GLUCOSE)], params=PARAMS, now=NOW
+    )
+    (anomaly,) = result.anomalies
+    assert (anomaly.detector, anomaly.severity) == ("glycaemia", Severity.CRITICAL)
+    assert (
+        anomaly.explanation == "Blood glucose 45 mg/dL is below 54 mg/dL (level-2 hypoglycaemia)."
+    )
+
+
+def test_points_for_influx(make_reading: MakeReading) -> None:
+    states = warm_states(make_reading)
+    spike, normal = make_reading(182.0), make_reading(71.0)
+    result = judge_batch(states, [spike, normal], params=PARAMS, now=NOW)
+    vital = result.vitals[0]
+    assert vital.measurement == "vitals" and vital.fields == {"value": 182.0}
+    assert vital.tags == {
+        "patient_id": "p-1",
+        "metric": "heart_rate",
+        "channel": "heart_rate",
+        "source": "acme",
+        "unit": "/min",
+    }
+    assert vital.time == spike.effective_time
+    (baseline,) = result.baselines
+    assert baseline.tags == {"patient_id": "p-1", "channel": "heart_rate"}
+    assert set(baseline.fields) == {"mean", "spread", "low", "high", "n"}
+    assert baseline.time == normal.effective_time
+    points = result.points()
+    assert [p.measurement for p in points] == ["vitals", "vitals", "baselines", "anomalies"]
+    assert points[-1].tags["detector"] == "deviation" and points[-1].tags["severity"] == "critical"
+
+
+def test_warm_up_writes_no_baseline_points(make_reading: MakeReading) -> None:
+    result = judge_batch({}, [make_reading(float(v)) for v in NORMAL_HR], params=PARAMS, now=NOW)
+    assert len(result.baselines) == 1  # only once the baseline is ready, at the 20th reading
+
+
+def test_a_reading_that_breaks_a_detector_is_reported_not_raised(
+    make_reading: MakeReading, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = glycaemia.glycaemia
+
+    def boom(value: float, **kwargs: object):
+        if value == 99.0:
+            raise RuntimeError("bug")
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(glycaemia, "glycaemia", boom)
+    bad, good = make_reading(99.0), make_reading(70.0)
+    result = judge_batch({}, [bad, good], params=PARAMS, now=NOW)
+    assert result.failed == [(bad.event_id, "judging failed: RuntimeError('bug')")]
+    assert len(result.vitals) == 1

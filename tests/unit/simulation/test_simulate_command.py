@@ -1,0 +1,229 @@
+"""``pghd simulate``: batching, retries, pacing, response tallies, and a run against a server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import typer
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from pghd.commands.simulate import Tally, post_readings, simulate, tally_response
+from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+
+from .conftest import END
+
+
+def _reading(n: int) -> dict[str, Any]:
+    when = END - timedelta(hours=1) + timedelta(minutes=n)
+    return {
+        "event_id": f"e{n}",
+        "patient_id": "p1",
+        "metric": "heart_rate",
+        "value": 70,
+        "unit": "/min",
+        "effective_time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+_REFUSED = "refused with its batch (HTTP 422)"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            202,
+            {
+                "accepted": 2,
+                "rejected": 1,
+                "items": [
+                    {"index": 0, "status": "accepted", "event_id": "a"},
+                    {
+                        "index": 1,
+                        "status": "rejected",
+                        "errors": [{"pointer": "/1/unit", "field": "unit", "detail": "x"}],
+                    },
+                    {"index": 2, "status": "accepted", "event_id": "b"},
+                ],
+            },
+            (2, ["invalid unit"]),
+        ),
+        (202, None, (3, [])),
+        (
+            422,
+            {
+                "type": "urn:pghd:problem:invalid-readings",
+                "status": 422,
+                "errors": [
+                    {"pointer": "/0/value", "field": "value", "detail": "out of range"},
+                    {"pointer": "/1/effective_time", "field": "effective_time", "detail": "future"},
+                    {"pointer": "/1/unit", "field": "unit", "detail": "unknown"},
+                    {"pointer": "/2", "field": None, "detail": "not an object"},
+                ],
+            },
+            (0, ["invalid value", "invalid effective_time,unit", "invalid item"]),
+        ),
+        (
+            422,
+            {"type": "urn:pghd:problem:empty-batch", "status": 422, "detail": "empty"},
+            (0, [_REFUSED] * 3),
+        ),
+        (400, "not json", (0, ["refused with its batch (HTTP 400)"] * 3)),
+    ],
+)
+def test_tally_response_shapes(status: int, body: Any, expected: tuple[int, list[str]]) -> None:
+    assert tally_response(status, body, 3) == expected
+
+
+def test_503_is_retried_after_retry_after_with_the_same_batch() -> None:
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["X-API-Key"] == "k"
+        batch = json.loads(request.content)
+        seen.append([r["event_id"] for r in batch])
+        if len(seen) == 1:
+            return httpx.Response(503, headers={"Retry-After": "2"}, json={"title": "kafka down"})
+        return httpx.Response(202, json={"accepted": len(batch), "rejected": 0, "items": []})
+
+    sleeps: list[float] = []
+    client = httpx.Client(
+        base_url="http://ingest", headers={"X-API-Key": "k"}, transport=httpx.MockTransport(handler)
+    )
+    tally = post_readings(
+        [_reading(n) for n in range(5)], client=client, batch_size=3, sleep=sleeps.append
+    )
+    assert seen == [["e0", "e1", "e2"], ["e0", "e1", "e2"], ["e3", "e4"]]
+    assert sleeps == [2.0]
+    assert (tally.posted, tally.accepted, tally.retries, sum(tally.rejected.values())) == (
+        5,
+        5,
+        1,
+        0,
+    )
+
+
+def test_speed_paces_batches_by_simulated_time() -> None:
+    now = [0.0]
+    posts: list[tuple[float, int]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append((now[0], len(json.loads(request.content))))
+        return httpx.Response(202, json={"accepted": len(json.loads(request.content))})
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client = httpx.Client(base_url="http://ingest", transport=httpx.MockTransport(handler))
+    # readings one simulated minute apart, 60x speed: one real second apart
+    post_readings(
+        [_reading(n) for n in range(4)],
+        client=client,
+        speed=60,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    assert posts == [(0.0, 1), (1.0, 1), (2.0, 1), (3.0, 1)]
+
+
+def test_auth_failure_is_an_error() -> None:
+    client = httpx.Client(
+        base_url="http://ingest", transport=httpx.MockTransport(lambda r: httpx.Response(401))
+    )
+    with pytest.raises(RuntimeError, match="API key"):
+        post_readings([_reading(0)], client=client, tally=Tally())
+
+
+class _FakeIngest(BaseHTTPRequestHandler):
+    """Validates like ingest does; answers 503 to the very first request."""
+
+    calls = 0
+    event_ids: list[str] = []
+
+    def do_POST(self) -> None:
+        type(self).calls += 1
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/measurements" or self.headers.get("X-API-Key") != "secret":
+            self._send(404 if self.path != "/v1/measurements" else 401, {})
+        elif type(self).calls == 1:
+            self._send(503, {"title": "unavailable"}, retry_after="0")
+        else:
+            items: list[dict[str, Any]] = []
+            for i, raw in enumerate(body):
+                try:
+                    reading = ReadingIn.model_validate(raw)
+                    canonicalize(reading, vendor="sim", received_at=datetime.now(UTC))
+                    type(self).event_ids.append(raw["event_id"])
+                    items.append({"index": i, "status": "accepted", "event_id": raw["event_id"]})
+                except (ValidationError, ReadingRejected):
+                    errors = [{"pointer": f"/{i}", "field": None, "detail": "bad"}]
+                    items.append({"index": i, "status": "rejected", "errors": errors})
+            bad = sum(item["status"] == "rejected" for item in items)
+            self._send(202, {"accepted": len(items) - bad, "rejected": bad, "items": items})
+
+    def _send(self, status: int, body: Any, retry_after: str | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def ingest_url() -> Iterator[str]:
+    _FakeIngest.calls, _FakeIngest.event_ids = 0, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeIngest)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(simulate)
+    return app
+
+
+def test_command_posts_the_whole_cohort(ingest_url: str, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.json"
+    args = ["--patients", "3", "--days", "1", "--url", ingest_url, "--batch", "200"]
+    args += ["--seed", "5", "--episodes-fraction", "0.7", "--labels-out", str(labels)]
+    result = CliRunner().invoke(_cli(), args, env={"PGHD_API_KEY": "secret"})
+    assert result.exit_code == 0, result.output
+    total = len(_FakeIngest.event_ids)
+    assert total == len(set(_FakeIngest.event_ids)), "the retried batch was not duplicated"
+    assert total > 3 * 150
+    assert f"posted    {total} readings" in result.output
+    assert f"accepted  {total}" in result.output and "rejected  0" in result.output
+    document = json.loads(labels.read_text())
+    assert len(document["episodes"]) == 2
+    assert {"patient_id", "kind", "start", "end", "metrics"} <= set(document["episodes"][0])
+
+
+def test_command_exits_non_zero_when_ingest_is_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--patients", "1", "--days", "0.1", "--url", f"http://127.0.0.1:{port}"]
+    result = CliRunner().invoke(_cli(), [*args, "--api-key", "k"])
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output
