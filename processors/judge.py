@@ -177,7 +177,8 @@ def _vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxP
         "source": reading.source.vendor,
         "unit": reading.unit,
     }
-    return InfluxPoint("vitals", tags, {"value": float(value)}, reading.effective_time)
+    fields: dict[str, float | int | str] = {"value": float(value), "event_id": reading.event_id}
+    return InfluxPoint("vitals", tags, fields, reading.effective_time)
 
 
 def _findings(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,18 @@ def _execute(admin: Any, plan: TopicPlan, spec: TopicSpec, replication_factor: i
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, plan.name, plan.config)])
 
 
+def _wait_applied(admin: Any, spec: TopicSpec, *, timeout: float) -> None:
+    """Wait until the cluster's metadata shows the change (KRaft applies it asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        plan = plan_topic(spec, describe_topics(admin, [spec.name]).get(spec.name))
+        if not plan.changes:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {spec.name}: still differs from the spec: {plan}")
+        time.sleep(0.1)
+
+
 def report_topic(
     spec: TopicSpec, current: TopicInfo | None, plan: TopicPlan, *, replication_factor: int
 ) -> TopicReport:
@@ -210,5 +223,6 @@ def apply_topics(
             if plan.changes:
                 logger.info("topic %s: applying %s", spec.name, plan)
                 _execute(admin, plan, spec, replication_factor)
+                _wait_applied(admin, spec, timeout=timeout)
             reports.append(report_topic(spec, current, plan, replication_factor=replication_factor))
     return reports

@@ -1,0 +1,293 @@
+"""The three pghd services as real processes against the session's Kafka and InfluxDB.
+
+Used by the end-to-end tests and by ``make bench``: ingest (uvicorn), processors (a Faust
+worker) and alerts (a Faust worker notifying a local HTTP receiver through Apprise's
+``json://`` URL). Nothing here is faked: readings go over HTTP, through Kafka, into InfluxDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from subprocess import Popen
+from typing import Any, TypeVar
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+from deploy.local.influxdb import InfluxServer
+from deploy.local.process import free_port, log_tail, start_detached, stop_process
+from pghd import topics, wire
+from pghd.contracts import Anomaly
+
+API_KEY = "integration-test-key"
+SOURCE = "acme"
+T = TypeVar("T")
+
+
+class NotificationSink:
+    """A real HTTP server on loopback that records the JSON bodies posted to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with sink._lock:
+                    sink.received.append(json.loads(body or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def messages_about(self, text: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.received if text in json.dumps(m)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Pipeline:
+    """Handles to the running services and helpers to drive and observe them."""
+
+    ingest_url: str
+    kafka_bootstrap: str
+    influx: InfluxServer
+    sink: NotificationSink
+    logs: dict[str, Path]
+    processes: dict[str, Popen[bytes]] = field(default_factory=dict)
+
+    def post(
+        self, body: object, *, api_key: str = API_KEY, timeout: float = 30.0
+    ) -> httpx.Response:
+        return httpx.post(
+            f"{self.ingest_url}/v1/measurements",
+            content=json.dumps(body),
+            headers={"X-API-Key": api_key, "Content-Type": "application/json"},
+            timeout=timeout,
+        )
+
+    def vitals(self, patient_id: str) -> list[dict[str, Any]]:
+        return self.influx.query(
+            f'from(bucket: "{self.influx.bucket}") |> range(start: -30d)'
+            f' |> filter(fn: (r) => r._measurement == "vitals" and r.patient_id == "{patient_id}")'
+            ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+            ' |> group() |> sort(columns: ["_time"])'
+        )
+
+    def wait_vitals(
+        self, patient_id: str, count: int, *, timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Poll InfluxDB until ``count`` vitals rows of the patient are stored."""
+        return wait_for(
+            lambda: rows if len(rows := self.vitals(patient_id)) >= count else None,
+            timeout=timeout,
+            what=f"{count} vitals of {patient_id} in InfluxDB",
+            diagnostics=self.diagnostics,
+        )
+
+    def anomalies(
+        self, patient_id: str, *, settle: float = 3.0, timeout: float = 60.0, expect: int = 1
+    ) -> list[Anomaly]:
+        """Anomalies of ``patient_id`` on the anomalies topic: wait for ``expect``, then
+        keep reading for ``settle`` seconds so that extra (duplicate) ones are seen too."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.kafka_bootstrap,
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+            auto_offset_reset="earliest",
+        )
+        try:
+            parts = [
+                TopicPartition(topics.ANOMALIES, p)
+                for p in consumer.partitions_for_topic(topics.ANOMALIES) or []
+            ]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            found: list[Anomaly] = []
+            deadline = time.monotonic() + timeout
+            settle_until: float | None = None
+            while time.monotonic() < (settle_until or deadline):
+                for message in consumer:
+                    if message.key == patient_id.encode():
+                        found.append(wire.decode(Anomaly, message.value))
+                if settle_until is None and len(found) >= expect:
+                    settle_until = time.monotonic() + settle
+            return found
+        finally:
+            consumer.close()
+
+    def diagnostics(self) -> str:
+        return "\n".join(log_tail(path, 40) for path in self.logs.values())
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    diagnostics: Callable[[], str] | None = None,
+    every: float = 0.5,
+) -> T:
+    """Call ``probe`` until it returns something other than None, or fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            extra = diagnostics() if diagnostics else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{extra}")
+        time.sleep(every)
+
+
+def reading(
+    patient_id: str,
+    value: float,
+    when: datetime,
+    *,
+    metric: str = "heart_rate",
+    unit: str = "/min",
+    **extra: object,
+) -> dict[str, object]:
+    """One reading as a device posts it."""
+    return {
+        "patient_id": patient_id,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "effective_time": when.isoformat(),
+        "device_id": "watch-1",
+        **extra,
+    }
+
+
+def heart_rate_series(
+    patient_id: str,
+    values: Sequence[float],
+    *,
+    start: datetime | None = None,
+    step: timedelta = timedelta(minutes=5),
+) -> list[dict[str, object]]:
+    start = start or datetime.now(UTC) - timedelta(hours=6)
+    return [reading(patient_id, v, start + i * step, context="rest") for i, v in enumerate(values)]
+
+
+def new_patient(prefix: str = "it") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def service_env(
+    stack_env: Mapping[str, str],
+    *,
+    data_dir: Path,
+    sink_url: str,
+    ingest_port: int,
+    app_suffix: str,
+    warmup: int,
+) -> dict[str, str]:
+    key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
+    return {
+        **stack_env,
+        "PGHD_INGEST_PORT": str(ingest_port),
+        "PGHD_INGEST_API_KEYS": json.dumps({SOURCE: key_hash}),
+        "PGHD_INGEST_PRODUCE_TIMEOUT_S": "5",
+        "PGHD_PROCESSORS_APP_ID": f"pghd-processors-{app_suffix}",
+        "PGHD_PROCESSORS_DATA_DIR": str(data_dir / "processors"),
+        "PGHD_PROCESSORS_WEB_PORT": str(free_port()),
+        "PGHD_PROCESSORS_WARMUP": str(warmup),
+        "PGHD_PROCESSORS_BATCH_WITHIN_S": "0.2",
+        "PGHD_ALERTS_APP_ID": f"pghd-alerts-{app_suffix}",
+        "PGHD_ALERTS_DATA_DIR": str(data_dir / "alerts"),
+        "PGHD_ALERTS_WEB_PORT": str(free_port()),
+        "PGHD_ALERTS_NOTIFY_URLS": json.dumps([sink_url]),
+    }
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    *,
+    stack_env: Mapping[str, str],
+    influx: InfluxServer,
+    workdir: Path,
+    warmup: int = 10,
+    services: Sequence[str] = ("ingest", "processors", "alerts"),
+) -> Iterator[Pipeline]:
+    """Start the services, wait until a probe reading has gone all the way into InfluxDB."""
+    sink = NotificationSink()
+    ingest_port = free_port()
+    env = service_env(
+        stack_env,
+        data_dir=workdir,
+        sink_url=sink.url,
+        ingest_port=ingest_port,
+        app_suffix=uuid.uuid4().hex[:8],
+        warmup=warmup,
+    )
+    pipeline = Pipeline(
+        ingest_url=f"http://127.0.0.1:{ingest_port}",
+        kafka_bootstrap=stack_env["PGHD_KAFKA_BOOTSTRAP"],
+        influx=influx,
+        sink=sink,
+        logs={name: workdir / f"{name}.log" for name in services},
+    )
+    try:
+        for name in services:
+            pipeline.processes[name] = start_detached(
+                [sys.executable, "-m", f"{name}.main"],
+                log_file=pipeline.logs[name],
+                env=env,
+                die_with_parent=True,
+            )
+        wait_for(
+            lambda: _ready(pipeline),
+            timeout=60,
+            what="ingest /readyz",
+            diagnostics=pipeline.diagnostics,
+        )
+        if "processors" in services:
+            probe = new_patient("probe")
+            response = pipeline.post(reading(probe, 70, datetime.now(UTC) - timedelta(minutes=1)))
+            assert response.status_code == 202, response.text
+            pipeline.wait_vitals(probe, 1, timeout=120)
+        yield pipeline
+    finally:
+        for proc in reversed(list(pipeline.processes.values())):
+            stop_process(proc.pid, timeout=20)
+        sink.close()
+
+
+def _ready(pipeline: Pipeline) -> bool | None:
+    for name, proc in pipeline.processes.items():
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited with {proc.returncode}\n{pipeline.diagnostics()}")
+    with contextlib.suppress(httpx.HTTPError):
+        if httpx.get(f"{pipeline.ingest_url}/readyz", timeout=2).status_code == 200:
+            return True
+    return None
