@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pghd.commands import dev, simulate, summary, topics
+from pghd.commands import dev, run, simulate, summary, topics
 
 app = typer.Typer(
     name="pghd",
@@ -16,6 +16,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(topics.app, name="topics")
 app.command(name="simulate")(simulate.simulate)
 app.command(name="summary")(summary.summary)
+app.command(name="run")(run.run)
 
 
 def main() -> None:

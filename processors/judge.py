@@ -28,7 +28,7 @@ from datetime import datetime
 from pghd.catalogue import CATALOGUE, ChannelSpec
 from pghd.contracts import Anomaly, BaselineSnapshot, Context, Measurement, channel_key
 from processors.baseline import BaselineParams, BaselineState, update
-from processors.detectors import Finding, deviation, glycaemia, news2, sentence
+from processors.detectors import Finding, deviation, glycaemia, hypertension, news2, sentence
 
 __all__ = [
     "EXERCISE_SENSITIVE",
@@ -48,7 +48,12 @@ logger = logging.getLogger(__name__)
 #: Channels that rise with exercise: not judged against the resting baseline during activity.
 EXERCISE_SENSITIVE = frozenset({"heart_rate", "respiratory_rate"})
 
-_TIE_ORDER = {deviation.DETECTOR: 0, news2.DETECTOR: 1, glycaemia.DETECTOR: 2}
+_TIE_ORDER = {
+    deviation.DETECTOR: 0,
+    news2.DETECTOR: 1,
+    glycaemia.DETECTOR: 2,
+    hypertension.DETECTOR: 3,
+}
 _SPECS: dict[str, ChannelSpec] = {
     channel_key(metric, channel.name): channel
     for metric, spec in CATALOGUE.items()
@@ -184,6 +189,7 @@ def _vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxP
 def _findings(
     reading: Measurement,
     *,
+    channel: str,
     value: float,
     spec: ChannelSpec,
     state: BaselineState | None,
@@ -206,7 +212,8 @@ def _findings(
     )
     clinical = news2.news2(value, spec=spec, unit=unit, context=reading.context)
     sugar = glycaemia.glycaemia(value, metric=reading.metric, unit=unit)
-    return [f for f in (personal, clinical, sugar) if f is not None]
+    pressure = hypertension.hypertension(value, channel=channel, unit=unit)
+    return [f for f in (personal, clinical, sugar, pressure) if f is not None]
 
 
 def judge_reading(
@@ -225,7 +232,13 @@ def judge_reading(
         result.vitals.append(_vital_point(reading, channel=channel, value=value))
         at_rest = not (reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE)
         findings = _findings(
-            reading, value=value, spec=spec, state=state, params=params, at_rest=at_rest
+            reading,
+            channel=channel,
+            value=value,
+            spec=spec,
+            state=state,
+            params=params,
+            at_rest=at_rest,
         )
         if findings:
             anomaly = _combine(

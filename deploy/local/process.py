@@ -213,9 +213,14 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return f"--- last lines of {path} ---\n" + "\n".join(text)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent_hook() -> Callable[[], None]:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent thread exits.
+
+    libc is resolved here, in the parent: the forked child only makes the system call
+    (loading libraries after fork in a threaded process can deadlock).
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def start_detached(
@@ -247,7 +252,7 @@ def start_detached(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=_die_with_parent_hook() if die_with_parent else None,
         )
     logger.debug("started pid %s: %s", process.pid, " ".join(argv))
     return process

@@ -198,7 +198,8 @@ def _running(state: StackState, name: str, progress: Progress) -> bool:
         progress(f"==> {name} (pid {rec.pid}) runs but is not healthy: restarting it")
         process.stop_process(rec.pid, start_time=rec.start_time)
         return False
-    progress(f"==> {name} already running (pid {rec.pid}, ports {rec.ports})")
+    ports = " ".join(f"{key}={port}" for key, port in rec.ports.items())
+    progress(f"==> {name} already running (pid {rec.pid}, {ports})")
     return True
 
 

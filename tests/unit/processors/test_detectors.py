@@ -130,3 +130,24 @@ def test_glycaemia_only_judges_glucose() -> None:
 )
 def test_number_formatting(value: float, text: str) -> None:
     assert fmt_number(value) == text
+
+
+@pytest.mark.parametrize(
+    ("channel", "value", "expected"),
+    [
+        ("blood_pressure.systolic", 179, None),
+        ("blood_pressure.systolic", 180, "warning"),
+        ("blood_pressure.systolic", 200, "critical"),
+        ("blood_pressure.diastolic", 109, None),
+        ("blood_pressure.diastolic", 110, "warning"),
+        ("blood_pressure.diastolic", 125, "critical"),
+        ("heart_rate", 250, None),
+    ],
+)
+def test_hypertension_bands(channel: str, value: float, expected: str | None) -> None:
+    from processors.detectors.hypertension import hypertension
+
+    finding = hypertension(value, channel=channel, unit="mm[Hg]")
+    assert (finding.severity.value if finding else None) == expected
+    if finding:
+        assert "mmHg" in finding.clause or "mm[Hg]" in finding.clause

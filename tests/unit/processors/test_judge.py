@@ -141,7 +141,7 @@ def test_points_for_influx(make_reading: MakeReading) -> None:
     spike, normal = make_reading(182.0), make_reading(71.0)
     result = judge_batch(states, [spike, normal], params=PARAMS, now=NOW)
     vital = result.vitals[0]
-    assert vital.measurement == "vitals" and vital.fields == {"value": 182.0}
+    assert vital.measurement == "vitals" and vital.fields == {"value": 182.0, "event_id": "e-20"}
     assert vital.tags == {
         "patient_id": "p-1",
         "metric": "heart_rate",
@@ -179,3 +179,15 @@ def test_a_reading_that_breaks_a_detector_is_reported_not_raised(
     result = judge_batch({}, [bad, good], params=PARAMS, now=NOW)
     assert result.failed == [(bad.event_id, "judging failed: RuntimeError('bug')")]
     assert len(result.vitals) == 1
+
+
+def test_hypertensive_reading_is_flagged_before_any_baseline(make_reading: MakeReading) -> None:
+    reading = make_reading(
+        metric=Metric.BLOOD_PRESSURE, components={"systolic": 205.0, "diastolic": 115.0}
+    )
+    result = judge_batch({}, [reading], params=PARAMS, now=NOW)
+    by_channel = {a.channel: a for a in result.anomalies}
+    assert by_channel["blood_pressure.systolic"].severity is Severity.CRITICAL
+    assert by_channel["blood_pressure.systolic"].detector == "hypertension"
+    assert by_channel["blood_pressure.diastolic"].severity is Severity.WARNING
+    assert "205 mmHg" in by_channel["blood_pressure.systolic"].explanation
