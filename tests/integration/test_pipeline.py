@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.local.influxdb import InfluxServer
-from tests.integration.pipeline import (
+from deploy.local.harness import (
     Pipeline,
     heart_rate_series,
     new_patient,

@@ -14,7 +14,7 @@ import pytest
 
 from deploy.local.influxdb import InfluxServer
 from deploy.local.kafka import KafkaServer
-from tests.integration.pipeline import Pipeline, new_patient, reading, running_pipeline
+from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline
 
 
 @pytest.fixture(scope="module")

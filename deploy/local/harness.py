@@ -1,4 +1,4 @@
-"""The three pghd services as real processes against the session's Kafka and InfluxDB.
+"""The three pghd services as real processes against a running Kafka and InfluxDB.
 
 Used by the end-to-end tests and by ``make bench``: ingest (uvicorn), processors (a Faust
 worker) and alerts (a Faust worker notifying a local HTTP receiver through Apprise's
@@ -238,6 +238,8 @@ def running_pipeline(
     workdir: Path,
     warmup: int = 10,
     services: Sequence[str] = ("ingest", "processors", "alerts"),
+    app_suffix: str | None = None,
+    probe_timeout: float = 120.0,
 ) -> Iterator[Pipeline]:
     """Start the services, wait until a probe reading has gone all the way into InfluxDB."""
     sink = NotificationSink()
@@ -247,7 +249,7 @@ def running_pipeline(
         data_dir=workdir,
         sink_url=sink.url,
         ingest_port=ingest_port,
-        app_suffix=uuid.uuid4().hex[:8],
+        app_suffix=app_suffix or uuid.uuid4().hex[:8],
         warmup=warmup,
     )
     pipeline = Pipeline(
@@ -275,7 +277,7 @@ def running_pipeline(
             probe = new_patient("probe")
             response = pipeline.post(reading(probe, 70, datetime.now(UTC) - timedelta(minutes=1)))
             assert response.status_code == 202, response.text
-            pipeline.wait_vitals(probe, 1, timeout=120)
+            pipeline.wait_vitals(probe, 1, timeout=probe_timeout)
         yield pipeline
     finally:
         for proc in reversed(list(pipeline.processes.values())):

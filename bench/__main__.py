@@ -1,0 +1,126 @@
+"""``make bench``: throughput and latency of pghd beside bare-Kafka baselines, one run.
+
+Starts its own Kafka and InfluxDB on free loopback ports (nothing else is touched), then:
+
+1. ingest throughput: readings/s through ``POST /v1/measurements`` (batches of 500, 4
+   concurrent clients) against a bare aiokafka producer (acks=all, idempotent) writing the
+   same number of encoded readings;
+2. processors readings/s per worker: one Faust worker draining a backlog (reads, dedup,
+   baseline table, InfluxDB writes, commits) against a bare aiokafka consumer decoding and
+   judging the same backlog with the same pure functions;
+3. end-to-end latency: POST of an extreme reading → its Anomaly on ``pghd.anomalies.v1``
+   (p50, p99) against a bare produce(acks=all) → consume round trip.
+
+Figures depend on the machine and its load; the ratios are what to compare between runs.
+Options: ``python -m bench --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import uuid
+from pathlib import Path
+
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from bench.baselines import consume_and_judge, produce, round_trips
+from bench.runs import OffsetWatch, ingest_rate, post_to_anomaly_latencies
+from bench.workloads import encoded_measurements, posted_readings
+from deploy.local.ephemeral import ephemeral_stack
+from deploy.local.harness import running_pipeline
+from pghd import topics
+from processors.baseline import BaselineParams
+from processors.judge import JudgeParams
+
+BENCH_TOPIC = "pghd.bench.v1"
+WARMUP = 10
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def _row(name: str, ours: float, base: float, base_name: str, unit: str) -> str:
+    ratio = ours / base if base else float("nan")
+    return f"{name:<44} {ours:>10,.1f} {unit:<11} {base:>10,.1f}  {ratio:>7.2f}x  ({base_name})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--ingest-readings", type=int, default=30_000)
+    parser.add_argument("--backlog", type=int, default=40_000, help="readings for processors")
+    parser.add_argument("--latency-samples", type=int, default=60)
+    args = parser.parse_args()
+    rows: list[str] = []
+    params = JudgeParams(baseline=BaselineParams(warmup=WARMUP))
+
+    with (
+        tempfile.TemporaryDirectory(prefix="pghd-bench-") as tmp,
+        ephemeral_stack(Path(tmp)) as stack,
+    ):
+        env = stack.env()
+        bootstrap = stack.kafka.bootstrap
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(BENCH_TOPIC, num_partitions=8, replication_factor=1)])
+        admin.close()
+
+        print(f"==> ingest: {args.ingest_readings:,} readings over HTTP (ingest only)")
+        posted = posted_readings(patients=200, per_patient=args.ingest_readings // 200, seed=1)
+        encoded = encoded_measurements(
+            patients=200, per_patient=args.ingest_readings // 200, seed=1
+        )
+        with running_pipeline(
+            stack_env=env, influx=stack.influx, workdir=Path(tmp) / "a", services=("ingest",)
+        ) as pipeline:
+            ours = asyncio.run(ingest_rate(pipeline, posted, batch=500, clients=4))
+        base = asyncio.run(produce(bootstrap, BENCH_TOPIC, encoded))
+        rows.append(
+            _row("ingest, batch endpoint", ours, base, "bare aiokafka produce", "readings/s")
+        )
+
+        print(f"==> processors: draining a backlog of {args.backlog:,} readings")
+        backlog = encoded_measurements(patients=400, per_patient=args.backlog // 400, seed=2)
+        asyncio.run(produce(bootstrap, topics.MEASUREMENTS, backlog))
+        total = len(posted) + len(backlog)
+        base = asyncio.run(
+            consume_and_judge(bootstrap, topics.MEASUREMENTS, count=total, params=params)
+        )
+        suffix = uuid.uuid4().hex[:8]
+        with OffsetWatch(bootstrap, f"pghd-processors-{suffix}", topics.MEASUREMENTS) as watch, \
+                running_pipeline(
+                    stack_env=env, influx=stack.influx, workdir=Path(tmp) / "b",
+                    app_suffix=suffix, warmup=WARMUP, probe_timeout=600,
+                ) as pipeline:  # fmt: skip
+            watch.wait_for(total, timeout=600)
+            ours = watch.rate(total)
+            rows.append(
+                _row("processors, one worker", ours, base, "bare consume+judge", "readings/s")
+            )
+
+            print(f"==> latency: {args.latency_samples} extreme readings, one at a time")
+            lat = asyncio.run(
+                post_to_anomaly_latencies(pipeline, patients=args.latency_samples, warmup=WARMUP)
+            )
+        trips = asyncio.run(round_trips(bootstrap, BENCH_TOPIC, samples=args.latency_samples))
+        for q in (50, 99):
+            rows.append(
+                _row(
+                    f"end-to-end POST -> anomaly on topic, p{q}",
+                    _percentile(lat, q) * 1000,
+                    _percentile(trips, q) * 1000,
+                    "bare produce->consume",
+                    "ms",
+                )
+            )
+
+    print()
+    print(f"{'figure':<44} {'pghd':>10} {'unit':<11} {'baseline':>10}  {'ratio':>8}")
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""pghd's own figures, measured through the real services over HTTP and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from deploy.local.harness import API_KEY, Pipeline, reading
+from pghd import topics
+
+__all__ = ["OffsetWatch", "ingest_rate", "post_to_anomaly_latencies"]
+
+
+async def ingest_rate(
+    pipeline: Pipeline, readings: list[dict[str, object]], *, batch: int, clients: int
+) -> float:
+    """POST ``readings`` in batches from ``clients`` concurrent clients; return readings/s."""
+    batches = [readings[i : i + batch] for i in range(0, len(readings), batch)]
+    queue: asyncio.Queue[list[dict[str, object]]] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def client() -> None:
+        async with httpx.AsyncClient(
+            base_url=pipeline.ingest_url, headers={"X-API-Key": API_KEY}, timeout=60
+        ) as http:
+            while not queue.empty():
+                body = queue.get_nowait()
+                response = await http.post("/v1/measurements", json=body)
+                if response.status_code != 202 or response.json()["rejected"]:
+                    raise RuntimeError(f"ingest refused a bench batch: {response.text[:300]}")
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return len(readings) / (time.perf_counter() - began)
+
+
+class OffsetWatch:
+    """Samples a consumer group's committed offsets on a topic in a background thread."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, every: float = 0.25) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pghd-bench")
+        self._group, self._topic, self._every = group, topic, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OffsetWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._admin.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                offsets = self._admin.list_group_offsets(self._group).get(self._group, {})
+            except KafkaError:  # the group does not exist until the worker joins
+                self._stop.wait(self._every)
+                continue
+            total = sum(o.offset for tp, o in offsets.items() if tp.topic == self._topic)
+            self.samples.append((time.perf_counter(), int(total)))
+            self._stop.wait(self._every)
+
+    def wait_for(self, target: int, *, timeout: float) -> None:
+        """Block until the committed offsets reach ``target``."""
+        deadline = time.monotonic() + timeout
+        while not self.samples or self.samples[-1][1] < target:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the group did not commit {target} offsets in {timeout} s")
+            time.sleep(0.5)
+
+    def rate(self, target: int) -> float:
+        """Readings/s between the group's first commit and the commit that reached ``target``."""
+        moving = [(t, n) for t, n in self.samples if n > 0]
+        done = [(t, n) for t, n in moving if n >= target]
+        if not moving or not done:
+            raise RuntimeError(f"the group never committed {target} offsets: {self.samples[-3:]}")
+        (t0, n0), (t1, n1) = moving[0], done[0]
+        if t1 <= t0:
+            raise RuntimeError("the backlog was consumed before a second commit: raise it")
+        return (n1 - n0) / (t1 - t0)
+
+
+async def post_to_anomaly_latencies(
+    pipeline: Pipeline, *, patients: int, warmup: int
+) -> list[float]:
+    """Seconds from POSTing an extreme reading to its Anomaly on the topic, per patient.
+
+    Each patient is warmed up first (``warmup`` + 2 normal readings); then one extreme
+    reading per patient is posted, one at a time, waiting for its anomaly.
+    """
+    start = datetime.now(UTC) - timedelta(hours=3)
+    names = [f"lat-{time.time_ns()}-{i}" for i in range(patients)]
+    warm = [
+        reading(name, 70 + (j % 3), start + timedelta(minutes=5 * j), context="rest")
+        for name in names
+        for j in range(warmup + 2)
+    ]
+    arrivals: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(
+        topics.ANOMALIES, bootstrap_servers=pipeline.kafka_bootstrap, auto_offset_reset="latest"
+    )
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=2000)
+        stop = asyncio.Event()
+
+        async def listen() -> None:
+            while not stop.is_set():
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    for m in messages:
+                        if m.key is not None:
+                            arrivals.setdefault(m.key.decode(), time.perf_counter())
+
+        listener = asyncio.create_task(listen())
+        async with httpx.AsyncClient(
+            base_url=pipeline.ingest_url, headers={"X-API-Key": API_KEY}, timeout=60
+        ) as http:
+            for i in range(0, len(warm), 500):
+                (await http.post("/v1/measurements", json=warm[i : i + 500])).raise_for_status()
+            await asyncio.to_thread(pipeline.wait_vitals, names[-1], warmup + 2, timeout=120)
+            latencies = []
+            for name in names:
+                when = start + timedelta(minutes=5 * (warmup + 3))
+                began = time.perf_counter()
+                response = await http.post("/v1/measurements", json=reading(name, 175, when))
+                response.raise_for_status()
+                deadline = began + 30
+                while name not in arrivals and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.002)
+                if name not in arrivals:
+                    raise RuntimeError(f"no anomaly for {name} within 30 s")
+                latencies.append(arrivals[name] - began)
+        stop.set()
+        await listener
+        return latencies
+    finally:
+        await consumer.stop()
