@@ -30,7 +30,7 @@ status: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy pghd ingest processors alerts deploy
+	$(VENV)/bin/mypy pghd ingest processors alerts deploy bench
 
 unit: install
 	$(VENV)/bin/pytest tests/unit -q

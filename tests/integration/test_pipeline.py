@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.influxdb import InfluxServer
 from deploy.local.harness import (
     Pipeline,
     heart_rate_series,
@@ -17,6 +16,7 @@ from deploy.local.harness import (
     running_pipeline,
     wait_for,
 )
+from deploy.local.influxdb import InfluxServer
 
 WARMUP = 10
 NORMAL = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]

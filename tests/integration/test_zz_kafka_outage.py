@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline
 from deploy.local.influxdb import InfluxServer
 from deploy.local.kafka import KafkaServer
-from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline
 
 
 @pytest.fixture(scope="module")
