@@ -18,7 +18,12 @@ from deploy.local.stack import StackPaths
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
 from pghd.topics import load_spec
 
-__all__ = ["EphemeralStack", "ephemeral_stack"]
+__all__ = [
+    "EphemeralStack",
+    "ephemeral_stack",
+    "influx_on_free_ports",
+    "kafka_on_free_ports",
+]
 
 
 @dataclass(frozen=True)
@@ -31,34 +36,42 @@ class EphemeralStack:
         return {"PGHD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, **self.influx.env()}
 
 
+def kafka_on_free_ports(libs: Path, base: Path) -> KafkaServer:
+    """A (not yet started) Kafka with its files under ``base``, on free loopback ports."""
+    port = free_port()
+    return KafkaServer(
+        libs_dir=libs,
+        data_dir=base / "data",
+        config_dir=base / "config",
+        log_file=base / "kafka.log",
+        port=port,
+        controller_port=pick_port(None, avoid=[port]),
+        die_with_parent=True,
+    )
+
+
+def influx_on_free_ports(binary: Path, base: Path) -> InfluxServer:
+    """A (not yet started) InfluxDB with its files under ``base``, on free loopback ports."""
+    port = free_port()
+    return InfluxServer(
+        binary=binary,
+        data_dir=base / "data",
+        config_dir=base / "config",
+        log_file=base / "influxdb.log",
+        port=port,
+        rpc_port=pick_port(None, avoid=[port]),
+        die_with_parent=True,
+    )
+
+
 @contextlib.contextmanager
 def ephemeral_stack(
     workdir: Path, *, progress: Callable[[str], None] = print
 ) -> Iterator[EphemeralStack]:
     """Start Kafka and InfluxDB under ``workdir``; stop them when the block ends."""
     root = StackPaths.for_root().root
-    libs = ensure_kafka_libs(root, progress=progress)
-    binary = ensure_influxd(root, progress=progress)
-    kafka_port = free_port()
-    kafka = KafkaServer(
-        libs_dir=libs,
-        data_dir=workdir / "kafka" / "data",
-        config_dir=workdir / "kafka" / "config",
-        log_file=workdir / "kafka.log",
-        port=kafka_port,
-        controller_port=pick_port(None, avoid=[kafka_port]),
-        die_with_parent=True,
-    )
-    influx_port = free_port()
-    influx = InfluxServer(
-        binary=binary,
-        data_dir=workdir / "influxdb" / "data",
-        config_dir=workdir / "influxdb" / "config",
-        log_file=workdir / "influxdb.log",
-        port=influx_port,
-        rpc_port=pick_port(None, avoid=[influx_port]),
-        die_with_parent=True,
-    )
+    kafka = kafka_on_free_ports(ensure_kafka_libs(root, progress=progress), workdir / "kafka")
+    influx = influx_on_free_ports(ensure_influxd(root, progress=progress), workdir / "influxdb")
     try:
         progress("==> starting Kafka and InfluxDB on free loopback ports")
         kafka.start()

@@ -13,6 +13,7 @@ import ctypes
 import fcntl
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -63,8 +64,18 @@ def require_tool(name: str, hint: str) -> str:
     return found
 
 
+# Ports for our servers come from below Linux's ephemeral range (32768-60999 by default):
+# a port in that range can be taken as the local end of some outgoing connection while
+# its server is stopped, and a test that restarts Kafka on the same port then fails.
+_SERVER_PORTS = range(20000, 32768)
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port that is free on ``host`` right now (the OS picks it)."""
+    """Return a TCP port that is free on ``host`` right now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(_SERVER_PORTS)
+        if port_is_free(port, host) and not _port_open(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

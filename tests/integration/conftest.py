@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local.ephemeral import influx_on_free_ports, kafka_on_free_ports
 from deploy.local.influxdb import InfluxServer, ensure_influxd
 from deploy.local.kafka import KafkaServer, ensure_kafka_libs
-from deploy.local.process import free_port, pick_port
 from deploy.local.stack import StackPaths
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
 from pghd.topics import load_spec
@@ -116,18 +116,7 @@ def kafka_server(
     made: list[KafkaServer] = []
 
     def make() -> KafkaServer:
-        port = free_port()
-        made.append(
-            KafkaServer(
-                libs_dir=libs,
-                data_dir=base / "data",
-                config_dir=base / "config",
-                log_file=base / "kafka.log",
-                port=port,
-                controller_port=pick_port(None, avoid=[port]),
-                die_with_parent=True,
-            )
-        )
+        made.append(kafka_on_free_ports(libs, base))
         return made[-1]
 
     try:
@@ -158,18 +147,7 @@ def influx(
     made: list[InfluxServer] = []
 
     def make() -> InfluxServer:
-        port = free_port()
-        made.append(
-            InfluxServer(
-                binary=binary,
-                data_dir=base / "data",
-                config_dir=base / "config",
-                log_file=base / "influxdb.log",
-                port=port,
-                rpc_port=pick_port(None, avoid=[port]),
-                die_with_parent=True,
-            )
-        )
+        made.append(influx_on_free_ports(binary, base))
         return made[-1]
 
     try:
