@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pghd.commands import dev, run, simulate, summary, topics
+from pghd.commands import dev, evaluate, grafana, replay, run, simulate, summary, topics
 
 app = typer.Typer(
     name="pghd",
@@ -14,9 +14,12 @@ app = typer.Typer(
 )
 app.add_typer(dev.app, name="dev")
 app.add_typer(topics.app, name="topics")
+app.add_typer(grafana.app, name="grafana")
 app.command(name="simulate")(simulate.simulate)
 app.command(name="summary")(summary.summary)
 app.command(name="run")(run.run)
+app.command(name="replay")(replay.replay)
+app.command(name="evaluate")(evaluate.evaluate)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Grafana: provisioning files (``provisioning/``) and dashboards as code (``dashboards``)."""

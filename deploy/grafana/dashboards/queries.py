@@ -1,0 +1,155 @@
+"""Every query the dashboards run, in one place: Flux for InfluxDB, PromQL for Prometheus.
+
+Panels take their query text from :data:`FLUX` and :data:`PROMQL` by name, and the tests
+run exactly the same text (Flux against a real InfluxDB, PromQL names against the ingest
+metrics), so a dashboard query cannot drift from what was proved.
+
+Flux templates use Grafana's interpolation: ``${bucket}`` (a dashboard variable, "pghd" on
+InfluxDB 2.x, "pghd/autogen" on 1.8), ``${patient}`` and ``${channel}`` (patient detail), and
+the Flux macros ``v.timeRangeStart``, ``v.timeRangeStop`` and ``v.windowPeriod`` that the
+InfluxDB data source fills in. Panels that must not lose a quiet patient (freshness, the
+patient list) look back a fixed :data:`LOOKBACK` instead of the dashboard's time range.
+Only functions both InfluxDB 1.8 (Flux 0.65) and 2.x know are used.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FLUX", "LOOKBACK", "PROMQL"]
+
+#: How far back the patient list and the freshness table look for readings.
+LOOKBACK = "-30d"
+
+_VITALS = 'r._measurement == "vitals" and r._field == "value"'
+_THIS_CHANNEL = 'r.patient_id == "${patient}" and r.channel == "${channel}"'
+
+FLUX: dict[str, str] = {
+    # Cohort overview ------------------------------------------------------------------
+    # Patients with at least one anomaly in the last 24 h, by severity (one table each).
+    "cohort_patients_by_severity": """from(bucket: "${bucket}")
+  |> range(start: -24h)
+  |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "score")
+  |> group(columns: ["severity", "patient_id"])
+  |> count()
+  |> group(columns: ["severity"])
+  |> count()
+  |> rename(columns: {_value: "patients"})
+  |> keep(columns: ["severity", "patients"])""",
+    # Latest value of every channel of every patient: one row per patient.
+    "cohort_latest_vitals": f"""from(bucket: "${{bucket}}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => {_VITALS})
+  |> last()
+  |> group(columns: ["patient_id", "channel"])
+  |> sort(columns: ["_time"])
+  |> last()
+  |> keep(columns: ["patient_id", "channel", "_value"])
+  |> group()
+  |> pivot(rowKey: ["patient_id"], columnKey: ["channel"], valueColumn: "_value")
+  |> sort(columns: ["patient_id"])""",
+    # Time since each patient's last reading, the stalest first.
+    "cohort_freshness": f"""from(bucket: "${{bucket}}")
+  |> range(start: {LOOKBACK})
+  |> filter(fn: (r) => {_VITALS})
+  |> last()
+  |> group(columns: ["patient_id"])
+  |> sort(columns: ["_time"])
+  |> last()
+  |> map(fn: (r) => ({{
+      patient_id: r.patient_id,
+      last_reading: r._time,
+      age_seconds: float(v: uint(v: now()) - uint(v: r._time)) / 1000000000.0,
+  }}))
+  |> group()
+  |> sort(columns: ["age_seconds"], desc: true)""",
+    # Anomalies per window, one series per severity.
+    "cohort_anomalies_over_time": """from(bucket: "${bucket}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "score")
+  |> group(columns: ["severity"])
+  |> aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: false)
+  |> rename(columns: {_value: "anomalies"})
+  |> keep(columns: ["_time", "severity", "anomalies"])""",
+    # Patient detail -------------------------------------------------------------------
+    # Template variable ``patient``: every patient with a reading (values in ``_value``).
+    "patient_ids": f"""from(bucket: "${{bucket}}")
+  |> range(start: {LOOKBACK})
+  |> filter(fn: (r) => {_VITALS})
+  |> keep(columns: ["patient_id"])
+  |> distinct(column: "patient_id")
+  |> group()
+  |> distinct()
+  |> sort()""",
+    # Template variable ``channel``: the channels the selected patient has readings of.
+    "patient_channels": f"""from(bucket: "${{bucket}}")
+  |> range(start: {LOOKBACK})
+  |> filter(fn: (r) => {_VITALS} and r.patient_id == "${{patient}}")
+  |> keep(columns: ["channel"])
+  |> distinct(column: "channel")
+  |> group()
+  |> distinct()
+  |> sort()""",
+    # One channel's readings (mean per window; every source merged).
+    "patient_readings": f"""from(bucket: "${{bucket}}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => {_VITALS})
+  |> filter(fn: (r) => {_THIS_CHANNEL})
+  |> group()
+  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)
+  |> sort(columns: ["_time"])
+  |> rename(columns: {{_value: "reading"}})
+  |> keep(columns: ["_time", "reading"])""",
+    # The patient's baseline band (low/high) of that channel as it was learnt.
+    "patient_baseline_band": f"""from(bucket: "${{bucket}}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "baselines" and (r._field == "low" or r._field == "high"))
+  |> filter(fn: (r) => {_THIS_CHANNEL})
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> keep(columns: ["_time", "low", "high"])
+  |> sort(columns: ["_time"])""",
+    # The channel's anomalous readings as points, one series per severity.
+    "patient_anomaly_points": f"""from(bucket: "${{bucket}}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "value")
+  |> filter(fn: (r) => {_THIS_CHANNEL})
+  |> group(columns: ["severity"])
+  |> sort(columns: ["_time"])
+  |> rename(columns: {{_value: "anomaly"}})
+  |> keep(columns: ["_time", "severity", "anomaly"])""",
+    # Annotations: every anomaly of the patient, its explanation as the text.
+    "patient_anomaly_annotations": """from(bucket: "${bucket}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "explanation")
+  |> filter(fn: (r) => r.patient_id == "${patient}")
+  |> group()
+  |> sort(columns: ["_time"])
+  |> map(fn: (r) => ({
+      _time: r._time,
+      text: r._value,
+      channel: r.channel,
+      severity: r.severity,
+      detector: r.detector,
+  }))""",
+}
+
+_RATE = "[$__rate_interval]"
+
+PROMQL: dict[str, str] = {
+    "readings_accepted_rate": f"sum by (metric) (rate(readings_accepted_total{_RATE}))",
+    "readings_rejected_rate": f"sum by (reason) (rate(readings_rejected_total{_RATE}))",
+    "http_requests_rate": f"sum by (route, status) (rate(http_requests_total{_RATE}))",
+    "http_error_ratio": (
+        f'sum(rate(http_requests_total{{status=~"5.."}}{_RATE}))'
+        f" / sum(rate(http_requests_total{_RATE}))"
+    ),
+    "kafka_produce_p50": (
+        f"histogram_quantile(0.5, sum by (le) (rate(kafka_produce_seconds_bucket{_RATE})))"
+    ),
+    "kafka_produce_p95": (
+        f"histogram_quantile(0.95, sum by (le) (rate(kafka_produce_seconds_bucket{_RATE})))"
+    ),
+    "kafka_produce_p99": (
+        f"histogram_quantile(0.99, sum by (le) (rate(kafka_produce_seconds_bucket{_RATE})))"
+    ),
+    "kafka_produce_by_outcome": (f"sum by (outcome) (rate(kafka_produce_seconds_count{_RATE}))"),
+}

@@ -1,0 +1,248 @@
+"""Dashboards as code: deterministic, committed, well-formed, wired to provisioned sources."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from deploy.grafana.dashboards import (
+    DASHBOARDS,
+    FLUX,
+    OUTPUT_DIR,
+    PROMQL,
+    SCHEMA_VERSION,
+    dashboard_json,
+    generate,
+    rendered_files,
+)
+from deploy.grafana.dashboards.common import BUCKET_DEFAULT, INFLUX_UID, PROMETHEUS_UID
+from ingest.metrics import IngestMetrics
+from pghd.cli import app
+
+PROVISIONING = OUTPUT_DIR.parents[1]
+ROOT = PROVISIONING.parents[2]
+# ${name}, ${name:format} and $name; Grafana's own (``$__interval``...) start with "__".
+VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
+PANEL_TYPES = {"stat", "table", "timeseries"}
+
+
+@pytest.fixture(scope="module")
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {stem: dashboard_json(make()) for stem, make in DASHBOARDS.items()}
+
+
+def _panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def _flux_annotations(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in board["annotations"]["list"] if "query" in a.get("target", {})]
+
+
+def _query_text(target: dict[str, Any]) -> str:
+    text = target.get("query", target.get("expr"))
+    assert isinstance(text, str), target
+    return text
+
+
+def _referenced(text: str) -> set[str]:
+    names = {a or b for a, b in VARIABLE.findall(text)}
+    return {n for n in names if not n.startswith("__")}
+
+
+def test_generation_is_deterministic() -> None:
+    assert rendered_files() == rendered_files()
+
+
+def test_committed_files_equal_a_fresh_generation() -> None:
+    committed = {p.name: p.read_text() for p in sorted(OUTPUT_DIR.glob("*.json"))}
+    fresh = rendered_files()
+    assert sorted(committed) == sorted(fresh), "run `pghd grafana generate`"
+    for name, text in fresh.items():
+        assert committed[name] == text, f"{name} is stale: run `pghd grafana generate`"
+
+
+def test_generate_writes_every_dashboard_and_drops_stale_files(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_text("{}")
+    written = generate(tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{s}.json" for s in DASHBOARDS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    assert {p.name: p.read_text() for p in written} == rendered_files()
+
+
+def test_cli_generate_and_check(tmp_path: Path) -> None:
+    runner = CliRunner()
+    stale = runner.invoke(app, ["grafana", "generate", "--check", "--out-dir", str(tmp_path)])
+    assert stale.exit_code == 1
+    wrote = runner.invoke(app, ["grafana", "generate", "--out-dir", str(tmp_path)])
+    assert wrote.exit_code == 0, wrote.output
+    assert len(list(tmp_path.glob("*.json"))) == len(DASHBOARDS)
+    fresh = runner.invoke(app, ["grafana", "generate", "--check", "--out-dir", str(tmp_path)])
+    assert fresh.exit_code == 0, fresh.output
+    (tmp_path / "patient-detail.json").write_text("{}")
+    edited = runner.invoke(app, ["grafana", "generate", "--check", "--out-dir", str(tmp_path)])
+    assert edited.exit_code == 1
+
+
+def test_files_are_valid_json_with_sorted_keys() -> None:
+    for name, text in rendered_files().items():
+        data = json.loads(text)
+        assert json.dumps(data, indent=2, sort_keys=True) + "\n" == text, name
+
+
+def test_dashboards_have_the_required_top_level_keys(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    uids = [board["uid"] for board in dashboards.values()]
+    assert len(set(uids)) == len(uids)
+    for stem, board in dashboards.items():
+        assert isinstance(board["title"], str) and board["title"], stem
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", board["uid"]), stem
+        assert board["schemaVersion"] == SCHEMA_VERSION
+        assert board["panels"], stem
+        assert set(board["time"]) == {"from", "to"}
+        assert isinstance(board["templating"]["list"], list)
+        assert "pghd" in board["tags"]
+
+
+def test_every_panel_is_placed_typed_and_has_targets_with_a_datasource(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    for stem, board in dashboards.items():
+        ids = [panel["id"] for panel in _panels(board)]
+        assert len(set(ids)) == len(ids), stem
+        for panel in _panels(board):
+            where = f"{stem}: {panel.get('title')}"
+            assert panel["type"] in PANEL_TYPES, where
+            assert panel["title"], where
+            grid = panel["gridPos"]
+            assert all(isinstance(grid[k], int) for k in ("h", "w", "x", "y")), where
+            assert grid["h"] > 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, where
+            assert panel["datasource"]["uid"], where
+            assert panel["targets"], where
+            ref_ids = [t["refId"] for t in panel["targets"]]
+            assert len(set(ref_ids)) == len(ref_ids), where
+            for target in panel["targets"]:
+                assert target["datasource"] == panel["datasource"], where
+                assert _query_text(target).strip(), where
+
+
+def test_datasources_are_the_provisioned_ones(dashboards: dict[str, dict[str, Any]]) -> None:
+    provisioned = yaml.safe_load((PROVISIONING / "datasources" / "influxdb.yaml").read_text())
+    influx = {d["uid"]: d for d in provisioned["datasources"]}[INFLUX_UID]
+    assert influx["type"] == "influxdb" and influx["jsonData"]["version"] == "Flux"
+    assert influx["jsonData"]["defaultBucket"] == BUCKET_DEFAULT
+    known = {("influxdb", INFLUX_UID), ("prometheus", PROMETHEUS_UID)}
+    for board in dashboards.values():
+        for panel in _panels(board):
+            assert (panel["datasource"]["type"], panel["datasource"]["uid"]) in known
+        for var in board["templating"]["list"]:
+            if "datasource" in var:
+                assert var["datasource"]["uid"] == INFLUX_UID
+
+
+def test_the_file_provider_reads_the_generated_directory() -> None:
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "pghd.yaml").read_text())
+    (only,) = provider["providers"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    container_root = Path(mounts["./deploy/grafana/provisioning"])
+    relative = Path(only["options"]["path"]).relative_to(container_root)
+    assert PROVISIONING / relative == OUTPUT_DIR
+
+
+def test_every_variable_a_query_uses_exists(dashboards: dict[str, dict[str, Any]]) -> None:
+    for stem, board in dashboards.items():
+        variables = board["templating"]["list"]
+        defined = {var["name"] for var in variables}
+        texts = [_query_text(t) for p in _panels(board) for t in p["targets"]]
+        texts += [p["title"] for p in _panels(board)] + [
+            p.get("repeat", "") for p in board["panels"]
+        ]
+        texts += [v["query"] for v in variables if isinstance(v.get("query"), str)]
+        texts += [a["target"]["query"] for a in _flux_annotations(board)]
+        used = set().union(*(_referenced(text) for text in texts))
+        used |= {p["repeat"] for p in board["panels"] if p.get("repeat")}
+        assert used <= defined, f"{stem}: undefined {sorted(used - defined)}"
+
+
+def test_a_variable_is_defined_before_the_variables_that_use_it(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    for stem, board in dashboards.items():
+        seen: set[str] = set()
+        for var in board["templating"]["list"]:
+            query = var.get("query") if var["type"] == "query" else ""
+            assert _referenced(query or "") <= seen, f"{stem}: {var['name']}"
+            seen.add(var["name"])
+
+
+def test_every_query_comes_from_the_query_modules_and_every_one_is_used(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    flux_used: list[str] = []
+    prom_used: list[str] = []
+    for board in dashboards.values():
+        for panel in _panels(board):
+            for target in panel["targets"]:
+                used = flux_used if "query" in target else prom_used
+                used.append(_query_text(target))
+        flux_used += [v["query"] for v in board["templating"]["list"] if v["type"] == "query"]
+        flux_used += [a["target"]["query"] for a in _flux_annotations(board)]
+    assert set(flux_used) == set(FLUX.values())
+    assert set(prom_used) == set(PROMQL.values())
+
+
+def test_flux_queries_read_the_bucket_variable_and_grafana_time_macros() -> None:
+    for name, text in FLUX.items():
+        assert text.startswith('from(bucket: "${bucket}")'), name
+        assert "|> range(start: " in text, name
+        assert text.count("(") == text.count(")") and text.count("{") == text.count("}"), name
+
+
+def test_promql_uses_only_metrics_ingest_exports() -> None:
+    exported: set[str] = set()
+    for family in IngestMetrics().registry.collect():
+        if family.type == "counter":
+            exported |= {f"{family.name}_total"}
+        elif family.type == "histogram":
+            exported |= {f"{family.name}_{s}" for s in ("bucket", "count", "sum")}
+    wanted = {"readings_accepted_total", "readings_rejected_total", "http_requests_total"}
+    wanted |= {"kafka_produce_seconds_bucket"}
+    used = set()
+    for expr in PROMQL.values():
+        used |= set(re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*[{\[]", expr))
+    assert used <= exported, sorted(used - exported)
+    assert wanted <= used
+
+
+def test_patient_detail_repeats_a_vital_panel_per_channel_with_band_and_anomalies(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    board = dashboards["patient-detail"]
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["bucket", "patient", "channel"]
+    (panel,) = board["panels"]
+    assert panel["repeat"] == "channel"
+    assert [t["query"] for t in panel["targets"]] == [
+        FLUX["patient_readings"],
+        FLUX["patient_baseline_band"],
+        FLUX["patient_anomaly_points"],
+    ]
+    overrides = {
+        o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]
+    }
+    assert {"id": "custom.fillBelowTo", "value": "low"} in overrides["high"]
+    builtin, annotation = board["annotations"]["list"]
+    assert builtin["builtIn"] == 1 and builtin["datasource"]["type"] == "grafana"
+    assert annotation["datasource"]["uid"] == INFLUX_UID and annotation["enable"] is True
+    assert annotation["target"]["query"] == FLUX["patient_anomaly_annotations"]
