@@ -24,12 +24,11 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from pghd.alert_commands import Silence
 from pghd.alerting import Alert, AlertLabels, AlertState, GroupingPolicy, label_fingerprint
-from pghd.contracts import Anomaly, Severity, UtcDatetime
+from pghd.contracts import Anomaly, Severity
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -111,34 +110,6 @@ class Annotate:
 
 
 Action = Page | Notify | Escalate | Annotate
-
-
-class Silence(BaseModel):
-    """Mute alerts whose labels (and ``severity``) equal every matcher, for a while."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    matchers: Annotated[dict[str, str], Field(min_length=1)]
-    starts_at: UtcDatetime
-    ends_at: UtcDatetime
-    created_by: Annotated[str, Field(min_length=1, max_length=128)]
-    comment: Annotated[str, Field(max_length=500)] = ""
-
-    @model_validator(mode="after")
-    def _valid(self) -> Silence:
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        unknown = set(self.matchers) - {"patient_id", "problem", "severity"}
-        if unknown:
-            raise ValueError(f"matchers on unknown labels: {sorted(unknown)}")
-        return self
-
-    def active_at(self, now: datetime) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def matches(self, alert: Alert) -> bool:
-        labels = alert.match_labels()
-        return all(labels.get(name) == value for name, value in self.matchers.items())
 
 
 def fingerprint(labels: AlertLabels | Mapping[str, str]) -> str:

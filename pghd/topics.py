@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "ALERTS",
+    "ALERT_COMMANDS",
     "ANOMALIES",
     "DLQ",
     "MEASUREMENTS",
@@ -19,6 +20,7 @@ __all__ = [
 MEASUREMENTS = "pghd.measurements.v1"
 ANOMALIES = "pghd.anomalies.v1"
 ALERTS = "pghd.alerts.v1"
+ALERT_COMMANDS = "pghd.alert-commands.v1"  # care-team actions, keyed by patient id
 DLQ = "pghd.dlq.v1"
 
 

@@ -10,7 +10,16 @@ import pytest
 
 from deploy.local.kafka import KAFKA_POM, kafka_version
 from deploy.local.topics import DEFAULT_SPEC, TopicInfo, plan_topic, report_topic
-from pghd.topics import ALERTS, ANOMALIES, DLQ, MEASUREMENTS, TopicSpec, load_spec, parse_spec
+from pghd.topics import (
+    ALERT_COMMANDS,
+    ALERTS,
+    ANOMALIES,
+    DLQ,
+    MEASUREMENTS,
+    TopicSpec,
+    load_spec,
+    parse_spec,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +30,7 @@ def spec() -> dict[str, TopicSpec]:
 def test_the_deploy_spec_declares_exactly_the_pipeline_topics(
     spec: dict[str, TopicSpec],
 ) -> None:
-    assert set(spec) == {MEASUREMENTS, ANOMALIES, ALERTS, DLQ}
+    assert set(spec) == {MEASUREMENTS, ANOMALIES, ALERTS, ALERT_COMMANDS, DLQ}
 
 
 def test_every_topic_has_a_positive_partition_count_and_string_configs(
@@ -48,6 +57,7 @@ def test_stream_topics_delete_old_data(spec: dict[str, TopicSpec]) -> None:
 def test_pipeline_topics_share_a_partition_count(spec: dict[str, TopicSpec]) -> None:
     # Keyed by patient end to end: the same count keeps co-partitioning simple.
     assert spec[MEASUREMENTS].partitions == spec[ANOMALIES].partitions == spec[ALERTS].partitions
+    assert spec[ALERT_COMMANDS].partitions == spec[ANOMALIES].partitions  # co-partitioned
 
 
 def test_config_values_are_stringified() -> None:
