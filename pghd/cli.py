@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from pghd.commands import dev, evaluate, grafana, replay, run, simulate, summary, topics
+from pghd.commands import (
+    alerts,
+    dev,
+    evaluate,
+    grafana,
+    influx,
+    replay,
+    run,
+    simulate,
+    summary,
+    topics,
+)
 
 app = typer.Typer(
     name="pghd",
@@ -15,6 +26,8 @@ app = typer.Typer(
 app.add_typer(dev.app, name="dev")
 app.add_typer(topics.app, name="topics")
 app.add_typer(grafana.app, name="grafana")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(influx.app, name="influx")
 app.command(name="simulate")(simulate.simulate)
 app.command(name="summary")(summary.summary)
 app.command(name="run")(run.run)

@@ -1,0 +1,124 @@
+"""The care-team API application: :func:`create_app` builds it from :class:`CareApiSettings`.
+
+The lifespan starts the command producer and the follower of the alert topics (both connect
+in the background, so the app comes up even when Kafka is down) and stops them on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+import pghd
+from alerts.api.auth import TokenAuthenticator
+from alerts.api.follower import TopicFollower
+from alerts.api.metrics import CareApiMetrics, RequestCounter
+from alerts.api.problems import PROBLEM_SCHEMAS, JsonResponse, install_handlers
+from alerts.api.producer import KafkaCommandProducer
+from alerts.api.read_model import ReadModel
+from alerts.api.routes import api_router
+from alerts.api.settings import CareApiSettings
+from pghd.alerting import RoutingConfig
+
+__all__ = ["create_app", "load_routing"]
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Care teams list alerts and act on them. Authenticate with `Authorization: Bearer <token>`
+(tokens configured as SHA-256 digests in `PGHD_CARE_API_TOKENS`, separate from the device
+sources' API keys). Alerts are read from the compacted `pghd.alerts.v1` topic; actions are
+written as commands to `pghd.alert-commands.v1` (key = patient id) and answered `202` once
+Kafka acknowledged them; the alerts worker applies them and the new alert state shows here
+shortly after. Silences are not on the alerts topic: `GET /v1/silences` lists those found in
+the commands topic (any instance's, within its retention) and those this process issued.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the producer and the topic follower for as long as the app serves."""
+    settings: CareApiSettings = app.state.settings
+    producer = KafkaCommandProducer(
+        bootstrap=settings.kafka_bootstrap,
+        produce_timeout_s=settings.produce_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+    )
+    follower = TopicFollower(
+        bootstrap=settings.kafka_bootstrap,
+        model=app.state.read_model,
+        metrics=app.state.metrics,
+        connect_timeout_s=settings.connect_timeout_s,
+    )
+    await producer.start()
+    await follower.start()
+    app.state.producer = producer
+    logger.info("care-team API started; kafka at %s", settings.kafka_bootstrap)
+    try:
+        yield
+    finally:
+        app.state.producer = None
+        await follower.stop()
+        await producer.stop()
+        logger.info("care-team API stopped")
+
+
+def load_routing(settings: CareApiSettings) -> RoutingConfig | None:
+    """The routing config named by the settings, if any (only its team map is used here)."""
+    if settings.routing_file is None:
+        return None
+    return RoutingConfig.model_validate_json(settings.routing_file.read_bytes())
+
+
+def create_app(settings: CareApiSettings | None = None) -> FastAPI:
+    """Build the care-team API; settings come from the environment when not given."""
+    settings = settings if settings is not None else CareApiSettings()
+    app = FastAPI(
+        title="pghd care-team API",
+        version=pghd.__version__,
+        summary="List alerts, acknowledge, resolve and silence them",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    model = ReadModel()
+    metrics = CareApiMetrics(model)
+    app.state.settings = settings
+    app.state.read_model = model
+    app.state.metrics = metrics
+    app.state.authenticator = TokenAuthenticator(settings.tokens)
+    app.state.routing = load_routing(settings)
+    app.state.producer = None
+    if not settings.tokens:
+        logger.warning("no tokens configured (PGHD_CARE_API_TOKENS): every request is refused")
+    install_handlers(app)
+    app.add_middleware(RequestCounter, metrics=metrics)
+    app.include_router(api_router)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the problem document schema the responses refer to to the OpenAPI components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in PROBLEM_SCHEMAS.items():
+                components.setdefault(name, definition)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,175 @@
+"""The API's in-memory view of alerts and silences, fed from Kafka by :mod:`alerts.api.follower`.
+
+Pure state, no I/O: :meth:`ReadModel.apply_alert_record` takes one record of the compacted
+``pghd.alerts.v1`` topic (key = fingerprint, value = a wire-encoded :class:`Alert`, ``None``
+= tombstone) and :meth:`ReadModel.apply_command_record` one record of
+``pghd.alert-commands.v1``. As on the compacted topic, the latest value per fingerprint wins:
+a new incident with the same labels replaces the earlier one, whose ``alert_id`` is dropped.
+
+The worker does not publish silences, so they are rebuilt from the silence and
+expire-silence commands on the commands topic (every API instance's, within its retention),
+plus the ones this process issued (added as soon as Kafka acknowledged them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pghd import wire
+from pghd.alert_commands import AlertCommand, CommandKind, Silence
+from pghd.alerting import Alert, AlertState
+from pghd.contracts import Severity
+
+__all__ = ["AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
+
+SilenceState = Literal["pending", "active", "expired"]
+
+
+class AlertIndex:
+    """The latest :class:`Alert` per fingerprint, also found by ``alert_id``."""
+
+    def __init__(self) -> None:
+        self._by_fingerprint: dict[str, Alert] = {}
+        self._by_id: dict[str, Alert] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_fingerprint)
+
+    def put(self, alert: Alert) -> None:
+        """Store ``alert`` as the current state of its fingerprint."""
+        self.remove(alert.fingerprint)
+        self._by_fingerprint[alert.fingerprint] = alert
+        self._by_id[alert.alert_id] = alert
+
+    def remove(self, fingerprint: str) -> None:
+        """Forget the alert of ``fingerprint`` (a tombstone)."""
+        earlier = self._by_fingerprint.pop(fingerprint, None)
+        if earlier is not None and self._by_id.get(earlier.alert_id) is earlier:
+            del self._by_id[earlier.alert_id]
+
+    def get(self, ref: str) -> Alert | None:
+        """The alert with id ``ref``, else the one with fingerprint ``ref``."""
+        return self._by_id.get(ref) or self._by_fingerprint.get(ref)
+
+    def query(
+        self,
+        *,
+        state: AlertState | None = None,
+        patient_id: str | None = None,
+        severity: Severity | None = None,
+        team: str | None = None,
+        team_of: Callable[[str], str | None] | None = None,
+        limit: int | None = None,
+    ) -> list[Alert]:
+        """Alerts matching every given filter, most recently updated first."""
+        found = [
+            alert
+            for alert in self._by_fingerprint.values()
+            if (state is None or alert.status is state)
+            and (patient_id is None or alert.patient_id == patient_id)
+            and (severity is None or alert.severity is severity)
+            and (team is None or (team_of is not None and team_of(alert.patient_id) == team))
+        ]
+        found.sort(key=lambda a: (a.updated_at, a.alert_id), reverse=True)
+        return found if limit is None else found[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceEntry:
+    """A silence and, once someone expired it, when and by whom."""
+
+    silence: Silence
+    expired_at: datetime | None = None
+    expired_by: str | None = None
+
+    @property
+    def ends_at(self) -> datetime:
+        """When it stops muting: its end, or when it was expired if earlier."""
+        end = self.silence.ends_at
+        return end if self.expired_at is None else min(end, self.expired_at)
+
+    def state(self, now: datetime) -> SilenceState:
+        """``pending`` before it starts, ``active`` while it mutes, ``expired`` after."""
+        if now >= self.ends_at:
+            return "expired"
+        return "pending" if now < self.silence.starts_at else "active"
+
+
+@dataclass
+class SilenceBook:
+    """Silences by id, in the order they were first seen."""
+
+    _entries: dict[str, SilenceEntry] = field(default_factory=dict)
+
+    def add(self, silence: Silence) -> None:
+        """Record ``silence`` (seen again, e.g. issued here then read back: kept as it was)."""
+        self._entries.setdefault(silence.silence_id, SilenceEntry(silence))
+
+    def expire(self, silence_id: str, *, at: datetime, by: str) -> None:
+        """Mark ``silence_id`` expired at ``at`` (the first expiry wins; unknown ids ignored)."""
+        entry = self._entries.get(silence_id)
+        if entry is not None and entry.expired_at is None:
+            self._entries[silence_id] = SilenceEntry(entry.silence, expired_at=at, expired_by=by)
+
+    def get(self, silence_id: str) -> SilenceEntry | None:
+        """The silence with this id, if known."""
+        return self._entries.get(silence_id)
+
+    def list(
+        self,
+        *,
+        now: datetime,
+        state: SilenceState | None = None,
+        patient_id: str | None = None,
+    ) -> list[SilenceEntry]:
+        """Silences in ``state`` (any when None) for ``patient_id`` (any when None)."""
+        return [
+            entry
+            for entry in self._entries.values()
+            if (state is None or entry.state(now) == state)
+            and (patient_id is None or entry.silence.matchers.get("patient_id") == patient_id)
+        ]
+
+
+@dataclass
+class ReadModel:
+    """What the API knows: alerts, silences, and whether it has caught up with Kafka."""
+
+    alerts: AlertIndex = field(default_factory=AlertIndex)
+    silences: SilenceBook = field(default_factory=SilenceBook)
+    ready: bool = False
+    """True once the topics were read up to their end offsets at startup."""
+
+    def apply_alert_record(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one ``pghd.alerts.v1`` record; raises ``ValueError`` on a bad one."""
+        if value is None:
+            if key is None:
+                raise ValueError("tombstone without a key")
+            self.remove_alert(key.decode("utf-8"))
+            return
+        self.alerts.put(wire.decode(Alert, value))
+
+    def remove_alert(self, fingerprint: str) -> None:
+        """Forget the alert of ``fingerprint``."""
+        self.alerts.remove(fingerprint)
+
+    def apply_command_record(self, value: bytes | None) -> None:
+        """Apply one ``pghd.alert-commands.v1`` record (only silences matter here)."""
+        if value is None:
+            return
+        self.apply_command(wire.decode(AlertCommand, value))
+
+    def apply_command(self, command: AlertCommand) -> None:
+        """Take note of a silence issued or expired (by this API or another instance)."""
+        if command.kind is CommandKind.SILENCE and command.silence is not None:
+            self.silences.add(command.silence)
+        elif command.kind is CommandKind.EXPIRE_SILENCE and command.silence_id is not None:
+            self.silences.expire(command.silence_id, at=command.issued_at, by=command.by)
+
+    def load_alerts(self, alerts: Iterable[Alert]) -> None:
+        """Put several alerts at once (tests and tools)."""
+        for alert in alerts:
+            self.alerts.put(alert)

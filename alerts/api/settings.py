@@ -1,0 +1,74 @@
+"""Configuration of the care-team API, read from ``PGHD_CARE_API_*`` environment variables.
+
+``tokens`` maps each user (or team) name to the SHA-256 hex digest of its bearer token, as
+JSON, e.g. ``PGHD_CARE_API_TOKENS='{"nurse-ward-3": "5e88...42"}'``. There is no default
+token: with an empty mapping every request is refused. ``kafka_bootstrap`` falls back to the
+platform-wide ``PGHD_KAFKA_BOOTSTRAP`` and ``routing_file`` to the alerts worker's
+``PGHD_ALERTS_ROUTING_FILE`` (it gives the patient -> care-team map the ``team`` filter uses).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pghd.contracts import ID_PATTERN
+
+__all__ = ["ENV_PREFIX", "CareApiSettings"]
+
+ENV_PREFIX = "PGHD_CARE_API_"
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_USER_NAME = re.compile(ID_PATTERN)
+
+
+class CareApiSettings(BaseSettings):
+    """Settings of one care-team API process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_by_name=True, frozen=True
+    )
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "kafka_bootstrap", f"{ENV_PREFIX}KAFKA_BOOTSTRAP", "PGHD_KAFKA_BOOTSTRAP"
+        ),
+        description="Kafka bootstrap servers, comma separated host:port",
+    )
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="user or team name -> SHA-256 hex digest of its bearer token",
+    )
+    routing_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "routing_file", f"{ENV_PREFIX}ROUTING_FILE", "PGHD_ALERTS_ROUTING_FILE"
+        ),
+        description="the alerts routing config (JSON); gives the patient -> team map",
+    )
+    produce_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    retry_after_s: Annotated[int, Field(ge=1)] = 5
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8001
+    log_level: str = "info"
+
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        checked: dict[str, str] = {}
+        for user, digest in value.items():
+            if not _USER_NAME.match(user):
+                raise ValueError(f"user name {user!r} must match {ID_PATTERN}")
+            normalised = digest.strip().lower()
+            if not _SHA256_HEX.match(normalised):
+                raise ValueError(
+                    f"the token of {user!r} must be the SHA-256 hex digest of the bearer token "
+                    "(64 hex characters), not the token itself"
+                )
+            checked[user] = normalised
+        return checked

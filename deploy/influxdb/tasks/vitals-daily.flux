@@ -1,0 +1,22 @@
+// Downsampling of the raw vitals into bucket "pghd_downsampled": daily mean/min/max/count per
+// patient, metric, channel and unit (sources merged), one point per window at its start.
+// The same pipeline as `pghd influx downsample` (pghd/commands/influx.py, aggregate_query);
+// created by deploy/influxdb/init/10-downsampling.sh. The range covers the last two windows,
+// so a reading that arrived late still lands in its window (rewriting a point is harmless).
+option task = {name: "pghd-vitals-daily", every: 1d, offset: 30m}
+
+data = from(bucket: "pghd")
+  |> range(start: -2d)
+  |> filter(fn: (r) => r._measurement == "vitals" and r._field == "value")
+  |> group(columns: ["patient_id", "metric", "channel", "unit"])
+
+downsample = (fn, field) => data
+  |> aggregateWindow(every: 1d, fn: fn, createEmpty: false, timeSrc: "_start")
+  |> set(key: "_measurement", value: "vitals_1d")
+  |> set(key: "_field", value: field)
+  |> to(bucket: "pghd_downsampled", org: "pghd")
+
+downsample(fn: mean, field: "mean")
+downsample(fn: min, field: "min")
+downsample(fn: max, field: "max")
+downsample(fn: count, field: "count")

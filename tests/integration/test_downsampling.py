@@ -1,0 +1,174 @@
+"""``pghd influx retention`` and ``pghd influx downsample`` against a real InfluxDB 1.8.
+
+Readings of two patients are written over three whole past hours (two sources for one
+channel, so the aggregates merge sources) and one reading in the current, still open hour;
+the command must write one ``vitals_1h`` point per patient, channel and hour with the mean,
+min, max and count of exactly those readings, skip the open hour, and give the same answer
+when run again. The Flux tasks of ``deploy/influxdb/tasks`` are checked to run the same
+pipeline as the command.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+import pytest
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from typer.testing import CliRunner
+
+from deploy.local.influxdb import InfluxServer
+from pghd.cli import app
+from pghd.commands.influx import AGGREGATES, GROUP_COLUMNS, aggregate_query
+
+DATABASE = "pghd_downsampling"
+TASKS = Path(__file__).resolve().parents[2] / "deploy" / "influxdb" / "tasks"
+Reading = tuple[str, str, str, datetime, float]
+
+
+def _readings(hour0: datetime) -> list[Reading]:
+    readings: list[Reading] = []
+    for h in range(3):
+        for m in range(0, 60, 15):  # heart rate from a watch and a ring, alternating
+            source = "watch" if m % 30 == 0 else "ring"
+            readings.append(
+                ("ds-p1", "heart_rate", source, hour0 + timedelta(hours=h, minutes=m), 60.0 + h + m)
+            )
+        readings.append(("ds-p1", "spo2", "watch", hour0 + timedelta(hours=h, minutes=5), 95.0 + h))
+        readings.append(("ds-p2", "heart_rate", "watch", hour0 + timedelta(hours=h), 80.0 - h))
+    return readings
+
+
+def _points(readings: list[Reading]) -> list[dict[str, Any]]:
+    return [
+        {
+            "measurement": "vitals",
+            "tags": {
+                "patient_id": patient,
+                "metric": channel,
+                "channel": channel,
+                "source": source,
+                "unit": "/min" if channel == "heart_rate" else "%",
+            },
+            "fields": {"value": value, "event_id": f"ev-{n}"},
+            "time": at,
+        }
+        for n, (patient, channel, source, at, value) in enumerate(readings)
+    ]
+
+
+def _hourly(influx: InfluxServer) -> dict[tuple[str, str, datetime], dict[str, float]]:
+    rows = influx.query(
+        f'from(bucket: "{DATABASE}/downsampled") |> range(start: -2d)'
+        ' |> filter(fn: (r) => r._measurement == "vitals_1h")'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    return {
+        (r["patient_id"], r["channel"], r["_time"]): {a: r[a] for a in AGGREGATES} for r in rows
+    }
+
+
+@pytest.fixture(scope="module")
+def seeded(influx: InfluxServer) -> tuple[datetime, list[Reading]]:
+    result = CliRunner().invoke(
+        app,
+        [
+            *("influx", "retention", "--database", DATABASE, "--raw", "30d"),
+            *("--downsampled", "730d", "--influx-url", influx.url),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    now = datetime.now(UTC)
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    hour0 = this_hour - timedelta(hours=4)
+    readings = _readings(hour0)
+    open_hour = ("ds-p1", "heart_rate", "watch", this_hour + (now - this_hour) / 2, 200.0)
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(
+            bucket=f"{DATABASE}/autogen", org=influx.org, record=_points([*readings, open_hour])
+        )
+    return hour0, readings
+
+
+def _run(influx: InfluxServer) -> str:
+    result = CliRunner().invoke(
+        app,
+        [
+            *("influx", "downsample", "--since", "6h", "--window", "1h"),
+            *("--influx-url", influx.url, "--influx-token", influx.token),
+            *("--influx-org", influx.org, "--influx-bucket", f"{DATABASE}/autogen"),
+            *("--to-bucket", f"{DATABASE}/downsampled"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_retention_policies_are_set(influx: InfluxServer, seeded: object) -> None:
+    result = influx.influxql(f'SHOW RETENTION POLICIES ON "{DATABASE}"')
+    (series,) = result["results"][0]["series"]
+    policies = {row[0]: row[1] for row in series["values"]}
+    assert policies["autogen"] == "720h0m0s"
+    assert policies["downsampled"] == "17520h0m0s"
+
+
+def test_hourly_aggregates_match_the_readings(
+    influx: InfluxServer, seeded: tuple[datetime, list[Reading]]
+) -> None:
+    hour0, readings = seeded
+    output = _run(influx)
+    assert "vitals_1h: 9 aggregates" in output, output
+    expected: dict[tuple[str, str, datetime], list[float]] = {}
+    for patient, channel, _source, at, value in readings:
+        start = at.replace(minute=0, second=0, microsecond=0)
+        expected.setdefault((patient, channel, start), []).append(value)
+    got = _hourly(influx)
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        row = got[key]
+        assert row["mean"] == pytest.approx(fmean(values)), key
+        assert row["min"] == min(values) and row["max"] == max(values), key
+        assert row["count"] == len(values), key
+    # ds-p1's heart rate: 4 readings an hour from two sources, merged into one series.
+    assert got[("ds-p1", "heart_rate", hour0)] == {
+        "mean": pytest.approx(82.5),
+        "min": 60.0,
+        "max": 105.0,
+        "count": 4,
+    }
+
+
+def test_a_second_run_rewrites_the_same_points(
+    influx: InfluxServer, seeded: tuple[datetime, list[Reading]]
+) -> None:
+    _run(influx)
+    before = _hourly(influx)
+    _run(influx)
+    assert _hourly(influx) == before
+    assert len(before) == 9
+
+
+def test_the_flux_tasks_run_the_commands_pipeline() -> None:
+    files = sorted(TASKS.glob("*.flux"))
+    assert [f.name for f in files] == ["vitals-daily.flux", "vitals-hourly.flux"]
+    reference = aggregate_query(
+        bucket="pghd",
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        stop=datetime.now(UTC),
+        every="1h",
+        fn="fn",
+    ).splitlines()
+    for path, every in zip(files, ["1d", "1h"], strict=True):
+        text = path.read_text()
+        assert re.search(rf"option task = \{{name: \"pghd-vitals-\w+\", every: {every}", text)
+        for line in (reference[2], reference[3]):  # the filter and the grouping
+            assert line.strip() in text, (path.name, line)
+        assert reference[4].strip().replace("every: 1h", f"every: {every}") in text, path.name
+        for fn in AGGREGATES:
+            assert f'downsample(fn: {fn}, field: "{fn}")' in text, (path.name, fn)
+        assert 'to(bucket: "pghd_downsampled", org: "pghd")' in text
+        assert all(f'"{c}"' in text for c in GROUP_COLUMNS)

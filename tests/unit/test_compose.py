@@ -1,0 +1,261 @@
+"""docker-compose.yml: valid against the Compose Specification, and the project's rules.
+
+The schema is the official Compose Specification JSON schema as vendored by check-jsonschema
+(``check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml`` runs the same
+check from the shell). No Docker engine exists here, so the rules below are what stands
+between the file and a stack that does not come up: health checks, restart policies,
+secrets only from ``.env``, every ``PGHD_*`` variable read by the settings class of the
+service it is given to, partition counts matching the topic spec, processors scalable.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+from typer.testing import CliRunner
+
+from alerts.settings import AlertsSettings
+from ingest.settings import IngestSettings
+from pghd.cli import app
+from pghd.topics import load_spec
+from processors.settings import ProcessorSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+TOPICS = ROOT / "deploy" / "topics.json"
+
+#: The pghd image's services and the settings class each one reads.
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "ingest": IngestSettings,
+    "processors": ProcessorSettings,
+    "alerts": AlertsSettings,
+}
+#: Variable names that hold secrets: their value must come from .env.
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEYS|NOTIFY_URLS")
+#: ``${NAME}``, ``${NAME:-default}``, ``${NAME:?message}``...
+INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?[-?+])([^}]*))?\}")
+REQUIRED = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = compose["services"]
+    return result
+
+
+def _compose_schema() -> dict[str, Any]:
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads((vendor / "compose-spec.json").read_text())
+    return schema
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment as a mapping, so it can be checked by name"
+    return {k: str(v) for k, v in env.items() if v is not None}
+
+
+def _one_shots(services: dict[str, dict[str, Any]]) -> set[str]:
+    """Services others wait on to complete successfully."""
+    return {
+        name
+        for svc in services.values()
+        for name, cond in (svc.get("depends_on") or {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+
+
+def _env_names(settings: type[BaseSettings]) -> set[str]:
+    """Every environment variable name ``settings`` reads."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, info in settings.model_fields.items():
+        alias = info.validation_alias
+        choices = getattr(alias, "choices", None)
+        if choices:
+            names |= {c.upper() for c in choices if isinstance(c, str) and c.upper() == c}
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def test_compose_file_is_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    validator = jsonschema.Draft7Validator(_compose_schema())
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose)]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_schema_catches_a_broken_file(compose: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["ingest"]["restart"] = {"policy": "always"}
+    broken["services"]["ingest"]["healthchek"] = {}
+    errors = list(jsonschema.Draft7Validator(_compose_schema()).iter_errors(broken))
+    assert len(errors) >= 2
+
+
+def test_every_service_has_a_restart_policy_and_a_health_check_or_runs_once(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    one_shots = _one_shots(services)
+    assert one_shots == {"topics"}
+    for name, svc in services.items():
+        assert "restart" in svc, f"{name}: no restart policy"
+        if name in one_shots:
+            assert svc["restart"] == "no", f"{name} runs once: restart 'no'"
+            continue
+        assert svc["restart"] in {"unless-stopped", "always"}, name
+        check = svc.get("healthcheck")
+        assert check and check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
+
+
+def test_depends_on_only_waits_for_health_checked_services(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep}'s health"
+
+
+def test_secrets_come_from_env_and_env_example_lists_them(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    text = COMPOSE.read_text()
+    referenced = {m.group(1) for m in INTERPOLATION.finditer(text)}
+    example = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert referenced == example, (
+        f"only in compose: {sorted(referenced - example)}; "
+        f"only in .env.example: {sorted(example - referenced)}"
+    )
+    optional = {
+        line.lstrip("# ").split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if re.match(r"^#\s*[A-Z0-9_]+=", line)
+    }
+    for name, svc in services.items():
+        for key, value in svc.get("environment", {}).items():
+            if value is None:  # passed through from .env when set there: optional
+                assert key in optional, f"{name}.{key}: document it in .env.example"
+            elif SECRET_NAME.search(key):
+                assert REQUIRED.match(value), f"{name}.{key} must be ${{VAR:?...}} from .env"
+
+
+def test_env_example_holds_placeholders_only() -> None:
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            if SECRET_NAME.search(key) and key not in {"PGHD_INGEST_API_KEYS"}:
+                assert "change-me" in value or "example" in value or "sink" in value, key
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_service_variables_are_read_by_its_settings_class(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = {key: str(value) for key, value in services[name]["environment"].items()}
+    known = _env_names(SETTINGS[name])
+    pghd = {key for key in env if key.startswith("PGHD_")}
+    assert pghd, name
+    assert pghd <= known, f"{name}: not read by {SETTINGS[name].__name__}: {pghd - known}"
+    assert set(env) == pghd, f"{name}: non-PGHD variables {set(env) - pghd}"
+
+
+def test_processors_scale_and_match_the_partitions(services: dict[str, dict[str, Any]]) -> None:
+    spec = {t.name: t.partitions for t in load_spec(TOPICS)}
+    processors = services["processors"]
+    assert "container_name" not in processors and "ports" not in processors
+    # One anonymous volume per container: no named volume shared by scaled workers.
+    assert all(":" not in v for v in processors.get("volumes", [])), processors["volumes"]
+    env = _env(processors)
+    assert env["PGHD_PROCESSORS_STORE"] == "rocksdb://"
+    assert int(env["PGHD_PROCESSORS_TOPIC_PARTITIONS"]) == spec["pghd.measurements.v1"]
+    assert (
+        int(_env(services["alerts"])["PGHD_ALERTS_TOPIC_PARTITIONS"]) == (spec["pghd.anomalies.v1"])
+    )
+
+
+def test_kafka_keeps_its_log_in_a_named_volume(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    log_dir = _env(kafka)["KAFKA_LOG_DIRS"]
+    mounts = dict(v.split(":")[:2] for v in kafka["volumes"])
+    volume = {target: source for source, target in mounts.items()}[log_dir]
+    assert volume in compose["volumes"]
+
+
+def test_influxdb_is_initialised_for_the_services(services: dict[str, dict[str, Any]]) -> None:
+    init = _env(services["influxdb"])
+    processors = _env(services["processors"])
+    assert init["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    assert init["DOCKER_INFLUXDB_INIT_ORG"] == processors["PGHD_INFLUX_ORG"]
+    assert init["DOCKER_INFLUXDB_INIT_BUCKET"] == processors["PGHD_INFLUX_BUCKET"]
+    assert init["DOCKER_INFLUXDB_INIT_RETENTION"].startswith("${PGHD_RAW_RETENTION")
+    token = INTERPOLATION.match(init["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"])
+    assert token is not None
+    assert processors["PGHD_INFLUX_TOKEN"].startswith("${" + token.group(1))
+    mounts = dict(v.split(":")[:2] for v in services["influxdb"]["volumes"])
+    for source in mounts:
+        if source.startswith("./"):
+            assert (ROOT / source).is_dir(), source
+    assert any(Path(s).name == "tasks" for s in mounts), "downsampling tasks mounted"
+
+
+def test_grafana_is_provisioned_without_anonymous_access(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    env = _env(grafana)
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    datasource = (ROOT / "deploy/grafana/provisioning/datasources/influxdb.yaml").read_text()
+    (variable,) = re.findall(r"token: \$(\w+)", datasource)
+    assert variable in env, "the data source token variable is set in Grafana's environment"
+
+
+def test_prometheus_scrapes_the_services_that_expose_metrics(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = {
+        t
+        for job in config["scrape_configs"]
+        for sc in job.get("static_configs", [])
+        for t in sc["targets"]
+    }
+    assert "ingest:8000" in targets
+    for target in targets:
+        host, port = target.split(":")
+        assert host in services, target
+        assert _env(services[host]).get(f"PGHD_{host.upper()}_PORT", port) == port
+
+
+def test_topics_job_runs_a_real_command(services: dict[str, dict[str, Any]]) -> None:
+    command = services["topics"]["command"]
+    assert command[:3] == ["pghd", "topics", "apply"]
+    result = CliRunner().invoke(app, [*command[1:3], "--help"])
+    assert result.exit_code == 0, result.output
+    for option in command[3::2]:
+        assert option in result.output, option

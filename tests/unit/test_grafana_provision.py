@@ -1,0 +1,287 @@
+"""``pghd grafana provision`` against a small stand-in for Grafana's HTTP API.
+
+Grafana cannot run here, so :class:`FakeGrafana` (``http.server`` on a free loopback port)
+implements the documented request and response shapes of the calls the command makes:
+``GET/POST /api/folders[/{uid}]``, ``PUT /api/folders/{uid}``,
+``GET/PUT /api/datasources/uid/{uid}`` (404 ``{"message": "Data source not found"}`` when
+missing), ``POST /api/datasources`` (``{"datasource": {...}, "id", "message":
+"Datasource added", "name"}``) and ``POST /api/dashboards/db`` (``{"id", "uid", "url",
+"status": "success", "version", "slug"}``); it refuses a request without the bearer token
+with 401. Every request is recorded with its method, path, Authorization header and body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from deploy.grafana.dashboards import DASHBOARDS
+from deploy.grafana.dashboards.common import INFLUX_UID, PROMETHEUS_UID
+from pghd.cli import app
+
+TOKEN = "glsa_test-token"
+INFLUX_TOKEN = "influx-secret-token"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    auth: str | None
+    body: Any
+
+
+@dataclass
+class FakeGrafana:
+    """State and request log of the stand-in Grafana."""
+
+    folders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    next_id: int = 1
+    url: str = ""
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "folders"]:
+            return self._folders(method, parts[2:], body)
+        if parts[:2] == ["api", "datasources"]:
+            return self._datasources(method, parts[2:], body)
+        if parts == ["api", "dashboards", "db"] and method == "POST":
+            return self._dashboard(body)
+        return 404, {"message": "Not found"}
+
+    def _folders(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if method == "POST" and not rest:
+            uid = body.get("uid") or f"f{self.next_id}"
+            if uid in self.folders:
+                return 409, {"message": "a folder with the same uid already exists"}
+            folder = {"id": self.new_id(), "uid": uid, "title": body["title"], "version": 1}
+            self.folders[uid] = {**folder, "url": f"/dashboards/f/{uid}/"}
+            return 200, self.folders[uid]
+        if len(rest) == 1 and rest[0] not in self.folders:
+            return 404, {"message": "folder not found", "status": "not-found"}
+        if method == "GET" and len(rest) == 1:
+            return 200, self.folders[rest[0]]
+        if method == "PUT" and len(rest) == 1:
+            folder = self.folders[rest[0]]
+            folder.update(title=body["title"], version=folder["version"] + 1)
+            return 200, folder
+        return 405, {"message": "method not allowed"}
+
+    def _datasources(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if method == "POST" and not rest:
+            if any(d["name"] == body["name"] for d in self.datasources.values()):
+                return 409, {"message": "data source with the same name already exists"}
+            source = {**body, "id": self.new_id(), "version": 1}
+            source.pop("secureJsonData", None)
+            self.datasources[body["uid"]] = source
+            return 200, {
+                "datasource": source,
+                "id": source["id"],
+                "message": "Datasource added",
+                "name": source["name"],
+            }
+        if len(rest) == 2 and rest[0] == "uid":
+            uid = rest[1]
+            if uid not in self.datasources:
+                return 404, {"message": "Data source not found"}
+            if method == "GET":
+                return 200, self.datasources[uid]
+            if method == "PUT":
+                old = self.datasources[uid]
+                source = {**body, "id": old["id"], "version": old["version"] + 1}
+                source.pop("secureJsonData", None)
+                self.datasources[uid] = source
+                return 200, {
+                    "datasource": source,
+                    "id": source["id"],
+                    "message": "Datasource updated",
+                    "name": source["name"],
+                }
+        return 405, {"message": "method not allowed"}
+
+    def _dashboard(self, body: Any) -> tuple[int, Any]:
+        board = body["dashboard"]
+        uid = board["uid"]
+        if uid in self.dashboards and not body.get("overwrite"):
+            return 412, {"message": "The dashboard has been changed by someone else"}
+        if body.get("folderUid") not in self.folders:
+            return 400, {"message": "folder not found"}
+        old = self.dashboards.get(uid)
+        version = old["version"] + 1 if old else 1
+        ident = old["id"] if old else self.new_id()
+        slug = board["title"].lower().replace(" ", "-")
+        self.dashboards[uid] = {
+            "id": ident,
+            "version": version,
+            "folderUid": body["folderUid"],
+            "dashboard": board,
+        }
+        return 200, {
+            "id": ident,
+            "uid": uid,
+            "url": f"/d/{uid}/{slug}",
+            "status": "success",
+            "version": version,
+            "slug": slug,
+        }
+
+
+@pytest.fixture
+def grafana() -> Iterator[FakeGrafana]:
+    fake = FakeGrafana()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            auth = self.headers.get("Authorization")
+            fake.requests.append(Request(self.command, self.path, auth, body))
+            if auth != f"Bearer {TOKEN}":
+                status, answer = 401, {"message": "Unauthorized"}
+            else:
+                status, answer = fake.handle(self.command, self.path, body)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _provision(grafana: FakeGrafana, *extra: str, token: str = TOKEN) -> Any:
+    return CliRunner().invoke(
+        app,
+        [
+            *("grafana", "provision", "--url", grafana.url, "--token", token),
+            *("--influx-token", INFLUX_TOKEN, "--influx-url", "http://influx.internal:8086"),
+            *extra,
+        ],
+    )
+
+
+def _calls(grafana: FakeGrafana) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in grafana.requests]
+
+
+def test_first_run_creates_folder_datasources_and_dashboards(grafana: FakeGrafana) -> None:
+    result = _provision(grafana)
+    assert result.exit_code == 0, result.output
+    boards = {make().build().uid for make in DASHBOARDS.values()}
+    assert _calls(grafana) == [
+        ("GET", "/api/folders/pghd"),
+        ("POST", "/api/folders"),
+        ("GET", f"/api/datasources/uid/{INFLUX_UID}"),
+        ("POST", "/api/datasources"),
+        ("GET", f"/api/datasources/uid/{PROMETHEUS_UID}"),
+        ("POST", "/api/datasources"),
+        *[("POST", "/api/dashboards/db")] * len(boards),
+    ]
+    assert {r.auth for r in grafana.requests} == {f"Bearer {TOKEN}"}
+    folder_post = grafana.requests[1].body
+    assert folder_post == {"title": "pghd", "uid": "pghd"}
+    influx = grafana.requests[3].body
+    assert influx["uid"] == INFLUX_UID and influx["type"] == "influxdb"
+    assert influx["url"] == "http://influx.internal:8086"
+    assert influx["jsonData"]["version"] == "Flux"
+    assert influx["secureJsonData"] == {"token": INFLUX_TOKEN}
+    prometheus = grafana.requests[5].body
+    assert prometheus["uid"] == PROMETHEUS_UID and prometheus["type"] == "prometheus"
+    posted = [r.body for r in grafana.requests[6:]]
+    assert {p["dashboard"]["uid"] for p in posted} == boards
+    for body in posted:
+        assert body["folderUid"] == "pghd" and body["overwrite"] is True
+        assert body["dashboard"]["id"] is None and body["dashboard"]["panels"]
+    assert set(grafana.folders) == {"pghd"}
+    assert set(grafana.datasources) == {INFLUX_UID, PROMETHEUS_UID}
+    assert set(grafana.dashboards) == boards
+    assert "folder pghd: created" in result.output
+    assert f"data source {INFLUX_UID}: created" in result.output
+
+
+def test_a_second_run_updates_instead_of_duplicating(grafana: FakeGrafana) -> None:
+    assert _provision(grafana).exit_code == 0
+    ids = {uid: d["id"] for uid, d in grafana.datasources.items()}
+    grafana.requests.clear()
+    result = _provision(grafana)
+    assert result.exit_code == 0, result.output
+    calls = _calls(grafana)
+    assert ("POST", "/api/folders") not in calls
+    assert ("POST", "/api/datasources") not in calls
+    assert calls.count(("PUT", f"/api/datasources/uid/{INFLUX_UID}")) == 1
+    assert calls.count(("PUT", f"/api/datasources/uid/{PROMETHEUS_UID}")) == 1
+    put = next(r.body for r in grafana.requests if r.path.endswith(INFLUX_UID) and r.body)
+    assert put["id"] == ids[INFLUX_UID] and put["secureJsonData"] == {"token": INFLUX_TOKEN}
+    assert len(grafana.folders) == 1 and len(grafana.datasources) == 2
+    assert len(grafana.dashboards) == len(DASHBOARDS)
+    assert {d["version"] for d in grafana.dashboards.values()} == {2}
+    assert "folder pghd: updated" in result.output
+    assert "dashboard cohort-overview: updated" in result.output
+
+
+def test_a_renamed_folder_is_updated(grafana: FakeGrafana) -> None:
+    assert _provision(grafana).exit_code == 0
+    result = _provision(grafana, "--folder-title", "Care teams")
+    assert result.exit_code == 0, result.output
+    assert grafana.folders["pghd"]["title"] == "Care teams"
+    (put,) = [r for r in grafana.requests if r.method == "PUT" and r.path == "/api/folders/pghd"]
+    assert put.body == {"title": "Care teams", "overwrite": True}
+
+
+def test_a_wrong_token_fails_with_grafanas_answer(grafana: FakeGrafana) -> None:
+    result = _provision(grafana, token="wrong")
+    assert result.exit_code == 1
+    assert "401" in result.output
+    assert not grafana.folders and not grafana.datasources
+
+
+def test_render_interpolates_every_dashboard_query() -> None:
+    from datetime import UTC, datetime
+
+    from deploy.grafana.dashboards import FLUX
+    from pghd.commands.grafana import interpolate
+
+    start, stop = datetime(2026, 11, 22, tzinfo=UTC), datetime(2026, 11, 25, 12, tzinfo=UTC)
+    for name, text in FLUX.items():
+        done = interpolate(
+            text,
+            bucket="pghd/autogen",
+            start=start,
+            stop=stop,
+            window="1h",
+            patient="p-1",
+            channel="heart_rate",
+        )
+        assert "${" not in done and "v.timeRange" not in done and "v.window" not in done, name
+        if "v.timeRangeStart" in text:
+            assert "range(start: 2026-11-22T00:00:00Z, stop: 2026-11-25T12:00:00Z)" in done

@@ -1,0 +1,183 @@
+"""deploy/k8s: every manifest valid for a recent Kubernetes, and the project's rules.
+
+Schema validation is kubernetes-validate's (it bundles the OpenAPI-derived JSON schemas of
+each Kubernetes release, so it runs offline), in strict mode (unknown fields are errors).
+The rules: kustomization lists every manifest but the example Secret; every container runs
+the pghd image with resource requests and probes; ingest is probed on /healthz and /readyz;
+the HPA scales the ingest Deployment; processors replicas do not exceed the partitions;
+each container's variables are read by its service's settings class and come from the
+ConfigMap/Secret that define them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from alerts.settings import AlertsSettings
+from ingest.settings import IngestSettings
+from pghd.topics import load_spec
+from processors.settings import ProcessorSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.37.0"
+EXAMPLE_SECRET = "secret.example.yaml"
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "ingest": IngestSettings,
+    "processors": ProcessorSettings,
+    "alerts": AlertsSettings,
+}
+WORKLOADS = {"Deployment", "StatefulSet", "Job"}
+
+Manifest = dict[str, Any]
+
+
+def _documents(path: Path) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _manifests() -> list[tuple[str, Manifest]]:
+    return [
+        (f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc)
+        for path in sorted(K8S.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in _documents(path)
+    ]
+
+
+def _kustomization() -> Manifest:
+    return _documents(K8S / "kustomization.yaml")[0]
+
+
+def _resources() -> dict[tuple[str, str], Manifest]:
+    return {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for name in _kustomization()["resources"]
+        for doc in _documents(K8S / name)
+    }
+
+
+def _containers(doc: Manifest) -> Iterator[Manifest]:
+    yield from doc["spec"]["template"]["spec"]["containers"]
+
+
+def _env_names(settings: type[BaseSettings]) -> set[str]:
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, info in settings.model_fields.items():
+        choices = getattr(info.validation_alias, "choices", None)
+        if choices:
+            names |= {c for c in choices if isinstance(c, str) and c.upper() == c}
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+@pytest.mark.parametrize(("where", "doc"), _manifests(), ids=[m[0] for m in _manifests()])
+def test_manifest_is_valid_kubernetes(where: str, doc: Manifest) -> None:
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{where}: {exc.message} at {list(exc.path)}")
+
+
+def test_the_validator_rejects_a_broken_manifest() -> None:
+    doc = _resources()[("Deployment", "ingest")]
+    broken = yaml.safe_load(yaml.safe_dump(doc))
+    broken["spec"]["replicas"] = "two"
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGets"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
+    kustomization = _kustomization()
+    assert kustomization["kind"] == "Kustomization"
+    listed = set(kustomization["resources"])
+    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present - {EXAMPLE_SECRET}
+    assert kustomization["namespace"] == "pghd"
+    assert [i["name"] for i in kustomization["images"]] == ["pghd"]
+    for (_kind, name), doc in _resources().items():
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "pghd", name
+
+
+def test_the_example_secret_holds_placeholders_only() -> None:
+    (secret,) = _documents(K8S / EXAMPLE_SECRET)
+    assert secret["kind"] == "Secret" and "data" not in secret
+    for key, value in secret["stringData"].items():
+        assert "change-me" in value or "example" in value or key == "PGHD_INGEST_API_KEYS"
+
+
+def test_workloads_run_the_image_with_requests_and_probes() -> None:
+    for (kind, name), doc in _resources().items():
+        if kind not in WORKLOADS:
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for container in _containers(doc):
+            assert container["image"] == "pghd", name
+            requests = container["resources"]["requests"]
+            assert {"cpu", "memory"} <= set(requests), name
+            assert "memory" in container["resources"]["limits"], name
+            if kind != "Job":
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    assert probe in container, f"{name}: no {probe}"
+
+
+def test_ingest_probes_health_and_readiness() -> None:
+    (container,) = _containers(_resources()[("Deployment", "ingest")])
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_the_hpa_scales_the_ingest_deployment() -> None:
+    resources = _resources()
+    (hpa,) = [doc for (kind, _), doc in resources.items() if kind == "HorizontalPodAutoscaler"]
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) in resources
+    assert (target["kind"], target["name"]) == ("Deployment", "ingest")
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    (container,) = _containers(resources[("Deployment", "ingest")])
+    assert "cpu" in container["resources"]["requests"], "CPU utilisation needs a CPU request"
+
+
+def test_processors_do_not_outnumber_the_partitions() -> None:
+    resources = _resources()
+    partitions = {t.name: t.partitions for t in load_spec(ROOT / "deploy" / "topics.json")}
+    processors = resources[("StatefulSet", "processors")]
+    assert processors["spec"]["replicas"] <= partitions["pghd.measurements.v1"]
+    config = resources[("ConfigMap", "pghd-config")]["data"]
+    assert int(config["PGHD_PROCESSORS_TOPIC_PARTITIONS"]) == partitions["pghd.measurements.v1"]
+    assert int(config["PGHD_ALERTS_TOPIC_PARTITIONS"]) == partitions["pghd.anomalies.v1"]
+    assert processors["spec"]["serviceName"] in {name for _, name in resources}
+    (mount,) = next(_containers(processors))["volumeMounts"]
+    (claim,) = processors["spec"]["volumeClaimTemplates"]
+    assert mount["name"] == claim["metadata"]["name"]
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_container_variables_are_read_by_the_service_and_defined(service: str) -> None:
+    resources = _resources()
+    config = resources[("ConfigMap", "pghd-config")]["data"]
+    (secret,) = _documents(K8S / EXAMPLE_SECRET)
+    workload = resources.get(("Deployment", service)) or resources[("StatefulSet", service)]
+    (container,) = _containers(workload)
+    known = _env_names(SETTINGS[service])
+    for var in container["env"]:
+        assert var["name"] in known, f"{service}: {var['name']} is not read"
+        source = var.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            assert source["configMapKeyRef"]["key"] in config, var
+        if "secretKeyRef" in source:
+            assert source["secretKeyRef"]["key"] in secret["stringData"], var
+        if any(word in var["name"] for word in ("TOKEN", "API_KEYS", "NOTIFY_URLS")):
+            assert "secretKeyRef" in source, f"{var['name']} must come from the Secret"
