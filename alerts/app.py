@@ -1,143 +1,74 @@
-"""The alerts Faust app (first cut): anomalies in, notifications out.
+"""The alerts Faust app: anomalies and care-team commands in; alerts, pages, annotations out.
 
 Start a worker with ``python -m alerts.main`` (or ``faust -A alerts.app worker``).
 
-The agent reads ``pghd.anomalies.v1`` as raw bytes, one event at a time:
+One agent reads ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1`` (both keyed by patient
+id, co-partitioned) in order; the ``alert_state`` table holds each patient's
+:class:`~alerts.state.PatientState`. Per message:
 
-1. a message that is not a valid :class:`~pghd.contracts.Anomaly` goes to ``pghd.dlq.v1``
-   as a :class:`~pghd.contracts.DeadLetter` (stage ``alerts``), and the agent goes on;
-2. an anomaly already handled in this run (bounded memory of ids) or detected longer ago
-   than ``notify_max_age_s`` is skipped;
-3. otherwise it is sent to every configured Apprise URL; failed channels are retried with
-   backoff, and after the last attempt the failure is logged (ids only).
+1. an undecodable message (or one whose key is not its patient id) goes to ``pghd.dlq.v1``;
+   an anomaly detected longer ago than ``notify_max_age_s`` is skipped;
+2. the pure transition (:func:`~alerts.state.on_anomaly` / :func:`~alerts.state.on_command`)
+   gives the new state, the changed alerts, the deliveries to make and the annotations;
+3. the state goes to the table (changelog), each changed alert to the compacted
+   ``pghd.alerts.v1`` (key = fingerprint), and the producer is flushed: the *intent*
+   (pending deliveries with deterministic notification ids) is durable before any send;
+4. each delivery runs in its own task (:func:`alerts.delivery.deliver`: Apprise, retries
+   with backoff, every attempt written to the alert's notification history and published);
+   annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
 
-Faust acks an event when the agent asks for the next one, so the offset commits only
-after the notification attempts (and any dead letter) are done. Grouping, suppression,
-escalation and the alert lifecycle come later.
+A timer (every ``tick_s``) runs :func:`~alerts.state.on_tick` (escalations, repeats,
+auto-resolve) over the patients of this worker's partitions, and resumes deliveries left
+unsettled by a restart or rebalance per :func:`alerts.delivery.resume_policy`.
+
+Table writes outside an event (timer, delivery tasks) name the partition explicitly: each
+state remembers the partition of its patient's messages, which is the changelog partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 from pydantic import ValidationError
 
-from alerts.notify import Notifier, RecentIds, format_notification
+from alerts import delivery as delivering
+from alerts.grafana import AnnotationQueue, GrafanaAnnotator
+from alerts.lifecycle import Annotate
+from alerts.notify import send_notification
 from alerts.settings import AlertsSettings
+from alerts.state import (
+    PatientState,
+    PendingDelivery,
+    Step,
+    Where,
+    decode,
+    on_anomaly,
+    on_command,
+    on_tick,
+    record_attempt,
+    remember_annotation,
+)
 from pghd import topics, wire
+from pghd.alert_commands import AlertCommand
+from pghd.alerting import NotificationOutcome
 from pghd.contracts import Anomaly, DeadLetter
 
-__all__ = [
-    "STAGE",
-    "Outcome",
-    "Where",
-    "anomalies_topic",
-    "app",
-    "dlq_topic",
-    "handle_anomaly",
-    "notify_anomalies",
-    "settings",
-]
+__all__ = ["alert_state", "alerts_topic", "app", "handle", "inputs", "settings", "tick"]
 
 logger = logging.getLogger(__name__)
 
-STAGE = "alerts"
 MAX_SEND_BACKOFF_S = 30.0
-_MAX_REASON = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Where:
-    """Where a message came from, for its dead letter and the logs."""
-
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-    key: str | None = None
-
-
-Outcome = str
-"""``notified``, ``failed``, ``duplicate`` or ``stale`` (or a :class:`DeadLetter`)."""
-
-
-def _reason(exc: ValidationError) -> str:
-    parts = [
-        f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
-    return "; ".join(parts)[:_MAX_REASON]
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", errors="backslashreplace")
-
-
-async def handle_anomaly(
-    payload: bytes | None,
-    *,
-    where: Where,
-    notifier: Notifier,
-    recent: RecentIds,
-    now: datetime,
-    max_age: timedelta | None = None,
-) -> Outcome | DeadLetter:
-    """Decode one message and notify; a :class:`DeadLetter` when it is not an anomaly."""
-    try:
-        if not payload:
-            raise ValueError("empty message")
-        anomaly = wire.decode(Anomaly, payload)
-    except (ValidationError, ValueError) as exc:
-        reason = _reason(exc) if isinstance(exc, ValidationError) else str(exc)
-        logger.warning(
-            "undecodable anomaly at %s[%s]@%s: to the DLQ",
-            where.topic,
-            where.partition,
-            where.offset,
-        )
-        return DeadLetter(
-            stage=STAGE,
-            reason=reason,
-            topic=where.topic,
-            partition=where.partition,
-            offset=where.offset,
-            key=where.key,
-            payload=_text(payload) or "",
-            failed_at=now,
-        )
-    ids = (anomaly.anomaly_id, anomaly.patient_id)
-    if anomaly.anomaly_id in recent:
-        logger.info("anomaly %s patient %s: already notified in this run", *ids)
-        return "duplicate"
-    if max_age is not None and now - anomaly.detected_at > max_age:
-        logger.info("anomaly %s patient %s: detected too long ago, not notified", *ids)
-        recent.add(anomaly.anomaly_id)
-        return "stale"
-    report = await notifier.deliver(format_notification(anomaly))
-    recent.add(anomaly.anomaly_id)
-    if report.ok:
-        logger.info("anomaly %s patient %s: notified %d channels", *ids, len(report.delivered))
-        return "notified"
-    logger.error(
-        "anomaly %s patient %s: not delivered to channels %s after %d attempts",
-        *ids,
-        ",".join(f"#{n}" for n in report.failed),
-        notifier.attempts,
-    )
-    return "failed"
-
 
 settings = AlertsSettings()
-notifier = Notifier(
-    settings.notify_urls, attempts=settings.notify_attempts, backoff_s=settings.notify_backoff_s
-)
-recent = RecentIds(settings.dedup_size)
-if not settings.notify_urls:
-    logger.warning("no notify URLs configured: anomalies will be read and acked only")
+config = settings.routing_config()
+policy = settings.grouping_policy(config)
+if config is None:
+    logger.warning("no routing file or notify URLs: alerts are tracked, nobody is notified")
 
 app = faust.App(
     settings.app_id,
@@ -155,8 +86,148 @@ app = faust.App(
     web_bind=settings.web_host,
 )
 
-anomalies_topic = app.topic(topics.ANOMALIES, key_type=bytes, value_type=bytes)
+inputs = app.topic(topics.ANOMALIES, topics.ALERT_COMMANDS, key_type=bytes, value_type=bytes)
+alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes)
 dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
+
+alert_state = app.Table(
+    "alert_state",
+    partitions=settings.topic_partitions,
+    key_type=str,
+    help="patient_id -> PatientState (alerts, silences, pending deliveries, annotation ids)",
+)
+
+_in_flight: set[str] = set()  # notification ids being delivered by this process
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _load(patient_id: str) -> PatientState | None:
+    raw = alert_state.get(patient_id)
+    if raw is None:
+        return None
+    try:
+        return PatientState.model_validate(raw)
+    except ValidationError:
+        logger.error("alert state of patient %s is unreadable; starting afresh", patient_id)
+        return None
+
+
+def _store(state: PatientState) -> None:
+    """Write to the local store and the changelog partition of the patient."""
+    value = state.model_dump(mode="json")
+    alert_state.data[state.patient_id] = value
+    alert_state.send_changelog(state.partition, state.patient_id, value)
+
+
+def _owned() -> set[int]:
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.ANOMALIES}
+
+
+def _spawn(coro: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _apply(step: Step) -> None:
+    """Store the state, publish changed alerts, queue annotations (no waiting)."""
+    if not step.dirty:
+        return
+    _store(step.state)
+    for alert in step.changed:
+        alerts_topic.send_soon(key=alert.fingerprint.encode(), value=wire.encode(alert))
+    for action in step.annotations:
+        if annotation_queue is not None:
+            annotation_queue.submit(action)
+    _in_flight.update(d.notification_id for d in step.deliveries)
+
+
+async def _send(delivery: PendingDelivery) -> bool:
+    url = None if config is None else config.channels.get(delivery.channel)
+    if url is None:
+        logger.error(
+            "notification %s: channel %s is not configured",
+            delivery.notification_id,
+            delivery.channel,
+        )
+        return False
+    return await send_notification(
+        url,
+        title=delivery.title,
+        body=delivery.body,
+        severity=delivery.severity,
+        notification_id=delivery.notification_id,
+    )
+
+
+def _record(
+    delivery: PendingDelivery, outcome: NotificationOutcome, detail: str | None, final: bool
+) -> None:
+    state = _load(delivery.patient_id)
+    if state is None or state.partition not in _owned():
+        return  # the partition moved to another worker: it resumes the delivery
+    assert outcome in (NotificationOutcome.DELIVERED, NotificationOutcome.FAILED)
+    new, alert = record_attempt(
+        state, delivery, outcome=outcome, at=datetime.now(UTC), detail=detail, final=final
+    )
+    _apply(Step(state=new, changed=[alert] if alert else [], dirty=new != state))
+
+
+async def _deliver(delivery: PendingDelivery, *, resumed: bool = False) -> None:
+    try:
+        await delivering.deliver(
+            delivery,
+            resumed=resumed,
+            send=_send,
+            record=_record,
+            attempts=settings.notify_attempts,
+            backoff_s=settings.notify_backoff_s,
+            max_backoff_s=settings.notify_max_backoff_s,
+        )
+    finally:
+        _in_flight.discard(delivery.notification_id)
+
+
+async def _flush_and_send(
+    deliveries: list[PendingDelivery], *, resumed: frozenset[str] = frozenset()
+) -> None:
+    """Wait until the intents (and alert states) are in Kafka, then send."""
+    await app.producer.flush()
+    for delivery in deliveries:
+        _spawn(_deliver(delivery, resumed=delivery.notification_id in resumed))
+
+
+def _lookup_annotation(action: Annotate) -> int | None:
+    state = _load(action.patient_id)
+    return None if state is None else state.annotations.get(action.alert_id)
+
+
+def _remember_annotation(action: Annotate, annotation_id: int) -> None:
+    state = _load(action.patient_id)
+    if state is not None and state.partition in _owned():
+        new = remember_annotation(state, action.alert_id, annotation_id)
+        _apply(Step(state=new, dirty=new != state))
+
+
+annotation_queue = (
+    None
+    if settings.grafana_url is None
+    else AnnotationQueue(
+        GrafanaAnnotator(
+            settings.grafana_url,
+            token=None
+            if settings.grafana_token is None
+            else settings.grafana_token.get_secret_value(),
+            dashboard_uid=settings.grafana_dashboard_uid,
+            panel_id=settings.grafana_panel_id,
+            timeout_s=settings.grafana_timeout_s,
+        ),
+        lookup=_lookup_annotation,
+        remember=_remember_annotation,
+        attempts=settings.grafana_attempts,
+        backoff_s=settings.grafana_backoff_s,
+    )
+)
 
 
 async def _send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
@@ -173,25 +244,113 @@ async def _send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
             await asyncio.sleep(delay)
 
 
-@app.agent(anomalies_topic)
-async def notify_anomalies(stream: faust.StreamT[Any]) -> None:
-    """Notify every anomaly once; dead-letter what is not one."""
-    max_age = (
-        None if settings.notify_max_age_s is None else timedelta(seconds=settings.notify_max_age_s)
+def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | DeadLetter | None:
+    """One input message against its patient's state (None: nothing to do)."""
+    if where.topic == topics.ALERT_COMMANDS:
+        command = decode(AlertCommand, payload, where=where, now=now)
+        if isinstance(command, DeadLetter):
+            return command
+        state = _load(command.patient_id) or PatientState(
+            patient_id=command.patient_id, partition=where.partition or 0
+        )
+        step, outcome = on_command(state, command, now=now)
+        logger.info(
+            "command %s (%s) patient %s alert %s: %s",
+            command.command_id,
+            command.kind.value,
+            command.patient_id,
+            command.alert_id,
+            outcome,
+        )
+        return step
+    anomaly = decode(Anomaly, payload, where=where, now=now)
+    if isinstance(anomaly, DeadLetter):
+        return anomaly
+    max_age = settings.notify_max_age_s
+    if max_age is not None and now - anomaly.detected_at > timedelta(seconds=max_age):
+        logger.info(
+            "anomaly %s patient %s: detected too long ago, skipped",
+            anomaly.anomaly_id,
+            anomaly.patient_id,
+        )
+        return None
+    state = _load(anomaly.patient_id) or PatientState(
+        patient_id=anomaly.patient_id, partition=where.partition or 0
     )
+    return on_anomaly(state, anomaly, config=config, policy=policy, now=now)
+
+
+@app.agent(inputs)
+async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
+    """Anomalies and commands, in order per patient; see the module docstring."""
     async for event in stream.events():
         message = event.message
         key = message.key if isinstance(message.key, bytes) else None
         where = Where(
-            topic=message.topic, partition=message.partition, offset=message.offset, key=_text(key)
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
         )
-        outcome = await handle_anomaly(
-            event.value,
-            where=where,
-            notifier=notifier,
-            recent=recent,
-            now=datetime.now(UTC),
-            max_age=max_age,
-        )
-        if isinstance(outcome, DeadLetter):
-            await _send_dead_letter(outcome, key)
+        result = handle(event.value, where=where, now=datetime.now(UTC))
+        if isinstance(result, DeadLetter):
+            logger.warning(
+                "undecodable message at %s[%s]@%s: to the DLQ",
+                where.topic,
+                where.partition,
+                where.offset,
+            )
+            await _send_dead_letter(result, key)
+        elif result is not None and result.dirty:
+            _apply(result)
+            for alert in result.changed:
+                log = logger.info if result.deliveries or alert.anomaly_count <= 1 else logger.debug
+                log(
+                    "alert %s patient %s: %s, %s, %d anomalies, %d notifications planned",
+                    alert.alert_id,
+                    alert.patient_id,
+                    alert.status.value,
+                    alert.severity.value,
+                    alert.anomaly_count,
+                    len(result.deliveries),
+                )
+            if result.deliveries:
+                await _flush_and_send(result.deliveries)
+
+
+@app.timer(interval=settings.tick_s)  # type: ignore[untyped-decorator]
+async def tick() -> None:
+    """Escalate, repeat, auto-resolve; resume deliveries nobody in this process is making."""
+    if app.rebalancing or app.in_recovery:
+        return
+    owned, now = _owned(), datetime.now(UTC)
+    deliveries: list[PendingDelivery] = []
+    resumed: set[str] = set()
+    for patient_id in list(alert_state.data.keys()):
+        state = _load(patient_id)
+        if state is None or state.partition not in owned:
+            continue
+        unsettled = [d for d in state.pending.values() if d.notification_id not in _in_flight]
+        step = on_tick(state, config=config, policy=policy, now=now)
+        _apply(step)
+        deliveries += step.deliveries
+        for stale in unsettled:
+            url = None if config is None else config.channels.get(stale.channel)
+            if delivering.resume_policy(url) == "resend":
+                logger.warning(
+                    "notification %s: outcome unknown, re-sent with the same id",
+                    stale.notification_id,
+                )
+                _in_flight.add(stale.notification_id)
+                resumed.add(stale.notification_id)
+                deliveries.append(stale)
+            else:
+                _record(stale, NotificationOutcome.FAILED, delivering.UNKNOWN_OUTCOME, True)
+    if deliveries:
+        await _flush_and_send(deliveries, resumed=frozenset(resumed))
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def _annotate() -> None:
+    if annotation_queue is not None:
+        await annotation_queue.run()

@@ -18,7 +18,11 @@ def main() -> None:
     import faust
 
     from alerts.app import app, settings
+    from deploy.local.topics import ensure_changelog_topics
 
+    ensure_changelog_topics(
+        app, bootstrap=settings.kafka_bootstrap, replication_factor=settings.replication_factor
+    )
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
 

@@ -1,4 +1,12 @@
-"""Notifications for anomalies: what they say (pure) and their delivery through Apprise.
+"""Notifications: what they say (pure) and their delivery through Apprise.
+
+:func:`send_notification` sends one alert notification to one channel URL, once (the
+alerts worker retries and records every attempt); for webhook channels that can
+deduplicate (:func:`can_deduplicate`: ``json``, ``form``, ``xml``) the deterministic
+notification id travels in the body (``notification_id``) and in the
+``X-Pghd-Notification-Id`` header (:func:`with_notification_id`).
+
+The first cut's per-anomaly helpers remain below:
 
 :func:`format_notification` turns an :class:`~pghd.contracts.Anomaly` into a title, body and
 Apprise notify type. :class:`Notifier` delivers one to every configured channel (one Apprise
@@ -21,12 +29,17 @@ import apprise
 from pghd.contracts import Anomaly, Severity
 
 __all__ = [
+    "DEDUP_SCHEMES",
+    "NOTIFICATION_ID_HEADER",
     "NOTIFY_TYPES",
     "DeliveryReport",
     "Notification",
     "Notifier",
     "RecentIds",
+    "can_deduplicate",
     "format_notification",
+    "send_notification",
+    "with_notification_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,3 +177,44 @@ class Notifier:
                 self.attempts,
             )
         return DeliveryReport(delivered=tuple(sorted(delivered)), failed=tuple(pending))
+
+
+DEDUP_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+"""Apprise webhook schemes that carry the notification id, so receivers can deduplicate."""
+NOTIFICATION_ID_HEADER = "X-Pghd-Notification-Id"
+
+
+def can_deduplicate(url: str) -> bool:
+    """True when the channel's receiver is told the notification id (webhooks)."""
+    return _scheme(url).lower() in DEDUP_SCHEMES
+
+
+def with_notification_id(url: str, notification_id: str) -> str:
+    """The URL with Apprise's payload extra ``:notification_id`` and header ``+X-...``."""
+    if not can_deduplicate(url):
+        return url
+    separator = "&" if "?" in url else "?"
+    return (
+        f"{url}{separator}:notification_id={notification_id}"
+        f"&+{NOTIFICATION_ID_HEADER}={notification_id}"
+    )
+
+
+async def send_notification(
+    url: str, *, title: str, body: str, severity: Severity, notification_id: str
+) -> bool:
+    """One try to one channel; False when Apprise refuses the URL or the send fails."""
+    channel = apprise.Apprise()
+    if not channel.add(with_notification_id(url, notification_id)):
+        logger.error(
+            "notification %s: channel URL (%s://...) is invalid", notification_id, _scheme(url)
+        )
+        return False
+    try:
+        result = await channel.async_notify(
+            title=title, body=body, notify_type=NOTIFY_TYPES[severity]
+        )
+    except Exception:
+        logger.exception("notification %s: channel (%s) raised", notification_id, _scheme(url))
+        return False
+    return bool(result)

@@ -129,6 +129,7 @@ def _message(alert: Alert, reason: str, level: int) -> tuple[str, str]:
             alert.summary,
             f"{alert.anomaly_count} anomalies since {opened} · status {alert.status.value}",
             f"alert_id: {alert.alert_id}",
+            *([f"latest anomaly_id: {alert.anomaly_ids[-1]}"] if alert.anomaly_ids else []),
         ]
     )
     return title, body

@@ -1,23 +1,49 @@
 """Settings of the alerts service, read from the environment.
 
 Every field is read from ``PGHD_ALERTS_<FIELD>``; ``kafka_bootstrap`` also falls back to the
-stack-wide ``PGHD_KAFKA_BOOTSTRAP``. ``notify_urls`` is a JSON list of Apprise URLs, e.g.
-``PGHD_ALERTS_NOTIFY_URLS='["json://127.0.0.1:9999/hook"]'``; they may hold tokens, so
-they are never logged.
+stack-wide ``PGHD_KAFKA_BOOTSTRAP``.
+
+Routing: ``PGHD_ALERTS_ROUTING_FILE`` names a routing config JSON file
+(:class:`~pghd.alerting.RoutingConfig`, see ``deploy/alerts/routing.example.json``).
+Without it, ``PGHD_ALERTS_NOTIFY_URLS`` (a JSON list of Apprise URLs, e.g.
+``'["json://127.0.0.1:9999/hook"]'``) becomes one route that notifies every URL once when
+an alert opens or its severity rises (:func:`default_routing`). URLs may hold tokens, so
+they are never logged. ``PGHD_ALERTS_GROUPING`` (JSON :class:`~pghd.alerting.GroupingPolicy`)
+overrides the grouping of either.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "AlertsSettings"]
+from alerts.routing import load_routing_config
+from pghd.alerting import EscalationStep, GroupingPolicy, Route, RoutingConfig
+
+__all__ = ["DEFAULT_ROUTE", "ENV_PREFIX", "AlertsSettings", "default_routing"]
 
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "PGHD_ALERTS_"
+DEFAULT_ROUTE = "default"
+
+
+def default_routing(urls: Sequence[str], *, grouping: GroupingPolicy) -> RoutingConfig | None:
+    """One route, any team and severity, to channels ``notify-1..n``; no escalation, no
+    repeat. None without URLs (alerts are then tracked and published, nobody notified)."""
+    if not urls:
+        return None
+    channels = {f"notify-{n}": url for n, url in enumerate(urls, start=1)}
+    route = Route(
+        name=DEFAULT_ROUTE,
+        escalation=[EscalationStep(after_s=0, channels=list(channels))],
+        repeat_interval_s=None,
+    )
+    return RoutingConfig(channels=channels, routes=[route], grouping=grouping)
 
 
 class AlertsSettings(BaseSettings):
@@ -34,26 +60,58 @@ class AlertsSettings(BaseSettings):
         ),
         description="Kafka bootstrap servers, host:port[,host:port]",
     )
-    notify_urls: list[str] = Field(
-        default_factory=list, description="Apprise URLs every anomaly is sent to (JSON list)"
+    routing_file: Path | None = Field(
+        default=None, description="routing config JSON (channels, teams, routes, escalation)"
     )
-    notify_attempts: int = Field(default=3, ge=1, description="tries per channel and anomaly")
+    notify_urls: list[str] = Field(
+        default_factory=list,
+        description="without a routing file: Apprise URLs every alert is sent to (JSON list)",
+    )
+    grouping: GroupingPolicy | None = Field(
+        default=None, description="grouping policy (JSON); overrides the routing file's"
+    )
+    notify_attempts: int = Field(default=3, ge=1, description="tries per channel and notification")
     notify_backoff_s: float = Field(
         default=1.0, ge=0, description="wait before the 2nd try; doubles for each further try"
     )
+    notify_max_backoff_s: float = Field(default=60.0, ge=0, description="longest wait")
     notify_max_age_s: float | None = Field(
         default=24 * 3600.0,
         gt=0,
-        description="anomalies detected longer ago than this are acked without notifying"
+        description="anomalies detected longer ago than this are acked without alerting"
         " (a replayed backlog does not page anyone); null = no limit",
     )
-    dedup_size: int = Field(default=10_000, ge=1, description="anomaly ids remembered per run")
+    tick_s: float = Field(
+        default=5.0, gt=0, description="how often escalations and auto-resolve are checked"
+    )
+
+    grafana_url: str | None = Field(default=None, description="annotate Grafana when set")
+    grafana_token: SecretStr | None = Field(default=None, description="service account token")
+    grafana_dashboard_uid: str | None = None
+    grafana_panel_id: int | None = None
+    grafana_attempts: int = Field(default=5, ge=1)
+    grafana_backoff_s: float = Field(default=1.0, ge=0)
+    grafana_timeout_s: float = Field(default=5.0, gt=0)
 
     app_id: str = Field(default="pghd-alerts", description="Faust app id = consumer group id")
     store: str = "memory://"
     data_dir: str = ".local/data/alerts"
-    topic_partitions: int = Field(default=8, ge=1, description="partitions of pghd.anomalies.v1")
+    topic_partitions: int = Field(default=8, ge=1, description="partitions of the input topics")
     replication_factor: int = Field(default=1, ge=1, description="of Faust's own topics")
     web_port: int = Field(default=6067, ge=1, le=65535)
     web_host: str = "127.0.0.1"
     log_level: str = "info"
+
+    def routing_config(self) -> RoutingConfig | None:
+        """The routing file's config, else :func:`default_routing` of ``notify_urls``."""
+        if self.routing_file is not None:
+            config = load_routing_config(self.routing_file)
+            if self.grouping is not None:
+                config = config.model_copy(update={"grouping": self.grouping})
+            return config
+        return default_routing(self.notify_urls, grouping=self.grouping or GroupingPolicy())
+
+    def grouping_policy(self, config: RoutingConfig | None) -> GroupingPolicy:
+        if self.grouping is not None:
+            return self.grouping
+        return config.grouping if config is not None else GroupingPolicy()

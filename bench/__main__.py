@@ -1,6 +1,20 @@
-"""``make bench``: throughput and latency of pghd beside bare-Kafka baselines, one run.
+"""``make bench``: throughput, latency and state size of pghd beside bare baselines, one run.
 
-Starts its own Kafka and InfluxDB on free loopback ports (nothing else is touched), then:
+First, in process (no servers), on a mixed simulated cohort (:mod:`pghd.simulation`:
+heart rate, steps, spot checks, sleep, episodes; canonicalized as ingest does, then
+judged in time order):
+
+a. detector throughput: readings/s through :func:`processors.judge.judge_batch` in batches
+   of 500, single-threaded, judging only (generation and canonicalization not timed),
+   against the same loop doing only a running mean and variance (Welford) per channel of
+   each reading in a dict of 3-float tuples;
+b. memory per patient-channel of baseline state after judging the cohort: bytes as the
+   Faust table stores it (the value's JSON; a channel keeps one entry per context bucket,
+   all counted) and in process (``tracemalloc``, states rebuilt from those bytes), against
+   a bare ``(n, mean, M2)`` tuple per patient-channel measured the same two ways.
+
+Then it starts its own Kafka and InfluxDB on free loopback ports (nothing else is
+touched) and measures:
 
 1. ingest throughput: readings/s through ``POST /v1/measurements`` (batches of 500, 4
    concurrent clients) against a bare aiokafka producer (acks=all, idempotent) writing the
@@ -27,6 +41,7 @@ from pathlib import Path
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from bench.baselines import consume_and_judge, produce, round_trips
+from bench.pure import cohort_measurements, judge_rate, state_sizes, welford_rate
 from bench.runs import OffsetWatch, ingest_rate, post_to_anomaly_latencies
 from bench.workloads import encoded_measurements, posted_readings
 from deploy.local.ephemeral import ephemeral_stack
@@ -53,9 +68,51 @@ def main() -> None:
     parser.add_argument("--ingest-readings", type=int, default=30_000)
     parser.add_argument("--backlog", type=int, default=40_000, help="readings for processors")
     parser.add_argument("--latency-samples", type=int, default=60)
+    parser.add_argument("--cohort-patients", type=int, default=100, help="in-process figures")
+    parser.add_argument("--cohort-days", type=float, default=3.0, help="in-process figures")
     args = parser.parse_args()
     rows: list[str] = []
     params = JudgeParams(baseline=BaselineParams(warmup=WARMUP))
+
+    print(
+        f"==> in process: judging a simulated cohort of {args.cohort_patients} patients"
+        f" x {args.cohort_days:g} days"
+    )
+    cohort = cohort_measurements(patients=args.cohort_patients, days=args.cohort_days)
+    ours, states = judge_rate(cohort, params=JudgeParams())
+    base, bare = welford_rate(cohort)
+    rows.append(
+        _row(
+            f"judge_batch, {len(cohort):,} mixed readings",
+            ours,
+            base,
+            "Welford mean/var per channel",
+            "readings/s",
+        )
+    )
+    sizes = state_sizes(states, bare)
+    print(
+        f"    {sizes.patient_channels:,} patient-channels with state, {sizes.entries:,} table"
+        f" entries (context buckets), {sizes.json_bytes_per_entry:,.0f} B JSON per entry"
+    )
+    rows.append(
+        _row(
+            "baseline state in the table, per pt-channel",
+            sizes.json_bytes,
+            sizes.base_json_bytes,
+            "3-float tuple as JSON",
+            "bytes",
+        )
+    )
+    rows.append(
+        _row(
+            "baseline state in process, per pt-channel",
+            sizes.memory_bytes,
+            sizes.base_memory_bytes,
+            "3-float tuple (tracemalloc)",
+            "bytes",
+        )
+    )
 
     with (
         tempfile.TemporaryDirectory(prefix="pghd-bench-") as tmp,

@@ -10,14 +10,48 @@ The agent takes readings in batches (``stream.take_events``) and for each batch:
 3. loads the baselines the readings need and calls :func:`~processors.judge.judge_batch`
    (readings repeated within the batch are judged once);
 4. writes vitals, baselines and anomalies to InfluxDB and waits until they are accepted;
-5. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery;
+5. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery,
+   each one only once (below);
 6. only then updates the ``baselines`` and ``seen`` tables.
 
 Faust acks the events of a batch, and so lets their offsets commit, only when the loop body
 for that batch returns; every I/O step retries until it succeeds, so nothing is acked
-before its output is durable. A crash before step 6 replays the batch against the old
-baselines and rewrites the same points and anomaly ids (downstream dedups on
-``anomaly_id``).
+before its output is durable. A crash before step 6 (or before the offsets commit, every
+``commit_interval_s``) replays the batch against the old baselines and rewrites the same
+points (InfluxDB overwrites a point with the same series and time).
+
+Anomalies are not re-emitted after a crash. Kafka cannot make "sent to the anomalies topic"
+and "recorded in a table" one atomic step without transactions (which every consumer would
+then have to read with ``read_committed``), so step 5 writes an *intent* per anomaly to the
+``seen`` table (key ``anomaly|<anomaly_id>``, value ``{"intent_ms": ...}``; event ids
+cannot contain ``|``), waits until the producer has flushed it to the changelog, and only
+then sends; after Kafka acknowledged, it marks the intent ``"sent"``. (The ``seen`` table
+and not a table of its own: each table adds a changelog topic, and a topic Faust creates
+while a fresh group forms can be missing from the first assignment, which crashes the
+agent with ``PartitionsMismatch``.) When a replayed batch yields an anomaly again:
+
+- ``sent``: it went out before the crash; it is not sent again;
+- an intent without ``sent``: the crash fell between the intent and the mark, so whether
+  it went out is read from the anomalies topic itself (its partitions from
+  ``intent_ms - verify_lookback_s`` to their end); it is sent only if it is not there;
+- no intent: it was never sent (intents precede sends); it is sent.
+
+An anomaly is thus never lost (a crash before the send leaves at most an intent, which is
+checked) and never sent twice by this service; the price is one producer flush per batch
+that has anomalies, and a topic read only on a replay that meets an unconfirmed intent.
+A send whose reply the crash cut off is found by the check once the broker committed it;
+only a write the leader had not yet replicated to the other in-sync replicas when the check
+read the topic (invisible to readers until then) can still show up twice, so consumers
+keep deduplicating on ``anomaly_id`` (the alerts service does). Decided against: Kafka
+transactions (Faust's ``exactly_once`` guarantee; every reader of the anomalies topic would
+need ``read_committed``, and InfluxDB writes stay outside any transaction anyway), and
+leaving the dedup to consumers alone (the topic is the record other services and people
+read, and the issue asks that it carry each anomaly once).
+
+Consumer group membership: a worker that dies without leaving the group (SIGKILL, a lost
+host) keeps its partitions until ``session_timeout_s`` passes; set it low (it must stay at
+least the broker's ``group.min.session.timeout.ms``, 6 s by default) where fast takeover
+matters more than tolerance of long pauses.
 
 Table keys and values travel as JSON (plain dicts; no value_type, so Faust returns them as
 they are). Tables write to the changelog partition (and local store) of the *current
@@ -29,8 +63,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -38,22 +73,33 @@ from typing import Any, cast
 import faust
 import faust.streams
 from faust.types import EventT
+from kafka import KafkaConsumer, TopicPartition
 from mode.types.signals import BaseSignalT
 
 from pghd import topics, wire
-from pghd.contracts import DeadLetter, Measurement
+from pghd.contracts import Anomaly, DeadLetter, Measurement
 from processors.baseline import BaselineState
 from processors.codec import CODEC_NAME, Undecodable
 from processors.influx_sink import InfluxSink
 from processors.judge import judge_batch, state_keys
 from processors.settings import ProcessorSettings
 
-__all__ = ["STAGE", "anomalies_topic", "app", "baselines", "dlq_topic", "measurements", "seen"]
+__all__ = [
+    "STAGE",
+    "anomalies_topic",
+    "app",
+    "baselines",
+    "dlq_topic",
+    "emitted_key",
+    "measurements",
+    "seen",
+]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "processors"
 MAX_SEND_BACKOFF_S = 30.0
+VERIFY_TIMEOUT_S = 120.0
 
 settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
 params = settings.judge_params()
@@ -79,6 +125,8 @@ app = faust.App(
     producer_acks=-1,
     broker_commit_every=settings.batch_size,
     broker_commit_interval=settings.commit_interval_s,
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=settings.heartbeat_interval_s,
     stream_wait_empty=True,
     web_port=settings.web_port,
     web_host=settings.web_host,
@@ -101,7 +149,8 @@ seen = app.Table(
     "seen",
     partitions=settings.topic_partitions,
     key_type=str,
-    help="event_id -> true, for readings already processed",
+    help="event_id -> true, for readings already processed; anomaly|<anomaly_id> ->"
+    ' {"intent_ms": ms[, "sent": true]}, for anomalies being or already sent',
 )
 
 
@@ -196,6 +245,113 @@ def _load_states(readings: Sequence[tuple[EventT[Any], Measurement]]) -> dict[st
     return states
 
 
+def emitted_key(anomaly_id: str) -> str:
+    """Key of an anomaly's send intent in the ``seen`` table."""
+    return f"anomaly|{anomaly_id}"
+
+
+def _scan_anomaly_ids(wanted: set[str], *, since_ms: int) -> set[str]:
+    """Which of ``wanted`` are on the anomalies topic at or after ``since_ms`` (blocking)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        enable_auto_commit=False,
+        client_id=f"{settings.app_id}-verify",
+    )
+    try:
+        numbers = consumer.partitions_for_topic(topics.ANOMALIES) or set()
+        parts = [TopicPartition(topics.ANOMALIES, p) for p in sorted(numbers)]
+        consumer.assign(parts)
+        starts = consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+        ends = consumer.end_offsets(parts)
+        todo = {tp for tp in parts if starts.get(tp) is not None}
+        for tp in todo:
+            consumer.seek(tp, starts[tp].offset)
+        found: set[str] = set()
+        deadline = time.monotonic() + VERIFY_TIMEOUT_S
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topics.ANOMALIES} not read to its end in time")
+            for messages in consumer.poll(timeout_ms=1000).values():
+                for message in messages:
+                    if message.value is None:
+                        continue
+                    try:
+                        anomaly_id = wire.decode(Anomaly, message.value).anomaly_id
+                    except ValueError:
+                        continue
+                    if anomaly_id in wanted:
+                        found.add(anomaly_id)
+            todo = {tp for tp in todo if consumer.position(tp) < ends[tp]}
+        return found
+    finally:
+        consumer.close()
+
+
+async def _read_anomaly_ids(wanted: set[str], *, since_ms: int) -> set[str]:
+    """:func:`_scan_anomaly_ids` in a thread, retried until it succeeds."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.to_thread(_scan_anomaly_ids, wanted, since_ms=since_ms)
+        except Exception as exc:
+            delay = min(MAX_SEND_BACKOFF_S, 0.2 * 2 ** min(attempt, 10))
+            logger.warning(
+                "reading %s to check %d anomalies failed (attempt %d, retry in %.1fs): %r",
+                topics.ANOMALIES,
+                len(wanted),
+                attempt,
+                delay,
+                exc,
+            )
+            await asyncio.sleep(delay)
+
+
+async def _send_anomalies_once(
+    anomalies: Sequence[Anomaly], patient_event: Mapping[str, EventT[Any]]
+) -> int:
+    """Step 5: send each anomaly not already sent; return how many were held back."""
+    if not anomalies:
+        return 0
+    to_send: list[Anomaly] = []
+    unconfirmed: dict[str, int] = {}
+    held = 0
+    for anomaly in anomalies:
+        with _on_behalf_of(patient_event[anomaly.patient_id]):
+            mark = seen.get(emitted_key(anomaly.anomaly_id))
+        if mark is None:
+            to_send.append(anomaly)
+        elif mark.get("sent"):
+            held += 1
+        else:
+            unconfirmed[anomaly.anomaly_id] = int(mark["intent_ms"])
+    if unconfirmed:
+        since_ms = min(unconfirmed.values()) - int(settings.verify_lookback_s * 1000)
+        out = await _read_anomaly_ids(set(unconfirmed), since_ms=since_ms)
+        logger.info(
+            "replay: %d anomalies had an unconfirmed send, %d of them are on %s already",
+            len(unconfirmed),
+            len(out),
+            topics.ANOMALIES,
+        )
+        held += len(out)
+        to_send += [a for a in anomalies if a.anomaly_id in unconfirmed.keys() - out]
+    if held:
+        logger.info("replay: %d anomalies were sent before a restart; not sent again", held)
+
+    intent_ms = int(datetime.now(UTC).timestamp() * 1000)
+    for anomaly in to_send:
+        with _on_behalf_of(patient_event[anomaly.patient_id]):
+            seen[emitted_key(anomaly.anomaly_id)] = {"intent_ms": intent_ms}
+    if to_send:
+        await app.producer.flush()  # the intents are in the changelog before any send
+    await _deliver(anomalies_topic, [(a.patient_id.encode(), wire.encode(a)) for a in to_send])
+    for anomaly in to_send:
+        with _on_behalf_of(patient_event[anomaly.patient_id]):
+            seen[emitted_key(anomaly.anomaly_id)] = {"intent_ms": intent_ms, "sent": True}
+    return held
+
+
 async def process_batch(events: Sequence[EventT[Any]]) -> None:
     """Steps 1-6 of the module docstring for one batch of events."""
     now = datetime.now(UTC)
@@ -208,13 +364,10 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
         readings = [(e, r) for e, r in readings if r.event_id not in failed]
     await _deliver(dlq_topic, letters)
     await sink.write(result.points())
-    await _deliver(
-        anomalies_topic, [(a.patient_id.encode(), wire.encode(a)) for a in result.anomalies]
-    )
+    patient_event = {reading.patient_id: event for event, reading in readings}
+    held = await _send_anomalies_once(result.anomalies, patient_event)
 
-    patient_event: dict[str, EventT[Any]] = {}
     for event, reading in readings:
-        patient_event[reading.patient_id] = event
         with _on_behalf_of(event):
             seen[reading.event_id] = True
     for key, state in result.states.items():
@@ -223,13 +376,14 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
 
     log = logger.info if letters or result.anomalies else logger.debug
     log(
-        "batch: %d events, %d judged, %d already seen, %d repeated, %d dead letters, %d anomalies",
+        "batch: %d events, %d judged, %d already seen, %d repeated, %d dead letters,"
+        " %d anomalies sent",
         len(events),
         len(readings) - len(result.duplicates),
         len(events) - len(readings) - len(letters),
         len(result.duplicates),
         len(letters),
-        len(result.anomalies),
+        len(result.anomalies) - held,
     )
 
 

@@ -1,20 +1,22 @@
 """Judge readings: baselines and detectors in, new baselines, points and anomalies out.
 
-Pure functions, no Kafka or InfluxDB: the agent in :mod:`processors.app` loads the states,
-calls :func:`judge_batch`, writes the points and sends the anomalies.
+Pure functions, no Kafka or InfluxDB: the agent in :mod:`processors.app` loads the states
+named by :func:`state_keys`, calls :func:`judge_batch`, writes the points, sends the
+anomalies and stores ``result.states``.
 
-For each channel of a reading every detector runs, and all findings are merged into at
-most one :class:`~pghd.contracts.Anomaly`: the most severe finding names the ``detector``
-(a tie goes to ``deviation``, then ``news2``, then ``glycaemia``), the others are listed
-in ``contributing``, and the explanation joins their clauses into one sentence. The
-``anomaly_id`` is a hash of patient, channel and event id, so re-judging a reading after a
-crash yields the same id and downstream can drop the repeat.
+Each channel keeps one state per context bucket (``sleep`` / ``awake``, see
+:mod:`processors.baseline`) under the key ``patient_id|channel|bucket``; it holds the
+baseline and the detectors' memory. :mod:`processors.detectors.pipeline` runs every
+detector on a channel value and decides whether the baseline learns it (not when the
+value is, or is part of, an anomaly).
 
-A reading the ``deviation`` detector flags does not update the baseline (an outlier must
-not become the patient's normal). Clinical-band findings (NEWS2, glycaemia) do not stop the
-update: they do not depend on the baseline, and a patient whose normal lies in a NEWS2
-band still needs a baseline. Heart and respiratory rate taken during activity are neither
-judged against nor added to the baseline, which describes the patient at rest.
+For each channel of a reading all findings are merged into at most one
+:class:`~pghd.contracts.Anomaly`: the most severe finding names the ``detector`` (a tie
+goes to ``deviation``, then ``overnight``, ``cusum``, ``news2``, ``glycaemia``,
+``hypertension``, ``data_gap``), the others are listed in ``contributing``, and the
+explanation joins their clauses into one sentence. The ``anomaly_id`` is a hash of
+patient, channel and event id, so re-judging a reading after a crash yields the same id
+and downstream can drop the repeat.
 """
 
 from __future__ import annotations
@@ -27,8 +29,19 @@ from datetime import datetime
 
 from pghd.catalogue import CATALOGUE, ChannelSpec
 from pghd.contracts import Anomaly, BaselineSnapshot, Context, Measurement, channel_key
-from processors.baseline import BaselineParams, BaselineState, update
-from processors.detectors import Finding, deviation, glycaemia, hypertension, news2, sentence
+from processors.baseline import BaselineState, bucket_of
+from processors.detectors import (
+    Finding,
+    cusum,
+    deviation,
+    gaps,
+    glycaemia,
+    hypertension,
+    news2,
+    overnight,
+    sentence,
+)
+from processors.detectors.pipeline import EXERCISE_SENSITIVE, JudgeParams, judge_channel
 
 __all__ = [
     "EXERCISE_SENSITIVE",
@@ -45,33 +58,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Channels that rise with exercise: not judged against the resting baseline during activity.
-EXERCISE_SENSITIVE = frozenset({"heart_rate", "respiratory_rate"})
-
 _TIE_ORDER = {
     deviation.DETECTOR: 0,
-    news2.DETECTOR: 1,
-    glycaemia.DETECTOR: 2,
-    hypertension.DETECTOR: 3,
+    overnight.DETECTOR: 1,
+    cusum.DETECTOR: 2,
+    news2.DETECTOR: 3,
+    glycaemia.DETECTOR: 4,
+    hypertension.DETECTOR: 5,
+    gaps.DETECTOR: 6,
 }
 _SPECS: dict[str, ChannelSpec] = {
     channel_key(metric, channel.name): channel
     for metric, spec in CATALOGUE.items()
     for channel in spec.channels
 }
-
-
-@dataclass(frozen=True, slots=True)
-class JudgeParams:
-    """Baseline learning and deviation thresholds (|z| for warning and critical)."""
-
-    baseline: BaselineParams = field(default_factory=BaselineParams)
-    z_warning: float = 4.0
-    z_critical: float = 6.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.z_warning <= self.z_critical:
-            raise ValueError("need 0 < z_warning <= z_critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +100,25 @@ class BatchResult:
         return [*self.vitals, *self.baselines, *(anomaly_point(a) for a in self.anomalies)]
 
 
-def state_key(patient_id: str, channel: str) -> str:
-    """Table key of one baseline: ``patient_id|channel`` (ids cannot contain ``|``)."""
-    return f"{patient_id}|{channel}"
+def state_key(patient_id: str, channel: str, bucket: str) -> str:
+    """Table key of one state: ``patient_id|channel|bucket`` (ids cannot contain ``|``)."""
+    return f"{patient_id}|{channel}|{bucket}"
+
+
+def _key(reading: Measurement, channel: str) -> str | None:
+    """The state key ``reading`` needs for ``channel``; ``None`` when it needs none."""
+    if _SPECS[channel].direction is None:
+        return None
+    if reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE:
+        return None
+    bucket = bucket_of(reading.context, channel=channel, time=reading.effective_time)
+    return state_key(reading.patient_id, channel, bucket)
 
 
 def state_keys(reading: Measurement) -> list[str]:
-    """Keys of the baselines ``reading`` may need."""
-    return [state_key(reading.patient_id, ch) for ch, _ in reading.channels()]
+    """Keys of every state judging ``reading`` reads (and may write)."""
+    keys = (_key(reading, ch) for ch, _ in reading.channels())
+    return [k for k in keys if k is not None]
 
 
 def anomaly_id(*, patient_id: str, channel: str, event_id: str) -> str:
@@ -116,8 +127,11 @@ def anomaly_id(*, patient_id: str, channel: str, event_id: str) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def _snapshot(state: BaselineState | None, params: JudgeParams) -> BaselineSnapshot | None:
-    if state is None or not state.is_ready(params.baseline):
+def _snapshot(
+    state: BaselineState | None, *, channel: str, params: JudgeParams
+) -> BaselineSnapshot | None:
+    """The baseline a value was judged against, as the anomaly carries it (once ready)."""
+    if state is None or not state.is_ready(params.learning(channel)):
         return None
     low, high = state.band(params.z_warning)
     return BaselineSnapshot(mean=state.mean, spread=state.spread, low=low, high=high, n=state.n)
@@ -147,7 +161,7 @@ def _combine(
         score=primary.score,
         value=value,
         unit=reading.unit,
-        baseline=_snapshot(state, params),
+        baseline=_snapshot(state, channel=channel, params=params),
         observed_at=reading.effective_time,
         detected_at=now,
         explanation=sentence(channel=channel, value=value, unit=reading.unit, findings=ordered),
@@ -160,9 +174,14 @@ def _baseline_point(
     reading: Measurement, *, channel: str, state: BaselineState, params: JudgeParams
 ) -> InfluxPoint:
     low, high = state.band(params.z_warning)
+    tags = {
+        "patient_id": reading.patient_id,
+        "channel": channel,
+        "context": bucket_of(reading.context, channel=channel, time=reading.effective_time),
+    }
     return InfluxPoint(
         measurement="baselines",
-        tags={"patient_id": reading.patient_id, "channel": channel},
+        tags=tags,
         fields={
             "mean": float(state.mean),
             "spread": float(state.spread),
@@ -186,36 +205,6 @@ def _vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxP
     return InfluxPoint("vitals", tags, fields, reading.effective_time)
 
 
-def _findings(
-    reading: Measurement,
-    *,
-    channel: str,
-    value: float,
-    spec: ChannelSpec,
-    state: BaselineState | None,
-    params: JudgeParams,
-    at_rest: bool,
-) -> list[Finding]:
-    unit = reading.unit
-    personal = (
-        deviation.deviation(
-            value,
-            state=state,
-            spec=spec,
-            unit=unit,
-            params=params.baseline,
-            z_warning=params.z_warning,
-            z_critical=params.z_critical,
-        )
-        if at_rest
-        else None
-    )
-    clinical = news2.news2(value, spec=spec, unit=unit, context=reading.context)
-    sugar = glycaemia.glycaemia(value, metric=reading.metric, unit=unit)
-    pressure = hypertension.hypertension(value, channel=channel, unit=unit)
-    return [f for f in (personal, clinical, sugar, pressure) if f is not None]
-
-
 def judge_reading(
     states: Mapping[str, BaselineState],
     reading: Measurement,
@@ -226,44 +215,33 @@ def judge_reading(
     """Judge every channel of ``reading`` against ``states`` (keyed by :func:`state_key`)."""
     result = BatchResult(states={}, vitals=[], baselines=[], anomalies=[])
     for channel, value in reading.channels():
-        spec = _SPECS[channel]
-        key = state_key(reading.patient_id, channel)
-        state = states.get(key)
         result.vitals.append(_vital_point(reading, channel=channel, value=value))
-        at_rest = not (reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE)
-        findings = _findings(
+        key = _key(reading, channel)
+        verdict = judge_channel(
             reading,
             channel=channel,
             value=value,
-            spec=spec,
-            state=state,
+            spec=_SPECS[channel],
+            state=None if key is None else states.get(key),
             params=params,
-            at_rest=at_rest,
         )
-        if findings:
+        if verdict.findings:
             anomaly = _combine(
                 reading,
                 channel=channel,
                 value=value,
-                findings=findings,
-                state=state,
+                findings=verdict.findings,
+                state=verdict.judged_against,
                 params=params,
                 now=now,
             )
             result.anomalies.append(anomaly)
-        if spec.direction is None or not at_rest or any(f.uses_baseline for f in findings):
-            continue  # never judged, exercising, or an outlier: the baseline stays as it was
-        new_state = update(
-            state,
-            value,
-            time=reading.effective_time,
-            params=params.baseline,
-            min_spread=spec.min_spread,
-        )
-        result.states[key] = new_state
-        if new_state.is_ready(params.baseline):
+        if key is None or verdict.state is None:
+            continue
+        result.states[key] = verdict.state
+        if verdict.learned and verdict.state.is_ready(params.learning(channel)):
             result.baselines.append(
-                _baseline_point(reading, channel=channel, state=new_state, params=params)
+                _baseline_point(reading, channel=channel, state=verdict.state, params=params)
             )
     return result
 

@@ -67,12 +67,46 @@ class ProcessorSettings(BaseSettings):
     clip: float = Field(default=3.0, gt=0, description="baseline update clipped at +-clip spreads")
     z_warning: float = Field(default=4.0, gt=0)
     z_critical: float = Field(default=6.0, gt=0)
+    tau_days: float = Field(default=7.0, gt=0, description="baselines forget over this long")
+    max_step_hours: float = Field(
+        default=6.0, gt=0, description="time between readings counted up to this in forgetting"
+    )
+    persist_needed: int = Field(default=2, ge=1, description="deviation warning: readings beyond")
+    persist_window: int = Field(default=3, ge=1, description="... z_warning among the last n")
+    cusum_k: float = Field(default=1.0, ge=0, description="CUSUM allowance (spreads)")
+    cusum_h: float = Field(default=8.0, gt=0, description="CUSUM decision limit")
+    overnight_z: float = Field(default=2.0, gt=0, description="raised night: spreads above")
+    overnight_min_delta: float = Field(default=5.0, gt=0, description="... and at least /min")
+    overnight_nights: int = Field(default=2, ge=1, description="raised nights in a row to warn")
+    news2_persist: int = Field(
+        default=3, ge=1, description="NEWS2 score-2 readings in a row that confirm it (no baseline)"
+    )
+    gap_hours: float = Field(default=48.0, gt=0, description="silence that is a data gap")
+    gap_widen: float = Field(default=1.5, ge=1, description="spread factor after a data gap")
+    daily_warmup: int = Field(default=7, ge=2, description="warm-up of once-a-day channels")
 
     batch_size: int = Field(default=500, ge=1)
     batch_within_s: float = Field(default=0.5, gt=0)
     commit_interval_s: float = Field(default=2.0, gt=0)
     influx_timeout_s: float = Field(default=10.0, gt=0)
     influx_max_backoff_s: float = Field(default=30.0, gt=0)
+    session_timeout_s: float = Field(
+        default=60.0,
+        ge=6,
+        le=90,
+        description="Kafka consumer group session timeout: how long after a worker died"
+        " without leaving (SIGKILL, lost host) its partitions stay unassigned; the broker's"
+        " group.min.session.timeout.ms (6 s) is the floor, the request timeout (90 s) the cap",
+    )
+    heartbeat_interval_s: float = Field(
+        default=3.0, gt=0, description="consumer heartbeats; well below the session timeout"
+    )
+    verify_lookback_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="after a crash, how far before an unconfirmed anomaly's intent the"
+        " anomalies topic is searched for it (covers clock skew between workers)",
+    )
 
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
@@ -80,5 +114,26 @@ class ProcessorSettings(BaseSettings):
 
     def judge_params(self) -> JudgeParams:
         """The detector and baseline parameters these settings select."""
-        baseline = BaselineParams(warmup=self.warmup, alpha=self.alpha, clip=self.clip)
-        return JudgeParams(baseline=baseline, z_warning=self.z_warning, z_critical=self.z_critical)
+        baseline = BaselineParams(
+            warmup=self.warmup,
+            alpha=self.alpha,
+            clip=self.clip,
+            tau_days=self.tau_days,
+            max_step_hours=self.max_step_hours,
+        )
+        return JudgeParams(
+            baseline=baseline,
+            z_warning=self.z_warning,
+            z_critical=self.z_critical,
+            persist_needed=self.persist_needed,
+            persist_window=self.persist_window,
+            cusum_k=self.cusum_k,
+            cusum_h=self.cusum_h,
+            overnight_z=self.overnight_z,
+            overnight_min_delta=self.overnight_min_delta,
+            overnight_nights=self.overnight_nights,
+            news2_persist=self.news2_persist,
+            gap_hours=self.gap_hours,
+            gap_widen=self.gap_widen,
+            daily_warmup=self.daily_warmup,
+        )

@@ -226,3 +226,28 @@ def apply_topics(
                 _wait_applied(admin, spec, timeout=timeout)
             reports.append(report_topic(spec, current, plan, replication_factor=replication_factor))
     return reports
+
+
+def ensure_changelog_topics(
+    app: Any, *, bootstrap: str, replication_factor: int = 1, timeout: float = 60.0
+) -> list[TopicReport]:
+    """Create a Faust app's table changelog topics before its worker starts.
+
+    Faust creates them itself while the worker starts, but a topic created moments before
+    the consumer group forms can be in the group's metadata with no partitions yet; the
+    first table write then crashes the agent with ``PartitionsMismatch`` and, with
+    aiokafka's default 5-minute metadata age, keeps crashing it. Created here first (and
+    waited for until the metadata shows their partitions), they are complete when the
+    worker subscribes. Compacted, with the app's partition count, like Faust's own.
+    """
+    specs = [
+        TopicSpec(
+            name=table.changelog_topic.get_topic_name(),
+            partitions=table.partitions or app.conf.topic_partitions,
+            config={"cleanup.policy": "compact"},
+        )
+        for table in app.tables.values()
+    ]
+    return apply_topics(
+        specs, bootstrap=bootstrap, replication_factor=replication_factor, timeout=timeout
+    )

@@ -2,7 +2,7 @@
 
 Generates a deterministic cohort (:func:`pghd.simulation.generate_cohort`, fixed seed and end
 time), replays it patient by patient through the processors' own canonicalization and judging
-(:func:`processors.replay.evaluate_cohort`, imported when the command runs) and prints, per
+(:func:`processors.evaluation.evaluate_cohort`, imported when the command runs) and prints, per
 episode kind, how many episodes were detected and how fast, then the false alert-days per
 patient-month of healthy patients and of episode patients outside their episodes, and which
 channel and detector raised those false alerts.
@@ -24,7 +24,7 @@ from pghd.contracts import Severity
 from pghd.simulation import generate_cohort
 
 if TYPE_CHECKING:
-    from processors.replay import Evaluation, FalseAlerts
+    from processors.evaluation import Evaluation, FalseAlerts
 
 __all__ = ["COHORT_END", "evaluate", "format_evaluation"]
 
@@ -102,7 +102,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Replay a labelled synthetic cohort through the detectors and print how they score."""
-    from processors.replay import evaluate_cohort
+    from processors.evaluation import evaluate_cohort
 
     cohort = generate_cohort(
         patients=patients,

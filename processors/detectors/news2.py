@@ -1,7 +1,16 @@
 """NEWS2 single-parameter sub-scores from the catalogue's clinical bands.
 
 Royal College of Physicians NEWS2 (2017): a sub-score of 3 in any one parameter is a red
-flag (critical); 2 is a warning; 0 and 1 are not reported on their own. Bands are defined
+flag and triggers an urgent review on its own (critical). A sub-score of 2 does not: in
+NEWS2 it only adds to the aggregate score, and an aggregate of 1-4 is "low risk". Many
+people live in a score-2 band (a systolic of 91-100 mmHg is normal for a small young
+woman), so a sub-score of 2 is reported as a warning only when it is *confirmed*: the reading
+is also beyond the warning threshold of this patient's own baseline (:mod:`.deviation`)
+or, while no baseline is ready yet, it persists (the judge counts consecutive readings
+in a band scoring 2 or more; three by default). Once the patient's normal is known, a
+score-2 value that is ordinary for them stays ``info`` however often it recurs; a slow
+slide into the band is the job of :mod:`.cusum`. Unconfirmed, a score of 2 is ``info``:
+shown on the dashboard, never an alert. 0 and 1 are not reported. Bands are defined
 on the clinical resolution (whole beats, tenths of a degree); a value between two bands
 goes to the nearer one, and a tie to the higher score. Pulse is not scored during activity:
 exercise is not tachycardia.
@@ -16,7 +25,7 @@ from pghd.catalogue import Band, ChannelSpec
 from pghd.contracts import Context, Severity
 from processors.detectors import Finding, display_unit, fmt_number
 
-__all__ = ["DETECTOR", "EXERCISE_EXEMPT", "band_for", "describe_band", "news2"]
+__all__ = ["DETECTOR", "EXERCISE_EXEMPT", "band_for", "describe_band", "news2", "news2_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +62,26 @@ def describe_band(band: Band, unit: str) -> str:
     return f"{fmt_number(band.low)}{EN_DASH}{fmt_number(band.high)} {shown}"
 
 
+def news2_score(value: float, *, spec: ChannelSpec, context: Context | None = None) -> int:
+    """The NEWS2 sub-score of ``value`` (0 when the channel is not scored or exempt)."""
+    if not spec.news2 or (context is Context.ACTIVITY and spec.news2_parameter in EXERCISE_EXEMPT):
+        return 0
+    band = band_for(value, spec.news2)
+    return 0 if band is None else band.score
+
+
 def news2(
-    value: float, *, spec: ChannelSpec, unit: str, context: Context | None = None
+    value: float,
+    *,
+    spec: ChannelSpec,
+    unit: str,
+    context: Context | None = None,
+    confirmed: bool = True,
 ) -> Finding | None:
-    """A finding when ``value`` is in a NEWS2 band scoring 2 (warning) or 3 (critical)."""
+    """A finding when ``value`` is in a NEWS2 band scoring 2 or 3.
+
+    Score 3 is critical; score 2 a warning when ``confirmed``, else ``info``.
+    """
     if not spec.news2:
         return None
     if context is Context.ACTIVITY and spec.news2_parameter in EXERCISE_EXEMPT:
@@ -64,9 +89,9 @@ def news2(
     band = band_for(value, spec.news2)
     if band is None or band.score not in _SEVERITY:
         return None
-    return Finding(
-        detector=DETECTOR,
-        severity=_SEVERITY[band.score],
-        score=float(band.score),
-        clause=f"in the NEWS2 score-{band.score} band ({describe_band(band, unit)})",
-    )
+    severity = _SEVERITY[band.score]
+    clause = f"in the NEWS2 score-{band.score} band ({describe_band(band, unit)})"
+    if band.score == 2 and not confirmed:
+        severity = Severity.INFO
+        clause += " but not far from this patient's usual level"
+    return Finding(detector=DETECTOR, severity=severity, score=float(band.score), clause=clause)

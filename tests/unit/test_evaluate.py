@@ -14,7 +14,8 @@ from pghd.cli import app
 from pghd.commands.evaluate import COHORT_END, format_evaluation
 from pghd.contracts import Severity
 from pghd.simulation import Cohort, EpisodeKind, generate_cohort
-from processors.replay import Evaluation, default_params, evaluate_cohort, judge_patient
+from processors.evaluation import Evaluation, evaluate_cohort
+from processors.replay import default_params, judge_patient
 
 SMALL = {"patients": 12, "days": 10.0, "seed": 7, "episodes_fraction": 0.5}
 
@@ -109,3 +110,9 @@ def test_evaluate_command_prints_the_table_and_writes_json(
         assert f"  {kind.value} " in result.stdout
     assert "false alerts by channel / detector" in result.stdout
     assert json.loads(target.read_text()) == json.loads(json.dumps(evaluation.to_dict()))
+
+
+def test_the_detectors_meet_their_targets_on_the_small_cohort(evaluation: Evaluation) -> None:
+    assert all(k.sensitivity is not None and k.sensitivity >= 0.9 for k in evaluation.kinds)
+    for group in (evaluation.healthy, evaluation.outside_episodes):
+        assert group.per_patient_month is not None and group.per_patient_month <= 1.0

@@ -7,7 +7,14 @@ import socket
 import apprise
 import pytest
 
-from alerts.notify import Notifier, RecentIds, format_notification
+from alerts.notify import (
+    Notifier,
+    RecentIds,
+    can_deduplicate,
+    format_notification,
+    send_notification,
+    with_notification_id,
+)
 from pghd.contracts import Severity
 
 from .conftest import Receiver, make_anomaly
@@ -82,3 +89,30 @@ async def test_unreachable_channel_fails_after_the_attempts(receiver: Receiver) 
     report = await notifier.deliver(format_notification(make_anomaly()))
     assert report.failed == (0,) and report.delivered == (1,)
     assert len(receiver.bodies) == 1, "the working channel is not sent twice"
+
+
+def test_notification_id_rides_on_webhook_urls_only() -> None:
+    url = with_notification_id("json://127.0.0.1:1/hook", "nt-9")
+    assert url == "json://127.0.0.1:1/hook?:notification_id=nt-9&+X-Pghd-Notification-Id=nt-9"
+    assert with_notification_id("json://h/x?a=1", "nt-9").startswith("json://h/x?a=1&:")
+    assert with_notification_id("mailto://u:p@example.org", "nt-9") == "mailto://u:p@example.org"
+    assert can_deduplicate("JSONS://h") and not can_deduplicate("slack://token")
+
+
+async def test_send_notification_carries_the_id_in_body(receiver: Receiver) -> None:
+    ok = await send_notification(
+        receiver.json_url(), title="t", body="b", severity=Severity.WARNING, notification_id="nt-9"
+    )
+    assert ok and receiver.bodies == [
+        {
+            "version": "1.0",
+            "title": "t",
+            "message": "b",
+            "attachments": [],
+            "type": "warning",
+            "notification_id": "nt-9",
+        }
+    ]
+    assert not await send_notification(
+        "nonsense://x", title="t", body="b", severity=Severity.INFO, notification_id="nt-9"
+    )

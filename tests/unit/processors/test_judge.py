@@ -9,13 +9,13 @@ from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, Context, Severity
 from processors.baseline import BaselineState
 from processors.detectors import glycaemia
-from processors.judge import JudgeParams, judge_batch, state_key
+from processors.judge import JudgeParams, judge_batch, state_key, state_keys
 
 from .conftest import NOW, MakeReading
 
 PARAMS = JudgeParams()
 NORMAL_HR = [70, 71, 69, 72, 68, 70, 71, 69, 70, 73, 67, 70, 71, 69, 70, 72, 68, 70, 71, 69]
-HR_KEY = state_key("p-1", "heart_rate")
+HR_KEY = state_key("p-1", "heart_rate", "awake-06")  # readings from 08:00 UTC, no context
 
 
 def warm_states(make_reading: MakeReading) -> dict[str, BaselineState]:
@@ -70,7 +70,13 @@ def test_activity_context_skips_news2_pulse_and_the_baseline(make_reading: MakeR
 def test_anomalous_reading_does_not_move_the_baseline(make_reading: MakeReading) -> None:
     states = warm_states(make_reading)
     result = judge_batch(states, [make_reading(182.0)], params=PARAMS, now=NOW)
-    assert HR_KEY not in result.states
+    kept = result.states[HR_KEY]  # the detectors' memory moved on, the baseline did not
+    assert (kept.n, kept.mean, kept.spread) == (
+        states[HR_KEY].n,
+        states[HR_KEY].mean,
+        states[HR_KEY].spread,
+    )
+    assert kept.hits[-1] == 1
     assert result.baselines == []
     normal = judge_batch(states, [make_reading(71.0)], params=PARAMS, now=NOW)
     assert normal.states[HR_KEY].n == states[HR_KEY].n + 1
@@ -81,7 +87,7 @@ def test_news2_only_reading_still_updates_the_baseline(make_reading: MakeReading
     result = judge_batch({}, spo2, params=PARAMS, now=NOW)
     assert len(result.anomalies) == 25
     assert {a.detector for a in result.anomalies} == {"news2"}
-    assert result.states[state_key("p-1", "spo2")].n == 25
+    assert result.states[state_key("p-1", "spo2", "awake")].n == 25
 
 
 def test_duplicate_event_ids_in_one_batch_are_judged_once(make_reading: MakeReading) -> None:
@@ -151,7 +157,7 @@ def test_points_for_influx(make_reading: MakeReading) -> None:
     }
     assert vital.time == spike.effective_time
     (baseline,) = result.baselines
-    assert baseline.tags == {"patient_id": "p-1", "channel": "heart_rate"}
+    assert baseline.tags == {"patient_id": "p-1", "channel": "heart_rate", "context": "awake-06"}
     assert set(baseline.fields) == {"mean", "spread", "low", "high", "n"}
     assert baseline.time == normal.effective_time
     points = result.points()
@@ -191,3 +197,19 @@ def test_hypertensive_reading_is_flagged_before_any_baseline(make_reading: MakeR
     assert by_channel["blood_pressure.systolic"].detector == "hypertension"
     assert by_channel["blood_pressure.diastolic"].severity is Severity.WARNING
     assert "205 mmHg" in by_channel["blood_pressure.systolic"].explanation
+
+
+def test_state_keys_name_every_context_bucket_a_reading_needs(make_reading: MakeReading) -> None:
+    awake = make_reading(70.0)  # 08:00 UTC, no context
+    asleep = make_reading(55.0, context=Context.SLEEP)
+    assert state_keys(awake) == ["p-1|heart_rate|awake-06"]
+    assert state_keys(asleep) == ["p-1|heart_rate|sleep"]
+    assert state_keys(make_reading(150.0, context=Context.ACTIVITY)) == []
+    bp = make_reading(metric=Metric.BLOOD_PRESSURE, components={"systolic": 120, "diastolic": 80})
+    assert state_keys(bp) == [
+        "p-1|blood_pressure.systolic|awake",
+        "p-1|blood_pressure.diastolic|awake",
+    ]
+    assert state_keys(make_reading(5000.0, metric=Metric.STEPS)) == []
+    result = judge_batch({}, [awake, asleep, bp], params=PARAMS, now=NOW)
+    assert set(result.states) <= {k for r in (awake, asleep, bp) for k in state_keys(r)}

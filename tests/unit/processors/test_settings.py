@@ -56,3 +56,13 @@ def test_partitions_match_the_measurements_topic_spec(monkeypatch: pytest.Monkey
     monkeypatch.setenv("PGHD_INFLUX_TOKEN", "t")
     spec = {t.name: t.partitions for t in topics.load_spec(SPEC)}
     assert ProcessorSettings().topic_partitions == spec[topics.MEASUREMENTS]
+
+
+def test_detector_parameters_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHD_PROCESSORS_INFLUX_TOKEN", "u:p")
+    monkeypatch.setenv("PGHD_PROCESSORS_CUSUM_H", "10")
+    monkeypatch.setenv("PGHD_PROCESSORS_OVERNIGHT_NIGHTS", "3")
+    monkeypatch.setenv("PGHD_PROCESSORS_TAU_DAYS", "14")
+    params = ProcessorSettings().judge_params()
+    assert (params.cusum_h, params.overnight_nights, params.baseline.tau_days) == (10.0, 3, 14.0)
+    assert (params.persist_needed, params.persist_window, params.gap_hours) == (2, 3, 48.0)

@@ -1,0 +1,156 @@
+"""In-process figures: judging throughput and the size of baseline state, no Kafka.
+
+Both run on a realistic mixed cohort from :mod:`pghd.simulation` (circadian heart rate,
+steps, spot checks of temperature, SpO2, blood pressure, glucose, sleep, episodes),
+canonicalized as ingest does it, beside a deliberately bare baseline measured on the same
+readings in the same run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faust.serializers import codecs
+
+from pghd.contracts import Measurement
+from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+from pghd.simulation import generate_cohort
+from processors.baseline import BaselineState
+from processors.judge import JudgeParams, judge_batch
+
+__all__ = [
+    "StateSizes",
+    "cohort_measurements",
+    "judge_rate",
+    "state_sizes",
+    "welford_rate",
+]
+
+Welford = tuple[float, float, float]  # (n, mean, M2): the bare running mean and variance
+
+
+def cohort_measurements(*, patients: int, days: float, seed: int = 7) -> list[Measurement]:
+    """The cohort's readings in time order, canonicalized (rejected ones left out)."""
+    cohort = generate_cohort(patients=patients, days=days, end=datetime.now(UTC), seed=seed)
+    out = []
+    for raw in cohort.readings():
+        try:
+            reading = ReadingIn.model_validate(raw)
+            out.append(canonicalize(reading, vendor="bench", received_at=reading.effective_time))
+        except ReadingRejected:
+            continue
+    return out
+
+
+def _batches(readings: Sequence[Measurement], size: int) -> list[Sequence[Measurement]]:
+    return [readings[i : i + size] for i in range(0, len(readings), size)]
+
+
+def _timed(
+    batches: list[Sequence[Measurement]], step: Callable[[Sequence[Measurement]], None]
+) -> float:
+    """Readings/s of ``step`` over ``batches``, single-threaded, GC as in production."""
+    count = sum(len(b) for b in batches)
+    began = time.perf_counter()
+    for batch in batches:
+        step(batch)
+    return count / (time.perf_counter() - began)
+
+
+def judge_rate(
+    readings: Sequence[Measurement], *, params: JudgeParams, batch: int = 500
+) -> tuple[float, dict[str, BaselineState]]:
+    """Readings/s through :func:`~processors.judge.judge_batch` in batches of ``batch``
+    (states carried from batch to batch as the agent does); also the final states."""
+    states: dict[str, BaselineState] = {}
+    now = datetime.now(UTC)
+
+    def step(chunk: Sequence[Measurement]) -> None:
+        states.update(judge_batch(states, chunk, params=params, now=now).states)
+
+    return _timed(_batches(readings, batch), step), states
+
+
+def welford_rate(
+    readings: Sequence[Measurement], *, batch: int = 500
+) -> tuple[float, dict[str, Welford]]:
+    """Readings/s of the bare baseline: per channel of each reading, one running mean and
+    variance update (Welford) in a dict of 3-float tuples keyed ``patient|channel``."""
+    states: dict[str, Welford] = {}
+
+    def step(chunk: Sequence[Measurement]) -> None:
+        for reading in chunk:
+            for channel, value in reading.channels():
+                key = f"{reading.patient_id}|{channel}"
+                n, mean, m2 = states.get(key, (0.0, 0.0, 0.0))
+                n += 1
+                delta = value - mean
+                mean += delta / n
+                states[key] = (n, mean, m2 + delta * (value - mean))
+
+    return _timed(_batches(readings, batch), step), states
+
+
+@dataclass(frozen=True)
+class StateSizes:
+    """Bytes of baseline state per patient-channel: as stored and in process."""
+
+    patient_channels: int
+    entries: int  # table entries (a channel keeps one per context bucket)
+    json_bytes: float  # value as the Faust table stores it (JSON), per patient-channel
+    json_bytes_per_entry: float
+    memory_bytes: float  # tracemalloc, per patient-channel
+    base_json_bytes: float  # the bare 3-float tuple, JSON, per patient-channel
+    base_memory_bytes: float
+
+
+def _traced_bytes(make: Callable[[], list[object]]) -> tuple[int, list[object]]:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = make()
+        return tracemalloc.get_traced_memory()[0] - before, made
+    finally:
+        tracemalloc.stop()
+
+
+def state_sizes(states: dict[str, BaselineState], base: dict[str, Welford]) -> StateSizes:
+    """Sizes of the judged cohort's states beside the bare tuples of the same
+    patient-channels (those the judge keeps state for: not steps, for instance).
+
+    Stored size: ``len`` of each value encoded with Faust's ``json`` codec (what the table
+    writes to its changelog and RocksDB; keys not counted). In-process size: memory
+    ``tracemalloc`` sees still allocated after every state is rebuilt from its stored
+    bytes (the object and what it references: floats, the datetime, tuples), over the
+    number of patient-channels; the list holding them is counted for both (8 bytes each).
+    """
+    # Keys are patient|channel|bucket; the bare baseline keeps one per patient|channel.
+    patient_channels = {"|".join(key.split("|")[:2]) for key in states}
+    ours = [codecs.dumps("json", state.to_dict()) for state in states.values()]
+    base = {key: value for key, value in base.items() if key in patient_channels}
+    base_encoded = [json.dumps(value, separators=(",", ":")).encode() for value in base.values()]
+
+    # Rebuilt from the stored bytes, as a worker restoring its table does: what stays
+    # allocated is each object and everything only it references.
+    ours_mem, kept = _traced_bytes(lambda: [BaselineState.from_dict(json.loads(b)) for b in ours])
+    base_mem, kept_base = _traced_bytes(lambda: [tuple(json.loads(b)) for b in base_encoded])
+    del kept, kept_base
+    ours_json = sum(len(b) for b in ours)
+    base_json = sum(len(b) for b in base_encoded)
+    n, nb = len(patient_channels), len(base)
+    return StateSizes(
+        patient_channels=n,
+        entries=len(states),
+        json_bytes=ours_json / n,
+        json_bytes_per_entry=ours_json / len(states),
+        memory_bytes=ours_mem / n,
+        base_json_bytes=base_json / nb,
+        base_memory_bytes=base_mem / nb,
+    )

@@ -1,0 +1,197 @@
+"""Run every detector on one channel value and work out the channel's next state.
+
+The per-channel half of :mod:`processors.judge`: given a reading's value on one channel
+and the state of the channel's context bucket (:func:`processors.baseline.bucket_of`),
+it collects the findings of
+
+- :mod:`.deviation` (robust z against the context baseline, with persistence),
+- :mod:`.cusum` (sustained shift),
+- :mod:`.overnight` (resting heart rate raised night after night),
+- :mod:`.news2` (clinical bands; score 2 needs confirmation, see there),
+- :mod:`.glycaemia` (thresholds and fast falls) and :mod:`.hypertension`,
+- :mod:`.gaps` (a long silence before this reading: ``info`` only, and not reported for a
+  time-of-day bin, which is silent whenever the patient sleeps in; the gap still resets
+  the bin's detector memory),
+
+and returns the state to store: the detector memory always moves on; the baseline itself
+learns the value only when no detector says the reading is, or is part of, an anomaly
+(beyond the warning threshold, a CUSUM signal, a raised night).
+Heart and respiratory rate during activity are judged by clinical bands only (and NEWS2
+does not score pulse then); they neither use nor change a baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from pghd.catalogue import ChannelSpec, Metric
+from pghd.contracts import Context, Measurement
+from processors.baseline import TIME_BINNED, BaselineParams, BaselineState, update
+from processors.detectors import (
+    Finding,
+    cusum,
+    deviation,
+    gaps,
+    glycaemia,
+    hypertension,
+    news2,
+    overnight,
+)
+
+__all__ = ["DAILY", "EXERCISE_SENSITIVE", "ChannelVerdict", "JudgeParams", "judge_channel"]
+
+#: Channels that rise with exercise: not judged against a baseline during activity.
+EXERCISE_SENSITIVE = frozenset({"heart_rate", "respiratory_rate"})
+#: Channels read about once a day (a shorter warm-up, see :meth:`JudgeParams.learning`).
+DAILY = frozenset({"resting_heart_rate", "hrv_sdnn", "sleep_duration", "weight"})
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeParams:
+    """Baseline learning and every detector's thresholds (see each detector's module)."""
+
+    baseline: BaselineParams = field(default_factory=BaselineParams)
+    z_warning: float = 4.0
+    z_critical: float = 6.0
+    persist_needed: int = 2
+    persist_window: int = 3
+    cusum_k: float = 1.0
+    cusum_h: float = 8.0
+    overnight_z: float = 2.0
+    overnight_min_delta: float = 5.0
+    overnight_nights: int = 2
+    news2_persist: int = 3
+    gap_hours: float = 48.0
+    gap_widen: float = 1.5
+    daily_warmup: int = 7
+
+    def learning(self, channel: str) -> BaselineParams:
+        """The baseline parameters of ``channel``: channels read once a day warm up on
+        ``daily_warmup`` readings (a week) rather than ``baseline.warmup``."""
+        if channel in DAILY and self.daily_warmup < self.baseline.warmup:
+            return replace(self.baseline, warmup=self.daily_warmup)
+        return self.baseline
+
+    def __post_init__(self) -> None:
+        if not 0 < self.z_warning <= self.z_critical:
+            raise ValueError("need 0 < z_warning <= z_critical")
+        if not 1 <= self.persist_needed <= self.persist_window:
+            raise ValueError("need 1 <= persist_needed <= persist_window")
+        if self.cusum_k < 0 or self.cusum_h <= 0:
+            raise ValueError("need cusum_k >= 0 and cusum_h > 0")
+        if self.overnight_nights < 1 or self.news2_persist < 1:
+            raise ValueError("overnight_nights and news2_persist must be at least 1")
+        if self.daily_warmup < 2:
+            raise ValueError("daily_warmup must be at least 2 readings")
+        if self.gap_hours <= 0 or self.gap_widen < 1:
+            raise ValueError("need gap_hours > 0 and gap_widen >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelVerdict:
+    """Findings on one channel value, the state to store (``None``: unchanged), whether
+    the baseline learnt the value, and the baseline the value was judged against."""
+
+    findings: list[Finding]
+    state: BaselineState | None
+    learned: bool
+    judged_against: BaselineState | None
+
+
+def _clinical(
+    reading: Measurement, *, channel: str, value: float, spec: ChannelSpec, confirmed: bool
+) -> list[Finding]:
+    unit = reading.unit
+    found = (
+        news2.news2(value, spec=spec, unit=unit, context=reading.context, confirmed=confirmed),
+        glycaemia.glycaemia(value, metric=reading.metric, unit=unit),
+        hypertension.hypertension(value, channel=channel, unit=unit),
+    )
+    return [f for f in found if f is not None]
+
+
+def judge_channel(
+    reading: Measurement,
+    *,
+    channel: str,
+    value: float,
+    spec: ChannelSpec,
+    state: BaselineState | None,
+    params: JudgeParams,
+) -> ChannelVerdict:
+    """Judge ``value`` (``reading``'s value on ``channel``) against its bucket's ``state``."""
+    exercising = reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE
+    if spec.direction is None or exercising:
+        found = _clinical(reading, channel=channel, value=value, spec=spec, confirmed=False)
+        return ChannelVerdict(found, None, False, None)
+    time, unit = reading.effective_time, reading.unit
+    learning = params.learning(channel)
+    binned = channel in TIME_BINNED and reading.context is not Context.SLEEP
+    findings: list[Finding] = []
+    judged, widened = state, None
+    if state is not None:
+        gap = gaps.data_gap(
+            last_time=state.last_time, time=time, after=timedelta(hours=params.gap_hours)
+        )
+        if gap is not None:
+            if not binned:  # a time-of-day bin is silent whenever the patient sleeps in
+                findings.append(gap)
+            judged = replace(state, hits=(), cusum_hi=0.0, cusum_lo=0.0, streak=0, band_streak=0)
+            widened = state.spread * params.gap_widen
+        elif reading.metric is Metric.BLOOD_GLUCOSE:
+            fall = glycaemia.glucose_fall(
+                value, last_value=state.last_value, last_time=state.last_time, time=time, unit=unit
+            )
+            findings += [fall] if fall is not None else []
+    base = judged or BaselineState()
+    dev = deviation.assess(
+        value,
+        state=judged,
+        spec=spec,
+        unit=unit,
+        params=learning,
+        z_warning=params.z_warning,
+        z_critical=params.z_critical,
+        needed=params.persist_needed,
+        window=params.persist_window,
+        spread=widened,
+    )
+    hold = dev.exceeded
+    memory: dict[str, Any] = {"hits": dev.hits, "last_value": value}
+    if dev.finding is not None:
+        findings.append(dev.finding)
+    if dev.z is not None:
+        shift = cusum.cusum(
+            dev.z, state=base, spec=spec, unit=unit, k=params.cusum_k, h=params.cusum_h
+        )
+        memory.update(cusum_hi=shift.hi, cusum_lo=shift.lo)
+        hold = hold or shift.signalling()
+        findings += [shift.finding] if shift.finding is not None else []
+    if channel in overnight.CHANNELS:
+        night = overnight.overnight(
+            value,
+            state=judged,
+            time=time,
+            unit=unit,
+            params=learning,
+            z=params.overnight_z,
+            min_delta=params.overnight_min_delta,
+            nights=params.overnight_nights,
+        )
+        memory["streak"] = night.streak
+        hold = hold or night.raised
+        findings += [night.finding] if night.finding is not None else []
+    scored = news2.news2_score(value, spec=spec, context=reading.context) >= 2
+    memory["band_streak"] = base.band_streak + 1 if scored else 0
+    confirmed = dev.exceeded or (dev.z is None and memory["band_streak"] >= params.news2_persist)
+    findings += _clinical(reading, channel=channel, value=value, spec=spec, confirmed=confirmed)
+    if hold:
+        last = base.last_time
+        memory["last_time"] = time if last is None or time > last else last
+        return ChannelVerdict(findings, replace(base, **memory), False, judged)
+    learnt = update(
+        replace(base, **memory), value, time=time, params=learning, min_spread=spec.min_spread
+    )
+    return ChannelVerdict(findings, learnt, True, judged)

@@ -1,0 +1,225 @@
+"""The table state glue: anomalies, commands and ticks in; state, alerts, deliveries out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alerts.state import (
+    PatientState,
+    Where,
+    decode,
+    notification_id,
+    on_anomaly,
+    on_command,
+    on_tick,
+    record_attempt,
+    remember_annotation,
+)
+from pghd import wire
+from pghd.alert_commands import AlertCommand, CommandKind, Silence
+from pghd.alerting import (
+    AlertState,
+    GroupingPolicy,
+    NotificationOutcome,
+    RoutingConfig,
+)
+from pghd.contracts import Anomaly, DeadLetter, Severity
+
+from .conftest import make_anomaly
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+POLICY = GroupingPolicy(group_interval_s=3600, auto_resolve_after_s=7200)
+CONFIG = RoutingConfig.model_validate(
+    {
+        "channels": {"a": "json://127.0.0.1:1/a", "b": "json://127.0.0.1:1/b", "c": "mailto://x"},
+        "routes": [
+            {
+                "name": "critical",
+                "severities": ["critical"],
+                "escalation": [
+                    {"after_s": 0, "channels": ["a"]},
+                    {"after_s": 60, "channels": ["c"]},
+                ],
+                "repeat_interval_s": None,
+            },
+            {"name": "all", "escalation": [{"after_s": 0, "channels": ["b"]}]},
+        ],
+    }
+)
+
+
+def fresh() -> PatientState:
+    return PatientState(patient_id="p1", partition=3)
+
+
+def anomaly(n: int, *, at: datetime = T0, **changes: object) -> Anomaly:
+    return make_anomaly(anomaly_id=f"an-{n}", detected_at=at, **changes)
+
+
+def opened(at: datetime = T0) -> PatientState:
+    return on_anomaly(fresh(), anomaly(1, at=at), config=CONFIG, policy=POLICY, now=at).state
+
+
+def test_a_burst_is_one_alert_with_one_delivery_per_route_and_channel() -> None:
+    state, deliveries, published = fresh(), [], []
+    for n in range(100):
+        now = T0 + timedelta(seconds=n)
+        step = on_anomaly(state, anomaly(n, at=now), config=CONFIG, policy=POLICY, now=now)
+        state = step.state
+        deliveries += step.deliveries
+        published += step.changed
+    (alert,) = state.alerts.values()
+    assert alert.anomaly_count == 100 and {a.alert_id for a in published} == {alert.alert_id}
+    assert sorted((d.route, d.channel) for d in deliveries) == [("all", "b"), ("critical", "a")]
+    assert set(state.pending) == {d.notification_id for d in deliveries}
+    assert deliveries[0].notification_id == notification_id(
+        alert_id=alert.alert_id, round=1, route=deliveries[0].route, channel=deliveries[0].channel
+    )
+    assert all(d.patient_id == "p1" and d.round == 1 for d in deliveries)
+
+
+def test_a_replayed_anomaly_changes_nothing() -> None:
+    state = opened()
+    step = on_anomaly(state, anomaly(1), config=CONFIG, policy=POLICY, now=T0)
+    assert not step.dirty and step.state is state and not step.deliveries
+
+
+def test_without_routing_alerts_are_tracked_but_nobody_is_notified() -> None:
+    step = on_anomaly(fresh(), anomaly(1), config=None, policy=POLICY, now=T0)
+    assert step.changed and not step.deliveries and not step.state.pending
+    assert [a.kind for a in step.annotations] == ["opened"]
+
+
+def test_silenced_alert_is_not_paged() -> None:
+    silence = Silence(
+        matchers={"patient_id": "p1"}, starts_at=T0, ends_at=T0 + timedelta(hours=1), created_by="n"
+    )
+    state = fresh().model_copy(update={"silences": [silence]})
+    step = on_anomaly(state, anomaly(1), config=CONFIG, policy=POLICY, now=T0)
+    assert step.changed and not step.deliveries
+
+
+def test_a_warning_is_inhibited_by_an_active_critical_alert_of_the_patient() -> None:
+    state = opened()
+    spo2 = anomaly(2, metric="spo2", channel="spo2", unit="%", value=91, severity=Severity.WARNING)
+    step = on_anomaly(state, spo2, config=CONFIG, policy=POLICY, now=T0)
+    assert len(step.state.alerts) == 2 and not step.deliveries
+
+
+def test_escalation_is_due_after_the_delay_unless_acknowledged() -> None:
+    state = opened()
+    assert not on_tick(state, config=CONFIG, policy=POLICY, now=T0 + timedelta(seconds=30)).dirty
+    due = on_tick(state, config=CONFIG, policy=POLICY, now=T0 + timedelta(seconds=61))
+    assert [(d.channel, d.round) for d in due.deliveries] == [("c", 2)]
+    assert due.changed[0].escalation_level == 2
+
+    (alert,) = state.alerts.values()
+    ack = AlertCommand(
+        command_id="c1",
+        kind=CommandKind.ACKNOWLEDGE,
+        patient_id="p1",
+        alert_id=alert.alert_id,
+        by="nurse-1",
+        issued_at=T0,
+    )
+    step, outcome = on_command(state, ack, now=T0 + timedelta(seconds=10))
+    assert outcome == "applied" and step.changed[0].status is AlertState.ACKNOWLEDGED
+    assert [a.kind for a in step.annotations] == ["acknowledged"]
+    later = on_tick(step.state, config=CONFIG, policy=POLICY, now=T0 + timedelta(seconds=120))
+    assert not later.deliveries
+    assert on_command(step.state, ack, now=T0)[1] == "unchanged"
+
+
+def test_commands_on_unknown_or_resolved_alerts_are_reported() -> None:
+    state = opened()
+    (alert,) = state.alerts.values()
+    base: dict[str, Any] = {"command_id": "c", "patient_id": "p1", "by": "n-1", "issued_at": T0}
+    unknown = AlertCommand(kind=CommandKind.ACKNOWLEDGE, alert_id="al-nope", **base)
+    assert on_command(state, unknown, now=T0)[1] == "unknown_alert"
+    resolve = AlertCommand(kind=CommandKind.RESOLVE, alert_id=alert.alert_id, **base)
+    step, outcome = on_command(state, resolve, now=T0)
+    assert outcome == "applied" and step.changed[0].status is AlertState.RESOLVED
+    ack = AlertCommand(kind=CommandKind.ACKNOWLEDGE, alert_id=alert.alert_id, **base)
+    assert on_command(step.state, ack, now=T0)[1] == "invalid_state"
+
+
+def test_silence_then_expire_it() -> None:
+    silence = Silence(
+        silence_id="s1",
+        matchers={"patient_id": "p1"},
+        starts_at=T0,
+        ends_at=T0 + timedelta(hours=1),
+        created_by="n",
+    )
+    base: dict[str, Any] = {"command_id": "c", "patient_id": "p1", "by": "n-1", "issued_at": T0}
+    add = AlertCommand(kind=CommandKind.SILENCE, silence=silence, **base)
+    step, outcome = on_command(fresh(), add, now=T0)
+    assert outcome == "applied" and step.state.silences == [silence]
+    expire = AlertCommand(kind=CommandKind.EXPIRE_SILENCE, silence_id="s1", **base)
+    step, outcome = on_command(step.state, expire, now=T0)
+    assert outcome == "applied" and step.state.silences == []
+    # ended silences are dropped by the tick
+    state = fresh().model_copy(update={"silences": [silence]})
+    assert (
+        on_tick(state, config=CONFIG, policy=POLICY, now=T0 + timedelta(hours=2)).state == fresh()
+    )
+
+
+def test_quiet_alert_auto_resolves_on_tick() -> None:
+    state = opened()
+    step = on_tick(state, config=CONFIG, policy=POLICY, now=T0 + timedelta(hours=3))
+    (alert,) = step.changed
+    assert alert.status is AlertState.RESOLVED and alert.resolved_by == "pghd"
+    assert [a.kind for a in step.annotations] == ["resolved"] and not step.deliveries
+
+
+def test_every_attempt_goes_into_the_audit_trail() -> None:
+    step = on_anomaly(fresh(), anomaly(1), config=CONFIG, policy=POLICY, now=T0)
+    delivery = next(d for d in step.deliveries if d.channel == "a")
+    state = step.state
+    for n in range(1, 4):
+        state, _ = record_attempt(
+            state,
+            delivery,
+            outcome=NotificationOutcome.FAILED,
+            at=T0 + timedelta(seconds=n),
+            detail="boom",
+            final=False,
+        )
+        assert delivery.notification_id in state.pending
+    state, alert = record_attempt(
+        state,
+        delivery,
+        outcome=NotificationOutcome.DELIVERED,
+        at=T0 + timedelta(seconds=9),
+        final=True,
+    )
+    assert alert is not None and delivery.notification_id not in state.pending
+    outcomes = [r.outcome.value for r in alert.notifications if r.channel == "a"]
+    assert outcomes == ["queued", "failed", "failed", "failed", "delivered"]
+    # routing still counts one round: the budget and escalation anchors are unchanged
+    assert {r.attempt for r in alert.notifications} == {1}
+
+
+def test_annotation_ids_are_kept_for_live_alerts_only() -> None:
+    state = opened()
+    (alert,) = state.alerts.values()
+    assert remember_annotation(state, alert.alert_id, 42).annotations == {alert.alert_id: 42}
+    assert remember_annotation(state, "al-gone", 7) == state
+
+
+def test_state_round_trips_through_json() -> None:
+    state = on_anomaly(fresh(), anomaly(1), config=CONFIG, policy=POLICY, now=T0).state
+    assert PatientState.model_validate(state.model_dump(mode="json")) == state
+
+
+def test_decode_dead_letters_bad_messages_and_wrong_keys() -> None:
+    where = Where(topic="pghd.anomalies.v1", partition=1, offset=5, key="p2")
+    wrong_key = decode(Anomaly, wire.encode(anomaly(1)), where=where, now=T0)
+    assert isinstance(wrong_key, DeadLetter) and "patient_id" in wrong_key.reason
+    garbage = decode(Anomaly, b"{nope", where=where, now=T0)
+    assert isinstance(garbage, DeadLetter) and garbage.offset == 5 and garbage.stage == "alerts"
+    assert isinstance(decode(Anomaly, None, where=where, now=T0), DeadLetter)
+    good = decode(Anomaly, wire.encode(anomaly(1)), where=Where(key="p1"), now=T0)
+    assert isinstance(good, Anomaly)
