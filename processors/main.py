@@ -19,8 +19,12 @@ def main() -> None:
     """Start a worker for :data:`processors.app.app` and block until it stops."""
     import faust
 
+    from deploy.local.topics import ensure_changelog_topics
     from processors.app import app, settings
 
+    ensure_changelog_topics(
+        app, bootstrap=settings.kafka_bootstrap, replication_factor=settings.replication_factor
+    )
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
 
