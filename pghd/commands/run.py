@@ -135,6 +135,10 @@ def run(
         typer.echo(f"    still {lag} readings behind after 10 minutes; the summary is partial")
     time.sleep(3)  # the alerts service notifies the last anomalies
     typer.echo("")
+    typer.echo(
+        "(counts cover everything stored in this stack, earlier runs included; readings a run"
+        " repeats are dropped as duplicates; `make clean` starts afresh)"
+    )
     summary(
         influx_url=env["PGHD_INFLUX_URL"],
         influx_token=env["PGHD_INFLUX_TOKEN"],
