@@ -22,7 +22,9 @@ touched) and measures:
 2. processors readings/s per worker: one Faust worker draining a backlog (reads, dedup,
    baseline table, InfluxDB writes, commits) against a bare aiokafka consumer decoding and
    judging the same backlog with the same pure functions;
-3. end-to-end latency: POST of an extreme reading → its Anomaly on ``pghd.anomalies.v1``
+3. alerts: one alerts worker turning a backlog of anomalies into alerts against a bare
+   consumer running the same pure lifecycle; anomaly on the topic → webhook received;
+4. end-to-end latency: POST of an extreme reading → its Anomaly on ``pghd.anomalies.v1``
    (p50, p99) against a bare produce(acks=all) → consume round trip.
 
 Figures depend on the machine and its load; the ratios are what to compare between runs.
@@ -38,8 +40,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.alerting import anomaly_records, bare_lifecycle_rate, notification_latencies
 from bench.baselines import consume_and_judge, produce, round_trips
 from bench.pure import cohort_measurements, judge_rate, state_sizes, welford_rate
 from bench.runs import OffsetWatch, ingest_rate, post_to_anomaly_latencies
@@ -58,6 +62,15 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def _end_offsets_sum(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return sum(int(v) for v in consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
 def _row(name: str, ours: float, base: float, base_name: str, unit: str) -> str:
     ratio = ours / base if base else float("nan")
     return f"{name:<44} {ours:>10,.1f} {unit:<11} {base:>10,.1f}  {ratio:>7.2f}x  ({base_name})"
@@ -68,6 +81,7 @@ def main() -> None:
     parser.add_argument("--ingest-readings", type=int, default=30_000)
     parser.add_argument("--backlog", type=int, default=40_000, help="readings for processors")
     parser.add_argument("--latency-samples", type=int, default=60)
+    parser.add_argument("--alert-anomalies", type=int, default=10_000)
     parser.add_argument("--cohort-patients", type=int, default=100, help="in-process figures")
     parser.add_argument("--cohort-days", type=float, default=3.0, help="in-process figures")
     args = parser.parse_args()
@@ -162,11 +176,40 @@ def main() -> None:
                 post_to_anomaly_latencies(pipeline, patients=args.latency_samples, warmup=WARMUP)
             )
         trips = asyncio.run(round_trips(bootstrap, BENCH_TOPIC, samples=args.latency_samples))
+
+        print(f"==> alerts: {args.alert_anomalies:,} anomalies for 200 patients into alerts")
+        records = anomaly_records(patients=200, per_patient=args.alert_anomalies // 200)
+        asyncio.run(produce(bootstrap, topics.ANOMALIES, records))
+        total = _end_offsets_sum(bootstrap, topics.ANOMALIES)
+        base = asyncio.run(bare_lifecycle_rate(bootstrap, count=total))
+        suffix = uuid.uuid4().hex[:8]
+        with OffsetWatch(bootstrap, f"pghd-alerts-{suffix}", topics.ANOMALIES) as watch, \
+                running_pipeline(
+                    stack_env=env, influx=stack.influx, workdir=Path(tmp) / "c",
+                    app_suffix=suffix, services=("ingest", "alerts"),
+                ) as pipeline:  # fmt: skip
+            watch.wait_for(total, timeout=600)
+            alert_rate = watch.rate(total)
+            print(f"==> alerts: {args.latency_samples} anomalies, one at a time, to the webhook")
+            notify = asyncio.run(notification_latencies(pipeline, samples=args.latency_samples))
+        rows.append(
+            _row("alerts, one worker", alert_rate, base, "bare consume+lifecycle", "anomalies/s")
+        )
         for q in (50, 99):
             rows.append(
                 _row(
                     f"end-to-end POST -> anomaly on topic, p{q}",
                     _percentile(lat, q) * 1000,
+                    _percentile(trips, q) * 1000,
+                    "bare produce->consume",
+                    "ms",
+                )
+            )
+        for q in (50, 99):
+            rows.append(
+                _row(
+                    f"anomaly on topic -> webhook received, p{q}",
+                    _percentile(notify, q) * 1000,
                     _percentile(trips, q) * 1000,
                     "bare produce->consume",
                     "ms",
