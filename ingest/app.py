@@ -18,6 +18,7 @@ import pghd
 from ingest.api import api_router
 from ingest.api.routes.measurements import OPENAPI_SCHEMAS
 from ingest.auth import ApiKeyAuthenticator
+from ingest.intake import AllowAll
 from ingest.kafka_gateway import KafkaGateway
 from ingest.metrics import IngestMetrics, ObservabilityMiddleware
 from ingest.problems import PROBLEM_SCHEMAS, JsonResponse, install_handlers
@@ -65,6 +66,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.authenticator = ApiKeyAuthenticator(settings.api_keys)
     app.state.gateway = None
+    app.state.registry = AllowAll()
     if not settings.api_keys:
         logger.warning(
             "no API keys configured (PGHD_INGEST_API_KEYS): every request will be refused"

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from ingest.auth import API_KEY_HEADER, ApiKeyAuthenticator
+from ingest.intake import Registry
 from ingest.kafka_gateway import Gateway
 from ingest.metrics import IngestMetrics
 from ingest.problems import ProblemError
@@ -22,12 +23,14 @@ __all__ = [
     "AuthenticatorDep",
     "GatewayDep",
     "MetricsDep",
+    "RegistryDep",
     "SettingsDep",
     "SourceDep",
     "authenticate",
     "get_authenticator",
     "get_gateway",
     "get_metrics",
+    "get_registry",
     "get_settings",
     "unavailable",
 ]
@@ -57,7 +60,14 @@ def get_authenticator(request: Request) -> ApiKeyAuthenticator:
     return authenticator
 
 
+def get_registry(request: Request) -> Registry:
+    """Enrollment and consent: who a reading may be stored for."""
+    registry: Registry = request.app.state.registry
+    return registry
+
+
 SettingsDep = Annotated[IngestSettings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[IngestMetrics, Depends(get_metrics)]
 AuthenticatorDep = Annotated[ApiKeyAuthenticator, Depends(get_authenticator)]
 

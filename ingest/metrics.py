@@ -35,7 +35,7 @@ class IngestMetrics:
         )
         self.readings_rejected = Counter(
             "readings_rejected",
-            "Readings refused, by reason (invalid, unit, range, future_time)",
+            "Readings refused, by reason (invalid, unit, range, time, consent, ...)",
             ["reason"],
             registry=self.registry,
         )

@@ -9,22 +9,18 @@ body. The answer is 202 only once Kafka acknowledged every good item.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
-from ingest.deps import GatewayDep, MetricsDep, SettingsDep, SourceDep, unavailable
-from ingest.kafka_gateway import Gateway, KafkaUnavailable, Record
-from ingest.metrics import IngestMetrics
+from ingest.body import read_body
+from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
+from ingest.intake import Candidate, error, produce, triage
 from ingest.problems import ItemError, JsonResponse, ProblemError, problem_responses
-from ingest.settings import IngestSettings
-from pghd import wire
-from pghd.contracts import Measurement
-from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+from pghd.readings import ReadingIn
 
 __all__ = ["OPENAPI_SCHEMAS", "IngestResult", "router"]
 
@@ -37,8 +33,6 @@ _EXAMPLE: dict[str, Any] = ReadingIn.model_json_schema()["examples"][0]
 _BODY_SCHEMA = TypeAdapter(ReadingIn | list[ReadingIn]).json_schema(ref_template=_REF_TEMPLATE)
 OPENAPI_SCHEMAS: dict[str, Any] = _BODY_SCHEMA.pop("$defs", {})
 """Schemas the request body refers to; the app adds them to the OpenAPI components."""
-
-_REASONS = {"unit": "unit", "effective_time": "future_time"}
 
 
 class ItemAccepted(BaseModel):
@@ -114,9 +108,10 @@ async def post_measurements(
     settings: SettingsDep,
     gateway: GatewayDep,
     metrics: MetricsDep,
+    registry: RegistryDep,
 ) -> JsonResponse:
     """Validate, canonicalise and produce readings; 202 once Kafka acknowledged them."""
-    body = await _read_body(request, limit=settings.max_body_bytes)
+    body = await read_body(request, limit=settings.max_body_bytes)
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -126,21 +121,26 @@ async def post_measurements(
     items, batch = _items_of(document, max_batch=settings.max_batch)
 
     received_at = datetime.now(UTC)
-    results: list[dict[str, Any]] = []
-    good: list[Measurement] = []
-    rejected_reasons: list[str] = []
-    for index, raw in enumerate(items):
-        base = f"/{index}" if batch else ""
-        outcome = _triage(raw, source=source, received_at=received_at, base=base)
-        if isinstance(outcome, Measurement):
-            good.append(outcome)
-            results.append({"index": index, "status": "accepted", "event_id": outcome.event_id})
-        else:
-            errors, reason = outcome
-            rejected_reasons.append(reason)
-            results.append({"index": index, "status": "rejected", "errors": errors})
-    for reason in rejected_reasons:
-        metrics.readings_rejected.labels(reason=reason).inc()
+    candidates = [
+        Candidate(pointer=f"/{index}" if batch else "", reading=raw)
+        if isinstance(raw, dict)
+        else Candidate(
+            pointer=f"/{index}" if batch else "",
+            errors=(error(f"/{index}" if batch else "", "a reading must be a JSON object"),),
+        )
+        for index, raw in enumerate(items)
+    ]
+    outcomes = triage(
+        candidates, source=source, received_at=received_at, registry=registry, metrics=metrics
+    )
+    results: list[dict[str, Any]] = [
+        {"index": i, "status": "accepted", "event_id": o.measurement.event_id}
+        if o.measurement is not None
+        else {"index": i, "status": "rejected", "errors": o.errors}
+        for i, o in enumerate(outcomes)
+    ]
+    good = [o.measurement for o in outcomes if o.measurement is not None]
+    rejected = len(outcomes) - len(good)
 
     request_id = getattr(request.state, "request_id", "-")
     if not good:
@@ -151,42 +151,27 @@ async def post_measurements(
             status=422,
             slug="invalid-readings",
             detail=f"none of the {len(items)} readings is acceptable",
-            errors=[e for r in results for e in r["errors"]],
+            errors=[e for o in outcomes for e in o.errors],
         )
 
-    await _produce(gateway, good, settings=settings, metrics=metrics, request_id=request_id)
-    for measurement in good:
-        metrics.readings_accepted.labels(metric=measurement.metric.value).inc()
-        logger.debug("request %s accepted event %s", request_id, measurement.event_id)
+    await produce(
+        gateway,
+        good,
+        metrics=metrics,
+        request_id=request_id,
+        retry_after_s=settings.retry_after_s,
+    )
     logger.info(
         "request %s source=%s: %d accepted, %d rejected",
         request_id,
         source,
         len(good),
-        len(rejected_reasons),
+        rejected,
     )
     return JsonResponse(
-        {"accepted": len(good), "rejected": len(rejected_reasons), "items": results},
+        {"accepted": len(good), "rejected": rejected, "items": results},
         status_code=202,
     )
-
-
-async def _read_body(request: Request, *, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes without reading it all."""
-    too_large = ProblemError(
-        status=413, slug="body-too-large", detail=f"the body is larger than {limit} bytes"
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _items_of(document: Any, *, max_batch: int) -> tuple[list[Any], bool]:
@@ -210,52 +195,3 @@ def _items_of(document: Any, *, max_batch: int) -> tuple[list[Any], bool]:
             detail=f"the batch has {len(document)} readings; the limit is {max_batch} per request",
         )
     return document, True
-
-
-def _triage(
-    raw: Any, *, source: str, received_at: datetime, base: str
-) -> Measurement | tuple[list[dict[str, Any]], str]:
-    """The canonical measurement of one item, or its errors and the reason to count."""
-    try:
-        reading = ReadingIn.model_validate(raw)
-    except ValidationError as exc:
-        errors = [
-            _error(base, [str(p) for p in e["loc"]], _message(e))
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        return errors, "invalid"
-    try:
-        return canonicalize(reading, vendor=source, received_at=received_at)
-    except ReadingRejected as exc:
-        errors = [_error(base, [p.field], p.message) for p in exc.problems]
-        return errors, _REASONS.get(exc.problems[0].field, "range")
-
-
-def _error(base: str, loc: list[str], detail: str) -> dict[str, Any]:
-    pointer = base + "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in loc)
-    return {"pointer": pointer, "field": ".".join(loc) or None, "detail": detail}
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
-        return str(error["ctx"]["error"])
-    return str(error["msg"])
-
-
-async def _produce(
-    gateway: Gateway,
-    good: list[Measurement],
-    *,
-    settings: IngestSettings,
-    metrics: IngestMetrics,
-    request_id: str,
-) -> None:
-    records: list[Record] = [(m.patient_id.encode(), wire.encode(m)) for m in good]
-    started = time.perf_counter()
-    try:
-        await gateway.send_batch(records)
-    except KafkaUnavailable as exc:
-        metrics.produce_seconds.labels(outcome="error").observe(time.perf_counter() - started)
-        logger.warning("request %s: %d readings not produced: %s", request_id, len(good), exc)
-        raise unavailable(settings, f"readings were not stored, retry later: {exc}") from exc
-    metrics.produce_seconds.labels(outcome="ok").observe(time.perf_counter() - started)

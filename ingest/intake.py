@@ -1,0 +1,212 @@
+"""The one path every format takes into Kafka: candidates in, accepted measurements out.
+
+Format adapters (``ingest/adapters/*``) are pure: they turn a posted document into
+:class:`Candidate` items, each either a reading in :class:`~pghd.readings.ReadingIn` shape
+(with a pointer to where it came from in the document) or the errors that stopped it.
+:func:`triage` validates and canonicalises each one and asks the :class:`Registry`
+(enrollment and consent) whether it may be stored; :func:`produce` sends the good ones
+to ``pghd.measurements.v1`` and returns only once Kafka acknowledged every one of them.
+Routes decide how to answer (JSON results, a FHIR OperationOutcome, a DLQ record).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from ingest.kafka_gateway import Gateway, KafkaUnavailable, Record
+from ingest.metrics import IngestMetrics
+from ingest.problems import ProblemError
+from pghd import wire
+from pghd.catalogue import Metric
+from pghd.contracts import Measurement
+from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+
+__all__ = [
+    "AllowAll",
+    "Candidate",
+    "ItemOutcome",
+    "Registry",
+    "error",
+    "pointer_of",
+    "produce",
+    "triage",
+]
+
+logger = logging.getLogger(__name__)
+
+_REASONS = {"unit": "unit", "effective_time": "time"}
+
+
+class Registry(Protocol):
+    """Enrollment and consent, as ingest sees them (``ingest/enrollment`` implements it)."""
+
+    def patient_for(self, *, source: str, account: str) -> str | None:
+        """The patient a vendor account or device id of ``source`` is linked to, if any."""
+        ...
+
+    def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
+        """Why a reading of ``metric`` for ``patient_id`` may not be stored; None if it may."""
+        ...
+
+
+class AllowAll:
+    """A registry that refuses nothing (``PGHD_INGEST_CONSENT=off``: local trials only)."""
+
+    def patient_for(self, *, source: str, account: str) -> str | None:
+        return None
+
+    def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
+        return None
+
+
+def pointer_of(base: str, loc: Iterable[str | int]) -> str:
+    """A JSON pointer (RFC 6901): ``base`` followed by the escaped parts of ``loc``."""
+    return base + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in loc)
+
+
+def error(pointer: str, detail: str, *, field_name: str | None = None) -> dict[str, Any]:
+    """One item error in the shape of :class:`ingest.problems.ItemError`."""
+    return {"pointer": pointer, "field": field_name, "detail": detail}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One reading an adapter found in a document, or the errors that kept it from being one.
+
+    ``reading`` is in :class:`ReadingIn` shape (``patient_id`` may be left out when
+    ``account`` names the vendor account or device the registry links to a patient);
+    ``pointer`` says where in the posted document it came from (a JSON pointer, or an
+    element path for non-JSON documents).
+    """
+
+    pointer: str
+    reading: dict[str, Any] | None = None
+    account: str | None = None
+    errors: tuple[dict[str, Any], ...] = ()
+    reason: str = "invalid"
+
+
+@dataclass
+class ItemOutcome:
+    """What became of one candidate: a measurement to produce, or errors and their reason."""
+
+    candidate: Candidate
+    measurement: Measurement | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.measurement is not None
+
+
+def triage(
+    candidates: Sequence[Candidate],
+    *,
+    source: str,
+    received_at: datetime,
+    registry: Registry,
+    metrics: IngestMetrics | None = None,
+) -> list[ItemOutcome]:
+    """Validate, canonicalise and consent-check every candidate, in order.
+
+    Reasons of refusal (``invalid``, ``unit``, ``range``, ``time``, ``consent``,
+    ``unknown-account`` or an adapter's own) are counted in ``readings_rejected``.
+    """
+    outcomes = [
+        _triage_one(c, source=source, received_at=received_at, registry=registry)
+        for c in candidates
+    ]
+    if metrics is not None:
+        for outcome in outcomes:
+            if outcome.reason is not None:
+                metrics.readings_rejected.labels(reason=outcome.reason).inc()
+    return outcomes
+
+
+def _triage_one(
+    candidate: Candidate, *, source: str, received_at: datetime, registry: Registry
+) -> ItemOutcome:
+    if candidate.errors or candidate.reading is None:
+        errors = list(candidate.errors) or [error(candidate.pointer, "not a reading")]
+        return ItemOutcome(candidate, errors=errors, reason=candidate.reason)
+    raw = candidate.reading
+    if candidate.account is not None and "patient_id" not in raw:
+        patient_id = registry.patient_for(source=source, account=candidate.account)
+        if patient_id is None:
+            detail = f"{source} account {candidate.account!r} is not linked to an enrolled patient"
+            return ItemOutcome(
+                candidate, errors=[error(candidate.pointer, detail)], reason="unknown-account"
+            )
+        raw = {**raw, "patient_id": patient_id}
+    try:
+        reading = ReadingIn.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            error(
+                pointer_of(candidate.pointer, [str(p) for p in e["loc"]]),
+                _message(e),
+                field_name=".".join(str(p) for p in e["loc"]) or None,
+            )
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        return ItemOutcome(candidate, errors=errors, reason="invalid")
+    try:
+        measurement = canonicalize(reading, vendor=source, received_at=received_at)
+    except ReadingRejected as exc:
+        errors = [
+            error(pointer_of(candidate.pointer, [p.field]), p.message, field_name=p.field)
+            for p in exc.problems
+        ]
+        return ItemOutcome(
+            candidate, errors=errors, reason=_REASONS.get(exc.problems[0].field, "range")
+        )
+    refused = registry.refusal(patient_id=measurement.patient_id, metric=measurement.metric)
+    if refused is not None:
+        return ItemOutcome(candidate, errors=[error(candidate.pointer, refused)], reason="consent")
+    return ItemOutcome(candidate, measurement=measurement)
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])
+    return str(err["msg"])
+
+
+async def produce(
+    gateway: Gateway,
+    good: Sequence[Measurement],
+    *,
+    metrics: IngestMetrics,
+    request_id: str,
+    retry_after_s: int,
+) -> None:
+    """Send ``good`` keyed by patient; return once Kafka acknowledged all of them.
+
+    Raises a 503 :class:`ProblemError` with ``Retry-After`` when Kafka cannot take them.
+    """
+    if not good:
+        return
+    records: list[Record] = [(m.patient_id.encode(), wire.encode(m)) for m in good]
+    started = time.perf_counter()
+    try:
+        await gateway.send_batch(records)
+    except KafkaUnavailable as exc:
+        metrics.produce_seconds.labels(outcome="error").observe(time.perf_counter() - started)
+        logger.warning("request %s: %d readings not produced: %s", request_id, len(good), exc)
+        raise ProblemError(
+            status=503,
+            slug="kafka-unavailable",
+            detail=f"readings were not stored, retry later: {exc}",
+            headers={"Retry-After": str(retry_after_s)},
+        ) from exc
+    metrics.produce_seconds.labels(outcome="ok").observe(time.perf_counter() - started)
+    for measurement in good:
+        metrics.readings_accepted.labels(metric=measurement.metric.value).inc()
