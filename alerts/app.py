@@ -17,6 +17,9 @@ id, co-partitioned) in order; the ``alert_state`` table holds each patient's
    with backoff, every attempt written to the alert's notification history and published);
    annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
 
+A leader-only timer (every ``digest_check_s``) sends the daily digest of findings held back
+by the per-patient budget, once per care team and day (:mod:`alerts.digest_sender`).
+
 A timer (every ``tick_s``) runs :func:`~alerts.state.on_tick` (escalations, repeats,
 auto-resolve) over the patients of this worker's partitions, and resumes deliveries left
 unsettled by a restart or rebalance per :func:`alerts.delivery.resume_policy`.
@@ -37,6 +40,7 @@ import faust
 from pydantic import ValidationError
 
 from alerts import delivery as delivering
+from alerts.digest_sender import read_compacted, send_due_digests
 from alerts.grafana import AnnotationQueue, GrafanaAnnotator
 from alerts.lifecycle import Annotate
 from alerts.notify import send_notification
@@ -55,8 +59,8 @@ from alerts.state import (
 )
 from pghd import topics, wire
 from pghd.alert_commands import AlertCommand
-from pghd.alerting import NotificationOutcome
-from pghd.contracts import Anomaly, DeadLetter
+from pghd.alerting import DigestRecord, NotificationOutcome
+from pghd.contracts import Anomaly, DeadLetter, Severity
 
 __all__ = ["alert_state", "alerts_topic", "app", "handle", "inputs", "settings", "tick"]
 
@@ -89,6 +93,7 @@ app = faust.App(
 inputs = app.topic(topics.ANOMALIES, topics.ALERT_COMMANDS, key_type=bytes, value_type=bytes)
 alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes)
 dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
+digests_topic = app.topic(topics.DIGESTS, key_type=bytes, value_type=bytes)
 
 alert_state = app.Table(
     "alert_state",
@@ -354,3 +359,42 @@ async def tick() -> None:
 async def _annotate() -> None:
     if annotation_queue is not None:
         await annotation_queue.run()
+
+
+async def _read_compacted(topic: str) -> dict[bytes, bytes]:
+    return await read_compacted(settings.kafka_bootstrap, topic)
+
+
+async def _publish_digest(record: DigestRecord) -> None:
+    sent = await digests_topic.send(key=record.key.encode(), value=wire.encode(record))
+    await sent
+
+
+async def _send_digest(url: str, title: str, body: str, notification_id: str) -> bool:
+    delay = settings.notify_backoff_s
+    for attempt in range(1, settings.notify_attempts + 1):
+        if await send_notification(
+            url, title=title, body=body, severity=Severity.INFO, notification_id=notification_id
+        ):
+            return True
+        if attempt < settings.notify_attempts:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.notify_max_backoff_s)
+    return False
+
+
+@app.timer(interval=settings.digest_check_s, on_leader=True)  # type: ignore[untyped-decorator]
+async def digest_tick() -> None:
+    """Send the daily digests that are due (leader only: one digest per team, not per worker)."""
+    if config is None or config.digest is None or app.rebalancing:
+        return
+    try:
+        await send_due_digests(
+            read=_read_compacted,
+            config=config,
+            now=datetime.now(UTC),
+            send=_send_digest,
+            publish=_publish_digest,
+        )
+    except Exception as exc:  # Kafka away: the next check tries again
+        logger.warning("daily digest not sent now (%s: %s); retrying", type(exc).__name__, exc)

@@ -12,7 +12,7 @@ resolved alerts never escalate. An alert that no route takes at the moment (all 
 hours) waits, checked every :data:`RECHECK`, for the first window to open.
 
 A per-patient budget caps notification rounds per 24 h; beyond it, findings below critical
-are recorded for the daily :func:`digest` instead of paging anyone.
+are recorded for the daily digest (:mod:`alerts.digest`) instead of paging anyone.
 
 Every function returns the updated alert (notification records, escalation level,
 ``next_notify_at``) with the :class:`~alerts.lifecycle.Notify` actions to execute.
@@ -21,7 +21,7 @@ Every function returns the updated alert (notification records, escalation level
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,6 @@ __all__ = [
     "Route",
     "RoutingConfig",
     "TimeWindow",
-    "digest",
     "due_escalations",
     "load_routing_config",
     "matching_routes",
@@ -280,29 +279,3 @@ def due_escalations(
         patient_alerts=patient_alerts,
     )
     return updated, list(notifies)
-
-
-def digest(alerts: Iterable[Alert], *, day: date) -> str:
-    """The daily digest: findings that went to the digest on ``day`` (UTC), one line each."""
-    entries = sorted(
-        (
-            alert
-            for alert in alerts
-            if any(
-                r.outcome is NotificationOutcome.DIGEST and r.at.date() == day
-                for r in alert.notifications
-            )
-        ),
-        key=lambda a: (a.patient_id, a.problem, a.opened_at),
-    )
-    patients = len({a.patient_id for a in entries})
-    lines = [f"pghd daily digest {day.isoformat()}: {len(entries)} findings, {patients} patients"]
-    for a in entries:
-        lines.append(
-            f"- patient {a.patient_id} {a.problem} [{a.severity.value}] {a.status.value}:"
-            f" {a.anomaly_count} anomalies from {a.opened_at.strftime('%H:%MZ')}"
-            f" · {a.summary} (alert_id: {a.alert_id})"
-        )
-    if not entries:
-        lines.append("no findings below critical were held back")
-    return "\n".join(lines)

@@ -84,6 +84,9 @@ class AlertsSettings(BaseSettings):
     tick_s: float = Field(
         default=5.0, gt=0, description="how often escalations and auto-resolve are checked"
     )
+    digest_check_s: float = Field(
+        default=60.0, gt=0, description="how often the leader checks whether a digest is due"
+    )
 
     grafana_url: str | None = Field(default=None, description="annotate Grafana when set")
     grafana_token: SecretStr | None = Field(default=None, description="service account token")

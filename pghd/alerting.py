@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime, time
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +35,9 @@ __all__ = [
     "AlertLabels",
     "AlertState",
     "Budget",
+    "DigestPolicy",
+    "DigestRecord",
+    "DigestState",
     "EscalationStep",
     "GroupingPolicy",
     "NotificationOutcome",
@@ -269,6 +272,58 @@ class Budget(BaseModel):
     window_s: float = Field(default=24 * 3600.0, gt=0)
 
 
+class DigestPolicy(BaseModel):
+    """When the daily digest of held-back findings goes out, and to which channels.
+
+    Every day at ``at`` (local time in ``timezone``) each care team is sent the findings of
+    the last 24 hours that went to the digest instead of paging (over the patient's
+    budget), on its ``team_channels`` or else on ``channels``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: time = time(7, 0)
+    timezone: str = "UTC"
+    channels: Annotated[list[Name], Field(min_length=1)]
+    team_channels: dict[Name, Annotated[list[Name], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return TimeWindow._known_zone(value)
+
+    def channels_of(self, team: str | None) -> list[str]:
+        return list(self.team_channels.get(team or "", self.channels))
+
+
+class DigestState(StrEnum):
+    SENDING = "sending"
+    """intent recorded before the first send: a restart finds it and does not send blindly"""
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DigestRecord(BaseModel):
+    """One team's digest of one day on ``pghd.digests.v1`` (compacted; key ``team|day``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    team: Annotated[str, Field(max_length=128)]
+    day: date
+    state: DigestState
+    notification_id: Annotated[str, Field(pattern=ID_PATTERN)]
+    findings: Annotated[int, Field(ge=0)]
+    at: UtcDatetime
+    outcomes: dict[Name, NotificationOutcome] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.team}|{self.day.isoformat()}"
+
+
 class RoutingConfig(BaseModel):
     """Channels, care teams, routes, grouping and budget of the alerts service.
 
@@ -284,6 +339,7 @@ class RoutingConfig(BaseModel):
     routes: Annotated[list[Route], Field(min_length=1)]
     grouping: GroupingPolicy = GroupingPolicy()
     budget: Budget | None = None
+    digest: DigestPolicy | None = None
 
     @model_validator(mode="after")
     def _references(self) -> RoutingConfig:
@@ -298,6 +354,14 @@ class RoutingConfig(BaseModel):
                 missing = sorted(set(step.channels) - set(self.channels))
                 if missing:
                     raise ValueError(f"route {route.name} step {n}: undefined channels {missing}")
+        if self.digest is not None:
+            used = {
+                *self.digest.channels,
+                *(c for cs in self.digest.team_channels.values() for c in cs),
+            }
+            missing = sorted(used - set(self.channels))
+            if missing:
+                raise ValueError(f"digest: undefined channels {missing}")
         return self
 
     def team_of(self, patient_id: str) -> str | None:

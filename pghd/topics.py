@@ -11,6 +11,7 @@ __all__ = [
     "ALERTS",
     "ALERT_COMMANDS",
     "ANOMALIES",
+    "DIGESTS",
     "DLQ",
     "MEASUREMENTS",
     "TopicSpec",
@@ -22,6 +23,7 @@ ANOMALIES = "pghd.anomalies.v1"
 ALERTS = "pghd.alerts.v1"
 ALERT_COMMANDS = "pghd.alert-commands.v1"  # care-team actions, keyed by patient id
 DLQ = "pghd.dlq.v1"
+DIGESTS = "pghd.digests.v1"  # daily digests sent, compacted, keyed "team|day"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pghd.topics import (
     ALERT_COMMANDS,
     ALERTS,
     ANOMALIES,
+    DIGESTS,
     DLQ,
     MEASUREMENTS,
     TopicSpec,
@@ -30,7 +31,7 @@ def spec() -> dict[str, TopicSpec]:
 def test_the_deploy_spec_declares_exactly_the_pipeline_topics(
     spec: dict[str, TopicSpec],
 ) -> None:
-    assert set(spec) == {MEASUREMENTS, ANOMALIES, ALERTS, ALERT_COMMANDS, DLQ}
+    assert set(spec) == {MEASUREMENTS, ANOMALIES, ALERTS, ALERT_COMMANDS, DLQ, DIGESTS}
 
 
 def test_every_topic_has_a_positive_partition_count_and_string_configs(

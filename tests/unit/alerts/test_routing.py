@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alerts.digest import WINDOW, digest
 from alerts.lifecycle import (
     Escalate,
     GroupingPolicy,
@@ -18,7 +19,6 @@ from alerts.lifecycle import (
 from alerts.routing import (
     RECHECK,
     RoutingConfig,
-    digest,
     due_escalations,
     load_routing_config,
     plan_notifications,
@@ -302,12 +302,13 @@ def test_budget_overflow_goes_to_the_daily_digest_critical_still_pages() -> None
     )
     assert notifies
 
-    text = digest([*alerts, other], day=date(2026, 11, 25))
+    day = T0 + timedelta(hours=20)
+    text = digest([*alerts, other], since=day - WINDOW, until=day, title="digest")
     lines = text.splitlines()
-    assert lines[0] == "pghd daily digest 2026-11-25: 1 findings, 1 patients"
+    assert lines[0] == "digest: 1 findings, 1 patients"
     assert "patient p1 respiratory_rate [warning] open" in lines[1]
     assert held.alert_id in lines[1]
-    assert digest(alerts, day=date(2026, 11, 26)).endswith(
+    assert digest(alerts, since=day, until=day + WINDOW, title="digest").endswith(
         "no findings below critical were held back"
     )
 
