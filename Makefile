@@ -6,7 +6,7 @@ PGHD := $(VENV)/bin/pghd
 PATIENTS ?= 20
 DAYS ?= 3
 
-.PHONY: help install run stop status test unit integration lint bench clean
+.PHONY: help install run stop status test unit integration lint bench fuzz clean
 
 help:
 	@echo "make run     install, start Kafka + InfluxDB + ingest/processors/alerts, feed a simulated cohort"
@@ -14,6 +14,7 @@ help:
 	@echo "make status  what is running, on which ports"
 	@echo "make test    lint + unit + integration tests (starts and stops real Kafka and InfluxDB)"
 	@echo "make bench   throughput and latency figures beside same-run baselines"
+	@echo "make fuzz    schemathesis against every ingest operation, 15 min budget (FUZZ_BUDGET_S)"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -43,6 +44,12 @@ test: install lint
 
 bench: install
 	$(PY) -m bench
+
+FUZZ_BUDGET_S ?= 900
+FUZZ_MAX_EXAMPLES ?= 1000
+fuzz: install
+	PGHD_FUZZ_BUDGET_S=$(FUZZ_BUDGET_S) PGHD_FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) \
+		$(VENV)/bin/pytest tests/integration/test_api_fuzz.py -q -p no:cacheprovider
 
 clean:
 	-$(PGHD) dev down

@@ -43,6 +43,7 @@ from alerts import delivery as delivering
 from alerts.digest_sender import read_compacted, send_due_digests
 from alerts.grafana import AnnotationQueue, GrafanaAnnotator
 from alerts.lifecycle import Annotate
+from alerts.metrics import install_metrics
 from alerts.notify import send_notification
 from alerts.settings import AlertsSettings
 from alerts.state import (
@@ -94,6 +95,14 @@ inputs = app.topic(topics.ANOMALIES, topics.ALERT_COMMANDS, key_type=bytes, valu
 alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes)
 dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
 digests_topic = app.topic(topics.DIGESTS, key_type=bytes, value_type=bytes)
+# Prometheus metrics at /metrics on the Faust web server (alerts.metrics).
+metrics = install_metrics(
+    app,
+    bootstrap=settings.kafka_bootstrap,
+    group=settings.app_id,
+    topics=[topics.ANOMALIES, topics.ALERT_COMMANDS],
+    lag_interval_s=settings.metrics_lag_interval_s,
+)
 
 alert_state = app.Table(
     "alert_state",
@@ -138,6 +147,7 @@ def _apply(step: Step) -> None:
     """Store the state, publish changed alerts, queue annotations (no waiting)."""
     if not step.dirty:
         return
+    metrics.alert_changes(alert_state.get(step.state.patient_id), step.changed)
     _store(step.state)
     for alert in step.changed:
         alerts_topic.send_soon(key=alert.fingerprint.encode(), value=wire.encode(alert))
@@ -168,6 +178,7 @@ async def _send(delivery: PendingDelivery) -> bool:
 def _record(
     delivery: PendingDelivery, outcome: NotificationOutcome, detail: str | None, final: bool
 ) -> None:
+    metrics.notification(delivery.channel, outcome, final=final)
     state = _load(delivery.patient_id)
     if state is None or state.partition not in _owned():
         return  # the partition moved to another worker: it resumes the delivery
@@ -231,6 +242,7 @@ annotation_queue = (
         remember=_remember_annotation,
         attempts=settings.grafana_attempts,
         backoff_s=settings.grafana_backoff_s,
+        on_outcome=metrics.annotation,
     )
 )
 
@@ -298,6 +310,7 @@ async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
             key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
         )
         result = handle(event.value, where=where, now=datetime.now(UTC))
+        metrics.consumed(where.topic)
         if isinstance(result, DeadLetter):
             logger.warning(
                 "undecodable message at %s[%s]@%s: to the DLQ",
@@ -306,6 +319,7 @@ async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
                 where.offset,
             )
             await _send_dead_letter(result, key)
+            metrics.dead_letter(result)
         elif result is not None and result.dirty:
             _apply(result)
             for alert in result.changed:

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 Lookup = Callable[[Annotate], int | None]
 Remember = Callable[[Annotate, int], None]
+Outcome = Callable[[str], None]
 
 
 def epoch_ms(when: datetime) -> int:
@@ -100,8 +101,11 @@ class AnnotationQueue:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         maxsize: int = 10_000,
+        on_outcome: Outcome | None = None,
     ) -> None:
+        """``on_outcome`` is told "written", "retry", "failed" or "dropped" (metrics)."""
         self.annotator = annotator
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self.lookup = lookup
         self.remember = remember
         self.attempts = attempts
@@ -114,6 +118,7 @@ class AnnotationQueue:
         try:
             self.queue.put_nowait(action)
         except asyncio.QueueFull:
+            self.on_outcome("dropped")
             logger.error(
                 "annotation queue full: %s of alert %s dropped", action.kind, action.alert_id
             )
@@ -127,6 +132,7 @@ class AnnotationQueue:
                     self.annotator.execute, action, existing_id=existing
                 )
             except Exception as exc:
+                self.on_outcome("failed" if attempt == self.attempts else "retry")
                 if attempt == self.attempts:
                     logger.error(
                         "annotation %s of alert %s failed %d times, dropped: %s",
@@ -147,6 +153,7 @@ class AnnotationQueue:
                 )
                 await asyncio.sleep(delay)
                 continue
+            self.on_outcome("written")
             if action.kind == "opened":
                 self.remember(action, annotation_id)
             logger.info(

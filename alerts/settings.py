@@ -101,8 +101,13 @@ class AlertsSettings(BaseSettings):
     data_dir: str = ".local/data/alerts"
     topic_partitions: int = Field(default=8, ge=1, description="partitions of the input topics")
     replication_factor: int = Field(default=1, ge=1, description="of Faust's own topics")
-    web_port: int = Field(default=6067, ge=1, le=65535)
+    web_port: int = Field(
+        default=6067, ge=1, le=65535, description="Faust web server: / (health), /metrics"
+    )
     web_host: str = "127.0.0.1"
+    metrics_lag_interval_s: float = Field(
+        default=15.0, gt=0, description="how often kafka_consumer_lag is read from the brokers"
+    )
     log_level: str = "info"
 
     def routing_config(self) -> RoutingConfig | None:

@@ -26,6 +26,12 @@ touched) and measures:
    consumer running the same pure lifecycle; anomaly on the topic → webhook received;
 4. end-to-end latency: POST of an extreme reading → its Anomaly on ``pghd.anomalies.v1``
    (p50, p99) against a bare produce(acks=all) → consume round trip.
+5. FHIR: readings/s through ``POST /v1/fhir`` in batch Bundles of 100 Observations
+   against the same readings through ``POST /v1/measurements``, 100 per request, on the
+   same ingest process (:mod:`bench.fhir`; alone: ``python -m bench.fhir``).
+6. Apple Health: records/s and peak RSS parsing a generated 1,000,000-record export against
+   a bare C ``iterparse`` of it, and readings/s parsed and posted like ``pghd import
+   apple-health`` (:mod:`bench.apple_health`; alone: ``python -m bench.apple_health``).
 
 Figures depend on the machine and its load; the ratios are what to compare between runs.
 Options: ``python -m bench --help``.
@@ -44,7 +50,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from bench.alerting import anomaly_records, bare_lifecycle_rate, notification_latencies
+from bench.apple_health import apple_health_figures
 from bench.baselines import consume_and_judge, produce, round_trips
+from bench.fhir import BUNDLE_SIZE, fhir_vs_measurements
 from bench.pure import cohort_measurements, judge_rate, state_sizes, welford_rate
 from bench.runs import OffsetWatch, ingest_rate, post_to_anomaly_latencies
 from bench.workloads import encoded_measurements, posted_readings
@@ -84,6 +92,9 @@ def main() -> None:
     parser.add_argument("--alert-anomalies", type=int, default=10_000)
     parser.add_argument("--cohort-patients", type=int, default=100, help="in-process figures")
     parser.add_argument("--cohort-days", type=float, default=3.0, help="in-process figures")
+    parser.add_argument("--fhir-readings", type=int, default=20_000)
+    parser.add_argument("--apple-health-records", type=int, default=1_000_000)
+    parser.add_argument("--apple-health-post", type=int, default=50_000, help="readings")
     args = parser.parse_args()
     rows: list[str] = []
     params = JudgeParams(baseline=BaselineParams(warmup=WARMUP))
@@ -215,6 +226,34 @@ def main() -> None:
                     "ms",
                 )
             )
+
+        print(f"==> FHIR: {args.fhir_readings:,} readings in Bundles of {BUNDLE_SIZE}")
+        fhir_readings = posted_readings(patients=200, per_patient=args.fhir_readings // 200, seed=5)
+        with running_pipeline(
+            stack_env=env, influx=stack.influx, workdir=Path(tmp) / "d", services=("ingest",)
+        ) as pipeline:
+            ours, base = fhir_vs_measurements(pipeline, fhir_readings)
+        rows.append(
+            _row(
+                f"ingest, FHIR Bundles of {BUNDLE_SIZE}",
+                ours,
+                base,
+                f"/v1/measurements, {BUNDLE_SIZE}/request",
+                "readings/s",
+            )
+        )
+
+        print(f"==> Apple Health: an export of {args.apple_health_records:,} records")
+        with running_pipeline(
+            stack_env=env, influx=stack.influx, workdir=Path(tmp) / "e", services=("ingest",)
+        ) as pipeline:
+            figures = apple_health_figures(
+                Path(tmp),
+                records=args.apple_health_records,
+                post=args.apple_health_post,
+                pipeline=pipeline,
+            )
+        rows.extend(_row(*figure) for figure in figures)
 
     print()
     print(f"{'figure':<44} {'pghd':>10} {'unit':<11} {'baseline':>10}  {'ratio':>8}")

@@ -22,6 +22,7 @@ async def ingest_rate(
     pipeline: Pipeline, readings: list[dict[str, object]], *, batch: int, clients: int
 ) -> float:
     """POST ``readings`` in batches from ``clients`` concurrent clients; return readings/s."""
+    await asyncio.to_thread(pipeline.enroll_for, readings)  # consent is enforced
     batches = [readings[i : i + batch] for i in range(0, len(readings), batch)]
     queue: asyncio.Queue[list[dict[str, object]]] = asyncio.Queue()
     for b in batches:
@@ -107,6 +108,7 @@ async def post_to_anomaly_latencies(
         for name in names
         for j in range(warmup + 2)
     ]
+    await asyncio.to_thread(pipeline.enroll_for, warm)  # consent is enforced
     arrivals: dict[str, float] = {}
     consumer = AIOKafkaConsumer(
         topics.ANOMALIES, bootstrap_servers=pipeline.kafka_bootstrap, auto_offset_reset="latest"

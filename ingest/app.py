@@ -1,7 +1,9 @@
 """The ingest FastAPI application: :func:`create_app` builds it from :class:`IngestSettings`.
 
 The lifespan starts the :class:`KafkaGateway` (which connects in the background, so the app
-comes up even when Kafka is down) and stops it on shutdown.
+comes up even when Kafka is down) and the enrollment service (``ingest/enrollment``: the
+registry every reading is checked against, followed from ``pghd.enrollments.v1``), and
+stops them on shutdown.
 """
 
 from __future__ import annotations
@@ -18,11 +20,22 @@ import pghd
 from ingest.api import api_router
 from ingest.api.routes.measurements import OPENAPI_SCHEMAS
 from ingest.auth import ApiKeyAuthenticator
+from ingest.deps import api_key_scheme
+from ingest.enrollment import EnrollmentBook, EnrollmentService
+from ingest.imports import ImportJobs
 from ingest.intake import AllowAll
 from ingest.kafka_gateway import KafkaGateway
 from ingest.metrics import IngestMetrics, ObservabilityMiddleware
-from ingest.problems import PROBLEM_SCHEMAS, JsonResponse, install_handlers
+from ingest.problems import (
+    PROBLEM_SCHEMAS,
+    JsonResponse,
+    document_problem_responses,
+    install_handlers,
+)
+from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
+from ingest.webhooks.signing import ReplayGuard
+from pghd.topics import DLQ
 
 __all__ = ["create_app"]
 
@@ -42,11 +55,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await gateway.start()
     app.state.gateway = gateway
+    dlq_gateway = KafkaGateway(
+        bootstrap=settings.kafka_bootstrap,
+        topic=DLQ,
+        produce_timeout_s=settings.produce_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        linger_ms=settings.kafka_linger_ms,
+        client_id="pghd-ingest-dlq",
+    )
+    await dlq_gateway.start()
+    app.state.dlq_gateway = dlq_gateway
+    enrollments, enrollment_gateway = EnrollmentService.for_kafka(
+        bootstrap=settings.kafka_bootstrap,
+        book=app.state.enrollment_book,
+        produce_timeout_s=settings.produce_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+    )
+    await enrollment_gateway.start()
+    await enrollments.start()
+    app.state.enrollments = enrollments
+    app.state.support_gateways = {"dlq": dlq_gateway, "enrollments": enrollment_gateway}
     logger.info("ingest started; kafka at %s", settings.kafka_bootstrap)
     try:
         yield
     finally:
-        app.state.gateway = None
+        await app.state.imports.close()  # running imports end "failed" before Kafka goes
+        app.state.gateway = app.state.enrollments = None
+        app.state.support_gateways = {}
+        await enrollments.stop()
+        await enrollment_gateway.stop()
+        app.state.dlq_gateway = None
+        await dlq_gateway.stop()
         await gateway.stop()
         logger.info("ingest stopped")
 
@@ -66,7 +105,22 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.authenticator = ApiKeyAuthenticator(settings.api_keys)
     app.state.gateway = None
-    app.state.registry = AllowAll()
+    app.state.dlq_gateway = None
+    app.state.support_gateways = {}
+    app.state.imports = ImportJobs()
+    app.state.replay_guard = ReplayGuard(capacity=settings.webhook_replay_capacity)
+    app.state.enrollment_book = EnrollmentBook()
+    app.state.enrollments = None
+    app.state.admin_authenticator = ApiKeyAuthenticator(settings.admin_tokens)
+    app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
+    if settings.consent == "off":
+        logger.warning(
+            "CONSENT IS OFF (PGHD_INGEST_CONSENT=off): readings of ANY patient are stored "
+            "without enrollment or consent; for local trials only, never with real patients"
+        )
+    app.state.rate_limiter = SourceRateLimiter(
+        default=settings.rate_limit, overrides=settings.rate_limits, metrics=metrics
+    )
     if not settings.api_keys:
         logger.warning(
             "no API keys configured (PGHD_INGEST_API_KEYS): every request will be refused"
@@ -92,6 +146,8 @@ def _document_request_bodies(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in {**PROBLEM_SCHEMAS, **OPENAPI_SCHEMAS}.items():
                 components.setdefault(name, definition)
+            document_rate_limits(schema, scheme=api_key_scheme.scheme_name)
+            document_problem_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -10,27 +10,43 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ingest.auth import API_KEY_HEADER, ApiKeyAuthenticator
+from ingest.enrollment import EnrollmentService
+from ingest.imports import ImportJobs
 from ingest.intake import Registry
 from ingest.kafka_gateway import Gateway
 from ingest.metrics import IngestMetrics
 from ingest.problems import ProblemError
+from ingest.ratelimit import SourceRateLimiter
 from ingest.settings import IngestSettings
+from ingest.webhooks.signing import ReplayGuard
 
 __all__ = [
+    "AdminDep",
     "AuthenticatorDep",
+    "DlqGatewayDep",
+    "EnrollmentsDep",
     "GatewayDep",
+    "ImportsDep",
     "MetricsDep",
+    "RateLimiterDep",
     "RegistryDep",
+    "ReplayGuardDep",
     "SettingsDep",
     "SourceDep",
     "authenticate",
+    "authenticate_admin",
     "get_authenticator",
+    "get_dlq_gateway",
+    "get_enrollments",
     "get_gateway",
+    "get_imports",
     "get_metrics",
+    "get_rate_limiter",
     "get_registry",
+    "get_replay_guard",
     "get_settings",
     "unavailable",
 ]
@@ -61,8 +77,20 @@ def get_authenticator(request: Request) -> ApiKeyAuthenticator:
 
 
 def get_registry(request: Request) -> Registry:
-    """Enrollment and consent: who a reading may be stored for."""
+    """Enrollment and consent: who a reading may be stored for.
+
+    503 problem with ``Retry-After`` while the registry is still reading the enrollments
+    topic: refusing valid patients because it has not caught up yet would be wrong.
+    """
     registry: Registry = request.app.state.registry
+    if not getattr(registry, "ready", True):
+        retry = str(request.app.state.settings.retry_after_s)
+        raise ProblemError(
+            status=503,
+            slug="registry-loading",
+            detail="the enrollment registry is still loading; retry shortly",
+            headers={"Retry-After": retry},
+        )
     return registry
 
 
@@ -93,11 +121,51 @@ def get_gateway(request: Request, settings: SettingsDep) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
+def get_imports(request: Request) -> ImportJobs:
+    """The import jobs of this instance (``POST /v1/imports/...``)."""
+    imports: ImportJobs = request.app.state.imports
+    return imports
+
+
+ImportsDep = Annotated[ImportJobs, Depends(get_imports)]
+
+
+def get_dlq_gateway(request: Request, settings: SettingsDep) -> Gateway:
+    """The app's gateway to the dead-letter topic ``pghd.dlq.v1`` (started by the lifespan)."""
+    gateway: Gateway | None = getattr(request.app.state, "dlq_gateway", None)
+    if gateway is None:
+        raise unavailable(settings, "the Kafka dead-letter gateway is not running")
+    return gateway
+
+
+DlqGatewayDep = Annotated[Gateway, Depends(get_dlq_gateway)]
+
+
+def get_replay_guard(request: Request) -> ReplayGuard:
+    """The app's memory of webhook signatures already accepted (see ingest/webhooks)."""
+    guard: ReplayGuard = request.app.state.replay_guard
+    return guard
+
+
+ReplayGuardDep = Annotated[ReplayGuard, Depends(get_replay_guard)]
+
+
+def get_rate_limiter(request: Request) -> SourceRateLimiter:
+    """The app's per-source rate limiter (routes with their own auth call ``enforce``)."""
+    limiter: SourceRateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+RateLimiterDep = Annotated[SourceRateLimiter, Depends(get_rate_limiter)]
+
+
 def authenticate(
     authenticator: AuthenticatorDep,
+    limiter: RateLimiterDep,
     key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> str:
-    """The source (vendor) name of the presented API key; 401 problem when none matches."""
+    """The source (vendor) name of the presented API key; 401 problem when none matches,
+    429 problem when the source is over its rate limit."""
     source = authenticator.identify(key)
     if source is None:
         detail = f"missing {API_KEY_HEADER} header" if not key else f"unknown {API_KEY_HEADER}"
@@ -107,7 +175,47 @@ def authenticate(
             detail=detail,
             headers={"WWW-Authenticate": API_KEY_HEADER},
         )
+    limiter.enforce(source)
     return source
 
 
 SourceDep = Annotated[str, Depends(authenticate)]
+
+
+admin_scheme = HTTPBearer(
+    auto_error=False, description="An admin bearer token (PGHD_INGEST_ADMIN_TOKENS)"
+)
+
+
+def authenticate_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_scheme)],
+) -> str:
+    """The admin name of the presented bearer token; 401 problem when none matches.
+
+    Admin tokens are separate from the device sources' API keys: an API key is no token.
+    """
+    authenticator: ApiKeyAuthenticator = request.app.state.admin_authenticator
+    admin = authenticator.identify(credentials.credentials if credentials else None)
+    if admin is None:
+        raise ProblemError(
+            status=401,
+            slug="unauthorized",
+            detail="missing or unknown admin bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return admin
+
+
+AdminDep = Annotated[str, Depends(authenticate_admin)]
+
+
+def get_enrollments(request: Request) -> EnrollmentService:
+    """The enrollment write path (started by the lifespan); 503 problem when not running."""
+    service: EnrollmentService | None = getattr(request.app.state, "enrollments", None)
+    if service is None:
+        raise unavailable(request.app.state.settings, "the enrollment service is not running")
+    return service
+
+
+EnrollmentsDep = Annotated[EnrollmentService, Depends(get_enrollments)]

@@ -39,6 +39,12 @@ class IngestMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "rate_limited",
+            "Requests refused with 429 because their source was over its rate limit, by source",
+            ["source"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "http_requests",
             "HTTP requests answered, by method, route and status",

@@ -26,6 +26,7 @@ __all__ = [
     "Problem",
     "ProblemError",
     "ProblemResponse",
+    "document_problem_responses",
     "install_handlers",
     "problem_responses",
     "problem_type",
@@ -161,6 +162,34 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return ProblemError(status=500, detail="unexpected error; it has been logged").to_response()
+
+
+_FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+
+
+def document_problem_responses(schema: dict[str, Any]) -> None:
+    """Make an OpenAPI ``schema`` say what the handlers answer for FastAPI's own errors.
+
+    FastAPI documents its request validation errors as 422 ``application/json``
+    ``HTTPValidationError``, and a body it cannot parse as nothing at all; the handlers
+    answer both with problem documents (422 and 400).
+    """
+    problem = problem_responses({400: "The body cannot be parsed", 422: "The request is not valid"})
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for status, response in list(responses.items()):
+                content = response.get("content", {}).get("application/json", {})
+                if content.get("schema", {}).get("$ref") == _FASTAPI_VALIDATION_REF:
+                    responses[status] = {**problem[422], "description": response["description"]}
+            if "requestBody" in operation:
+                responses.setdefault("400", problem[400])
+    if _FASTAPI_VALIDATION_REF not in orjson.dumps(schema.get("paths", {})).decode():
+        components = schema.get("components", {}).get("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
 
 
 def install_handlers(app: FastAPI) -> None:

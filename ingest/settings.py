@@ -2,8 +2,12 @@
 
 ``api_keys`` maps each source (vendor) name to the SHA-256 hex digest of its API key, given
 as JSON, e.g. ``PGHD_INGEST_API_KEYS='{"acme": "5e88...42"}'``. There is no default key: with
-an empty mapping every request is refused. The Kafka bootstrap servers fall back to the
-platform-wide ``PGHD_KAFKA_BOOTSTRAP``.
+an empty mapping every request is refused. ``admin_tokens`` has the same shape for the admin
+bearer tokens of the patients API (enrollment and consent); ``consent=off`` stores readings
+of anyone (local trials only). The Kafka bootstrap servers fall back to the
+platform-wide ``PGHD_KAFKA_BOOTSTRAP``. ``webhooks`` configures the signed webhook sources
+(``PGHD_INGEST_WEBHOOKS``, JSON; see :mod:`ingest.webhooks.config`), again with no default
+secret.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.ratelimit import parse_limit
+from ingest.webhooks.config import WebhookSource
 from pghd.contracts import ID_PATTERN
 
 __all__ = ["IngestSettings"]
@@ -38,8 +44,19 @@ class IngestSettings(BaseSettings):
         default_factory=dict,
         description="source (vendor) name -> SHA-256 hex digest of its API key",
     )
+    admin_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="admin name -> SHA-256 hex digest of its bearer token (patients API)",
+    )
+    consent: Literal["enforce", "off"] = Field(
+        default="enforce",
+        description="enforce enrollment and consent; off accepts anyone (local trials only)",
+    )
     max_batch: Annotated[int, Field(ge=1)] = 1000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
+    max_import_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=4 * 1024**3, description="largest upload to POST /v1/imports/apple-health"
+    )
     produce_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry_after_s: Annotated[int, Field(ge=1)] = 5
@@ -48,8 +65,45 @@ class IngestSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     log_level: str = "info"
+    rate_limit: str = Field(
+        default="1200/minute",
+        description="requests per source per instance, e.g. '1200/minute', "
+        "'20/second;1200/minute' or 'off' (see ingest/ratelimit.py for N replicas)",
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict, description="per-source overrides of rate_limit, as JSON"
+    )
+    webhooks: dict[str, WebhookSource] = Field(
+        default_factory=dict,
+        description="signed webhook sources by name, as JSON (see ingest/webhooks/config.py)",
+    )
+    webhook_tolerance_s: Annotated[int, Field(ge=1)] = 300
+    webhook_replay_capacity: Annotated[int, Field(ge=1)] = 100_000
 
-    @field_validator("api_keys")
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhook_names(cls, value: dict[str, WebhookSource]) -> dict[str, WebhookSource]:
+        for source in value:
+            if not _SOURCE_NAME.match(source):
+                raise ValueError(f"webhook source name {source!r} must match {ID_PATTERN}")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for source, text in value.items():
+            if not _SOURCE_NAME.match(source):
+                raise ValueError(f"source name {source!r} must match {ID_PATTERN}")
+            parse_limit(text)
+        return value
+
+    @field_validator("api_keys", "admin_tokens")
     @classmethod
     def _check_api_keys(cls, value: dict[str, str]) -> dict[str, str]:
         checked: dict[str, str] = {}

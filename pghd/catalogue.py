@@ -13,6 +13,7 @@ from enum import StrEnum
 
 __all__ = [
     "CATALOGUE",
+    "NEWS2_SPO2_SCALE2",
     "Band",
     "ChannelSpec",
     "Metric",
@@ -20,6 +21,7 @@ __all__ = [
     "UnitError",
     "channel_spec",
     "convert",
+    "metric_for_loinc",
 ]
 
 
@@ -82,6 +84,8 @@ class MetricSpec:
     channels: tuple[ChannelSpec, ...]
     conversions: Mapping[str, Callable[[float], float]] = field(default_factory=dict)
     description: str = ""
+    loinc_aliases: tuple[str, ...] = ()
+    """Other LOINC codes that report the same metric (e.g. SpO2 by blood gas)."""
 
     @property
     def accepted_units(self) -> tuple[str, ...]:
@@ -107,6 +111,10 @@ def _fahrenheit_to_celsius(x: float) -> float:
     return (x - 32.0) * 5.0 / 9.0
 
 
+def _kelvin_to_celsius(x: float) -> float:
+    return x - 273.15
+
+
 GLUCOSE_MG_DL_PER_MMOL_L = 18.016
 POUND_KG = 0.45359237
 
@@ -124,6 +132,15 @@ _NEWS2_SPO2_SCALE1 = (
     Band(92, 93, 2),
     Band(94, 95, 1),
     Band(96, float("inf"), 0),
+)
+#: NEWS2 SpO2 scale 2 (hypercapnic respiratory failure, e.g. COPD; set by a care plan), on
+#: air: a wearable never knows about supplemental oxygen, so the on-oxygen bands (93-94: 1,
+#: 95-96: 2, >=97: 3) are not used and 88 % or more scores 0.
+NEWS2_SPO2_SCALE2 = (
+    Band(float("-inf"), 83, 3),
+    Band(84, 85, 2),
+    Band(86, 87, 1),
+    Band(88, float("inf"), 0),
 )
 _NEWS2_RESP = (
     Band(float("-inf"), 8, 3),
@@ -160,6 +177,7 @@ def _scalar(
     news2_parameter: str | None = None,
     conversions: Mapping[str, Callable[[float], float]] | None = None,
     description: str = "",
+    loinc_aliases: tuple[str, ...] = (),
 ) -> MetricSpec:
     channel = ChannelSpec(
         name=metric.value,
@@ -177,6 +195,7 @@ def _scalar(
         channels=(channel,),
         conversions=dict(conversions or {}),
         description=description,
+        loinc_aliases=loinc_aliases,
     )
 
 
@@ -224,6 +243,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             news2_parameter="spo2_scale1",
             conversions={"1": _scale(100.0)},
             description="Oxygen saturation (SpO2)",
+            loinc_aliases=("2708-6",),
         ),
         _scalar(
             Metric.RESPIRATORY_RATE,
@@ -250,6 +270,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
                 "°F": _fahrenheit_to_celsius,
                 "°C": _identity,
                 "degC": _identity,
+                "K": _kelvin_to_celsius,
             },
             description="Body temperature",
         ),
@@ -279,6 +300,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             min_spread=8.0,
             conversions={"mmol/L": _scale(GLUCOSE_MG_DL_PER_MMOL_L), "mg/dl": _identity},
             description="Blood glucose",
+            loinc_aliases=("15074-8",),
         ),
         _scalar(
             Metric.STEPS,
@@ -330,6 +352,16 @@ def convert(metric: Metric, value: float, unit: str) -> float:
             f"unit {unit!r} is not accepted for {metric.value}; use one of: {accepted}"
         ) from None
     return conversion(value)
+
+
+_BY_LOINC: dict[str, Metric] = {
+    code: spec.metric for spec in CATALOGUE.values() for code in (spec.loinc, *spec.loinc_aliases)
+}
+
+
+def metric_for_loinc(code: str) -> Metric | None:
+    """The metric a LOINC code reports (its own code or an alias), or None."""
+    return _BY_LOINC.get(code)
 
 
 def channel_spec(metric: Metric, channel: str) -> ChannelSpec:

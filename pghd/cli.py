@@ -6,10 +6,13 @@ import typer
 
 from pghd.commands import (
     alerts,
+    care_plan,
     dev,
     evaluate,
     grafana,
+    import_,
     influx,
+    patients,
     replay,
     run,
     simulate,
@@ -27,7 +30,10 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(topics.app, name="topics")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(care_plan.app, name="care-plan")
 app.add_typer(influx.app, name="influx")
+app.add_typer(import_.app, name="import")
+app.add_typer(patients.app, name="patients")
 app.command(name="simulate")(simulate.simulate)
 app.command(name="summary")(summary.summary)
 app.command(name="run")(run.run)

@@ -8,7 +8,7 @@ event downstream.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -16,9 +16,26 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from pghd.catalogue import CATALOGUE, Metric, UnitError, channel_spec, convert
 from pghd.contracts import ID_PATTERN, Context, Measurement, PatientId, Source
 
-__all__ = ["FieldProblem", "ReadingIn", "ReadingRejected", "canonicalize", "derive_event_id"]
+__all__ = [
+    "EARLIEST_EFFECTIVE_TIME",
+    "MAX_FUTURE",
+    "FieldProblem",
+    "ReadingIn",
+    "ReadingRejected",
+    "canonicalize",
+    "derive_event_id",
+]
 
 MAX_FUTURE = timedelta(minutes=10)
+"""How far ahead of the server's clock a reading may be (device clocks drift a little)."""
+
+# A device whose clock was never set reports the Unix epoch (1970-01-01) or the GPS epoch
+# (1980-01-06), and no consumer wearable or health app recorded readings before 2000: a
+# time before that floor is a clock fault, not a reading, and would land far outside every
+# retention window and baseline. It also keeps times well inside what datetime and
+# InfluxDB's nanosecond timestamps (1677..2262) can hold in any time zone.
+EARLIEST_EFFECTIVE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""Readings with an ``effective_time`` before this are refused."""
 
 
 class ReadingIn(BaseModel):
@@ -50,7 +67,10 @@ class ReadingIn(BaseModel):
     systolic: float | None = Field(default=None, allow_inf_nan=False)
     diastolic: float | None = Field(default=None, allow_inf_nan=False)
     unit: Annotated[str, Field(min_length=1, max_length=32)]
-    effective_time: AwareDatetime
+    effective_time: AwareDatetime = Field(
+        description="when it was measured, with its UTC offset; refused before 2000-01-01 "
+        "or more than 10 minutes ahead of the server's clock"
+    )
     device_id: Annotated[str, Field(max_length=128)] | None = None
     app: Annotated[str, Field(max_length=128)] | None = None
     context: Context | None = None
@@ -104,7 +124,9 @@ def derive_event_id(reading: ReadingIn, vendor: str) -> str:
 def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> Measurement:
     """Turn a posted reading into a canonical :class:`Measurement`.
 
-    Raises :class:`ReadingRejected` listing every problem (unit, range, future time).
+    Raises :class:`ReadingRejected` listing every problem (unit, range, systolic not above
+    diastolic, time before :data:`EARLIEST_EFFECTIVE_TIME` or over :data:`MAX_FUTURE` ahead
+    of ``received_at``), each message giving the bound it broke.
     """
     spec = CATALOGUE[reading.metric]
     problems: list[FieldProblem] = []
@@ -125,21 +147,29 @@ def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> M
             spec.channels[0] if field_name == "value" else channel_spec(reading.metric, field_name)
         )
         low, high = channel.possible
+        what = reading.metric.value if field_name == "value" else channel.name
         if not low <= canonical <= high:
             problems.append(
                 FieldProblem(
                     field=field_name,
                     message=(
                         f"{canonical:g} {spec.unit} is outside the possible range "
-                        f"{low:g} to {high:g} {spec.unit} for {reading.metric.value}"
+                        f"{low:g} to {high:g} {spec.unit} for {what}"
                     ),
                 )
             )
         converted[field_name] = round(canonical, 4)
-    if reading.effective_time > received_at + MAX_FUTURE:
+    if not problems and spec.is_composite and converted["systolic"] <= converted["diastolic"]:
         problems.append(
-            FieldProblem(field="effective_time", message="is in the future (beyond 10 minutes)")
+            FieldProblem(
+                field="diastolic",
+                message=(
+                    f"{converted['diastolic']:g} {spec.unit} is not below the systolic "
+                    f"{converted['systolic']:g} {spec.unit}"
+                ),
+            )
         )
+    problems.extend(_time_problems(reading.effective_time, received_at=received_at))
     if problems:
         raise ReadingRejected(problems)
     return Measurement(
@@ -154,3 +184,19 @@ def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> M
         source=Source(vendor=vendor, device_id=reading.device_id, app=reading.app),
         context=reading.context,
     )
+
+
+def _time_problems(effective_time: datetime, *, received_at: datetime) -> list[FieldProblem]:
+    """The problem with ``effective_time`` (naming the bound it broke), if any."""
+    latest = received_at + MAX_FUTURE
+    if effective_time < EARLIEST_EFFECTIVE_TIME:
+        bound = f"before {EARLIEST_EFFECTIVE_TIME.isoformat()}, the earliest accepted time"
+    elif effective_time > latest:
+        minutes = MAX_FUTURE.total_seconds() / 60
+        bound = (
+            f"more than {minutes:g} minutes in the future "
+            f"(after {latest.astimezone(UTC).isoformat(timespec='seconds')})"
+        )
+    else:
+        return []
+    return [FieldProblem(field="effective_time", message=f"is {bound}")]

@@ -11,8 +11,10 @@ __all__ = [
     "ALERTS",
     "ALERT_COMMANDS",
     "ANOMALIES",
+    "CARE_PLANS",
     "DIGESTS",
     "DLQ",
+    "ENROLLMENTS",
     "MEASUREMENTS",
     "TopicSpec",
     "load_spec",
@@ -23,6 +25,8 @@ ANOMALIES = "pghd.anomalies.v1"
 ALERTS = "pghd.alerts.v1"
 ALERT_COMMANDS = "pghd.alert-commands.v1"  # care-team actions, keyed by patient id
 DLQ = "pghd.dlq.v1"
+CARE_PLANS = "pghd.care-plans.v1"  # compacted: the CarePlan per patient id (None: cleared)
+ENROLLMENTS = "pghd.enrollments.v1"  # compacted: the whole Enrollment per patient id
 DIGESTS = "pghd.digests.v1"  # daily digests sent, compacted, keyed "team|day"
 
 

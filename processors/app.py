@@ -7,12 +7,14 @@ The agent takes readings in batches (``stream.take_events``) and for each batch:
 1. sends undecodable messages, and readings whose key is not their patient id, to
    ``pghd.dlq.v1`` as :class:`~pghd.contracts.DeadLetter` and awaits delivery;
 2. drops readings whose ``event_id`` is in the ``seen`` table;
-3. loads the baselines the readings need and calls :func:`~processors.judge.judge_batch`
+3. loads the baselines the readings need, the patients' care plans (``care_plans`` table,
+   fed by its own agent, :mod:`processors.care_plans`) and latest NEWS2 vitals (``news2``
+   table, :mod:`processors.news2_table`), and calls :func:`~processors.judge.judge_batch`
    (readings repeated within the batch are judged once);
 4. writes vitals, baselines and anomalies to InfluxDB and waits until they are accepted;
 5. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery,
    each one only once (below);
-6. only then updates the ``baselines`` and ``seen`` tables.
+6. only then updates the ``baselines``, ``news2`` and ``seen`` tables.
 
 Faust acks the events of a batch, and so lets their offsets commit, only when the loop body
 for that batch returns; every I/O step retries until it succeeds, so nothing is acked
@@ -79,9 +81,13 @@ from mode.types.signals import BaseSignalT
 from pghd import topics, wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
 from processors.baseline import BaselineState
+from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
+from processors.faust_fixes import apply as apply_faust_fixes
 from processors.influx_sink import InfluxSink
 from processors.judge import judge_batch, state_keys
+from processors.metrics import install_metrics
+from processors.news2_table import News2Table
 from processors.settings import ProcessorSettings
 
 __all__ = [
@@ -101,6 +107,7 @@ STAGE = "processors"
 MAX_SEND_BACKOFF_S = 30.0
 VERIFY_TIMEOUT_S = 120.0
 
+apply_faust_fixes()  # faust-streaming #596: seek after recovery; processors/faust_fixes.py
 settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
 params = settings.judge_params()
 sink = InfluxSink(
@@ -151,6 +158,22 @@ seen = app.Table(
     key_type=str,
     help="event_id -> true, for readings already processed; anomaly|<anomaly_id> ->"
     ' {"intent_ms": ms[, "sent": true]}, for anomalies being or already sent',
+)
+# Care plans (pghd.care-plans.v1 -> table, own agent) and latest NEWS2 vitals per patient.
+care_plans = CarePlanBook(
+    app,
+    partitions=settings.topic_partitions,
+    dlq=dlq_topic,
+    deliver=lambda topic, messages: _deliver(topic, messages),
+)
+news2_states = News2Table(app, partitions=settings.topic_partitions)
+# Prometheus metrics at /metrics on the Faust web server (processors.metrics).
+metrics = install_metrics(
+    app,
+    bootstrap=settings.kafka_bootstrap,
+    group=settings.app_id,
+    topics=[topics.MEASUREMENTS],
+    lag_interval_s=settings.metrics_lag_interval_s,
 )
 
 
@@ -346,6 +369,7 @@ async def _send_anomalies_once(
     if to_send:
         await app.producer.flush()  # the intents are in the changelog before any send
     await _deliver(anomalies_topic, [(a.patient_id.encode(), wire.encode(a)) for a in to_send])
+    metrics.anomalies_sent(to_send)
     for anomaly in to_send:
         with _on_behalf_of(patient_event[anomaly.patient_id]):
             seen[emitted_key(anomaly.anomaly_id)] = {"intent_ms": intent_ms, "sent": True}
@@ -356,14 +380,21 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
     """Steps 1-6 of the module docstring for one batch of events."""
     now = datetime.now(UTC)
     readings, letters = _triage(events, now=now)
-    result = judge_batch(_load_states(readings), [r for _, r in readings], params=params, now=now)
+    result = judge_batch(
+        _load_states(readings),
+        [r for _, r in readings],
+        params=params,
+        now=now,
+        plans=care_plans.plans_for(readings, within=_on_behalf_of),
+        news2_states=news2_states.load(readings, within=_on_behalf_of),
+    )
     if result.failed:
         by_id = {reading.event_id: event for event, reading in readings}
         letters += [_dead_letter(by_id[eid], reason, now=now) for eid, reason in result.failed]
         failed = {eid for eid, _ in result.failed}
         readings = [(e, r) for e, r in readings if r.event_id not in failed]
     await _deliver(dlq_topic, letters)
-    await sink.write(result.points())
+    await metrics.write_points(sink, result.points())
     patient_event = {reading.patient_id: event for event, reading in readings}
     held = await _send_anomalies_once(result.anomalies, patient_event)
 
@@ -373,7 +404,14 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
     for key, state in result.states.items():
         with _on_behalf_of(patient_event[key.split("|", 1)[0]]):
             baselines[key] = state.to_dict()
+    news2_states.store(result.news2, patient_event=patient_event, within=_on_behalf_of)
 
+    metrics.observe_batch(
+        events=len(events),
+        readings=[r for _, r in readings],
+        repeats=result.duplicates,
+        letters=letters,
+    )
     log = logger.info if letters or result.anomalies else logger.debug
     log(
         "batch: %d events, %d judged, %d already seen, %d repeated, %d dead letters,"

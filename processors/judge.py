@@ -17,16 +17,22 @@ goes to ``deviation``, then ``overnight``, ``cusum``, ``news2``, ``glycaemia``,
 explanation joins their clauses into one sentence. The ``anomaly_id`` is a hash of
 patient, channel and event id, so re-judging a reading after a crash yields the same id
 and downstream can drop the repeat.
+
+Per patient, judging takes the patient's care plan (:class:`~pghd.care_plans.CarePlan`, or
+none) and the latest NEWS2 vitals (:class:`~processors.detectors.news2_aggregate.
+News2State`): after each reading of a NEWS2 vital the partial aggregate is computed
+(:mod:`processors.partial_news2`), written as a ``news2`` point and, at a trigger level,
+raised as one more anomaly (channel ``news2``, detector ``news2_aggregate``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, ChannelSpec
 from pghd.contracts import Anomaly, BaselineSnapshot, Context, Measurement, channel_key
 from processors.baseline import BaselineState, bucket_of
@@ -41,7 +47,10 @@ from processors.detectors import (
     overnight,
     sentence,
 )
+from processors.detectors.news2_aggregate import News2State
 from processors.detectors.pipeline import EXERCISE_SENSITIVE, JudgeParams, judge_channel
+from processors.partial_news2 import judge_news2
+from processors.points import InfluxPoint, anomaly_id, anomaly_point, vital_point
 
 __all__ = [
     "EXERCISE_SENSITIVE",
@@ -75,18 +84,9 @@ _SPECS: dict[str, ChannelSpec] = {
 
 
 @dataclass(frozen=True, slots=True)
-class InfluxPoint:
-    """One InfluxDB point, independent of the client library."""
-
-    measurement: str
-    tags: dict[str, str]
-    fields: dict[str, float | int | str]
-    time: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What judging readings produced; ``states`` holds only the updated baselines."""
+    """What judging readings produced; ``states`` holds only the updated baselines and
+    ``news2`` only the updated NEWS2 states (by patient id)."""
 
     states: dict[str, BaselineState]
     vitals: list[InfluxPoint]
@@ -94,10 +94,13 @@ class BatchResult:
     anomalies: list[Anomaly]
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    news2: dict[str, News2State] = field(default_factory=dict)
+    scores: list[InfluxPoint] = field(default_factory=list)
 
     def points(self) -> list[InfluxPoint]:
-        """Every point to write: vitals, baselines and anomalies."""
-        return [*self.vitals, *self.baselines, *(anomaly_point(a) for a in self.anomalies)]
+        """Every point to write: vitals, baselines, NEWS2 scores and anomalies."""
+        anomalies = (anomaly_point(a) for a in self.anomalies)
+        return [*self.vitals, *self.baselines, *self.scores, *anomalies]
 
 
 def state_key(patient_id: str, channel: str, bucket: str) -> str:
@@ -119,12 +122,6 @@ def state_keys(reading: Measurement) -> list[str]:
     """Keys of every state judging ``reading`` reads (and may write)."""
     keys = (_key(reading, ch) for ch, _ in reading.channels())
     return [k for k in keys if k is not None]
-
-
-def anomaly_id(*, patient_id: str, channel: str, event_id: str) -> str:
-    """Deterministic id of the (at most one) anomaly of a reading's channel."""
-    raw = f"pghd.anomaly.v1|{patient_id}|{channel}|{event_id}".encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def _snapshot(
@@ -193,29 +190,20 @@ def _baseline_point(
     )
 
 
-def _vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxPoint:
-    tags = {
-        "patient_id": reading.patient_id,
-        "metric": reading.metric.value,
-        "channel": channel,
-        "source": reading.source.vendor,
-        "unit": reading.unit,
-    }
-    fields: dict[str, float | int | str] = {"value": float(value), "event_id": reading.event_id}
-    return InfluxPoint("vitals", tags, fields, reading.effective_time)
-
-
 def judge_reading(
     states: Mapping[str, BaselineState],
     reading: Measurement,
     *,
     params: JudgeParams,
     now: datetime,
+    plan: CarePlan | None = None,
+    news2_state: News2State | None = None,
 ) -> BatchResult:
-    """Judge every channel of ``reading`` against ``states`` (keyed by :func:`state_key`)."""
+    """Judge every channel of ``reading`` against ``states`` (keyed by :func:`state_key`),
+    with the patient's care ``plan`` and latest NEWS2 vitals ``news2_state``."""
     result = BatchResult(states={}, vitals=[], baselines=[], anomalies=[])
     for channel, value in reading.channels():
-        result.vitals.append(_vital_point(reading, channel=channel, value=value))
+        result.vitals.append(vital_point(reading, channel=channel, value=value))
         key = _key(reading, channel)
         verdict = judge_channel(
             reading,
@@ -224,6 +212,7 @@ def judge_reading(
             spec=_SPECS[channel],
             state=None if key is None else states.get(key),
             params=params,
+            plan=plan,
         )
         if verdict.findings:
             anomaly = _combine(
@@ -243,6 +232,12 @@ def judge_reading(
             result.baselines.append(
                 _baseline_point(reading, channel=channel, state=verdict.state, params=params)
             )
+    window = timedelta(hours=params.news2_window_hours)
+    latest, point, aggregate = judge_news2(news2_state, reading, plan=plan, window=window, now=now)
+    if latest is not None:
+        result.news2[reading.patient_id] = latest
+    result.scores.extend([point] if point is not None else [])
+    result.anomalies.extend([aggregate] if aggregate is not None else [])
     return result
 
 
@@ -252,15 +247,21 @@ def judge_batch(
     *,
     params: JudgeParams,
     now: datetime,
+    plans: Mapping[str, CarePlan] | None = None,
+    news2_states: Mapping[str, News2State] | None = None,
 ) -> BatchResult:
     """Judge ``readings`` in order; a repeated ``event_id`` is judged once.
 
-    Each reading sees the baselines as the readings before it in the batch left them.
-    ``states`` is not modified. A reading whose judging raises is listed in ``failed``
-    as ``(event_id, reason)`` and contributes nothing, so one bad reading cannot stop the
-    stream.
+    ``plans`` and ``news2_states`` hold the care plans and latest NEWS2 vitals of the
+    patients, by patient id (a patient without one has none). Each reading sees the
+    baselines and NEWS2 vitals as the readings before it in the batch left them.
+    ``states`` and ``news2_states`` are not modified. A reading whose judging raises is
+    listed in ``failed`` as ``(event_id, reason)`` and contributes nothing, so one bad
+    reading cannot stop the stream.
     """
     working: dict[str, BaselineState] = dict(states)
+    latest: dict[str, News2State] = dict(news2_states or {})
+    plans = plans or {}
     batch = BatchResult(states={}, vitals=[], baselines=[], anomalies=[])
     seen: set[str] = set()
     for reading in readings:
@@ -269,35 +270,24 @@ def judge_batch(
             continue
         seen.add(reading.event_id)
         try:
-            one = judge_reading(working, reading, params=params, now=now)
+            one = judge_reading(
+                working,
+                reading,
+                params=params,
+                now=now,
+                plan=plans.get(reading.patient_id),
+                news2_state=latest.get(reading.patient_id),
+            )
         except Exception as exc:
             logger.exception("judging event %s failed", reading.event_id)
             batch.failed.append((reading.event_id, f"judging failed: {exc!r}"))
             continue
         working.update(one.states)
+        latest.update(one.news2)
         batch.states.update(one.states)
+        batch.news2.update(one.news2)
+        batch.scores.extend(one.scores)
         batch.vitals.extend(one.vitals)
         batch.baselines.extend(one.baselines)
         batch.anomalies.extend(one.anomalies)
     return batch
-
-
-def anomaly_point(anomaly: Anomaly) -> InfluxPoint:
-    """The ``anomalies`` point of ``anomaly``."""
-    return InfluxPoint(
-        measurement="anomalies",
-        tags={
-            "patient_id": anomaly.patient_id,
-            "metric": anomaly.metric.value,
-            "channel": anomaly.channel,
-            "detector": anomaly.detector,
-            "severity": anomaly.severity.value,
-        },
-        fields={
-            "score": float(anomaly.score),
-            "value": float(anomaly.value),
-            "explanation": anomaly.explanation,
-            "anomaly_id": anomaly.anomaly_id,
-        },
-        time=anomaly.observed_at,
-    )

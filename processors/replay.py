@@ -9,8 +9,10 @@ since the settings need an InfluxDB token from the environment.
 
 :func:`replay_rows` judges one patient's rows (``timestamp``, ``value`` or ``systolic`` and
 ``diastolic``, optional ``context`` and ``event_id``) and returns one :class:`RowFlag` per
-row; :func:`judge_patient` judges one patient's posted readings. Scoring a labelled cohort
-is :mod:`processors.evaluation`.
+row; :func:`judge_patient` judges one patient's posted readings. Both take the patient's
+care plan (:class:`pghd.care_plans.CarePlan`, ``None`` for none), passed to the judging
+exactly as the worker passes the plan it holds. Scoring a labelled cohort is
+:mod:`processors.evaluation`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Anomaly, Measurement
 from pghd.readings import ReadingIn, canonicalize
 from processors.baseline import BaselineParams, BaselineState
+from processors.detectors.news2_aggregate import News2State
 from processors.judge import JudgeParams, judge_batch
 
 __all__ = ["REPLAY_VENDOR", "RowFlag", "default_params", "judge_patient", "replay_rows"]
@@ -108,6 +112,7 @@ def replay_rows(
     unit: str | None = None,
     patient_id: str = "replay",
     params: JudgeParams | None = None,
+    plan: CarePlan | None = None,
 ) -> list[RowFlag]:
     """Judge one patient's rows of ``metric`` (values in ``unit``, canonical by default).
 
@@ -127,22 +132,37 @@ def replay_rows(
             flags[index] = RowFlag(error=str(exc))
     readings.sort(key=lambda item: item[1].effective_time)
     states: dict[str, BaselineState] = {}
+    news2_states: dict[str, News2State] = {}
+    plans = {} if plan is None else {patient_id: plan}
     first_row: dict[str, int] = {}
     for index, reading in readings:
         if reading.event_id in first_row:
             flags[index] = RowFlag(error=f"repeats data row {first_row[reading.event_id] + 1}")
             continue
         first_row[reading.event_id] = index
-        result = judge_batch(states, [reading], params=params, now=reading.effective_time)
+        result = judge_batch(
+            states,
+            [reading],
+            params=params,
+            now=reading.effective_time,
+            plans=plans,
+            news2_states=news2_states,
+        )
         states.update(result.states)
+        news2_states.update(result.news2)
         flags[index] = _flag(result.anomalies)
     return flags
 
 
 def judge_patient(
-    readings: Iterable[Mapping[str, Any]], *, params: JudgeParams, now: datetime
+    readings: Iterable[Mapping[str, Any]],
+    *,
+    params: JudgeParams,
+    now: datetime,
+    plan: CarePlan | None = None,
 ) -> tuple[list[Anomaly], int, int]:
-    """Canonicalize and judge one patient's posted readings (dicts, in time order).
+    """Canonicalize and judge one patient's posted readings (dicts, in time order), with
+    the patient's care ``plan`` (``None``: no plan).
 
     Returns the anomalies, the readings judged and the readings ingest would have rejected.
     """
@@ -155,5 +175,6 @@ def judge_patient(
             measurements.append(canonicalize(reading, vendor=REPLAY_VENDOR, received_at=received))
         except ValueError:  # pydantic's ValidationError and ReadingRejected
             rejected += 1
-    result = judge_batch({}, measurements, params=params, now=now)
+    plans = {} if plan is None else {plan.patient_id: plan}
+    result = judge_batch({}, measurements, params=params, now=now, plans=plans)
     return result.anomalies, len(measurements) - len(result.failed), rejected

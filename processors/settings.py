@@ -84,6 +84,9 @@ class ProcessorSettings(BaseSettings):
     gap_hours: float = Field(default=48.0, gt=0, description="silence that is a data gap")
     gap_widen: float = Field(default=1.5, ge=1, description="spread factor after a data gap")
     daily_warmup: int = Field(default=7, ge=2, description="warm-up of once-a-day channels")
+    news2_window_hours: float = Field(
+        default=1.0, gt=0, description="partial NEWS2: vitals at most this old count"
+    )
 
     batch_size: int = Field(default=500, ge=1)
     batch_within_s: float = Field(default=0.5, gt=0)
@@ -108,8 +111,13 @@ class ProcessorSettings(BaseSettings):
         " anomalies topic is searched for it (covers clock skew between workers)",
     )
 
-    web_port: int = Field(default=6066, ge=1, le=65535)
+    web_port: int = Field(
+        default=6066, ge=1, le=65535, description="Faust web server: / (health), /metrics"
+    )
     web_host: str = "127.0.0.1"
+    metrics_lag_interval_s: float = Field(
+        default=15.0, gt=0, description="how often kafka_consumer_lag is read from the brokers"
+    )
     log_level: str = "info"
 
     def judge_params(self) -> JudgeParams:
@@ -136,4 +144,5 @@ class ProcessorSettings(BaseSettings):
             gap_hours=self.gap_hours,
             gap_widen=self.gap_widen,
             daily_warmup=self.daily_warmup,
+            news2_window_hours=self.news2_window_hours,
         )

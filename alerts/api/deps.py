@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from alerts.api.auth import TokenAuthenticator
 from alerts.api.metrics import CareApiMetrics
 from alerts.api.problems import ProblemError
-from alerts.api.producer import CommandProducer
+from alerts.api.producer import CommandProducer, RecordPublisher
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.alerting import RoutingConfig
@@ -24,6 +24,7 @@ from pghd.alerting import RoutingConfig
 __all__ = [
     "MetricsDep",
     "ProducerDep",
+    "PublisherDep",
     "ReadModelDep",
     "SettingsDep",
     "TeamOfDep",
@@ -32,6 +33,7 @@ __all__ = [
     "get_authenticator",
     "get_metrics",
     "get_producer",
+    "get_publisher",
     "get_read_model",
     "get_settings",
     "get_team_of",
@@ -100,6 +102,17 @@ def get_producer(request: Request, settings: SettingsDep) -> CommandProducer:
 
 
 ProducerDep = Annotated[CommandProducer, Depends(get_producer)]
+
+
+def get_publisher(request: Request, settings: SettingsDep) -> RecordPublisher:
+    """The app's producer as a writer of plain records (care plans), started by the lifespan."""
+    publisher: RecordPublisher | None = getattr(request.app.state, "producer", None)
+    if publisher is None:
+        raise unavailable(settings, "the Kafka producer is not running")
+    return publisher
+
+
+PublisherDep = Annotated[RecordPublisher, Depends(get_publisher)]
 
 
 def authenticate(

@@ -5,6 +5,8 @@
 Kafka acknowledged the record, or raises :class:`CommandsUnavailable` within
 ``produce_timeout_s``; the failed producer is then discarded (its pending records are failed,
 never delivered later behind the caller's back) and a new one is connected in the background.
+:meth:`KafkaCommandProducer.publish` writes any record (or tombstone) the same way; the
+care-plan routes use it for ``pghd.care-plans.v1``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pghd.alert_commands import AlertCommand
 from pghd.contracts import SCHEMA_VERSION
 from pghd.topics import ALERT_COMMANDS
 
-__all__ = ["CommandProducer", "CommandsUnavailable", "KafkaCommandProducer"]
+__all__ = ["CommandProducer", "CommandsUnavailable", "KafkaCommandProducer", "RecordPublisher"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,14 @@ class CommandProducer(Protocol):
 
     async def send(self, command: AlertCommand) -> None:
         """Produce ``command`` and return once Kafka acknowledged it."""
+        ...
+
+
+class RecordPublisher(Protocol):
+    """Writes one keyed record (``value=None``: a tombstone) and waits for Kafka's ack."""
+
+    async def publish(self, *, topic: str, key: bytes, value: bytes | None) -> None:
+        """Produce the record; raise :class:`CommandsUnavailable` when Kafka does not take it."""
         ...
 
 
@@ -102,17 +112,19 @@ class KafkaCommandProducer:
 
     async def send(self, command: AlertCommand) -> None:
         """Produce ``command`` (key = its patient id) and wait for Kafka's acknowledgement."""
+        await self.publish(
+            topic=self._topic, key=command.patient_id.encode("utf-8"), value=wire.encode(command)
+        )
+
+    async def publish(self, *, topic: str, key: bytes, value: bytes | None) -> None:
+        """Produce one record to ``topic`` (``value=None``: a tombstone) and wait for Kafka's
+        acknowledgement; :class:`CommandsUnavailable` when it does not come in time."""
         producer = self._producer
         if producer is None:
             raise CommandsUnavailable("not connected to Kafka")
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(
-                    self._topic,
-                    value=wire.encode(command),
-                    key=command.patient_id.encode("utf-8"),
-                    headers=self._headers,
-                ),
+                producer.send_and_wait(topic, value=value, key=key, headers=self._headers),
                 self._produce_timeout_s,
             )
         except TimeoutError as exc:

@@ -9,6 +9,10 @@ a new incident with the same labels replaces the earlier one, whose ``alert_id``
 The worker does not publish silences, so they are rebuilt from the silence and
 expire-silence commands on the commands topic (every API instance's, within its retention),
 plus the ones this process issued (added as soon as Kafka acknowledged them).
+
+Care plans: :meth:`ReadModel.apply_care_plan_record` takes one record of the compacted
+``pghd.care-plans.v1`` (key = patient id, value = a wire-encoded :class:`CarePlan`,
+``None`` = cleared); the latest per patient is kept in ``care_plans``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Literal
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind, Silence
 from pghd.alerting import Alert, AlertState
+from pghd.care_plans import CarePlan
 from pghd.contracts import Severity
 
 __all__ = ["AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
@@ -140,6 +145,7 @@ class ReadModel:
 
     alerts: AlertIndex = field(default_factory=AlertIndex)
     silences: SilenceBook = field(default_factory=SilenceBook)
+    care_plans: dict[str, CarePlan] = field(default_factory=dict)
     ready: bool = False
     """True once the topics were read up to their end offsets at startup."""
 
@@ -168,6 +174,19 @@ class ReadModel:
             self.silences.add(command.silence)
         elif command.kind is CommandKind.EXPIRE_SILENCE and command.silence_id is not None:
             self.silences.expire(command.silence_id, at=command.issued_at, by=command.by)
+
+    def apply_care_plan_record(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one ``pghd.care-plans.v1`` record; raises ``ValueError`` on a bad one."""
+        if key is None:
+            raise ValueError("care plan record without a key")
+        patient_id = key.decode("utf-8")
+        if value is None:
+            self.care_plans.pop(patient_id, None)
+            return
+        plan = wire.decode(CarePlan, value)
+        if plan.patient_id != patient_id:
+            raise ValueError("care plan keyed by another patient")
+        self.care_plans[patient_id] = plan
 
     def load_alerts(self, alerts: Iterable[Alert]) -> None:
         """Put several alerts at once (tests and tools)."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,15 +25,20 @@ from typing import Any, TypeVar
 
 import httpx
 from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import free_port, log_tail, start_detached, stop_process
 from pghd import topics, wire
-from pghd.contracts import Anomaly
+from pghd.catalogue import Metric
+from pghd.contracts import ID_PATTERN, Anomaly
 
 API_KEY = "integration-test-key"
+ADMIN_TOKEN = "integration-admin-token"  # the patients API (enrollment and consent)
 SOURCE = "acme"
 T = TypeVar("T")
+_PATIENT = re.compile(ID_PATTERN)
+_METRICS = {m.value for m in Metric}
 
 
 class NotificationSink:
@@ -82,10 +88,60 @@ class Pipeline:
     sink: NotificationSink
     logs: dict[str, Path]
     processes: dict[str, Popen[bytes]] = field(default_factory=dict)
+    consented: dict[str, set[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the services' environment
+
+    def admin(self, method: str, path: str, body: object = None) -> httpx.Response:
+        """One call to ingest's patients API with the harness's admin token (503s retried)."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        deadline = time.monotonic() + 60
+        while True:
+            response = httpx.request(
+                method, self.ingest_url + path, json=body, headers=headers, timeout=30
+            )
+            if response.status_code != 503 or time.monotonic() > deadline:
+                return response
+            time.sleep(0.5)
+
+    def enroll(self, patient_id: str, metrics: Iterable[str] = ("heart_rate",)) -> None:
+        """Enroll ``patient_id`` with consent to ``metrics`` through the patients API."""
+        wanted = set(metrics) - self.consented.get(patient_id, set())
+        if patient_id not in self.consented:
+            body = {"patient_id": patient_id, "consents": sorted(wanted)}
+            response = self.admin("POST", "/v1/patients", body)
+            assert response.status_code in (201, 409), response.text
+            if response.status_code == 201:
+                wanted = set()
+            self.consented[patient_id] = set()
+        for metric in sorted(wanted):
+            response = self.admin("PUT", f"/v1/patients/{patient_id}/consents/{metric}")
+            assert response.status_code == 200, response.text
+        self.consented[patient_id] |= set(metrics)
+
+    def enroll_for(self, body: object) -> None:
+        """Enroll the patients of the readings in ``body`` with consent to their metrics."""
+        needs: dict[str, set[str]] = {}
+        for item in body if isinstance(body, list) else [body]:
+            if not isinstance(item, dict):
+                continue
+            pid, metric = item.get("patient_id"), item.get("metric")
+            if isinstance(pid, str) and _PATIENT.match(pid) and metric in _METRICS:
+                needs.setdefault(pid, set()).add(str(metric))
+        for pid, metrics in needs.items():
+            if not metrics <= self.consented.get(pid, set()):
+                self.enroll(pid, metrics)
 
     def post(
-        self, body: object, *, api_key: str = API_KEY, timeout: float = 30.0
+        self,
+        body: object,
+        *,
+        api_key: str = API_KEY,
+        timeout: float = 30.0,
+        enroll: bool = True,
     ) -> httpx.Response:
+        """POST readings; with ``enroll``, enroll their patients with consent first."""
+        if enroll:
+            self.enroll_for(body)
         return httpx.post(
             f"{self.ingest_url}/v1/measurements",
             content=json.dumps(body),
@@ -213,11 +269,15 @@ def service_env(
     warmup: int,
 ) -> dict[str, str]:
     key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
+    admin_hash = hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()
     return {
         **stack_env,
         "PGHD_INGEST_PORT": str(ingest_port),
         "PGHD_INGEST_API_KEYS": json.dumps({SOURCE: key_hash}),
+        "PGHD_INGEST_ADMIN_TOKENS": json.dumps({"harness": admin_hash}),
         "PGHD_INGEST_PRODUCE_TIMEOUT_S": "5",
+        # Benchmarks measure capacity, not the per-source rate limit (tested on its own).
+        "PGHD_INGEST_RATE_LIMIT": "off",
         "PGHD_PROCESSORS_APP_ID": f"pghd-processors-{app_suffix}",
         "PGHD_PROCESSORS_DATA_DIR": str(data_dir / "processors"),
         "PGHD_PROCESSORS_WEB_PORT": str(free_port()),
@@ -240,8 +300,15 @@ def running_pipeline(
     services: Sequence[str] = ("ingest", "processors", "alerts"),
     app_suffix: str | None = None,
     probe_timeout: float = 120.0,
+    from_now: bool | None = None,
 ) -> Iterator[Pipeline]:
-    """Start the services, wait until a probe reading has gone all the way into InfluxDB."""
+    """Start the services, wait until a probe reading has gone all the way into InfluxDB.
+
+    ``from_now`` (default: when no ``app_suffix`` names the groups) starts the new consumer
+    groups of processors and alerts at the current end of their input topics, so a pipeline
+    judges only what is posted after it started, not every earlier test's readings (the
+    session's Kafka is shared); a group that already committed offsets is left alone.
+    """
     sink = NotificationSink()
     ingest_port = free_port()
     env = service_env(
@@ -252,12 +319,21 @@ def running_pipeline(
         app_suffix=app_suffix or uuid.uuid4().hex[:8],
         warmup=warmup,
     )
+    if from_now if from_now is not None else app_suffix is None:
+        bootstrap = stack_env["PGHD_KAFKA_BOOTSTRAP"]
+        if "processors" in services:
+            start_group_at_end(bootstrap, env["PGHD_PROCESSORS_APP_ID"], [topics.MEASUREMENTS])
+        if "alerts" in services:
+            start_group_at_end(
+                bootstrap, env["PGHD_ALERTS_APP_ID"], [topics.ANOMALIES, topics.ALERT_COMMANDS]
+            )
     pipeline = Pipeline(
         ingest_url=f"http://127.0.0.1:{ingest_port}",
         kafka_bootstrap=stack_env["PGHD_KAFKA_BOOTSTRAP"],
         influx=influx,
         sink=sink,
         logs={name: workdir / f"{name}.log" for name in services},
+        env=env,
     )
     try:
         for name in services:
@@ -283,6 +359,24 @@ def running_pipeline(
         for proc in reversed(list(pipeline.processes.values())):
             stop_process(proc.pid, timeout=20)
         sink.close()
+
+
+def start_group_at_end(bootstrap: str, group: str, topic_names: Sequence[str]) -> None:
+    """Commit ``group``'s offsets at the end of ``topic_names``, unless it committed any."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = [
+            TopicPartition(name, p)
+            for name in topic_names
+            for p in sorted(consumer.partitions_for_topic(name) or [])
+        ]
+        if any(consumer.committed(tp) is not None for tp in parts):
+            return
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
+    finally:
+        consumer.close()
 
 
 def _ready(pipeline: Pipeline) -> bool | None:

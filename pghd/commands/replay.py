@@ -5,26 +5,32 @@ with optional ``context`` (rest, sleep, activity) and ``event_id`` columns, and 
 row back with ``score``, ``anomaly`` (0/1), ``detector``, ``severity``, ``channel`` and
 ``error`` added. Values are in the metric's canonical unit unless ``--unit`` names another
 accepted one (converted as ingest converts it). Timestamps are ISO 8601; without an offset
-they are taken as UTC. The judging is :func:`processors.replay.replay_rows`, imported when
+they are taken as UTC. ``--care-plan plan.json`` judges with a care plan (the JSON that
+``pghd care-plan show --json`` prints, or just its settings), as the worker would for a
+patient with that plan. The judging is :func:`processors.replay.replay_rows`, imported when
 the command runs (the processors package is not needed to load the CLI).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
+from pghd.care_plans import CarePlan, CarePlanSettings
 from pghd.catalogue import CATALOGUE, Metric
 
 if TYPE_CHECKING:
     from processors.replay import RowFlag
 
-__all__ = ["FLAG_COLUMNS", "flag_columns", "replay"]
+__all__ = ["FLAG_COLUMNS", "flag_columns", "load_care_plan", "replay"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,28 @@ def flag_columns(flag: RowFlag) -> dict[str, str]:
         "channel": flag.channel,
         "error": flag.error,
     }
+
+
+def load_care_plan(path: Path, *, patient_id: str) -> CarePlan:
+    """The care plan in the JSON file at ``path`` (a whole plan or just its settings), as a
+    plan of ``patient_id``; ``typer.BadParameter`` saying what is wrong otherwise."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--care-plan") from exc
+    if not isinstance(raw, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object", param_hint="--care-plan")
+    meta = {"schema_version", "patient_id", "updated_at", "updated_by"}
+    try:
+        settings = CarePlanSettings.model_validate({k: v for k, v in raw.items() if k not in meta})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()
+        )
+        raise typer.BadParameter(f"{path}: {problems}", param_hint="--care-plan") from None
+    return CarePlan.of(
+        settings, patient_id=patient_id, updated_at=datetime.now(UTC), updated_by="replay"
+    )
 
 
 def _needed(metric: Metric) -> tuple[str, ...]:
@@ -62,6 +90,12 @@ def replay(
     patient_id: Annotated[str, typer.Option("--patient-id", help="patient id to judge as")] = (
         "replay"
     ),
+    care_plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--care-plan", exists=True, dir_okay=False, help="judge with this care plan (JSON)"
+        ),
+    ] = None,
 ) -> None:
     """Judge one patient's readings of METRIC from a CSV and write each row with its verdict."""
     from processors.replay import replay_rows
@@ -84,7 +118,8 @@ def replay(
             f" {','.join(_needed(metric))}",
             param_hint="--input",
         )
-    flags = replay_rows(rows, metric=metric, unit=unit, patient_id=patient_id)
+    plan = None if care_plan is None else load_care_plan(care_plan, patient_id=patient_id)
+    flags = replay_rows(rows, metric=metric, unit=unit, patient_id=patient_id, plan=plan)
     columns = [*header, *(c for c in FLAG_COLUMNS if c not in header)]
     with output_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")

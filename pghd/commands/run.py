@@ -28,9 +28,10 @@ PROCESSORS_WEB_PORT = 6066
 ALERTS_WEB_PORT = 6067
 
 
-def _api_key(run_dir: Path) -> str:
-    """The demo source's API key: made once, kept in ``.local/run/demo-api-key``."""
-    path = run_dir / "demo-api-key"
+def _api_key(run_dir: Path, name: str = "demo-api-key") -> str:
+    """A local secret (the demo source's API key, the admin token): made once, kept in
+    ``.local/run/<name>``."""
+    path = run_dir / name
     if not path.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(24))
@@ -86,6 +87,7 @@ def run(
     state = stack.up(progress=typer.echo)
     env = dict(state.env)
     key = _api_key(paths.run)
+    admin_token = _api_key(paths.run, "admin-token")
     python = sys.executable
     inbox_file = paths.logs / "notifications.jsonl"
     inbox = stack.start_service(
@@ -97,6 +99,9 @@ def run(
     )
     service_env = {
         "PGHD_INGEST_API_KEYS": json.dumps({"demo": hashlib.sha256(key.encode()).hexdigest()}),
+        "PGHD_INGEST_ADMIN_TOKENS": json.dumps(
+            {"local-admin": hashlib.sha256(admin_token.encode()).hexdigest()}
+        ),
         "PGHD_INGEST_PORT": str(INGEST_PORT),
         "PGHD_PROCESSORS_WEB_PORT": str(PROCESSORS_WEB_PORT),
         "PGHD_PROCESSORS_DATA_DIR": str(paths.data / "processors"),
@@ -119,14 +124,14 @@ def run(
             ready_timeout=90,
         )
     labels = paths.run / "episodes.json"
-    typer.echo(f"==> posting a simulated cohort: {patients} patients x {days:g} days")
+    typer.echo(f"==> enrolling and posting a simulated cohort: {patients} patients x {days:g} d")
     subprocess.run(
         [
             python, "-m", "pghd.cli", "simulate", "--patients", str(patients),
             "--days", str(days), "--speed", str(speed), "--seed", str(seed),
             "--url", f"http://127.0.0.1:{INGEST_PORT}", "--labels-out", str(labels),
         ],
-        env={**os.environ, "PGHD_API_KEY": key},
+        env={**os.environ, "PGHD_API_KEY": key, "PGHD_ADMIN_TOKEN": admin_token},
         check=True,
     )  # fmt: skip
     typer.echo("==> waiting for the processors to catch up")
@@ -189,6 +194,9 @@ def _where_to_look(env: dict[str, str]) -> None:
         f' --data \'from(bucket:"{bucket}") |> range(start:-30d)'
         ' |> filter(fn:(r) => r._measurement == "anomalies" and r._field == "score")'
         ' |> group(columns:["detector"]) |> count()\''
+    )
+    typer.echo(
+        "  patients          PGHD_ADMIN_TOKEN=$(cat .local/run/admin-token) pghd patients list"
     )
     typer.echo("  logs              .local/logs/  (ingest.log, processors.log, alerts.log, ...)")
     typer.echo("  stop everything   make stop")

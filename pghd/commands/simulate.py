@@ -23,6 +23,7 @@ import httpx
 import typer
 from tqdm import tqdm
 
+from pghd.commands.patients import ApiRefused, enroll_cohort
 from pghd.simulation import Cohort, generate_cohort
 
 __all__ = ["ApiUnavailable", "Tally", "post_readings", "simulate", "tally_response"]
@@ -234,6 +235,18 @@ def write_labels(cohort: Cohort, path: Path) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def _enroll(url: str, token: str, consents: dict[str, set[str]]) -> None:
+    """Enroll the cohort through the patients API, with consent to the metrics it posts."""
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": "pghd-simulator"}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
+            enrolled = enroll_cohort(client, consents)
+    except ApiRefused as exc:
+        typer.echo(f"error: cannot enroll the cohort: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"enrolled  {enrolled} new patients ({len(consents)} in the cohort) with consent")
+
+
 def simulate(
     api_key: Annotated[
         str, typer.Option("--api-key", envvar="PGHD_API_KEY", help="ingest API key (X-API-Key)")
@@ -252,6 +265,15 @@ def simulate(
     labels_out: Annotated[
         Path | None, typer.Option(help="write the episode labels here as JSON")
     ] = None,
+    admin_token: Annotated[
+        str,
+        typer.Option(
+            "--admin-token",
+            envvar="PGHD_ADMIN_TOKEN",
+            help="enroll the cohort first (consent to its metrics) with this admin token",
+            show_default=False,
+        ),
+    ] = "",
 ) -> None:
     """Post a simulated cohort to the ingest API (POST /v1/measurements), oldest first."""
     cohort = generate_cohort(
@@ -263,7 +285,13 @@ def simulate(
     )
     if labels_out is not None:
         write_labels(cohort, labels_out)
-    total = sum(1 for _ in cohort.readings())
+    consents: dict[str, set[str]] = {}
+    total = 0
+    for item in cohort.readings():
+        consents.setdefault(str(item["patient_id"]), set()).add(str(item["metric"]))
+        total += 1
+    if admin_token:
+        _enroll(url, admin_token, consents)
     tally = Tally()
     started = time.monotonic()
     headers = {"X-API-Key": api_key, "User-Agent": "pghd-simulator"}

@@ -14,6 +14,10 @@ shown on the dashboard, never an alert. 0 and 1 are not reported. Bands are defi
 on the clinical resolution (whole beats, tenths of a degree); a value between two bands
 goes to the nearer one, and a tie to the higher score. Pulse is not scored during activity:
 exercise is not tachycardia.
+
+SpO2 is scored on scale 1 unless the patient's care plan sets scale 2 (hypercapnic
+respiratory failure, :data:`pghd.catalogue.NEWS2_SPO2_SCALE2`, taken on air): 89 % scores 3
+on scale 1 and 0 on scale 2.
 """
 
 from __future__ import annotations
@@ -21,17 +25,28 @@ from __future__ import annotations
 import logging
 import math
 
-from pghd.catalogue import Band, ChannelSpec
+from pghd.catalogue import NEWS2_SPO2_SCALE2, Band, ChannelSpec
 from pghd.contracts import Context, Severity
 from processors.detectors import Finding, display_unit, fmt_number
 
-__all__ = ["DETECTOR", "EXERCISE_EXEMPT", "band_for", "describe_band", "news2", "news2_score"]
+__all__ = [
+    "DETECTOR",
+    "EXERCISE_EXEMPT",
+    "band_for",
+    "bands_of",
+    "describe_band",
+    "news2",
+    "news2_score",
+]
 
 logger = logging.getLogger(__name__)
 
 DETECTOR = "news2"
 #: NEWS2 parameters not scored when the reading was taken during activity.
 EXERCISE_EXEMPT = frozenset({"pulse"})
+
+#: The NEWS2 parameter whose bands depend on the SpO2 scale.
+SPO2_PARAMETER = "spo2_scale1"
 
 EN_DASH = "\u2013"
 _SEVERITY = {3: Severity.CRITICAL, 2: Severity.WARNING}
@@ -49,6 +64,9 @@ def band_for(value: float, bands: tuple[Band, ...]) -> Band | None:
     """The band ``value`` falls in (nearest band for values between two), or ``None``."""
     if not bands or math.isnan(value):
         return None
+    inside = [b for b in bands if b.low <= value <= b.high]
+    if len(inside) == 1:  # the usual case; bands only touch at their ends
+        return inside[0]
     return min(bands, key=lambda b: (_distance(value, b), -b.score))
 
 
@@ -62,11 +80,20 @@ def describe_band(band: Band, unit: str) -> str:
     return f"{fmt_number(band.low)}{EN_DASH}{fmt_number(band.high)} {shown}"
 
 
-def news2_score(value: float, *, spec: ChannelSpec, context: Context | None = None) -> int:
+def bands_of(spec: ChannelSpec, *, spo2_scale: int = 1) -> tuple[Band, ...]:
+    """The NEWS2 bands of a channel: SpO2 on scale 2 when ``spo2_scale`` is 2."""
+    if spo2_scale == 2 and spec.news2_parameter == SPO2_PARAMETER:
+        return NEWS2_SPO2_SCALE2
+    return spec.news2
+
+
+def news2_score(
+    value: float, *, spec: ChannelSpec, context: Context | None = None, spo2_scale: int = 1
+) -> int:
     """The NEWS2 sub-score of ``value`` (0 when the channel is not scored or exempt)."""
     if not spec.news2 or (context is Context.ACTIVITY and spec.news2_parameter in EXERCISE_EXEMPT):
         return 0
-    band = band_for(value, spec.news2)
+    band = band_for(value, bands_of(spec, spo2_scale=spo2_scale))
     return 0 if band is None else band.score
 
 
@@ -77,20 +104,24 @@ def news2(
     unit: str,
     context: Context | None = None,
     confirmed: bool = True,
+    spo2_scale: int = 1,
 ) -> Finding | None:
     """A finding when ``value`` is in a NEWS2 band scoring 2 or 3.
 
-    Score 3 is critical; score 2 a warning when ``confirmed``, else ``info``.
+    Score 3 is critical; score 2 a warning when ``confirmed``, else ``info``. SpO2 is
+    scored on ``spo2_scale`` (the patient's care plan; 1 without one).
     """
     if not spec.news2:
         return None
     if context is Context.ACTIVITY and spec.news2_parameter in EXERCISE_EXEMPT:
         return None
-    band = band_for(value, spec.news2)
+    scale2 = spo2_scale == 2 and spec.news2_parameter == SPO2_PARAMETER
+    band = band_for(value, bands_of(spec, spo2_scale=spo2_scale))
     if band is None or band.score not in _SEVERITY:
         return None
     severity = _SEVERITY[band.score]
-    clause = f"in the NEWS2 score-{band.score} band ({describe_band(band, unit)})"
+    where = f"{describe_band(band, unit)}{', SpO2 scale 2' if scale2 else ''}"
+    clause = f"in the NEWS2 score-{band.score} band ({where})"
     if band.score == 2 and not confirmed:
         severity = Severity.INFO
         clause += " but not far from this patient's usual level"

@@ -18,6 +18,11 @@ learns the value only when no detector says the reading is, or is part of, an an
 (beyond the warning threshold, a CUSUM signal, a raised night).
 Heart and respiratory rate during activity are judged by clinical bands only (and NEWS2
 does not score pulse then); they neither use nor change a baseline.
+
+The patient's care plan (:class:`pghd.care_plans.CarePlan`, or ``None``) is an argument:
+its SpO2 scale goes to :mod:`.news2`, its limits to :mod:`.limits`, its detector overrides
+set the deviation thresholds of the channel and drop the findings of detectors it switches
+off (their memory still moves on, so switching one back on needs no warm-up).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from pghd.care_plans import CarePlan
 from pghd.catalogue import ChannelSpec, Metric
 from pghd.contracts import Context, Measurement
 from processors.baseline import TIME_BINNED, BaselineParams, BaselineState, update
@@ -36,6 +42,7 @@ from processors.detectors import (
     gaps,
     glycaemia,
     hypertension,
+    limits,
     news2,
     overnight,
 )
@@ -66,6 +73,7 @@ class JudgeParams:
     gap_hours: float = 48.0
     gap_widen: float = 1.5
     daily_warmup: int = 7
+    news2_window_hours: float = 1.0
 
     def learning(self, channel: str) -> BaselineParams:
         """The baseline parameters of ``channel``: channels read once a day warm up on
@@ -87,6 +95,8 @@ class JudgeParams:
             raise ValueError("daily_warmup must be at least 2 readings")
         if self.gap_hours <= 0 or self.gap_widen < 1:
             raise ValueError("need gap_hours > 0 and gap_widen >= 1")
+        if self.news2_window_hours <= 0:
+            raise ValueError("news2_window_hours must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +111,43 @@ class ChannelVerdict:
 
 
 def _clinical(
-    reading: Measurement, *, channel: str, value: float, spec: ChannelSpec, confirmed: bool
+    reading: Measurement,
+    *,
+    channel: str,
+    value: float,
+    spec: ChannelSpec,
+    confirmed: bool,
+    plan: CarePlan | None,
+    exercising: bool = False,
 ) -> list[Finding]:
     unit = reading.unit
+    scale = 1 if plan is None else plan.spo2_scale
     found = (
-        news2.news2(value, spec=spec, unit=unit, context=reading.context, confirmed=confirmed),
+        news2.news2(
+            value,
+            spec=spec,
+            unit=unit,
+            context=reading.context,
+            confirmed=confirmed,
+            spo2_scale=scale,
+        ),
         glycaemia.glycaemia(value, metric=reading.metric, unit=unit),
         hypertension.hypertension(value, channel=channel, unit=unit),
     )
-    return [f for f in found if f is not None]
+    return limits.apply_limits(
+        [f for f in found if f is not None],
+        value,
+        limits=None if plan is None else plan.limits_for(channel),
+        unit=unit,
+        exercising=exercising,
+    )
+
+
+def _switched_on(findings: list[Finding], *, channel: str, plan: CarePlan | None) -> list[Finding]:
+    """``findings`` without those of the detectors the care plan switches off on ``channel``."""
+    if plan is None:
+        return findings
+    return [f for f in findings if not plan.is_off(channel, f.detector)]
 
 
 def judge_channel(
@@ -120,11 +158,21 @@ def judge_channel(
     spec: ChannelSpec,
     state: BaselineState | None,
     params: JudgeParams,
+    plan: CarePlan | None = None,
 ) -> ChannelVerdict:
-    """Judge ``value`` (``reading``'s value on ``channel``) against its bucket's ``state``."""
+    """Judge ``value`` (``reading``'s value on ``channel``) against its bucket's ``state``,
+    with the patient's care ``plan`` (``None``: no plan)."""
     exercising = reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE
     if spec.direction is None or exercising:
-        found = _clinical(reading, channel=channel, value=value, spec=spec, confirmed=False)
+        found = _clinical(
+            reading,
+            channel=channel,
+            value=value,
+            spec=spec,
+            confirmed=False,
+            plan=plan,
+            exercising=exercising,
+        )
         return ChannelVerdict(found, None, False, None)
     time, unit = reading.effective_time, reading.unit
     learning = params.learning(channel)
@@ -146,14 +194,18 @@ def judge_channel(
             )
             findings += [fall] if fall is not None else []
     base = judged or BaselineState()
+    z_warning, z_critical = params.z_warning, params.z_critical
+    override = None if plan is None else plan.detector_override(channel)
+    if override is not None:
+        z_warning, z_critical = override.thresholds(z_warning=z_warning, z_critical=z_critical)
     dev = deviation.assess(
         value,
         state=judged,
         spec=spec,
         unit=unit,
         params=learning,
-        z_warning=params.z_warning,
-        z_critical=params.z_critical,
+        z_warning=z_warning,
+        z_critical=z_critical,
         needed=params.persist_needed,
         window=params.persist_window,
         spread=widened,
@@ -183,10 +235,14 @@ def judge_channel(
         memory["streak"] = night.streak
         hold = hold or night.raised
         findings += [night.finding] if night.finding is not None else []
-    scored = news2.news2_score(value, spec=spec, context=reading.context) >= 2
+    scale = 1 if plan is None else plan.spo2_scale
+    scored = news2.news2_score(value, spec=spec, context=reading.context, spo2_scale=scale) >= 2
     memory["band_streak"] = base.band_streak + 1 if scored else 0
     confirmed = dev.exceeded or (dev.z is None and memory["band_streak"] >= params.news2_persist)
-    findings += _clinical(reading, channel=channel, value=value, spec=spec, confirmed=confirmed)
+    findings += _clinical(
+        reading, channel=channel, value=value, spec=spec, confirmed=confirmed, plan=plan
+    )
+    findings = _switched_on(findings, channel=channel, plan=plan)
     if hold:
         last = base.last_time
         memory["last_time"] = time if last is None or time > last else last

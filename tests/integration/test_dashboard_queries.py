@@ -21,14 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from typer.testing import CliRunner
 
 from deploy.grafana.dashboards import FLUX
 from deploy.local.influxdb import InfluxServer
+from pghd.cli import app
 
 DATABASE = "pghd_dashboards"
 WINDOW = timedelta(minutes=1)
@@ -283,3 +286,21 @@ def test_dashboard_query(name: str, influx: InfluxServer, cohort: Cohort) -> Non
     if name not in CASES:
         pytest.fail(f"dashboard query {name!r} has no test case")
     CASES[name](influx, cohort)
+
+
+def test_render_draws_both_boards_from_the_queries(
+    influx: InfluxServer, cohort: Cohort, tmp_path: Path
+) -> None:
+    """``pghd grafana render`` on this cohort: the detail board defaults to the patient with
+    the most anomalies; a patient without readings is refused, not drawn empty."""
+    env = {**influx.env(), "PGHD_INFLUX_BUCKET": cohort.bucket}
+    runner = CliRunner()
+    args = ["grafana", "render", "--out", str(tmp_path), "--hours", "72", "--window", "10m"]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "(patient dash-p1)" in result.output
+    for name in ("cohort-overview.png", "patient-detail.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    refused = runner.invoke(app, [*args, "--patient", "dash-nobody"], env=env)
+    assert refused.exit_code == 1
+    assert "dash-nobody has no readings" in refused.output

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pghd.catalogue import CATALOGUE, Metric, UnitError, channel_spec, convert
+from pghd.catalogue import CATALOGUE, Metric, UnitError, channel_spec, convert, metric_for_loinc
 
 
 def test_every_metric_has_a_spec_with_loinc_and_range() -> None:
@@ -20,6 +20,7 @@ def test_every_metric_has_a_spec_with_loinc_and_range() -> None:
     [
         (Metric.BODY_TEMPERATURE, 98.6, "[degF]", 37.0),
         (Metric.BODY_TEMPERATURE, 37.2, "Cel", 37.2),
+        (Metric.BODY_TEMPERATURE, 310.15, "K", 37.0),
         (Metric.BLOOD_GLUCOSE, 5.5, "mmol/L", 99.088),
         (Metric.WEIGHT, 150.0, "[lb_av]", 68.0388555),
         (Metric.SLEEP_DURATION, 450.0, "min", 7.5),
@@ -45,3 +46,10 @@ def test_blood_pressure_has_systolic_and_diastolic_channels() -> None:
     assert channel_spec(Metric.BLOOD_PRESSURE, "diastolic").loinc == "8462-4"
     with pytest.raises(KeyError):
         channel_spec(Metric.BLOOD_PRESSURE, "mean")
+
+
+def test_loinc_codes_and_aliases_name_their_metric() -> None:
+    assert metric_for_loinc("59408-5") is metric_for_loinc("2708-6") is Metric.SPO2
+    assert metric_for_loinc("2339-0") is metric_for_loinc("15074-8") is Metric.BLOOD_GLUCOSE
+    assert metric_for_loinc("85354-9") is Metric.BLOOD_PRESSURE
+    assert metric_for_loinc("8480-6") is None  # a component, not a reading of its own

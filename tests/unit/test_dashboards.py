@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from alerts.metrics import AlertsMetrics
 from deploy.grafana.dashboards import (
     DASHBOARDS,
     FLUX,
@@ -25,6 +26,7 @@ from deploy.grafana.dashboards import (
 from deploy.grafana.dashboards.common import BUCKET_DEFAULT, INFLUX_UID, PROMETHEUS_UID
 from ingest.metrics import IngestMetrics
 from pghd.cli import app
+from processors.metrics import ProcessorMetrics
 
 PROVISIONING = OUTPUT_DIR.parents[1]
 ROOT = PROVISIONING.parents[2]
@@ -209,18 +211,26 @@ def test_flux_queries_read_the_bucket_variable_and_grafana_time_macros() -> None
         assert text.count("(") == text.count(")") and text.count("{") == text.count("}"), name
 
 
-def test_promql_uses_only_metrics_ingest_exports() -> None:
+def test_promql_uses_only_metrics_the_services_export() -> None:
     exported: set[str] = set()
-    for family in IngestMetrics().registry.collect():
+    registries = [IngestMetrics().registry, ProcessorMetrics().registry, AlertsMetrics().registry]
+    for family in (f for registry in registries for f in registry.collect()):
         if family.type == "counter":
             exported |= {f"{family.name}_total"}
         elif family.type == "histogram":
             exported |= {f"{family.name}_{s}" for s in ("bucket", "count", "sum")}
+        elif family.type == "gauge":
+            exported |= {family.name}
     wanted = {"readings_accepted_total", "readings_rejected_total", "http_requests_total"}
     wanted |= {"kafka_produce_seconds_bucket"}
+    # The pipeline health: consumer lag per group, DLQ rate, notification failures.
+    wanted |= {"kafka_consumer_lag", "dead_letters_total", "notifications_total"}
+    wanted |= {"readings_judged_total", "anomalies_emitted_total", "influx_write_seconds_bucket"}
+    wanted |= {"influx_write_failures_total", "alerts_opened_total", "grafana_annotations_total"}
     used = set()
     for expr in PROMQL.values():
         used |= set(re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*[{\[]", expr))
+        used |= set(re.findall(r"(?<!by )\(([A-Za-z_:][A-Za-z0-9_:]*)\)", expr))  # a bare (name)
     assert used <= exported, sorted(used - exported)
     assert wanted <= used
 

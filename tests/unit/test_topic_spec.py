@@ -14,8 +14,10 @@ from pghd.topics import (
     ALERT_COMMANDS,
     ALERTS,
     ANOMALIES,
+    CARE_PLANS,
     DIGESTS,
     DLQ,
+    ENROLLMENTS,
     MEASUREMENTS,
     TopicSpec,
     load_spec,
@@ -31,7 +33,22 @@ def spec() -> dict[str, TopicSpec]:
 def test_the_deploy_spec_declares_exactly_the_pipeline_topics(
     spec: dict[str, TopicSpec],
 ) -> None:
-    assert set(spec) == {MEASUREMENTS, ANOMALIES, ALERTS, ALERT_COMMANDS, DLQ, DIGESTS}
+    assert set(spec) == {
+        MEASUREMENTS,
+        ANOMALIES,
+        ALERTS,
+        ALERT_COMMANDS,
+        DLQ,
+        ENROLLMENTS,
+        DIGESTS,
+        CARE_PLANS,
+    }
+
+
+def test_enrollments_are_compacted_per_patient_like_alerts(spec: dict[str, TopicSpec]) -> None:
+    enrollments = spec[ENROLLMENTS]
+    assert enrollments.config["cleanup.policy"] == "compact"
+    assert enrollments.partitions == spec[ALERTS].partitions
 
 
 def test_every_topic_has_a_positive_partition_count_and_string_configs(
@@ -156,3 +173,16 @@ def test_report_of_a_created_topic() -> None:
 
 def test_the_kafka_pom_pins_a_3x_kafka() -> None:
     assert kafka_version(KAFKA_POM).startswith("3.")
+
+
+def test_care_plans_are_co_partitioned_and_keep_their_tombstones(
+    spec: dict[str, TopicSpec],
+) -> None:
+    """The worker judging a patient must hold their plan, and a cleared plan must outlive
+    the readings a stopped worker could still have to catch up on."""
+    plans = spec[CARE_PLANS]
+    assert plans.partitions == spec[MEASUREMENTS].partitions
+    assert plans.config["cleanup.policy"] == "compact"
+    assert int(plans.config["delete.retention.ms"]) >= int(
+        spec[MEASUREMENTS].config["retention.ms"]
+    )

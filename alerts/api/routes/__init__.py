@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from alerts.api.routes import alerts, health, silences
+from alerts.api.routes import alerts, care_plans, health, silences
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
 api_router.include_router(alerts.router)
 api_router.include_router(silences.router)
+api_router.include_router(care_plans.router)
 api_router.include_router(health.router)

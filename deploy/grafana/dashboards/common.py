@@ -80,16 +80,22 @@ class FluxTarget(cogbuilder.Builder[cogvariants.Dataquery]):
 
 
 class FluxAnnotationTarget(model.AnnotationTarget):
-    """The ``target`` of an annotation query on the InfluxDB data source (Flux mode)."""
+    """The ``target`` of an annotation query on the InfluxDB data source (Flux mode).
+
+    Besides the Flux ``query`` it carries the four fields Grafana's dashboard schema requires
+    of every annotation target (``limit``, ``matchAny``, ``tags``, ``type``: the built-in
+    Grafana source's defaults, which Grafana writes into new annotation queries too); the
+    InfluxDB data source ignores them.
+    """
 
     def __init__(self, *, query: str, ref_id: str = "Anno") -> None:
-        super().__init__()
+        super().__init__(limit=100, match_any=False, tags=[], type_val="dashboard")
         self.query = query
         self.ref_id = ref_id
 
     def to_json(self) -> dict[str, object]:
         """The target as Grafana stores it."""
-        return {"query": self.query, "refId": self.ref_id}
+        return {**super().to_json(), "query": self.query, "refId": self.ref_id}
 
 
 class _AnnotationTargetBuilder(cogbuilder.Builder[model.AnnotationTarget]):

@@ -1,9 +1,13 @@
-"""*Pipeline health*: the ingest service's Prometheus metrics.
+"""*Pipeline health*: the three services' Prometheus metrics.
 
-Readings accepted (by metric) and rejected (by reason), HTTP requests (by route and
-status) with the 5xx ratio, and the Kafka produce latency quantiles from the
-``kafka_produce_seconds`` histogram. The Prometheus data source is referenced by UID
-:data:`~.common.PROMETHEUS_UID`.
+ingest: readings accepted (by metric) and rejected (by reason), HTTP requests (by route and
+status) with the 5xx ratio, Kafka produce latency and outcomes. processors: readings judged
+and duplicates dropped, anomalies emitted, InfluxDB write latency and failures. Both workers:
+consumer lag per group (``kafka_consumer_lag``) and dead letters by service and reason.
+alerts: alerts opened and resolved, notifications by channel and outcome, Grafana annotation
+failures. The Prometheus data source is referenced by UID :data:`~.common.PROMETHEUS_UID`;
+the metric names are those of ``ingest/metrics.py``, ``processors/metrics.py`` and
+``alerts/metrics.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def pipeline_health() -> dash.Dashboard:
     return (
         dash.Dashboard("Pipeline health")
         .uid(UID)
-        .description("Ingest throughput, rejections, HTTP errors and Kafka produce latency.")
+        .description("Ingest, processors and alerts: throughput, errors, lag, dead letters.")
         .tags(["pghd", "operations"])
         .editable()
         .time("now-6h", "now")
@@ -76,5 +80,69 @@ def pipeline_health() -> dash.Dashboard:
             _panel(
                 "Kafka produce outcomes", unit="reqps", description="Per second, by outcome."
             ).with_target(promql("kafka_produce_by_outcome", legend="{{outcome}}"))
+        )
+        .with_panel(
+            _panel(
+                "Consumer lag",
+                unit="short",
+                description="Messages each consumer group has not committed yet, by topic"
+                " (processors: readings; alerts: anomalies and care-team commands).",
+            ).with_target(promql("consumer_lag_by_group", legend="{{group}} {{topic}}"))
+        )
+        .with_panel(
+            _panel(
+                "Dead letters",
+                unit="reqps",
+                description="Messages sent to pghd.dlq.v1 per second, by service and reason.",
+            ).with_target(promql("dead_letters_rate", legend="{{job}} {{reason}}"))
+        )
+        .with_panel(
+            _panel(
+                "Readings judged",
+                unit="reqps",
+                description="processors: readings judged per second, and duplicates dropped"
+                " (seen before, or repeated within a batch).",
+            )
+            .with_target(promql("readings_judged_rate", ref_id="A", legend="judged"))
+            .with_target(
+                promql("duplicates_dropped_rate", ref_id="B", legend="duplicate ({{where}})")
+            )
+        )
+        .with_panel(
+            _panel(
+                "Anomalies emitted", unit="reqps", description="Per second, by severity."
+            ).with_target(promql("anomalies_emitted_rate", legend="{{severity}}"))
+        )
+        .with_panel(
+            _panel(
+                "InfluxDB writes",
+                unit="s",
+                description="p95 time until InfluxDB accepted a batch (retries included);"
+                " failed attempts per second (each is retried).",
+            )
+            .with_target(promql("influx_write_p95", ref_id="A", legend="p95 write"))
+            .with_target(promql("influx_write_failures_rate", ref_id="B", legend="failures/s"))
+        )
+        .with_panel(
+            _panel("Alerts opened and resolved", unit="short", description="Per hour, by severity.")
+            .with_target(promql("alerts_opened_per_hour", ref_id="A", legend="opened {{severity}}"))
+            .with_target(
+                promql("alerts_resolved_per_hour", ref_id="B", legend="resolved {{severity}}")
+            )
+        )
+        .with_panel(
+            _panel(
+                "Notifications",
+                unit="reqps",
+                description="Delivery attempts per second, by channel and outcome"
+                " (success, retry, failure).",
+            ).with_target(promql("notifications_rate", legend="{{channel}} {{outcome}}"))
+        )
+        .with_panel(
+            _panel(
+                "Grafana annotation failures",
+                unit="reqps",
+                description="Annotation writes that failed (retry, failed) or were dropped.",
+            ).with_target(promql("grafana_annotation_failures_rate", legend="{{outcome}}"))
         )
     )

@@ -1,8 +1,8 @@
 """Every query the dashboards run, in one place: Flux for InfluxDB, PromQL for Prometheus.
 
 Panels take their query text from :data:`FLUX` and :data:`PROMQL` by name, and the tests
-run exactly the same text (Flux against a real InfluxDB, PromQL names against the ingest
-metrics), so a dashboard query cannot drift from what was proved.
+run exactly the same text (Flux against a real InfluxDB, PromQL names against the metrics
+the three services export), so a dashboard query cannot drift from what was proved.
 
 Flux templates use Grafana's interpolation: ``${bucket}`` (a dashboard variable, "pghd" on
 InfluxDB 2.x, "pghd/autogen" on 1.8), ``${patient}`` and ``${channel}`` (patient detail), and
@@ -152,4 +152,24 @@ PROMQL: dict[str, str] = {
         f"histogram_quantile(0.99, sum by (le) (rate(kafka_produce_seconds_bucket{_RATE})))"
     ),
     "kafka_produce_by_outcome": (f"sum by (outcome) (rate(kafka_produce_seconds_count{_RATE}))"),
+    # processors
+    "readings_judged_rate": f"sum(rate(readings_judged_total{_RATE}))",
+    "duplicates_dropped_rate": f"sum by (where) (rate(duplicates_dropped_total{_RATE}))",
+    "anomalies_emitted_rate": f"sum by (severity) (rate(anomalies_emitted_total{_RATE}))",
+    "influx_write_p95": (
+        f"histogram_quantile(0.95, sum by (le) (rate(influx_write_seconds_bucket{_RATE})))"
+    ),
+    "influx_write_failures_rate": f"sum(rate(influx_write_failures_total{_RATE}))",
+    # processors and alerts: every worker reports every partition of its group, hence max.
+    "consumer_lag_by_group": (
+        "sum by (group, topic) (max by (group, topic, partition) (kafka_consumer_lag))"
+    ),
+    "dead_letters_rate": f"sum by (job, reason) (rate(dead_letters_total{_RATE}))",
+    # alerts
+    "alerts_opened_per_hour": "sum by (severity) (increase(alerts_opened_total[1h]))",
+    "alerts_resolved_per_hour": "sum by (severity) (increase(alerts_resolved_total[1h]))",
+    "notifications_rate": f"sum by (channel, outcome) (rate(notifications_total{_RATE}))",
+    "grafana_annotation_failures_rate": (
+        f'sum by (outcome) (rate(grafana_annotations_total{{outcome!="written"}}{_RATE}))'
+    ),
 }

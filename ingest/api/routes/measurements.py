@@ -57,9 +57,14 @@ class IngestResult(BaseModel):
 
 _RESPONSES = problem_responses(
     {
-        400: "Body is not JSON",
+        400: "Body is not JSON, or not valid gzip",
         401: "Missing or unknown API key",
-        413: "Body or batch larger than allowed",
+        413: (
+            "Body larger than PGHD_INGEST_MAX_BODY_BYTES (default 5 MiB; for a gzip body, "
+            "compressed or decompressed) or batch longer than PGHD_INGEST_MAX_BATCH "
+            "(default 1000 readings)"
+        ),
+        415: "Content-Encoding other than gzip or identity",
         422: "No item of the body is an acceptable reading",
         503: "Kafka cannot take writes now; retry after Retry-After seconds",
     }
@@ -68,7 +73,11 @@ _RESPONSES = problem_responses(
 _OPENAPI_BODY = {
     "requestBody": {
         "required": True,
-        "description": "One reading, or an array of 1..max_batch readings",
+        "description": (
+            "One reading, or an array of 1..PGHD_INGEST_MAX_BATCH (default 1000) readings; "
+            "at most PGHD_INGEST_MAX_BODY_BYTES (default 5 MiB), and it may be sent with "
+            "`Content-Encoding: gzip` (the limit then holds for the decompressed body too)"
+        ),
         "content": {
             "application/json": {
                 "schema": _BODY_SCHEMA,

@@ -63,6 +63,7 @@ def settings() -> IngestSettings:
         max_batch=MAX_BATCH,
         max_body_bytes=MAX_BODY,
         retry_after_s=7,
+        consent="off",  # not about consent: see test_patients_api.py for that
     )
 
 

@@ -28,6 +28,18 @@ def test_readyz_follows_the_gateway(client: TestClient, gateway: RecordingGatewa
     assert response.headers["Retry-After"] == "7"
 
 
+def test_readyz_needs_the_dead_letter_and_enrollment_producers_too(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    dlq, enrollments = RecordingGateway(), RecordingGateway()
+    client.app.state.support_gateways = {"dlq": dlq, "enrollments": enrollments}  # type: ignore[attr-defined]
+    assert client.get("/readyz").status_code == 200
+    enrollments.is_ready = False
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "enrollments producer" in response.json()["detail"]
+
+
 def test_metrics_are_prometheus_text(client: TestClient) -> None:
     client.get("/healthz")
     response = client.get("/metrics")

@@ -161,7 +161,14 @@ def test_points_for_influx(make_reading: MakeReading) -> None:
     assert set(baseline.fields) == {"mean", "spread", "low", "high", "n"}
     assert baseline.time == normal.effective_time
     points = result.points()
-    assert [p.measurement for p in points] == ["vitals", "vitals", "baselines", "anomalies"]
+    assert [p.measurement for p in points] == [
+        "vitals",
+        "vitals",
+        "baselines",
+        "news2",  # the partial NEWS2 after each heart rate (pulse) reading
+        "news2",
+        "anomalies",
+    ]
     assert points[-1].tags["detector"] == "deviation" and points[-1].tags["severity"] == "critical"
 
 

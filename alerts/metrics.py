@@ -1,0 +1,215 @@
+"""Prometheus metrics of the alerts service, served at ``/metrics`` by Faust's web server.
+
+Like the processors (``processors/metrics.py``; the services share no code but ``pghd``),
+the worker serves its metrics as one more page of the Faust web server it already runs
+(``PGHD_ALERTS_WEB_HOST:_WEB_PORT``, 6067), from its own registry.
+
+- ``anomalies_consumed_total``: messages read from ``pghd.anomalies.v1`` (dead letters and
+  anomalies too old to alert on included);
+- ``alerts_opened_total{severity}`` / ``alerts_resolved_total{severity}``: alert lifecycle
+  transitions, from the patient's stored state before and after (:func:`transitions`), so a
+  replayed message that changes nothing counts nothing;
+- ``notifications_total{channel,outcome}``: delivery attempts, ``success``, ``retry`` (failed,
+  tried again) or ``failure`` (failed, given up);
+- ``grafana_annotations_total{outcome}``: annotation writes, ``written``, ``retry``,
+  ``failed`` (every attempt failed) or ``dropped`` (queue full);
+- ``dead_letters_total{reason}``: messages sent to ``pghd.dlq.v1``, by :func:`dead_letter_kind`;
+- ``kafka_consumer_lag{group,topic,partition}``: as in the processors, for the alerts group
+  on ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from pghd import topics as topic_names
+from pghd.alerting import Alert, AlertState, NotificationOutcome
+from pghd.contracts import DeadLetter
+
+__all__ = [
+    "AlertsMetrics",
+    "LagProbe",
+    "dead_letter_kind",
+    "install_metrics",
+    "notification_outcome",
+    "transitions",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def dead_letter_kind(reason: str) -> str:
+    """The ``reason`` label of an alerts dead letter (texts of :func:`alerts.state.decode`)."""
+    if reason == "empty message":
+        return "empty"
+    if reason.startswith("message key must be"):
+        return "key_mismatch"
+    if reason.startswith("(message): Invalid JSON"):
+        return "undecodable"
+    return "invalid"
+
+
+def notification_outcome(outcome: NotificationOutcome, *, final: bool) -> str:
+    """``success``, ``retry`` (a failed attempt that is tried again) or ``failure``."""
+    if outcome is NotificationOutcome.DELIVERED:
+        return "success"
+    return "failure" if final else "retry"
+
+
+def transitions(
+    previous: Mapping[str, Any] | None, changed: Sequence[Alert]
+) -> list[tuple[str, Alert]]:
+    """``("opened" | "resolved", alert)`` for each alert of ``changed`` that is new to the
+    patient's ``previous`` stored state (a table value) or resolved since."""
+    before = {
+        str(a.get("alert_id")): str(a.get("status"))
+        for a in ((previous or {}).get("alerts") or {}).values()
+        if isinstance(a, Mapping)
+    }
+    found: list[tuple[str, Alert]] = []
+    for alert in changed:
+        status = before.get(alert.alert_id)
+        if status is None:
+            found.append(("opened", alert))
+        resolved = alert.status is AlertState.RESOLVED
+        if resolved and status != AlertState.RESOLVED.value:
+            found.append(("resolved", alert))
+    return found
+
+
+class AlertsMetrics:
+    """The counters and gauge of one alerts worker."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.anomalies_consumed = Counter(
+            "anomalies_consumed", "Messages read from pghd.anomalies.v1", registry=self.registry
+        )
+        self.alerts_opened = Counter(
+            "alerts_opened", "Alerts opened, by severity", ["severity"], registry=self.registry
+        )
+        self.alerts_resolved = Counter(
+            "alerts_resolved", "Alerts resolved, by severity", ["severity"], registry=self.registry
+        )
+        self.notifications = Counter(
+            "notifications",
+            "Notification attempts, by channel and outcome (success, retry, failure)",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.grafana_annotations = Counter(
+            "grafana_annotations",
+            "Grafana annotation writes, by outcome (written, retry, failed, dropped)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "dead_letters",
+            "Messages sent to pghd.dlq.v1, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "kafka_consumer_lag",
+            "Messages not yet committed by the consumer group (end offset - committed offset)",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+
+    def consumed(self, topic: str | None) -> None:
+        """One input message read from ``topic``."""
+        if topic == topic_names.ANOMALIES:
+            self.anomalies_consumed.inc()
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """One message sent to the DLQ."""
+        self.dead_letters.labels(reason=dead_letter_kind(letter.reason)).inc()
+
+    def alert_changes(self, previous: Mapping[str, Any] | None, changed: Sequence[Alert]) -> None:
+        """Count the openings and resolutions among ``changed`` (see :func:`transitions`)."""
+        for kind, alert in transitions(previous, changed):
+            counter = self.alerts_opened if kind == "opened" else self.alerts_resolved
+            counter.labels(severity=alert.severity.value).inc()
+
+    def notification(self, channel: str, outcome: NotificationOutcome, *, final: bool) -> None:
+        """One delivery attempt to ``channel``."""
+        label = notification_outcome(outcome, final=final)
+        self.notifications.labels(channel=channel, outcome=label).inc()
+
+    def annotation(self, outcome: str) -> None:
+        """One Grafana annotation outcome (the ``on_outcome`` of the annotation queue)."""
+        self.grafana_annotations.labels(outcome=outcome).inc()
+
+
+class LagProbe:
+    """The consumer group's lag on its input topics, read from the brokers (kafka-python);
+    :meth:`refresh` blocks. Never-committed partitions count from their log start."""
+
+    def __init__(self, *, bootstrap: str, group: str, topics: Sequence[str], gauge: Gauge) -> None:
+        self.bootstrap = bootstrap.split(",")
+        self.group = group
+        self.topics = list(topics)
+        self.gauge = gauge
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    def refresh(self) -> dict[tuple[str, int], int]:
+        """Read end and committed offsets, set the gauge; return lag per (topic, partition)."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        if self._admin is None:
+            client_id = f"{self.group}-lag"
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=client_id)
+            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=client_id)
+        parts = [
+            TopicPartition(topic, number)
+            for topic in self.topics
+            for number in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        committed = self._admin.list_group_offsets(self.group).get(self.group, {})
+        ends = self._consumer.end_offsets(parts)
+        starts = self._consumer.beginning_offsets(parts)
+        lags: dict[tuple[str, int], int] = {}
+        for tp in parts:
+            mark = committed.get(tp)
+            base = mark.offset if mark is not None and mark.offset >= 0 else starts[tp]
+            lags[(tp.topic, tp.partition)] = max(0, int(ends[tp]) - int(base))
+            self.gauge.labels(group=self.group, topic=tp.topic, partition=str(tp.partition)).set(
+                lags[(tp.topic, tp.partition)]
+            )
+        return lags
+
+
+def install_metrics(
+    app: Any, *, bootstrap: str, group: str, topics: Sequence[str], lag_interval_s: float
+) -> AlertsMetrics:
+    """New metrics for the Faust ``app``: ``GET /metrics`` on its web server, and a timer that
+    refreshes the consumer lag of ``group`` on ``topics`` every ``lag_interval_s``."""
+    metrics = AlertsMetrics()
+    probe = LagProbe(bootstrap=bootstrap, group=group, topics=topics, gauge=metrics.consumer_lag)
+
+    @app.page("/metrics")  # type: ignore[untyped-decorator]
+    async def metrics_page(self: Any, request: Any) -> Any:
+        return self.bytes(
+            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def refresh_lag() -> None:
+        try:
+            await asyncio.to_thread(probe.refresh)
+        except Exception as exc:  # a broker hiccup must not stop the worker's timer
+            logger.warning("consumer lag of %s not read: %r", group, exc)
+
+    app.timer(interval=lag_interval_s)(refresh_lag)
+    return metrics

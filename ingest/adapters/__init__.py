@@ -1,0 +1,1 @@
+"""Format adapters: pure functions that turn a posted document into intake candidates."""

@@ -1,0 +1,231 @@
+"""Reading the elements of one validated FHIR Observation into ``ReadingIn`` fields.
+
+Each reader fills the reading and records where (FHIRPath) each field came from, or
+returns issues naming the element that is wrong. Used by :mod:`ingest.adapters.fhir`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.quantity import Quantity
+from pydantic import ValidationError
+
+from ingest.intake import error
+from pghd.catalogue import CATALOGUE, Metric, metric_for_loinc
+
+__all__ = [
+    "LOINC",
+    "READING_STATUSES",
+    "TAKEN_CODES",
+    "UCUM",
+    "device_of",
+    "effective_of",
+    "event_id_of",
+    "issue_error",
+    "metric_of",
+    "patient_of",
+    "structure_errors",
+    "values_of",
+]
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+READING_STATUSES = ("final", "amended", "corrected")
+_PATIENT_REF = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
+_DEVICE_REF = re.compile(r"(?:^|/)Device/([^/]+)$")
+
+
+def issue_error(expression: str, detail: str, *, code: str = "invalid") -> dict[str, Any]:
+    """An item error (see :func:`ingest.intake.error`) with its FHIR issue type ``code``."""
+    return {**error(expression, detail), "code": code}
+
+
+TAKEN_CODES = ", ".join(
+    f"{code} ({spec.metric.value})"
+    for spec in CATALOGUE.values()
+    for code in (spec.loinc, *spec.loinc_aliases)
+)
+
+
+def metric_of(obs: Observation) -> Metric | None:
+    for coding in obs.code.coding or []:
+        if coding.system == LOINC and coding.code is not None:
+            metric = metric_for_loinc(coding.code)
+            if metric is not None:
+                return metric
+    return None
+
+
+def _quantity(
+    qty: Quantity | None, *, at: str, field_name: str, elements: dict[str, str]
+) -> tuple[float | None, str | None, list[dict[str, Any]]]:
+    """Value and unit of a Quantity at ``at``; records where they came from."""
+    if qty is None:
+        return (
+            None,
+            None,
+            [issue_error(at, "no valueQuantity: the reading has no value", code="required")],
+        )
+    errors: list[dict[str, Any]] = []
+    value = float(qty.value) if qty.value is not None else None
+    if value is None:
+        errors.append(issue_error(f"{at}.value", "the quantity has no value", code="required"))
+    elements[field_name] = f"{at}.value"
+    unit: str | None = None
+    if qty.code is not None and qty.system == UCUM:
+        unit, elements["unit"] = qty.code, f"{at}.code"
+    elif qty.unit:
+        unit, elements["unit"] = qty.unit, f"{at}.unit"
+    elif qty.code is not None:
+        detail = f"unit code system {qty.system!r} is not UCUM ({UCUM}) and there is no unit"
+        errors.append(issue_error(f"{at}.system", detail, code="code-invalid"))
+    else:
+        detail = f"the quantity has no unit: give code (UCUM, system {UCUM}) or unit"
+        errors.append(issue_error(f"{at}.code", detail, code="required"))
+    return value, unit, errors
+
+
+def values_of(
+    obs: Observation,
+    *,
+    metric: Metric,
+    base: str,
+    reading: dict[str, Any],
+    elements: dict[str, str],
+) -> list[dict[str, Any]]:
+    spec = CATALOGUE[metric]
+    if not spec.is_composite:
+        value, unit, errors = _quantity(
+            obs.valueQuantity, at=f"{base}.valueQuantity", field_name="value", elements=elements
+        )
+        reading.update(value=value, unit=unit)
+        return errors
+    errors = []
+    units: dict[str, tuple[str, str]] = {}
+    components = obs.component or []
+    for channel in spec.channels:
+        index = next(
+            (
+                i
+                for i, comp in enumerate(components)
+                if any(
+                    c.system == LOINC and c.code == channel.loinc for c in comp.code.coding or []
+                )
+            ),
+            None,
+        )
+        if index is None:
+            detail = f"no {channel.name} component (LOINC {channel.loinc})"
+            errors.append(issue_error(f"{base}.component", detail, code="required"))
+            continue
+        at = f"{base}.component[{index}].valueQuantity"
+        value, unit, found = _quantity(
+            components[index].valueQuantity, at=at, field_name=channel.name, elements=elements
+        )
+        errors += found
+        reading[channel.name] = value
+        if unit is not None:
+            units[channel.name] = (unit, elements["unit"])
+    distinct = {u for u, _ in units.values()}
+    if len(distinct) > 1:
+        where = units[spec.channels[-1].name][1]
+        detail = f"the components have different units ({', '.join(sorted(distinct))})"
+        errors.append(issue_error(where, detail, code="value"))
+    elif units:
+        reading["unit"], elements["unit"] = next(iter(units.values()))  # in channel order
+    return errors
+
+
+def patient_of(
+    obs: Observation, *, base: str, reading: dict[str, Any], elements: dict[str, str]
+) -> list[dict[str, Any]]:
+    if obs.subject is None:
+        detail = "no subject: the patient must be given as Patient/{id}"
+        return [issue_error(f"{base}.subject", detail, code="required")]
+    ref = obs.subject.reference
+    match = _PATIENT_REF.search(ref) if ref else None
+    if match is None:
+        detail = f"subject.reference {ref!r} is not a Patient reference (Patient/{{id}})"
+        return [issue_error(f"{base}.subject.reference", detail, code="value")]
+    reading["patient_id"] = match.group(1)
+    elements["patient_id"] = f"{base}.subject.reference"
+    return []
+
+
+def effective_of(
+    obs: Observation, *, base: str, reading: dict[str, Any], elements: dict[str, str]
+) -> list[dict[str, Any]]:
+    if obs.effectiveDateTime is not None:
+        when, at = obs.effectiveDateTime, f"{base}.effectiveDateTime"
+    elif obs.effectiveInstant is not None:
+        when, at = obs.effectiveInstant, f"{base}.effectiveInstant"
+    elif obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
+        when, at = obs.effectivePeriod.start, f"{base}.effectivePeriod.start"
+    else:
+        detail = "no effectiveDateTime (or effectivePeriod.start): when was it measured?"
+        return [issue_error(f"{base}.effective", detail, code="required")]
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        detail = f"{when!s} is not a date-time with a timezone offset (e.g. 2026-11-25T08:00:00Z)"
+        return [issue_error(at, detail, code="value")]
+    reading["effective_time"] = when
+    elements["effective_time"] = at
+    return []
+
+
+def event_id_of(
+    obs: Observation, *, base: str, source: str, patient: str
+) -> tuple[str | None, str]:
+    """A stable event id: from the first identifier, else the id; None leaves it derived.
+
+    A business identifier (system + value) is meant to be unique everywhere, so it is used
+    as it is; a logical ``id`` is only unique on the sender's side, so it is scoped by the
+    sending source and the patient. Both are hashed to fit ``ID_PATTERN``.
+    """
+    for identifier in obs.identifier or []:
+        if identifier.value:
+            key = f"identifier|{identifier.system or ''}|{identifier.value}"
+            return _hashed(key), f"{base}.identifier[0]"
+    if obs.id:
+        return _hashed(f"id|{source}|{patient}|{obs.id}"), f"{base}.id"
+    return None, ""
+
+
+def _hashed(key: str) -> str:
+    return "fhir-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def device_of(obs: Observation) -> str | None:
+    if obs.device is None:
+        return None
+    ref = obs.device.reference
+    match = _DEVICE_REF.search(ref) if ref else None
+    if match is not None:
+        return match.group(1)
+    return obs.device.display or ref
+
+
+def structure_errors(exc: ValidationError, *, base: str) -> list[dict[str, Any]]:
+    """fhir.resources validation errors as issues with FHIRPath expressions."""
+    out = []
+    for err in exc.errors(include_url=False):
+        path = base + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        out.append(issue_error(path, _structure_message(err), code="structure"))
+    return out
+
+
+def _structure_message(err: Any) -> str:
+    value = err.get("input")
+    last = err["loc"][-1] if err["loc"] else ""
+    if last in ("effectiveDateTime", "start", "end", "effectiveInstant") and isinstance(value, str):
+        if "T" in value:
+            return f"{value!r} has a time but no valid timezone offset (e.g. +01:00 or Z)"
+        return f"{value!r} is not a FHIR dateTime"
+    if err["type"] == "extra_forbidden":
+        return "unknown element"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")

@@ -1,0 +1,240 @@
+"""Open mHealth data points (``header`` + ``body``) to candidates.
+
+Schemas taken (``header.schema_id.name``, namespace ``omh``, or ``ieee`` for the IEEE
+1752.1 versions of the same schemas; any version): heart-rate, blood-pressure,
+body-temperature, oxygen-saturation, respiratory-rate, step-count, blood-glucose and
+sleep-duration. Units are the schemas' own (``beats/min``, ``mmHg``, ``F``/``C``/``K``,
+``%``, ``breaths/min``, ``steps``, ``mg/dL``, ``sec``...), mapped here to the catalogue's
+UCUM units; the catalogue converts them and refuses the others, naming the accepted ones.
+
+The patient is ``header.user_id``; a data point without one takes the ``patient_id`` the
+route was given (a query parameter); when both are there they must agree, and when neither
+is there the data point is refused. ``header.id`` is the event id (hashed when it does not
+fit ``ID_PATTERN``). Errors point into the posted document with JSON pointers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from ingest.adapters.locations import Located
+from ingest.intake import Candidate, error
+from pghd.catalogue import Metric
+from pghd.contracts import ID_PATTERN
+
+__all__ = ["NAMESPACES", "SCHEMAS", "data_point_candidate", "data_points"]
+
+NAMESPACES = ("omh", "ieee")
+SCHEMAS: dict[str, tuple[Metric, tuple[str, ...]]] = {
+    "heart-rate": (Metric.HEART_RATE, ("heart_rate",)),
+    "blood-pressure": (
+        Metric.BLOOD_PRESSURE,
+        ("systolic_blood_pressure", "diastolic_blood_pressure"),
+    ),
+    "body-temperature": (Metric.BODY_TEMPERATURE, ("body_temperature",)),
+    "oxygen-saturation": (Metric.SPO2, ("oxygen_saturation",)),
+    "respiratory-rate": (Metric.RESPIRATORY_RATE, ("respiratory_rate",)),
+    "step-count": (Metric.STEPS, ("step_count",)),
+    "blood-glucose": (Metric.BLOOD_GLUCOSE, ("blood_glucose",)),
+    "sleep-duration": (Metric.SLEEP_DURATION, ("sleep_duration",)),
+}
+"""schema name -> (metric, the body properties holding its value(s))."""
+
+_UCUM = {
+    "beats/min": "/min",
+    "breaths/min": "/min",
+    "mmHg": "mm[Hg]",
+    "F": "[degF]",
+    "C": "Cel",
+    "K": "K",
+    "steps": "{steps}",
+    "sec": "s",
+}
+_SECONDS = {
+    "ps": 1e-12,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "ms": 1e-3,
+    "sec": 1.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "wk": 604800.0,
+}
+_CONTEXTS = {
+    "at rest": "rest",
+    "active": "activity",
+    "during exercise": "activity",
+    "during sleep": "sleep",
+}
+_ID = re.compile(ID_PATTERN)
+
+
+def data_points(document: Any) -> tuple[list[Any], bool]:
+    """The data points of a body (one object, or an array of them) and whether it was an array.
+
+    Raises :class:`ValueError` when the body is neither, or an empty array.
+    """
+    if isinstance(document, dict):
+        return [document], False
+    if not isinstance(document, list):
+        raise ValueError("the body must be a data point (object) or an array of them")
+    if not document:
+        raise ValueError("the array is empty")
+    return document, True
+
+
+class _Refusal(Exception):
+    """Why a data point is refused, and where (JSON pointer)."""
+
+    def __init__(self, where: str, detail: str, reason: str = "invalid") -> None:
+        super().__init__(detail)
+        self.where, self.detail, self.reason = where, detail, reason
+
+
+def data_point_candidate(point: Any, *, pointer: str, patient_id: str | None) -> Located:
+    """The candidate reading of one data point at JSON pointer ``pointer``."""
+    try:
+        reading, elements = _reading(point, pointer=pointer, patient_id=patient_id)
+    except _Refusal as exc:
+        errors = (error(exc.where, exc.detail),)
+        return Located(Candidate(pointer=pointer, errors=errors, reason=exc.reason))
+    return Located(Candidate(pointer=pointer, reading=reading), elements)
+
+
+def _reading(
+    point: Any, *, pointer: str, patient_id: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    if not isinstance(point, dict):
+        raise _Refusal(pointer, "a data point must be an object with header and body")
+    header, body = point.get("header"), point.get("body")
+    if not isinstance(header, dict):
+        raise _Refusal(f"{pointer}/header", "the data point has no header object")
+    if not isinstance(body, dict):
+        raise _Refusal(f"{pointer}/body", "the data point has no body object")
+    schema = header.get("schema_id")
+    if not isinstance(schema, dict):
+        raise _Refusal(f"{pointer}/header/schema_id", "the header has no schema_id")
+    name, namespace = schema.get("name"), schema.get("namespace")
+    if namespace not in NAMESPACES or name not in SCHEMAS:
+        detail = f"schema {namespace}:{name} is not taken; use omh with one of: " + ", ".join(
+            SCHEMAS
+        )
+        raise _Refusal(f"{pointer}/header/schema_id", detail, "unsupported")
+    metric, keys = SCHEMAS[name]
+    reading: dict[str, Any] = {"metric": metric.value}
+    elements: dict[str, str] = {"metric": f"{pointer}/header/schema_id/name"}
+
+    user = header.get("user_id")
+    if user is not None and patient_id is not None and user != patient_id:
+        detail = f"header.user_id {user!r} contradicts the patient_id parameter {patient_id!r}"
+        raise _Refusal(f"{pointer}/header/user_id", detail)
+    if user is not None:
+        reading["patient_id"], elements["patient_id"] = user, f"{pointer}/header/user_id"
+    elif patient_id is not None:
+        reading["patient_id"] = patient_id
+    else:
+        detail = "no patient: give header.user_id, or the patient_id query parameter"
+        raise _Refusal(f"{pointer}/header/user_id", detail)
+
+    units: list[str] = []
+    names = ("systolic", "diastolic") if len(keys) > 1 else ("value",)
+    for key, field_name in zip(keys, names, strict=True):
+        value, unit = _unit_value(body.get(key), key=key, at=f"{pointer}/body/{key}")
+        reading[field_name], elements[field_name] = value, f"{pointer}/body/{key}/value"
+        elements.setdefault("unit", f"{pointer}/body/{key}/unit")
+        units.append(unit)
+    if len(set(units)) > 1:
+        raise _Refusal(f"{pointer}/body/{keys[-1]}/unit", f"the units differ: {', '.join(units)}")
+    reading["unit"] = _UCUM.get(units[0], units[0])
+
+    at = f"{pointer}/body/effective_time_frame"
+    reading["effective_time"], elements["effective_time"] = _effective_time(
+        body.get("effective_time_frame"), at=at
+    )
+    event = header.get("id")
+    if isinstance(event, str) and event:
+        reading["event_id"] = event if _ID.match(event) else _hashed(event)
+        elements["event_id"] = f"{pointer}/header/id"
+    relation = body.get("temporal_relationship_to_physical_activity") or body.get(
+        "temporal_relationship_to_sleep"
+    )
+    if isinstance(relation, str) and relation in _CONTEXTS:
+        reading["context"] = _CONTEXTS[relation]
+    provenance = header.get("acquisition_provenance")
+    if isinstance(provenance, dict) and isinstance(provenance.get("source_name"), str):
+        reading["app"] = provenance["source_name"]
+        elements["app"] = f"{pointer}/header/acquisition_provenance/source_name"
+    return reading, elements
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _unit_value(measure: Any, *, key: str, at: str) -> tuple[float, str]:
+    if key == "step_count" and _is_number(measure):
+        return float(measure), "steps"  # step-count 1.0 and 2.0 give a bare number
+    if not isinstance(measure, dict):
+        raise _Refusal(at, f"the body has no {key} object ({{value, unit}})")
+    value, unit = measure.get("value"), measure.get("unit")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _Refusal(f"{at}/value", f"{key}.value must be a number")
+    if not isinstance(unit, str) or not unit:
+        raise _Refusal(f"{at}/unit", f"{key}.unit is missing")
+    return float(value), unit
+
+
+def _effective_time(frame: Any, *, at: str) -> tuple[datetime, str]:
+    """When the reading was taken, and the pointer of the element it came from.
+
+    For a time interval it is the start: a step count or a night's sleep then belongs to
+    the hour or day in which it began (an interval ending at midnight is not moved to the
+    next day by daily windows), as FHIR's effectivePeriod.start is taken too. An interval
+    given as end + duration starts at end - duration.
+    """
+    if not isinstance(frame, dict):
+        raise _Refusal(at, "no effective_time_frame (date_time or time_interval)")
+    if "date_time" in frame:
+        return _date_time(frame["date_time"], at=f"{at}/date_time"), f"{at}/date_time"
+    interval = frame.get("time_interval")
+    if not isinstance(interval, dict):
+        raise _Refusal(at, "effective_time_frame needs date_time or time_interval")
+    at = f"{at}/time_interval"
+    if "start_date_time" in interval:
+        where = f"{at}/start_date_time"
+        return _date_time(interval["start_date_time"], at=where), where
+    if "end_date_time" in interval and "duration" in interval:
+        where = f"{at}/end_date_time"
+        end = _date_time(interval["end_date_time"], at=where)
+        return end - _duration(interval["duration"], at=f"{at}/duration"), where
+    raise _Refusal(at, "time_interval needs start_date_time, or end_date_time and duration")
+
+
+def _date_time(value: Any, *, at: str) -> datetime:
+    if not isinstance(value, str):
+        raise _Refusal(at, "must be an RFC 3339 date-time string")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Refusal(at, f"{value!r} is not an RFC 3339 date-time") from None
+    if when.tzinfo is None:
+        raise _Refusal(at, f"{value!r} has no timezone offset (e.g. Z or +01:00)")
+    return when
+
+
+def _duration(value: Any, *, at: str) -> timedelta:
+    if not isinstance(value, dict) or not _is_number(value.get("value")):
+        raise _Refusal(at, "duration must be {value, unit}")
+    unit = value.get("unit")
+    if unit not in _SECONDS:
+        detail = f"duration unit {unit!r} is not taken; use one of {', '.join(_SECONDS)}"
+        raise _Refusal(f"{at}/unit", detail)
+    return timedelta(seconds=float(value["value"]) * _SECONDS[unit])
+
+
+def _hashed(value: str) -> str:
+    return "omh-" + hashlib.sha256(value.encode()).hexdigest()[:32]

@@ -1,0 +1,283 @@
+"""``/v1/patients``: enrollment, device links and consent, for administrators.
+
+Authenticated with an admin bearer token (``PGHD_INGEST_ADMIN_TOKENS``), never with a
+device source's API key. Every write produces the patient's whole new Enrollment to the
+compacted ``pghd.enrollments.v1`` topic and answers once this instance has read it back, so
+a following read (here) sees it; other instances see it as soon as their follower fetches
+it (within a second or so). A write that changes nothing (granting a consent already held)
+produces nothing and answers the current enrollment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from ingest.deps import AdminDep, EnrollmentsDep, SettingsDep
+from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
+from ingest.kafka_gateway import KafkaUnavailable
+from ingest.problems import ProblemError, problem_responses
+from ingest.settings import IngestSettings
+from pghd.catalogue import Metric
+from pghd.contracts import ID_PATTERN
+from pghd.enrollment import (
+    ACCOUNT_PATTERN,
+    Action,
+    Enrollment,
+    EnrollmentCommand,
+    EnrollmentError,
+    EnrollmentStatus,
+    ErrorKind,
+)
+
+__all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/patients", tags=["patients"])
+
+PatientPath = Annotated[str, Path(pattern=ID_PATTERN, description="Opaque patient identifier")]
+SourcePath = Annotated[str, Path(pattern=ID_PATTERN, description="Vendor (API key) name")]
+AccountPath = Annotated[
+    str, Path(pattern=ACCOUNT_PATTERN, description="Vendor account or device id")
+]
+MetricPath = Annotated[Metric, Path(description="A metric of the catalogue")]
+
+
+class LinkRequest(BaseModel):
+    """A vendor account or device whose readings belong to the patient."""
+
+    source: Annotated[str, Field(pattern=ID_PATTERN, examples=["acme"])]
+    account: Annotated[str, Field(pattern=ACCOUNT_PATTERN, examples=["watch-7731"])]
+
+
+class EnrollRequest(BaseModel):
+    """Enroll a patient, optionally with initial consents and links."""
+
+    patient_id: Annotated[str, Field(pattern=ID_PATTERN, examples=["patient-001"])]
+    consents: list[Metric] = Field(
+        default_factory=list, description="metrics the patient consents to have stored"
+    )
+    links: list[LinkRequest] = Field(default_factory=list)
+
+
+class PatientPage(BaseModel):
+    """One page of enrollments, by patient id."""
+
+    total: int
+    items: list[Enrollment]
+
+
+_WRITE_RESPONSES = problem_responses(
+    {
+        401: "Missing or unknown admin bearer token",
+        404: "No such patient, link or consent",
+        409: "The patient's state forbids it (already enrolled, withdrawn, link held elsewhere)",
+        422: "Invalid patient id, metric, source or account",
+        503: "Kafka cannot take the write, or the registry is still loading; see Retry-After",
+    }
+)
+_READ_RESPONSES = problem_responses(
+    {
+        401: "Missing or unknown admin bearer token",
+        404: "No such patient",
+        503: "The registry is still loading; see Retry-After",
+    }
+)
+
+
+def _loading(settings: IngestSettings) -> ProblemError:
+    return ProblemError(
+        status=503,
+        slug="registry-loading",
+        detail="the enrollment registry is still loading; retry shortly",
+        headers={"Retry-After": str(settings.retry_after_s)},
+    )
+
+
+async def _execute(
+    service: EnrollmentService,
+    commands: list[EnrollmentCommand],
+    *,
+    admin: str,
+    settings: IngestSettings,
+) -> Enrollment:
+    """Run ``commands`` as one change; their refusals as problem documents."""
+    try:
+        return await service.execute(commands, by=admin)
+    except EnrollmentError as exc:
+        status = 404 if exc.kind is ErrorKind.NOT_FOUND else 409
+        raise ProblemError(
+            status=status, slug=f"enrollment-{exc.kind.value}", detail=str(exc)
+        ) from None
+    except RegistryLoading:
+        raise _loading(settings) from None
+    except (KafkaUnavailable, NotApplied) as exc:
+        raise ProblemError(
+            status=503,
+            slug="kafka-unavailable",
+            detail=f"the change was not confirmed, retry later: {exc}",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from exc
+
+
+def _current(service: EnrollmentService, patient_id: str, settings: IngestSettings) -> Enrollment:
+    try:
+        enrollment = service.current(patient_id)
+    except RegistryLoading:
+        raise _loading(settings) from None
+    if enrollment is None:
+        raise ProblemError(
+            status=404, slug="enrollment-not-found", detail=f"patient {patient_id} is not enrolled"
+        )
+    return enrollment
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Enroll a patient (with initial consents and links)",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def enroll_patient(
+    body: EnrollRequest,
+    response: Response,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """Enroll ``patient_id`` (again, after a withdrawal); 409 while already enrolled."""
+    pid = body.patient_id
+    commands = [
+        EnrollmentCommand(action=Action.ENROLL, patient_id=pid),
+        *(
+            EnrollmentCommand(action=Action.LINK, patient_id=pid, **link.model_dump())
+            for link in body.links
+        ),
+        *(EnrollmentCommand(action=Action.GRANT, patient_id=pid, metric=m) for m in body.consents),
+    ]
+    enrollment = await _execute(service, commands, admin=admin, settings=settings)
+    response.headers["Location"] = f"/v1/patients/{pid}"
+    return enrollment
+
+
+@router.get("", summary="List enrollments", response_model=PatientPage, responses=_READ_RESPONSES)
+async def list_patients(
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+    status: Annotated[EnrollmentStatus | None, Query(description="only this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PatientPage:
+    """Enrollments by patient id, one page at a time."""
+    if not service.book.ready:
+        raise _loading(settings)
+    total, items = service.book.query(status=status, limit=limit, offset=offset)
+    return PatientPage(total=total, items=items)
+
+
+@router.get(
+    "/{patient_id}",
+    summary="One patient's enrollment, links and consents",
+    response_model=Enrollment,
+    responses=_READ_RESPONSES,
+)
+async def get_patient(
+    patient_id: PatientPath, admin: AdminDep, service: EnrollmentsDep, settings: SettingsDep
+) -> Enrollment:
+    """The patient's current enrollment as this instance knows it."""
+    return _current(service, patient_id, settings)
+
+
+@router.post(
+    "/{patient_id}/links",
+    summary="Link a vendor account or device to the patient",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def link_account(
+    patient_id: PatientPath,
+    body: LinkRequest,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """Readings of ``source`` naming ``account`` are then the patient's; 409 if held by another."""
+    command = EnrollmentCommand(action=Action.LINK, patient_id=patient_id, **body.model_dump())
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.delete(
+    "/{patient_id}/links/{source}/{account}",
+    summary="Unlink a vendor account or device",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def unlink_account(
+    patient_id: PatientPath,
+    source: SourcePath,
+    account: AccountPath,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """Readings naming that account are no longer the patient's."""
+    command = EnrollmentCommand(
+        action=Action.UNLINK, patient_id=patient_id, source=source, account=account
+    )
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.put(
+    "/{patient_id}/consents/{metric}",
+    summary="Record consent to store a metric",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def grant_consent(
+    patient_id: PatientPath,
+    metric: MetricPath,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """Readings of ``metric`` for the patient are stored from now on."""
+    command = EnrollmentCommand(action=Action.GRANT, patient_id=patient_id, metric=metric)
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.delete(
+    "/{patient_id}/consents/{metric}",
+    summary="Revoke consent to store a metric",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def revoke_consent(
+    patient_id: PatientPath,
+    metric: MetricPath,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """No reading of ``metric`` for the patient is stored any more, on any ingest instance."""
+    command = EnrollmentCommand(action=Action.REVOKE, patient_id=patient_id, metric=metric)
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.post(
+    "/{patient_id}/withdraw",
+    summary="Withdraw the patient",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def withdraw_patient(
+    patient_id: PatientPath, admin: AdminDep, service: EnrollmentsDep, settings: SettingsDep
+) -> Enrollment:
+    """Every consent revoked and every link dropped; nothing more is stored for the patient."""
+    command = EnrollmentCommand(action=Action.WITHDRAW, patient_id=patient_id)
+    return await _execute(service, [command], admin=admin, settings=settings)

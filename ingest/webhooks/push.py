@@ -1,0 +1,174 @@
+"""One webhook push, purely: check its signature, find its readings, write its dead letters.
+
+The route (``ingest/api/routes/webhooks.py``) does the I/O around these: it reads the body,
+keeps the replay guard, asks the registry through :func:`ingest.intake.triage`, and produces
+the readings and the dead letters to Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, Field
+
+from ingest.adapters import junction, terra
+from ingest.adapters.vendor_samples import Extraction, PayloadError
+from ingest.intake import Candidate, ItemOutcome, error
+from ingest.kafka_gateway import Record
+from ingest.problems import ItemError
+from ingest.webhooks.config import SourceKind, WebhookSource
+from ingest.webhooks.signing import (
+    PGHD_SIGNATURE_HEADER,
+    SVIX_ID_HEADER,
+    SVIX_SIGNATURE_HEADER,
+    SVIX_TIMESTAMP_HEADER,
+    TERRA_SIGNATURE_HEADER,
+    Verified,
+    verify_svix,
+    verify_timestamped,
+)
+from pghd import wire
+from pghd.contracts import DeadLetter
+
+__all__ = [
+    "DLQ_STAGE",
+    "PushResult",
+    "RefusedItem",
+    "dead_letters",
+    "extract",
+    "signature_header_of",
+    "verify",
+]
+
+DLQ_STAGE = "ingest.webhooks"
+
+
+class RefusedItem(BaseModel):
+    """An item of the push that went to the dead-letter topic instead of the readings."""
+
+    pointer: str = Field(description="JSON pointer into the push")
+    reason: str | None = Field(description="unknown-account, consent, invalid, unit, range...")
+    errors: list[ItemError]
+
+
+class PushResult(BaseModel):
+    """What became of a push: readings produced, items dead-lettered, data not stored."""
+
+    source: str
+    event: str = Field(description="the vendor's event type ('readings' for generic pushes)")
+    accepted: int
+    dead_lettered: int
+    ignored: int = Field(description="samples or events of kinds pghd does not store")
+    ignored_kinds: dict[str, int]
+    refused: list[RefusedItem]
+
+
+def signature_header_of(kind: SourceKind) -> str:
+    """The header that carries the signature of a source of ``kind``."""
+    return {
+        SourceKind.GENERIC: PGHD_SIGNATURE_HEADER,
+        SourceKind.TERRA: TERRA_SIGNATURE_HEADER,
+        SourceKind.JUNCTION: SVIX_SIGNATURE_HEADER,
+    }[kind]
+
+
+def verify(
+    source: WebhookSource,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    tolerance_s: float,
+) -> Verified:
+    """Check the push's signature by its source's scheme (raises ``SignatureRefused``).
+
+    ``headers`` must look names up case-insensitively (Starlette's ``Headers`` does).
+    """
+    if source.kind is SourceKind.JUNCTION:
+        return verify_svix(
+            msg_id=headers.get(SVIX_ID_HEADER),
+            timestamp=headers.get(SVIX_TIMESTAMP_HEADER),
+            signature=headers.get(SVIX_SIGNATURE_HEADER),
+            body=body,
+            keys=source.keys(),
+            now=now,
+            tolerance_s=tolerance_s,
+        )
+    name = signature_header_of(source.kind)
+    return verify_timestamped(
+        headers.get(name), body, secrets=source.keys(), now=now, tolerance_s=tolerance_s, name=name
+    )
+
+
+def extract(kind: SourceKind, document: Any, *, max_batch: int) -> Extraction:
+    """The readings of a push of ``kind`` (raises :class:`PayloadError` for a wrong shape)."""
+    if kind is SourceKind.TERRA:
+        return terra.extract(document)
+    if kind is SourceKind.JUNCTION:
+        return junction.extract(document)
+    return _generic(document, max_batch=max_batch)
+
+
+def _generic(document: Any, *, max_batch: int) -> Extraction:
+    """pghd's own reading JSON: one reading or an array of them, as ``POST /v1/measurements``."""
+    if isinstance(document, dict):
+        items, batch = [document], False
+    elif isinstance(document, list):
+        if not document:
+            raise PayloadError(f"the batch is empty; send 1..{max_batch} readings")
+        if len(document) > max_batch:
+            raise PayloadError(
+                f"the batch has {len(document)} readings; the limit is {max_batch} per push"
+            )
+        items, batch = document, True
+    else:
+        raise PayloadError("the body must be a reading object or an array of readings")
+    extraction = Extraction(event="readings", account=None)
+    for index, raw in enumerate(items):
+        pointer = f"/{index}" if batch else ""
+        extraction.candidates.append(
+            Candidate(pointer=pointer, reading=raw)
+            if isinstance(raw, dict)
+            else Candidate(pointer=pointer, errors=(error(pointer, "a reading must be an object"),))
+        )
+    return extraction
+
+
+def dead_letters(
+    refused: Sequence[ItemOutcome],
+    *,
+    source: str,
+    event: str,
+    failed_at: datetime,
+) -> list[Record]:
+    """One :class:`DeadLetter` per refused item, keyed by the vendor account (or source).
+
+    The payload keeps what is needed to replay the item once the cause is fixed (an account
+    linked, consent granted): source, event, account, where it was in the push, the reading
+    as the adapter made it, and the errors.
+    """
+    records: list[Record] = []
+    for outcome in refused:
+        candidate = outcome.candidate
+        details = "; ".join(f"{e['pointer']}: {e['detail']}" for e in outcome.errors)
+        payload = {
+            "source": source,
+            "event": event,
+            "account": candidate.account,
+            "pointer": candidate.pointer,
+            "reading": candidate.reading,
+            "errors": outcome.errors,
+        }
+        letter = DeadLetter(
+            stage=DLQ_STAGE,
+            reason=f"{outcome.reason or 'invalid'}: {details}",
+            key=candidate.account,
+            payload=orjson.dumps(payload).decode("utf-8"),
+            failed_at=failed_at,
+        )
+        key = (candidate.account or source).encode("utf-8")
+        records.append((key, wire.encode(letter)))
+    return records

@@ -1,0 +1,266 @@
+"""``pghd patients``: enroll patients, link their devices, record and revoke consent.
+
+Talks HTTP to ingest's patients API (``--url``, default ``http://127.0.0.1:8000``, or
+``PGHD_INGEST_URL``) with an admin bearer token (``--token`` or ``PGHD_ADMIN_TOKEN``; its
+SHA-256 digest is in ``PGHD_INGEST_ADMIN_TOKENS``). A refused request prints the API's
+problem detail and exits 1. :func:`enroll_cohort` is what ``pghd simulate --enroll`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from pghd.commands.dev import format_table
+
+__all__ = ["DEFAULT_URL", "ApiRefused", "app", "enroll_cohort", "request"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+app = typer.Typer(
+    help="Enrollment, device links and consent, over ingest's patients API.",
+    no_args_is_help=True,
+)
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="PGHD_INGEST_URL", help="Base URL of the ingest API.")
+]
+TokenOption = Annotated[
+    str,
+    typer.Option(
+        "--token", envvar="PGHD_ADMIN_TOKEN", help="An admin bearer token.", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON as is.")]
+Patient = Annotated[str, typer.Argument(help="Patient id.")]
+
+
+class ApiRefused(RuntimeError):
+    """The patients API refused a request (``status``) or could not be reached (None)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def request(
+    client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None
+) -> httpx.Response:
+    """One request; raises :class:`ApiRefused` with the problem's detail on 4xx/5xx."""
+    try:
+        response = client.request(method, path, json=body)
+    except httpx.TransportError as exc:
+        raise ApiRefused(f"cannot reach the ingest API at {client.base_url}: {exc}") from exc
+    if response.status_code >= 400:
+        raise ApiRefused(_problem(response), status=response.status_code)
+    return response
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        payload = None
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    lines = [f"HTTP {response.status_code}: {detail or response.text or response.reason_phrase}"]
+    retry = response.headers.get("Retry-After")
+    if retry:
+        lines[0] += f" (retry after {retry} s)"
+    for error in (payload.get("errors") if isinstance(payload, dict) else None) or []:
+        lines.append(f"  {error.get('field') or error.get('pointer')}: {error.get('detail')}")
+    return "\n".join(lines)
+
+
+def _client(url: str, token: str) -> httpx.Client:
+    if not token:
+        typer.echo("no admin token: pass --token or set PGHD_ADMIN_TOKEN", err=True)
+        raise typer.Exit(1)
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": "pghd-cli"}
+    return httpx.Client(base_url=url, headers=headers, timeout=20.0)
+
+
+def _call(
+    method: str, path: str, *, url: str, token: str, body: dict[str, Any] | None = None
+) -> Any:
+    """The decoded JSON answer, or exit 1 with the problem's detail."""
+    with _client(url, token) as client:
+        try:
+            return request(client, method, path, body).json()
+        except ApiRefused as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+
+
+def _print(enrollment: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(enrollment, indent=2))
+        return
+    typer.echo(f"patient   {enrollment['patient_id']}")
+    typer.echo(f"status    {enrollment['status']} (since {enrollment['enrolled_at']})")
+    if enrollment.get("withdrawn_at"):
+        typer.echo(f"withdrawn {enrollment['withdrawn_at']}")
+    change = enrollment["change"]
+    typer.echo(f"revision  {enrollment['revision']}: {change['action']} by {change['by']}")
+    typer.echo(f"updated   {change['at']}")
+    rows = [
+        [metric, c["granted_at"], c.get("revoked_at") or "-"]
+        for metric, c in sorted(enrollment["consents"].items())
+    ]
+    typer.echo(format_table(["consent", "granted", "revoked"], rows) if rows else "no consents")
+    links = [[k["source"], k["account"], k["linked_at"]] for k in enrollment["links"]]
+    typer.echo(format_table(["source", "account", "linked"], links) if links else "no links")
+
+
+def _link(text: str) -> dict[str, str]:
+    source, sep, account = text.partition(":")
+    if not sep or not source or not account:
+        raise typer.BadParameter(f"{text!r} is not SOURCE:ACCOUNT")
+    return {"source": source, "account": account}
+
+
+@app.command()
+def enroll(
+    patient_id: Patient,
+    consent: Annotated[
+        list[str] | None, typer.Option("--consent", help="A metric consented to (repeat).")
+    ] = None,
+    link: Annotated[
+        list[str] | None, typer.Option("--link", help="SOURCE:ACCOUNT to link (repeat).")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Enroll a patient, optionally with consents and device links."""
+    body = {
+        "patient_id": patient_id,
+        "consents": consent or [],
+        "links": [_link(text) for text in link or []],
+    }
+    _print(_call("POST", "/v1/patients", url=url, token=token, body=body), as_json)
+
+
+@app.command("list")
+def list_patients(
+    status: Annotated[str | None, typer.Option(help="enrolled or withdrawn")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """List enrollments by patient id."""
+    params = {"limit": str(limit), "offset": str(offset)} | ({"status": status} if status else {})
+    page = _call("GET", f"/v1/patients?{httpx.QueryParams(params)}", url=url, token=token)
+    if as_json:
+        typer.echo(json.dumps(page, indent=2))
+        return
+    rows = [
+        [
+            e["patient_id"],
+            e["status"],
+            ",".join(sorted(m for m, c in e["consents"].items() if not c.get("revoked_at"))),
+            len(e["links"]),
+            e["change"]["at"],
+        ]
+        for e in page["items"]
+    ]
+    typer.echo(format_table(["patient", "status", "consents", "links", "updated"], rows))
+    typer.echo(f"{len(rows)} of {page['total']}")
+
+
+@app.command()
+def show(
+    patient_id: Patient,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """One patient's enrollment, consents and links."""
+    _print(_call("GET", f"/v1/patients/{patient_id}", url=url, token=token), as_json)
+
+
+@app.command("link")
+def link_account(
+    patient_id: Patient,
+    source: Annotated[str, typer.Argument(help="Vendor (API key) name.")],
+    account: Annotated[str, typer.Argument(help="Vendor account or device id.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+) -> None:
+    """Link a vendor account or device to the patient."""
+    body = {"source": source, "account": account}
+    _call("POST", f"/v1/patients/{patient_id}/links", url=url, token=token, body=body)
+    typer.echo(f"{source} account {account!r} linked to patient {patient_id}")
+
+
+@app.command()
+def unlink(
+    patient_id: Patient,
+    source: Annotated[str, typer.Argument(help="Vendor (API key) name.")],
+    account: Annotated[str, typer.Argument(help="Vendor account or device id.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+) -> None:
+    """Unlink a vendor account or device from the patient."""
+    path = f"/v1/patients/{patient_id}/links/{source}/{account}"
+    _call("DELETE", path, url=url, token=token)
+    typer.echo(f"{source} account {account!r} unlinked from patient {patient_id}")
+
+
+@app.command()
+def consent(
+    patient_id: Patient,
+    metrics: Annotated[list[str], typer.Argument(help="Metrics consented to.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+) -> None:
+    """Record consent to store one or more metrics."""
+    for metric in metrics:
+        _call("PUT", f"/v1/patients/{patient_id}/consents/{metric}", url=url, token=token)
+        typer.echo(f"patient {patient_id} consents to {metric}")
+
+
+@app.command()
+def revoke(
+    patient_id: Patient,
+    metrics: Annotated[list[str], typer.Argument(help="Metrics whose consent is revoked.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+) -> None:
+    """Revoke consent: no more readings of these metrics are stored."""
+    for metric in metrics:
+        _call("DELETE", f"/v1/patients/{patient_id}/consents/{metric}", url=url, token=token)
+        typer.echo(f"patient {patient_id} revoked consent to {metric}")
+
+
+@app.command()
+def withdraw(patient_id: Patient, url: UrlOption = DEFAULT_URL, token: TokenOption = "") -> None:
+    """Withdraw the patient: every consent revoked, every link dropped."""
+    _call("POST", f"/v1/patients/{patient_id}/withdraw", url=url, token=token)
+    typer.echo(f"patient {patient_id} withdrawn: every consent revoked, every link dropped")
+
+
+def enroll_cohort(client: httpx.Client, consents: Mapping[str, set[str]]) -> int:
+    """Enroll each patient with consent to its metrics (already enrolled: consents added).
+
+    ``client`` carries the base URL and admin token. Returns how many patients were newly
+    enrolled; raises :class:`ApiRefused` when the API refuses.
+    """
+    enrolled = 0
+    for patient_id, metrics in consents.items():
+        body = {"patient_id": patient_id, "consents": sorted(metrics)}
+        try:
+            request(client, "POST", "/v1/patients", body)
+            enrolled += 1
+            continue
+        except ApiRefused as exc:
+            if exc.status != 409:
+                raise
+        for metric in sorted(metrics):
+            request(client, "PUT", f"/v1/patients/{patient_id}/consents/{metric}")
+    return enrolled

@@ -1,0 +1,106 @@
+"""InfluxDB points and anomaly ids: what judging writes, independent of the client library.
+
+Measurements (see ``docs/detection.md`` and the dashboards' queries):
+
+- ``vitals``: tags ``patient_id``, ``metric``, ``channel``, ``source``, ``unit``; fields
+  ``value``, ``event_id``;
+- ``baselines`` (built in :mod:`processors.judge`): tags ``patient_id``, ``channel``,
+  ``context``; fields ``mean``, ``spread``, ``low``, ``high``, ``n``;
+- ``anomalies``: tags ``patient_id``, ``metric``, ``channel``, ``detector``, ``severity``;
+  fields ``score``, ``value``, ``explanation``, ``anomaly_id``;
+- ``news2``: the partial NEWS2 aggregate (:mod:`processors.detectors.news2_aggregate`),
+  tags ``patient_id``, ``partial`` (always ``"true"``), ``spo2_scale`` (``"1"``/``"2"``);
+  integer fields ``score`` and ``parameters_count``, one integer field per vital that
+  contributed (``respiratory_rate``, ``spo2``, ``systolic_bp``, ``pulse``, ``temperature``:
+  its sub-score), and ``missing`` (the vitals it lacks, comma-separated, ``""`` if none);
+  its time is that of the newest vital in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from pghd.contracts import Anomaly, Measurement
+from processors.detectors.news2_aggregate import Aggregate
+
+__all__ = [
+    "NEWS2_FIELDS",
+    "InfluxPoint",
+    "anomaly_id",
+    "anomaly_point",
+    "news2_point",
+    "vital_point",
+]
+
+#: NEWS2 parameter -> the field of its sub-score in the ``news2`` measurement.
+NEWS2_FIELDS: dict[str, str] = {
+    "respiration_rate": "respiratory_rate",
+    "spo2_scale1": "spo2",
+    "systolic_bp": "systolic_bp",
+    "pulse": "pulse",
+    "temperature": "temperature",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxPoint:
+    """One InfluxDB point, independent of the client library."""
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, float | int | str]
+    time: datetime
+
+
+def anomaly_id(*, patient_id: str, channel: str, event_id: str) -> str:
+    """Deterministic id of the (at most one) anomaly of a reading's channel."""
+    raw = f"pghd.anomaly.v1|{patient_id}|{channel}|{event_id}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxPoint:
+    """The ``vitals`` point of one channel of ``reading``."""
+    tags = {
+        "patient_id": reading.patient_id,
+        "metric": reading.metric.value,
+        "channel": channel,
+        "source": reading.source.vendor,
+        "unit": reading.unit,
+    }
+    fields: dict[str, float | int | str] = {"value": float(value), "event_id": reading.event_id}
+    return InfluxPoint("vitals", tags, fields, reading.effective_time)
+
+
+def anomaly_point(anomaly: Anomaly) -> InfluxPoint:
+    """The ``anomalies`` point of ``anomaly``."""
+    return InfluxPoint(
+        measurement="anomalies",
+        tags={
+            "patient_id": anomaly.patient_id,
+            "metric": anomaly.metric.value,
+            "channel": anomaly.channel,
+            "detector": anomaly.detector,
+            "severity": anomaly.severity.value,
+        },
+        fields={
+            "score": float(anomaly.score),
+            "value": float(anomaly.value),
+            "explanation": anomaly.explanation,
+            "anomaly_id": anomaly.anomaly_id,
+        },
+        time=anomaly.observed_at,
+    )
+
+
+def news2_point(patient_id: str, found: Aggregate) -> InfluxPoint:
+    """The ``news2`` point of a partial aggregate (see the module docstring)."""
+    fields: dict[str, float | int | str] = {
+        "score": int(found.score),
+        "parameters_count": len(found.scores),
+        "missing": ",".join(NEWS2_FIELDS[name] for name in found.missing),
+    }
+    fields.update({NEWS2_FIELDS[name]: int(score) for name, score in found.scores.items()})
+    tags = {"patient_id": patient_id, "partial": "true", "spo2_scale": str(found.spo2_scale)}
+    return InfluxPoint("news2", tags, fields, found.at)

@@ -1,0 +1,208 @@
+"""Open mHealth data points to candidates: schemas, units, time frames, patient, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ingest.adapters.locations import Located, relocate
+from ingest.adapters.omh import data_point_candidate, data_points
+from ingest.intake import AllowAll, ItemOutcome, triage
+from tests.unit.ingest.omh_documents import data_point, sample_with
+
+
+def candidate(point: Any, patient_id: str | None = None) -> Located:
+    return data_point_candidate(point, pointer="/0", patient_id=patient_id)
+
+
+def triaged(item: Located) -> ItemOutcome:
+    [outcome] = triage(
+        [item.candidate], source="acme", received_at=datetime.now(UTC), registry=AllowAll()
+    )
+    return outcome
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "values", "unit", "when"),
+    [
+        ("heart-rate", "heart_rate", {"value": 50}, "/min", "2020-02-05T05:00:00Z"),
+        ("body-temperature", "body_temperature", {"value": 36.1111}, "Cel", "2023-02-05T06:25Z"),
+        (
+            "blood-pressure",
+            "blood_pressure",
+            {"components": {"systolic": 115, "diastolic": 60}},
+            "mm[Hg]",
+            "2020-02-05T15:25:00Z",
+        ),
+        ("oxygen-saturation", "spo2", {"value": 95}, "%", "2013-02-05T15:25:00Z"),
+        ("respiratory-rate", "respiratory_rate", {"value": 11}, "/min", "2020-02-05T15:25Z"),
+        ("step-count", "steps", {"value": 10600}, "{steps}", "2016-02-05T06:25:00Z"),
+        ("blood-glucose", "blood_glucose", {"value": 95}, "mg/dL", "2013-02-05T07:25:00Z"),
+        ("sleep-duration", "sleep_duration", {"value": 7.5}, "h", "2016-02-05T20:35:00Z"),
+    ],
+)
+def test_schema_samples_become_canonical_measurements(
+    name: str, metric: str, values: dict[str, Any], unit: str, when: str
+) -> None:
+    outcome = triaged(candidate(data_point(name)))
+    measurement = outcome.measurement
+    assert measurement is not None, outcome.errors
+    assert (measurement.metric.value, measurement.unit) == (metric, unit)
+    assert measurement.model_dump(include=set(values)) == values
+    assert measurement.effective_time == datetime.fromisoformat(when)  # an interval's start
+    assert measurement.patient_id == "user1432"
+    assert measurement.event_id == "123e4567-e89b-12d3-a456-426655440000"
+    assert measurement.source.app == "RunKeeper"
+
+
+def test_at_rest_is_the_rest_context() -> None:
+    reading = candidate(data_point("respiratory-rate")).candidate.reading
+    assert reading is not None and reading["context"] == "rest"
+
+
+@pytest.mark.parametrize(
+    ("measure", "expected"),
+    [({"value": 310.15, "unit": "K"}, 37.0), ({"value": 98.6, "unit": "F"}, 37.0)],
+)
+def test_temperature_units_of_omh_are_converted(measure: dict[str, Any], expected: float) -> None:
+    body = {"body_temperature": measure, "effective_time_frame": {"date_time": "2023-02-05T07:25Z"}}
+    measurement = triaged(candidate(data_point("body-temperature", body))).measurement
+    assert measurement is not None and measurement.value == pytest.approx(expected)
+
+
+def test_step_count_2_0_bare_number_and_sleep_in_seconds() -> None:
+    frame = {
+        "time_interval": {
+            "start_date_time": "2016-02-05T06:25:00Z",
+            "end_date_time": "2016-02-05T07:25:00Z",
+        }
+    }
+    steps = triaged(
+        candidate(data_point("step-count", {"step_count": 6000, "effective_time_frame": frame}))
+    )
+    assert steps.measurement is not None and steps.measurement.value == 6000
+    sleep = triaged(
+        candidate(
+            data_point(
+                "sleep-duration",
+                {"sleep_duration": {"value": 27000, "unit": "sec"}, "effective_time_frame": frame},
+            )
+        )
+    )
+    assert sleep.measurement is not None and sleep.measurement.value == pytest.approx(7.5)
+
+
+def test_interval_given_by_end_and_duration_starts_at_end_minus_duration() -> None:
+    frame = {
+        "time_interval": {
+            "end_date_time": "2016-02-06T06:35:00Z",
+            "duration": {"value": 10, "unit": "h"},
+        }
+    }
+    body = {"sleep_duration": {"value": 7.5, "unit": "h"}, "effective_time_frame": frame}
+    item = candidate(data_point("sleep-duration", body))
+    assert item.candidate.reading is not None
+    assert item.candidate.reading["effective_time"] == datetime(2016, 2, 5, 20, 35, tzinfo=UTC)
+    start = {
+        "time_interval": {
+            "start_date_time": "2016-02-05T20:35:00Z",
+            "duration": {"value": 10, "unit": "h"},
+        }
+    }
+    reading = candidate(
+        data_point("sleep-duration", {**body, "effective_time_frame": start})
+    ).candidate.reading
+    assert reading is not None and reading["effective_time"] == datetime(
+        2016, 2, 5, 20, 35, tzinfo=UTC
+    )
+
+
+def test_patient_is_user_id_else_the_parameter_and_they_must_agree() -> None:
+    assert (candidate(data_point("heart-rate"), "user1432").candidate.reading or {})[
+        "patient_id"
+    ] == "user1432"
+    no_user = data_point("heart-rate", user=None)
+    assert (candidate(no_user, "patient-9").candidate.reading or {})["patient_id"] == "patient-9"
+    clash = candidate(data_point("heart-rate"), "patient-9").candidate
+    assert clash.errors[0]["pointer"] == "/0/header/user_id"
+    assert "contradicts" in clash.errors[0]["detail"]
+    missing = candidate(no_user).candidate
+    assert missing.errors[0]["pointer"] == "/0/header/user_id"
+    assert "no patient" in missing.errors[0]["detail"]
+
+
+def test_header_id_that_is_no_valid_event_id_is_hashed_stably() -> None:
+    point = data_point("heart-rate", id="not a valid/id")
+    first = candidate(point).candidate.reading
+    again = candidate(point).candidate.reading
+    assert first is not None and again is not None
+    assert first["event_id"].startswith("omh-") and first["event_id"] == again["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("point", "pointer", "text", "reason"),
+    [
+        (
+            {
+                **data_point("heart-rate"),
+                "header": {
+                    **data_point("heart-rate")["header"],
+                    "schema_id": {
+                        "namespace": "omh",
+                        "name": "physical-activity",
+                        "version": "1.0",
+                    },
+                },
+            },
+            "/0/header/schema_id",
+            "is not taken",
+            "unsupported",
+        ),
+        (
+            data_point("heart-rate", sample_with("heart-rate", heart_rate={"value": 50})),
+            "/0/body/heart_rate/unit",
+            "unit is missing",
+            "invalid",
+        ),
+        (
+            data_point(
+                "heart-rate",
+                sample_with(
+                    "heart-rate", effective_time_frame={"date_time": "2020-02-05T07:25:00"}
+                ),
+            ),
+            "/0/body/effective_time_frame/date_time",
+            "no timezone offset",
+            "invalid",
+        ),
+        (
+            data_point(
+                "heart-rate", sample_with("heart-rate", heart_rate={"value": 50, "unit": "Hz"})
+            ),
+            "/0/body/heart_rate/unit",
+            "'Hz' is not accepted for heart_rate",
+            "unit",
+        ),
+        ({"header": {}}, "/0/body", "no body object", "invalid"),
+        ([1], "/0", "must be an object", "invalid"),
+    ],
+)
+def test_bad_data_points_point_at_the_element(
+    point: Any, pointer: str, text: str, reason: str
+) -> None:
+    item = candidate(point)
+    outcome = triaged(item)
+    [err] = relocate(outcome.errors, item)
+    assert err["pointer"] == pointer
+    assert text in err["detail"]
+    assert outcome.reason == reason
+
+
+def test_body_must_be_a_data_point_or_a_non_empty_array() -> None:
+    assert data_points({"header": {}}) == ([{"header": {}}], False)
+    assert data_points([{}, {}]) == ([{}, {}], True)
+    for bad in ([], "x", 3):
+        with pytest.raises(ValueError):
+            data_points(bad)

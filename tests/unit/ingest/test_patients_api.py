@@ -1,0 +1,242 @@
+"""The admin patients API and consent enforcement, with Kafka replaced by a loopback.
+
+The loopback hands every produced enrollment straight to the follower, as Kafka would
+deliver it; the real topic round trip is in tests/integration/test_enrollment.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
+
+import pytest
+from aiokafka import TopicPartition
+from fastapi.testclient import TestClient
+
+from ingest.app import create_app
+from ingest.auth import hash_key
+from ingest.deps import get_gateway
+from ingest.enrollment import EnrollmentBook, EnrollmentFollower, EnrollmentService
+from ingest.kafka_gateway import KafkaUnavailable, Record
+from ingest.settings import IngestSettings
+from pghd.topics import ENROLLMENTS
+from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway, reading
+
+ADMIN = "admin-token-0123456789"
+PROBLEM = "application/problem+json"
+
+
+class Loopback:
+    """A gateway whose records are delivered to the follower at once (or that fails)."""
+
+    def __init__(self, follower: EnrollmentFollower) -> None:
+        self.follower = follower
+        self.sent: list[Record] = []
+        self.failure: Exception | None = None
+
+    async def send_batch(self, records: Sequence[Record]) -> None:
+        if self.failure is not None:
+            raise self.failure
+        for key, value in records:
+            self.sent.append((key, value))
+            record = SimpleNamespace(key=key, value=value, offset=len(self.sent) - 1)
+            self.follower._apply(TopicPartition(ENROLLMENTS, 0), record)
+
+    async def ready(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def book() -> EnrollmentBook:
+    return EnrollmentBook()
+
+
+@pytest.fixture
+def loopback(book: EnrollmentBook) -> Loopback:
+    return Loopback(EnrollmentFollower(bootstrap="127.0.0.1:1", book=book))
+
+
+@pytest.fixture
+def client(
+    book: EnrollmentBook, loopback: Loopback, gateway: RecordingGateway
+) -> Iterator[TestClient]:
+    settings = IngestSettings(
+        api_keys={SOURCE: hash_key(API_KEY)},
+        admin_tokens={"ops": hash_key(ADMIN)},
+        kafka_bootstrap="127.0.0.1:1",
+        retry_after_s=7,
+    )
+    app = create_app(settings)
+    app.state.enrollment_book = app.state.registry = book
+    app.state.enrollments = EnrollmentService(
+        book=book, follower=loopback.follower, gateway=loopback
+    )
+    app.dependency_overrides[get_gateway] = lambda: gateway
+    book.ready = True
+    yield TestClient(app, headers={"X-API-Key": API_KEY, "Authorization": f"Bearer {ADMIN}"})
+
+
+def _refusal(response: object) -> str:
+    body = response.json()  # type: ignore[attr-defined]
+    return str(body["errors"][0]["detail"])
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Bearer {API_KEY}"])
+def test_admin_api_needs_an_admin_token_not_an_api_key(
+    client: TestClient, auth: str | None, loopback: Loopback
+) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    if auth is None:
+        client.headers.pop("Authorization")
+    response = client.post("/v1/patients", json={"patient_id": "p1"}, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert loopback.sent == []
+
+
+def test_enroll_with_consent_then_readings_are_accepted_or_refused_by_metric(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    body = {
+        "patient_id": "p1",
+        "consents": ["heart_rate"],
+        "links": [{"source": "acme", "account": "w1"}],
+    }
+    created = client.post("/v1/patients", json=body)
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == "/v1/patients/p1"
+    doc = created.json()
+    assert doc["status"] == "enrolled" and doc["revision"] == 1
+    assert doc["change"]["action"] == "enroll" and doc["change"]["by"] == "ops"
+    assert list(doc["consents"]) == ["heart_rate"] and doc["links"][0]["account"] == "w1"
+
+    assert client.post("/v1/measurements", json=reading(patient_id="p1")).status_code == 202
+    refused = client.post(
+        "/v1/measurements", json=reading(patient_id="p1", metric="spo2", value=97, unit="%")
+    )
+    assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM
+    assert _refusal(refused) == "patient p1 has not consented to spo2"
+    unknown = client.post("/v1/measurements", json=reading(patient_id="nobody"))
+    assert _refusal(unknown) == "patient nobody is not enrolled"
+    assert len(gateway.records) == 1
+
+    batch = [reading(patient_id="p1"), reading(patient_id="nobody")]
+    mixed = client.post("/v1/measurements", json=batch)
+    assert mixed.status_code == 202
+    items = mixed.json()["items"]
+    assert [i["status"] for i in items] == ["accepted", "rejected"]
+    assert items[1]["errors"][0]["detail"] == "patient nobody is not enrolled"
+
+
+def test_enrolling_twice_is_409(client: TestClient) -> None:
+    assert client.post("/v1/patients", json={"patient_id": "p1"}).status_code == 201
+    again = client.post("/v1/patients", json={"patient_id": "p1"})
+    assert again.status_code == 409 and again.json()["detail"] == "patient p1 is already enrolled"
+
+
+def test_revoke_refuses_from_then_on_and_grant_restores(
+    client: TestClient, loopback: Loopback
+) -> None:
+    client.post("/v1/patients", json={"patient_id": "p1", "consents": ["heart_rate"]})
+    revoked = client.delete("/v1/patients/p1/consents/heart_rate")
+    assert revoked.status_code == 200 and revoked.json()["consents"]["heart_rate"]["revoked_at"]
+    refused = client.post("/v1/measurements", json=reading(patient_id="p1"))
+    assert _refusal(refused).startswith("patient p1 revoked consent to heart_rate at ")
+    sent = len(loopback.sent)
+    assert client.delete("/v1/patients/p1/consents/heart_rate").status_code == 200
+    assert len(loopback.sent) == sent, "a change that changes nothing is not produced"
+    assert client.put("/v1/patients/p1/consents/heart_rate").status_code == 200
+    assert client.post("/v1/measurements", json=reading(patient_id="p1")).status_code == 202
+    missing = client.delete("/v1/patients/p1/consents/spo2")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "patient p1 has not consented to spo2"
+    assert client.put("/v1/patients/p1/consents/nonsense").status_code == 422
+
+
+def test_links_conflict_unlink_and_withdraw(client: TestClient) -> None:
+    client.post("/v1/patients", json={"patient_id": "p1"})
+    client.post("/v1/patients", json={"patient_id": "p2"})
+    link = {"source": "acme", "account": "watch-7"}
+    assert client.post("/v1/patients/p1/links", json=link).status_code == 200
+    taken = client.post("/v1/patients/p2/links", json=link)
+    assert taken.status_code == 409
+    assert taken.json()["detail"] == "acme account 'watch-7' is already linked to another patient"
+    assert client.delete("/v1/patients/p2/links/acme/watch-7").status_code == 404
+    assert client.delete("/v1/patients/p1/links/acme/watch-7").json()["links"] == []
+    assert client.post("/v1/patients/p2/links", json=link).status_code == 200
+    withdrawn = client.post("/v1/patients/p2/withdraw")
+    assert withdrawn.json()["status"] == "withdrawn" and withdrawn.json()["links"] == []
+    assert client.post("/v1/patients/p1/links", json=link).status_code == 200
+    assert client.post("/v1/patients/nobody/withdraw").status_code == 404
+
+
+def test_get_and_list(client: TestClient) -> None:
+    for pid in ("p2", "p1", "p3"):
+        client.post("/v1/patients", json={"patient_id": pid})
+    client.post("/v1/patients/p3/withdraw")
+    assert client.get("/v1/patients/p1").json()["patient_id"] == "p1"
+    missing = client.get("/v1/patients/p9")
+    assert missing.status_code == 404 and missing.json()["detail"] == "patient p9 is not enrolled"
+    page = client.get("/v1/patients", params={"limit": 2}).json()
+    assert page["total"] == 3 and [e["patient_id"] for e in page["items"]] == ["p1", "p2"]
+    enrolled = client.get("/v1/patients", params={"status": "enrolled"}).json()
+    assert enrolled["total"] == 2
+
+
+def test_while_the_registry_loads_readings_and_reads_are_503(
+    client: TestClient, book: EnrollmentBook, gateway: RecordingGateway
+) -> None:
+    book.ready = False
+    for response in (
+        client.post("/v1/measurements", json=reading(patient_id="p1")),
+        client.get("/v1/patients/p1"),
+        client.get("/v1/patients"),
+        client.post("/v1/patients", json={"patient_id": "p1"}),
+        client.get("/readyz"),
+    ):
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "7"
+        assert response.json()["detail"].startswith("the enrollment registry is still loading")
+    assert gateway.calls == 0
+
+
+def test_kafka_down_write_is_503(client: TestClient, loopback: Loopback) -> None:
+    loopback.failure = KafkaUnavailable("not connected to Kafka")
+    response = client.post("/v1/patients", json={"patient_id": "p1"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "7"
+    assert client.get("/v1/patients/p1").status_code == 404
+
+
+def test_openapi_documents_the_patients_api(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"post", "get"} <= set(spec["paths"]["/v1/patients"])
+    assert "delete" in spec["paths"]["/v1/patients/{patient_id}/consents/{metric}"]
+    assert "409" in spec["paths"]["/v1/patients/{patient_id}/links"]["post"]["responses"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_settings_admin_tokens_are_digests_and_consent_is_enforced_by_default() -> None:
+    settings = IngestSettings(admin_tokens={"ops": hash_key(ADMIN).upper()})
+    assert settings.admin_tokens == {"ops": hash_key(ADMIN)}
+    assert settings.consent == "enforce"
+    assert IngestSettings().admin_tokens == {}, "no default admin token"
+    with pytest.raises(ValueError, match="SHA-256 hex digest"):
+        IngestSettings(admin_tokens={"ops": ADMIN})
+    with pytest.raises(ValueError):
+        IngestSettings(consent="maybe")  # type: ignore[arg-type]
+
+
+def test_consent_off_allows_anyone_and_says_so_loudly(
+    caplog: pytest.LogCaptureFixture, gateway: RecordingGateway
+) -> None:
+    with caplog.at_level("WARNING", logger="ingest.app"):
+        app = create_app(IngestSettings(api_keys={SOURCE: hash_key(API_KEY)}, consent="off"))
+    assert "CONSENT IS OFF" in caplog.text
+    app.dependency_overrides[get_gateway] = lambda: gateway
+    response = TestClient(app).post(
+        "/v1/measurements", json=reading(patient_id="anyone"), headers={"X-API-Key": API_KEY}
+    )
+    assert response.status_code == 202
+    enforced = create_app(IngestSettings(api_keys={SOURCE: hash_key(API_KEY)}))
+    assert isinstance(enforced.state.registry, EnrollmentBook)
