@@ -1,8 +1,8 @@
 """Prometheus metrics of the alerts service, served at ``/metrics`` by Faust's web server.
 
-Like the processors (``processors/metrics.py``; the services share no code but ``pghd``),
-the worker serves its metrics as one more page of the Faust web server it already runs
-(``PGHD_ALERTS_WEB_HOST:_WEB_PORT``, 6067), from its own registry.
+Like the processors (``processors/metrics.py``; both use ``pghd.service_metrics`` for the
+lag probe and the page), the worker serves its metrics as one more page of the Faust web
+server it already runs (``PGHD_ALERTS_WEB_HOST:_WEB_PORT``, 6067), from its own registry.
 
 - ``anomalies_consumed_total``: messages read from ``pghd.anomalies.v1`` (dead letters and
   anomalies too old to alert on included);
@@ -20,22 +20,20 @@ the worker serves its metrics as one more page of the Faust web server it alread
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    generate_latest,
 )
 
 from pghd import topics as topic_names
 from pghd.alerting import Alert, AlertState, NotificationOutcome
 from pghd.contracts import DeadLetter
+from pghd.service_metrics import LagProbe, serve_metrics
 
 __all__ = [
     "AlertsMetrics",
@@ -152,45 +150,6 @@ class AlertsMetrics:
         self.grafana_annotations.labels(outcome=outcome).inc()
 
 
-class LagProbe:
-    """The consumer group's lag on its input topics, read from the brokers (kafka-python);
-    :meth:`refresh` blocks. Never-committed partitions count from their log start."""
-
-    def __init__(self, *, bootstrap: str, group: str, topics: Sequence[str], gauge: Gauge) -> None:
-        self.bootstrap = bootstrap.split(",")
-        self.group = group
-        self.topics = list(topics)
-        self.gauge = gauge
-        self._admin: Any = None
-        self._consumer: Any = None
-
-    def refresh(self) -> dict[tuple[str, int], int]:
-        """Read end and committed offsets, set the gauge; return lag per (topic, partition)."""
-        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-        if self._admin is None:
-            client_id = f"{self.group}-lag"
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=client_id)
-            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=client_id)
-        parts = [
-            TopicPartition(topic, number)
-            for topic in self.topics
-            for number in sorted(self._consumer.partitions_for_topic(topic) or ())
-        ]
-        committed = self._admin.list_group_offsets(self.group).get(self.group, {})
-        ends = self._consumer.end_offsets(parts)
-        starts = self._consumer.beginning_offsets(parts)
-        lags: dict[tuple[str, int], int] = {}
-        for tp in parts:
-            mark = committed.get(tp)
-            base = mark.offset if mark is not None and mark.offset >= 0 else starts[tp]
-            lags[(tp.topic, tp.partition)] = max(0, int(ends[tp]) - int(base))
-            self.gauge.labels(group=self.group, topic=tp.topic, partition=str(tp.partition)).set(
-                lags[(tp.topic, tp.partition)]
-            )
-        return lags
-
-
 def install_metrics(
     app: Any, *, bootstrap: str, group: str, topics: Sequence[str], lag_interval_s: float
 ) -> AlertsMetrics:
@@ -199,17 +158,5 @@ def install_metrics(
     metrics = AlertsMetrics()
     probe = LagProbe(bootstrap=bootstrap, group=group, topics=topics, gauge=metrics.consumer_lag)
 
-    @app.page("/metrics")  # type: ignore[untyped-decorator]
-    async def metrics_page(self: Any, request: Any) -> Any:
-        return self.bytes(
-            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def refresh_lag() -> None:
-        try:
-            await asyncio.to_thread(probe.refresh)
-        except Exception as exc:  # a broker hiccup must not stop the worker's timer
-            logger.warning("consumer lag of %s not read: %r", group, exc)
-
-    app.timer(interval=lag_interval_s)(refresh_lag)
+    serve_metrics(app, metrics.registry, lag=probe, lag_interval_s=lag_interval_s)
     return metrics

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from fastapi import Request
 
 from ingest.problems import ProblemError
 
-__all__ = ["SUPPORTED_ENCODINGS", "read_body"]
+__all__ = ["SUPPORTED_ENCODINGS", "parse_json", "read_body", "read_json"]
 
 SUPPORTED_ENCODINGS = ("gzip", "identity")
 """Content codings a request body may have (``x-gzip`` is taken as ``gzip``, RFC 9110)."""
@@ -37,6 +39,21 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     if gzipped:
         return await _inflate(_limited(request.stream(), limit=limit), limit=limit)
     return b"".join([chunk async for chunk in _limited(request.stream(), limit=limit)])
+
+
+async def read_json(request: Request, *, limit: int) -> Any:
+    """The body (as :func:`read_body` reads it) parsed as JSON; 400 problem when it is not."""
+    return parse_json(await read_body(request, limit=limit))
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` parsed as JSON; a 400 ``malformed-json`` problem saying where it is not."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(
+            status=400, slug="malformed-json", detail=f"body is not JSON: {exc}"
+        ) from None
 
 
 def _is_gzip(header: str | None) -> bool:

@@ -28,20 +28,19 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
 from pghd import wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
+from pghd.service_metrics import LagProbe, serve_metrics
 
 __all__ = [
     "DEAD_LETTER_KINDS",
@@ -193,57 +192,6 @@ class ProcessorMetrics:
             ).inc()
 
 
-class LagProbe:
-    """The consumer group's lag on its input topics, read from the brokers (kafka-python).
-
-    :meth:`refresh` is blocking (run it in a thread). A partition the group never committed
-    counts from its log start, which is where ``auto_offset_reset=earliest`` begins.
-    """
-
-    def __init__(self, *, bootstrap: str, group: str, topics: Sequence[str], gauge: Gauge) -> None:
-        self.bootstrap = bootstrap.split(",")
-        self.group = group
-        self.topics = list(topics)
-        self.gauge = gauge
-        self._admin: Any = None
-        self._consumer: Any = None
-
-    def refresh(self) -> dict[tuple[str, int], int]:
-        """Read end and committed offsets, set the gauge; return lag per (topic, partition)."""
-        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-        if self._admin is None:
-            self._admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag"
-            )
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, client_id=f"{self.group}-lag"
-            )
-        parts = [
-            TopicPartition(topic, number)
-            for topic in self.topics
-            for number in sorted(self._consumer.partitions_for_topic(topic) or ())
-        ]
-        committed = self._admin.list_group_offsets(self.group).get(self.group, {})
-        ends = self._consumer.end_offsets(parts)
-        starts = self._consumer.beginning_offsets(parts)
-        lags: dict[tuple[str, int], int] = {}
-        for tp in parts:
-            mark = committed.get(tp)
-            base = mark.offset if mark is not None and mark.offset >= 0 else starts[tp]
-            lags[(tp.topic, tp.partition)] = max(0, int(ends[tp]) - int(base))
-        for (topic, partition), lag in lags.items():
-            self.gauge.labels(group=self.group, topic=topic, partition=str(partition)).set(lag)
-        return lags
-
-    def close(self) -> None:
-        """Close the Kafka clients, if opened."""
-        for client in (self._admin, self._consumer):
-            if client is not None:
-                client.close()
-        self._admin = self._consumer = None
-
-
 def install_metrics(
     app: Any, *, bootstrap: str, group: str, topics: Sequence[str], lag_interval_s: float
 ) -> ProcessorMetrics:
@@ -253,23 +201,3 @@ def install_metrics(
     probe = LagProbe(bootstrap=bootstrap, group=group, topics=topics, gauge=metrics.consumer_lag)
     serve_metrics(app, metrics.registry, lag=probe, lag_interval_s=lag_interval_s)
     return metrics
-
-
-def serve_metrics(
-    app: Any, registry: CollectorRegistry, *, lag: LagProbe, lag_interval_s: float
-) -> Callable[[], Awaitable[None]]:
-    """Add ``GET /metrics`` to the Faust ``app``'s web server and a timer refreshing ``lag``;
-    return the timer's coroutine function (to refresh at once, outside the timer)."""
-
-    @app.page("/metrics")  # type: ignore[untyped-decorator]
-    async def metrics_page(self: Any, request: Any) -> Any:
-        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def refresh_lag() -> None:
-        try:
-            await asyncio.to_thread(lag.refresh)
-        except Exception as exc:  # a broker hiccup must not stop the worker's timer
-            logger.warning("consumer lag of %s not read: %r", lag.group, exc)
-
-    app.timer(interval=lag_interval_s)(refresh_lag)
-    return refresh_lag

@@ -20,7 +20,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 
 from ingest.adapters.fhir import FhirDocumentError, read_document
@@ -36,7 +35,7 @@ from ingest.api.fhir_outcome import (
     operation_outcome,
     outcome_response,
 )
-from ingest.body import read_body
+from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import ItemOutcome, produce, triage
 from ingest.problems import ProblemError
@@ -104,11 +103,7 @@ async def post_fhir(
             slug="unsupported-media-type",
             detail=f"Content-Type {media!r} is not taken; send {' or '.join(_MEDIA_TYPES)}",
         )
-    body = await read_body(request, limit=settings.max_body_bytes)
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ProblemError(status=400, slug="malformed-json", detail=f"not JSON: {exc}") from None
+    document = await read_json(request, limit=settings.max_body_bytes)
     try:
         parsed = read_document(document, source=source, max_entries=settings.max_batch)
     except FhirDocumentError as exc:

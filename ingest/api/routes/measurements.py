@@ -12,11 +12,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, TypeAdapter
 
-from ingest.body import read_body
+from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import Candidate, error, produce, triage
 from ingest.problems import ItemError, JsonResponse, ProblemError, problem_responses
@@ -120,13 +119,7 @@ async def post_measurements(
     registry: RegistryDep,
 ) -> JsonResponse:
     """Validate, canonicalise and produce readings; 202 once Kafka acknowledged them."""
-    body = await read_body(request, limit=settings.max_body_bytes)
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ProblemError(
-            status=400, slug="malformed-json", detail=f"body is not JSON: {exc}"
-        ) from None
+    document = await read_json(request, limit=settings.max_body_bytes)
     items, batch = _items_of(document, max_batch=settings.max_batch)
 
     received_at = datetime.now(UTC)

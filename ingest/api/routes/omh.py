@@ -13,13 +13,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 
 from ingest.adapters.locations import relocate
 from ingest.adapters.omh import SCHEMAS, data_point_candidate, data_points
 from ingest.api.routes.measurements import IngestResult
-from ingest.body import read_body
+from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import produce, triage
 from ingest.problems import JsonResponse, ProblemError, problem_responses
@@ -124,13 +123,7 @@ async def post_omh(
     patient_id: PatientParam = None,
 ) -> JsonResponse:
     """Validate, canonicalise and produce data points; 202 once Kafka acknowledged them."""
-    body = await read_body(request, limit=settings.max_body_bytes)
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ProblemError(
-            status=400, slug="malformed-json", detail=f"body is not JSON: {exc}"
-        ) from None
+    document = await read_json(request, limit=settings.max_body_bytes)
     try:
         points, batch = data_points(document)
     except ValueError as exc:

@@ -22,11 +22,10 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ingest.adapters.vendor_samples import PayloadError
-from ingest.body import read_body
+from ingest.body import parse_json, read_body
 from ingest.deps import (
     DlqGatewayDep,
     GatewayDep,
@@ -179,12 +178,7 @@ async def _take(
     registry: Registry,
     request_id: str,
 ) -> dict[str, Any]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ProblemError(
-            status=400, slug="malformed-json", detail=f"body is not JSON: {exc}"
-        ) from None
+    document = parse_json(body)
     try:
         extraction = push.extract(config.kind, document, max_batch=settings.max_batch)
     except PayloadError as exc:
