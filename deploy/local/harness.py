@@ -251,7 +251,12 @@ def heart_rate_series(
     start: datetime | None = None,
     step: timedelta = timedelta(minutes=5),
 ) -> list[dict[str, object]]:
-    start = start or datetime.now(UTC) - timedelta(hours=6)
+    if start is None:
+        # Within one six-hour UTC bin (awake heart-rate baselines are kept per bin, see
+        # processors.baseline): from the start of the previous bin, whatever the clock says.
+        now = datetime.now(UTC)
+        start = now.replace(hour=now.hour // 6 * 6, minute=10, second=0, microsecond=0)
+        start -= timedelta(hours=6)
     return [reading(patient_id, v, start + i * step, context="rest") for i, v in enumerate(values)]
 
 
