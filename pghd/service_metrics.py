@@ -74,20 +74,27 @@ class LagProbe:
 
 
 def serve_metrics(
-    app: Any, registry: CollectorRegistry, *, lag: LagProbe, lag_interval_s: float
+    app: Any,
+    registry: CollectorRegistry,
+    *,
+    lag: LagProbe,
+    lag_interval_s: float,
+    more_lag: Sequence[LagProbe] = (),
 ) -> Callable[[], Awaitable[None]]:
     """Add ``GET /metrics`` to the Faust ``app``'s web server and a timer refreshing ``lag``;
-    return the timer's coroutine function (to refresh at once, outside the timer)."""
+    return the timer's coroutine function (to refresh at once, outside the timer).
+    ``more_lag``: probes of further consumer groups the worker runs, refreshed alike."""
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics_page(self: Any, request: Any) -> Any:
         return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def refresh_lag() -> None:
-        try:
-            await asyncio.to_thread(lag.refresh)
-        except Exception as exc:  # a broker hiccup must not stop the worker's timer
-            logger.warning("consumer lag of %s not read: %r", lag.group, exc)
+        for probe in (lag, *more_lag):
+            try:
+                await asyncio.to_thread(probe.refresh)
+            except Exception as exc:  # a broker hiccup must not stop the worker's timer
+                logger.warning("consumer lag of %s not read: %r", probe.group, exc)
 
     app.timer(interval=lag_interval_s)(refresh_lag)
     return refresh_lag

@@ -16,6 +16,7 @@ __all__ = [
     "DLQ",
     "ENROLLMENTS",
     "MEASUREMENTS",
+    "POINTS",
     "TopicSpec",
     "load_spec",
 ]
@@ -25,6 +26,7 @@ ANOMALIES = "pghd.anomalies.v1"
 ALERTS = "pghd.alerts.v1"
 ALERT_COMMANDS = "pghd.alert-commands.v1"  # care-team actions, keyed by patient id
 DLQ = "pghd.dlq.v1"
+POINTS = "pghd.points.v1"  # judged InfluxDB points, one record per patient per batch
 CARE_PLANS = "pghd.care-plans.v1"  # compacted: the CarePlan per patient id (None: cleared)
 ENROLLMENTS = "pghd.enrollments.v1"  # compacted: the whole Enrollment per patient id
 DIGESTS = "pghd.digests.v1"  # daily digests sent, compacted, keyed "team|day"

@@ -6,20 +6,26 @@ The agent takes readings in batches (``stream.take_events``) and for each batch:
 
 1. sends undecodable messages, and readings whose key is not their patient id, to
    ``pghd.dlq.v1`` as :class:`~pghd.contracts.DeadLetter` and awaits delivery;
-2. drops readings whose ``event_id`` is in the ``seen`` table;
+2. drops readings already judged: the ``seen`` table holds each reading's key (patient,
+   source vendor and device, ``event_id``: :mod:`processors.dedup`) for
+   ``dedup_window_s`` (3 days), after which a sweep deletes it;
 3. loads the baselines the readings need, the patients' care plans (``care_plans`` table,
    fed by its own agent, :mod:`processors.care_plans`) and latest NEWS2 vitals (``news2``
    table, :mod:`processors.news2_table`), and calls :func:`~processors.judge.judge_batch`
    (readings repeated within the batch are judged once);
-4. writes vitals, baselines and anomalies to InfluxDB and waits until they are accepted;
-5. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery,
+4. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery,
    each one only once (below);
+5. publishes the batch's InfluxDB points (vitals, baselines, NEWS2 scores, anomalies) to
+   ``pghd.points.v1``, one record per patient, and awaits Kafka's acknowledgement; the
+   store stage (:mod:`processors.store`, its own consumer group) writes them to InfluxDB.
+   Judging never waits on InfluxDB: with InfluxDB down or hung, anomalies still go out
+   within a batch, and the points wait durably on the topic until it returns;
 6. only then updates the ``baselines``, ``news2`` and ``seen`` tables.
 
 Faust acks the events of a batch, and so lets their offsets commit, only when the loop body
-for that batch returns; every I/O step retries until it succeeds, so nothing is acked
+for that batch returns; every Kafka send retries until it succeeds, so nothing is acked
 before its output is durable. A crash before step 6 (or before the offsets commit, every
-``commit_interval_s``) replays the batch against the old baselines and rewrites the same
+``commit_interval_s``) replays the batch against the old baselines and republishes the same
 points (InfluxDB overwrites a point with the same series and time).
 
 Anomalies are not re-emitted after a crash. Kafka cannot make "sent to the anomalies topic"
@@ -67,7 +73,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -76,19 +82,20 @@ import faust
 import faust.streams
 from faust.types import EventT
 from kafka import KafkaConsumer, TopicPartition
-from mode.types.signals import BaseSignalT
 
 from pghd import topics, wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
 from processors.baseline import BaselineState
 from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
+from processors.dedup import ANOMALY_PREFIX, entry, expired_entries, is_current, reading_key
 from processors.faust_fixes import apply as apply_faust_fixes
-from processors.influx_sink import InfluxSink
 from processors.judge import judge_batch, state_keys
 from processors.metrics import install_metrics
 from processors.news2_table import News2Table
 from processors.settings import ProcessorSettings
+from processors.store.records import encode_records
+from processors.store.service import store_service
 
 __all__ = [
     "STAGE",
@@ -110,14 +117,7 @@ VERIFY_TIMEOUT_S = 120.0
 apply_faust_fixes()  # faust-streaming #596: seek after recovery; processors/faust_fixes.py
 settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
 params = settings.judge_params()
-sink = InfluxSink(
-    url=settings.influx_url,
-    token=settings.influx_token.get_secret_value(),
-    org=settings.influx_org,
-    bucket=settings.influx_bucket,
-    timeout_s=settings.influx_timeout_s,
-    max_backoff_s=settings.influx_max_backoff_s,
-)
+DEDUP_WINDOW_MS = int(settings.dedup_window_s * 1000)
 
 app = faust.App(
     settings.app_id,
@@ -144,6 +144,7 @@ measurements = app.topic(
     topics.MEASUREMENTS, key_type=bytes, key_serializer="raw", value_serializer=CODEC_NAME
 )
 anomalies_topic = app.topic(topics.ANOMALIES, key_type=bytes, value_type=bytes)
+points_topic = app.topic(topics.POINTS, key_type=bytes, value_type=bytes)
 dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
 
 baselines = app.Table(
@@ -156,8 +157,9 @@ seen = app.Table(
     "seen",
     partitions=settings.topic_partitions,
     key_type=str,
-    help="event_id -> true, for readings already processed; anomaly|<anomaly_id> ->"
-    ' {"intent_ms": ms[, "sent": true]}, for anomalies being or already sent',
+    help='<patient_id>|<digest of source, device, event_id> -> {"t": ms, "p": partition},'
+    ' for readings already judged; anomaly|<anomaly_id> -> {"intent_ms": ms, "p": partition'
+    '[, "sent": true]}, for anomalies being or already sent; both expire (processors.dedup)',
 )
 # Care plans (pghd.care-plans.v1 -> table, own agent) and latest NEWS2 vitals per patient.
 care_plans = CarePlanBook(
@@ -174,7 +176,11 @@ metrics = install_metrics(
     group=settings.app_id,
     topics=[topics.MEASUREMENTS],
     lag_interval_s=settings.metrics_lag_interval_s,
+    more_groups=[(settings.store_group_id, [topics.POINTS])] if settings.store_in_worker else [],
 )
+# The store stage (pghd.points.v1 -> InfluxDB), in its own consumer group, in this process.
+if settings.store_in_worker:
+    app.service(store_service(settings, counters=metrics))
 
 
 @contextmanager
@@ -246,8 +252,9 @@ def _triage(
             letters.append(_dead_letter(event, reason, now=now))
         else:
             with _on_behalf_of(event):
-                if seen.get(value.event_id) is None:
-                    readings.append((event, value))
+                mark = seen.get(reading_key(value))
+            if not is_current(mark, now_ms=_ms(now), window_ms=DEDUP_WINDOW_MS):
+                readings.append((event, value))
     return readings, letters
 
 
@@ -268,9 +275,13 @@ def _load_states(readings: Sequence[tuple[EventT[Any], Measurement]]) -> dict[st
     return states
 
 
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 def emitted_key(anomaly_id: str) -> str:
     """Key of an anomaly's send intent in the ``seen`` table."""
-    return f"anomaly|{anomaly_id}"
+    return f"{ANOMALY_PREFIX}{anomaly_id}"
 
 
 def _scan_anomaly_ids(wanted: set[str], *, since_ms: int) -> set[str]:
@@ -339,10 +350,11 @@ async def _send_anomalies_once(
     to_send: list[Anomaly] = []
     unconfirmed: dict[str, int] = {}
     held = 0
+    now_ms = _ms(datetime.now(UTC))
     for anomaly in anomalies:
         with _on_behalf_of(patient_event[anomaly.patient_id]):
             mark = seen.get(emitted_key(anomaly.anomaly_id))
-        if mark is None:
+        if mark is None or not is_current(mark, now_ms=now_ms, window_ms=DEDUP_WINDOW_MS):
             to_send.append(anomaly)
         elif mark.get("sent"):
             held += 1
@@ -362,18 +374,24 @@ async def _send_anomalies_once(
     if held:
         logger.info("replay: %d anomalies were sent before a restart; not sent again", held)
 
-    intent_ms = int(datetime.now(UTC).timestamp() * 1000)
+    intent_ms = _ms(datetime.now(UTC))
     for anomaly in to_send:
-        with _on_behalf_of(patient_event[anomaly.patient_id]):
-            seen[emitted_key(anomaly.anomaly_id)] = {"intent_ms": intent_ms}
+        event = patient_event[anomaly.patient_id]
+        with _on_behalf_of(event):
+            seen[emitted_key(anomaly.anomaly_id)] = _intent(intent_ms, event)
     if to_send:
         await app.producer.flush()  # the intents are in the changelog before any send
     await _deliver(anomalies_topic, [(a.patient_id.encode(), wire.encode(a)) for a in to_send])
     metrics.anomalies_sent(to_send)
     for anomaly in to_send:
-        with _on_behalf_of(patient_event[anomaly.patient_id]):
-            seen[emitted_key(anomaly.anomaly_id)] = {"intent_ms": intent_ms, "sent": True}
+        event = patient_event[anomaly.patient_id]
+        with _on_behalf_of(event):
+            seen[emitted_key(anomaly.anomaly_id)] = {**_intent(intent_ms, event), "sent": True}
     return held
+
+
+def _intent(intent_ms: int, event: EventT[Any]) -> dict[str, Any]:
+    return {"intent_ms": intent_ms, "p": event.message.partition}
 
 
 async def process_batch(events: Sequence[EventT[Any]]) -> None:
@@ -394,13 +412,14 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
         failed = {eid for eid, _ in result.failed}
         readings = [(e, r) for e, r in readings if r.event_id not in failed]
     await _deliver(dlq_topic, letters)
-    await metrics.write_points(sink, result.points())
     patient_event = {reading.patient_id: event for event, reading in readings}
     held = await _send_anomalies_once(result.anomalies, patient_event)
+    await _deliver(points_topic, encode_records(result.points()))
 
+    judged_at = _ms(now)
     for event, reading in readings:
         with _on_behalf_of(event):
-            seen[reading.event_id] = True
+            seen[reading_key(reading)] = entry(now_ms=judged_at, partition=event.message.partition)
     for key, state in result.states.items():
         with _on_behalf_of(patient_event[key.split("|", 1)[0]]):
             baselines[key] = state.to_dict()
@@ -435,8 +454,20 @@ async def judge_measurements(stream: faust.StreamT[Any]) -> None:
         await process_batch(events)
 
 
-@app.on_before_shutdown.connect
-def _close_sink(
-    sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
-) -> Awaitable[None]:
-    return sink.close()
+@app.timer(interval=settings.dedup_sweep_s)  # type: ignore[untyped-decorator]
+async def sweep_seen() -> None:
+    """Delete ``seen`` entries older than the dedup window (local store and changelog)."""
+    owned = {
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.MEASUREMENTS
+    }
+    now_ms = _ms(datetime.now(UTC))
+    stale = expired_entries(
+        list(seen.data.items()), now_ms=now_ms, window_ms=DEDUP_WINDOW_MS, owned=owned
+    )
+    for key, partition in stale:
+        seen.data.pop(key, None)
+        seen.send_changelog(partition, key, None, value_serializer="raw")
+    if stale:
+        logger.info(
+            "dedup sweep: %d entries older than %.0fs deleted", len(stale), settings.dedup_window_s
+        )

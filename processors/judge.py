@@ -36,6 +36,7 @@ from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, ChannelSpec
 from pghd.contracts import Anomaly, BaselineSnapshot, Context, Measurement, channel_key
 from processors.baseline import BaselineState, bucket_of
+from processors.dedup import reading_identity
 from processors.detectors import (
     Finding,
     cusum,
@@ -103,6 +104,11 @@ class BatchResult:
         return [*self.vitals, *self.baselines, *self.scores, *anomalies]
 
 
+def source_of(reading: Measurement) -> str:
+    """The source part of a reading's identity (vendor and device), for anomaly ids."""
+    return f"{reading.source.vendor}|{reading.source.device_id or ''}"
+
+
 def state_key(patient_id: str, channel: str, bucket: str) -> str:
     """Table key of one state: ``patient_id|channel|bucket`` (ids cannot contain ``|``)."""
     return f"{patient_id}|{channel}|{bucket}"
@@ -148,7 +154,10 @@ def _combine(
     primary = ordered[0]
     return Anomaly(
         anomaly_id=anomaly_id(
-            patient_id=reading.patient_id, channel=channel, event_id=reading.event_id
+            patient_id=reading.patient_id,
+            channel=channel,
+            event_id=reading.event_id,
+            source=source_of(reading),
         ),
         patient_id=reading.patient_id,
         metric=reading.metric,
@@ -250,7 +259,9 @@ def judge_batch(
     plans: Mapping[str, CarePlan] | None = None,
     news2_states: Mapping[str, News2State] | None = None,
 ) -> BatchResult:
-    """Judge ``readings`` in order; a repeated ``event_id`` is judged once.
+    """Judge ``readings`` in order; a repeated reading (same source, device and ``event_id``,
+    :func:`~processors.dedup.reading_identity`) is judged once and listed in
+    ``duplicates`` by its identity.
 
     ``plans`` and ``news2_states`` hold the care plans and latest NEWS2 vitals of the
     patients, by patient id (a patient without one has none). Each reading sees the
@@ -265,10 +276,11 @@ def judge_batch(
     batch = BatchResult(states={}, vitals=[], baselines=[], anomalies=[])
     seen: set[str] = set()
     for reading in readings:
-        if reading.event_id in seen:
-            batch.duplicates.append(reading.event_id)
+        identity = reading_identity(reading)
+        if identity in seen:
+            batch.duplicates.append(identity)
             continue
-        seen.add(reading.event_id)
+        seen.add(identity)
         try:
             one = judge_reading(
                 working,

@@ -16,6 +16,11 @@ What is counted (names as Prometheus shows them):
 - ``influx_write_seconds`` (histogram): from a batch's write to InfluxDB accepting all of
   its points, retries included; ``influx_write_failures_total``: failed attempts (each is
   retried until InfluxDB accepts);
+- ``store_points_written_total``, ``store_points_refused_total`` (sent to the DLQ because
+  InfluxDB refused them for good), ``store_write_failures_total{outcome}`` (failed write
+  attempts of the store stage, ``transient`` / ``configuration``; each is retried) — the
+  store stage (:mod:`processors.store`) writes the points, so ``influx_write_seconds`` and
+  ``influx_write_failures_total`` count its batches and failed attempts too;
 - ``kafka_consumer_lag{group,topic,partition}``: end offset minus the group's committed
   offset, read from the brokers every ``metrics_lag_interval_s`` by :class:`LagProbe`.
   Every worker of the group reports every partition of the input topic, so take ``max``
@@ -24,12 +29,10 @@ What is counted (names as Prometheus shows them):
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -41,6 +44,7 @@ from prometheus_client import (
 from pghd import wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
 from pghd.service_metrics import LagProbe, serve_metrics
+from processors.dedup import reading_identity
 
 __all__ = [
     "DEAD_LETTER_KINDS",
@@ -64,6 +68,7 @@ DEAD_LETTER_KINDS = (
     "key_mismatch",
     "unexpected_type",
     "judging_failed",
+    "store_refused",
     "other",
 )
 
@@ -86,12 +91,6 @@ def dead_letter_kind(reason: str) -> str:
     if reason.startswith("judging failed"):
         return "judging_failed"
     return "other"
-
-
-class _Writer(Protocol):
-    async def write(
-        self, points: Sequence[Any], *, sleep: Callable[[float], object] | None = None
-    ) -> int: ...
 
 
 class ProcessorMetrics:
@@ -134,26 +133,28 @@ class ProcessorMetrics:
             "InfluxDB write attempts that failed (each one is retried)",
             registry=self.registry,
         )
+        self.store_points_written = Counter(
+            "store_points_written",
+            "Points the store stage wrote to InfluxDB",
+            registry=self.registry,
+        )
+        self.store_points_refused = Counter(
+            "store_points_refused",
+            "Points InfluxDB refused for good (retention, type conflict, malformed): to the DLQ",
+            registry=self.registry,
+        )
+        self.store_write_failures = Counter(
+            "store_write_failures",
+            "Failed InfluxDB write attempts of the store stage (each is retried), by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.consumer_lag = Gauge(
             "kafka_consumer_lag",
             "Messages not yet committed by the consumer group (end offset - committed offset)",
             ["group", "topic", "partition"],
             registry=self.registry,
         )
-
-    async def write_points(self, sink: _Writer, points: Sequence[Any]) -> None:
-        """``sink.write(points)``, timed; each failed attempt counted as it happens (the sink
-        calls its ``sleep`` once after every failed attempt, before retrying)."""
-        if not points:
-            return
-
-        async def count_then_sleep(delay: float) -> None:
-            self.influx_write_failures.inc()
-            await asyncio.sleep(delay)
-
-        started = time.perf_counter()
-        await sink.write(points, sleep=count_then_sleep)
-        self.influx_write_seconds.observe(time.perf_counter() - started)
 
     def observe_batch(
         self,
@@ -163,12 +164,12 @@ class ProcessorMetrics:
         repeats: Sequence[str],
         letters: Sequence[tuple[bytes, bytes]],
     ) -> None:
-        """Count one batch of ``events``: the ``readings`` judged (``repeats``: event ids
-        repeated within the batch, once per extra copy) and the dead ``letters`` sent; the
-        rest were readings already seen."""
-        metric_of = {reading.event_id: reading.metric.value for reading in readings}
+        """Count one batch of ``events``: the ``readings`` judged (``repeats``: identities,
+        :func:`~processors.dedup.reading_identity`, repeated within the batch, once per extra
+        copy) and the dead ``letters`` sent; the rest were readings already seen."""
+        metric_of = {reading_identity(r): r.metric.value for r in readings}
         judged = collections.Counter(reading.metric.value for reading in readings)
-        judged.subtract(metric_of[event_id] for event_id in repeats if event_id in metric_of)
+        judged.subtract(metric_of[key] for key in repeats if key in metric_of)
         for metric, count in judged.items():
             if count > 0:
                 self.readings_judged.labels(metric=metric).inc(count)
@@ -184,6 +185,22 @@ class ProcessorMetrics:
                 reason = ""
             self.dead_letters.labels(reason=dead_letter_kind(reason)).inc()
 
+    def store_written(self, *, lines: int, seconds: float) -> None:
+        """The store stage wrote a batch of ``lines`` points in ``seconds`` (retries included)."""
+        if lines > 0:
+            self.store_points_written.inc(lines)
+            self.influx_write_seconds.observe(seconds)
+
+    def store_failed(self, *, outcome: str) -> None:
+        """A store write attempt failed with ``outcome`` (it is retried)."""
+        self.store_write_failures.labels(outcome=outcome).inc()
+        self.influx_write_failures.inc()
+
+    def store_refused(self, *, lines: int) -> None:
+        """InfluxDB refused ``lines`` points for good; they went to the DLQ."""
+        self.store_points_refused.inc(lines)
+        self.dead_letters.labels(reason="store_refused").inc(lines)
+
     def anomalies_sent(self, anomalies: Sequence[Anomaly]) -> None:
         """Count anomalies Kafka acknowledged on the anomalies topic."""
         for anomaly in anomalies:
@@ -193,11 +210,23 @@ class ProcessorMetrics:
 
 
 def install_metrics(
-    app: Any, *, bootstrap: str, group: str, topics: Sequence[str], lag_interval_s: float
+    app: Any,
+    *,
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    lag_interval_s: float,
+    more_groups: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> ProcessorMetrics:
     """New metrics for the Faust ``app``: ``GET /metrics`` on its web server, and a timer that
-    refreshes the consumer lag of ``group`` on ``topics`` every ``lag_interval_s``."""
+    refreshes the consumer lag of ``group`` on ``topics`` (and of each ``(group, topics)`` of
+    ``more_groups``) every ``lag_interval_s``."""
     metrics = ProcessorMetrics()
-    probe = LagProbe(bootstrap=bootstrap, group=group, topics=topics, gauge=metrics.consumer_lag)
-    serve_metrics(app, metrics.registry, lag=probe, lag_interval_s=lag_interval_s)
+    gauge = metrics.consumer_lag
+    probe = LagProbe(bootstrap=bootstrap, group=group, topics=topics, gauge=gauge)
+    more = [
+        LagProbe(bootstrap=bootstrap, group=name, topics=list(read), gauge=gauge)
+        for name, read in more_groups
+    ]
+    serve_metrics(app, metrics.registry, lag=probe, lag_interval_s=lag_interval_s, more_lag=more)
     return metrics

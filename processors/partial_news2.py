@@ -52,6 +52,7 @@ def _anomaly(
             patient_id=reading.patient_id,
             channel=news2_aggregate.CHANNEL,
             event_id=reading.event_id,
+            source=f"{reading.source.vendor}|{reading.source.device_id or ''}",
         ),
         patient_id=reading.patient_id,
         metric=reading.metric,

@@ -2,8 +2,10 @@
 
 Measurements (see ``docs/detection.md`` and the dashboards' queries):
 
-- ``vitals``: tags ``patient_id``, ``metric``, ``channel``, ``source``, ``unit``; fields
-  ``value``, ``event_id``;
+- ``vitals``: tags ``patient_id``, ``metric``, ``channel``, ``source`` (vendor), ``device``
+  (the source's device id, ``unknown`` when it sent none), ``unit``; fields ``value``,
+  ``event_id``. Two devices reporting at the same instant are two series, so two points;
+  dashboards group by patient and metric to draw one line;
 - ``baselines`` (built in :mod:`processors.judge`): tags ``patient_id``, ``channel``,
   ``context``; fields ``mean``, ``spread``, ``low``, ``high``, ``n``;
 - ``anomalies``: tags ``patient_id``, ``metric``, ``channel``, ``detector``, ``severity``;
@@ -27,12 +29,16 @@ from processors.detectors.news2_aggregate import Aggregate
 
 __all__ = [
     "NEWS2_FIELDS",
+    "UNKNOWN_DEVICE",
     "InfluxPoint",
     "anomaly_id",
     "anomaly_point",
     "news2_point",
     "vital_point",
 ]
+
+#: ``device`` tag of a reading whose source named no device.
+UNKNOWN_DEVICE = "unknown"
 
 #: NEWS2 parameter -> the field of its sub-score in the ``news2`` measurement.
 NEWS2_FIELDS: dict[str, str] = {
@@ -54,9 +60,12 @@ class InfluxPoint:
     time: datetime
 
 
-def anomaly_id(*, patient_id: str, channel: str, event_id: str) -> str:
-    """Deterministic id of the (at most one) anomaly of a reading's channel."""
+def anomaly_id(*, patient_id: str, channel: str, event_id: str, source: str = "") -> str:
+    """Deterministic id of the (at most one) anomaly of a reading's channel; ``source``
+    (vendor and device) keeps two devices' equal event ids apart."""
     raw = f"pghd.anomaly.v1|{patient_id}|{channel}|{event_id}".encode()
+    if source:
+        raw += f"|{source}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
@@ -67,6 +76,7 @@ def vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxPo
         "metric": reading.metric.value,
         "channel": channel,
         "source": reading.source.vendor,
+        "device": reading.source.device_id or UNKNOWN_DEVICE,
         "unit": reading.unit,
     }
     fields: dict[str, float | int | str] = {"value": float(value), "event_id": reading.event_id}

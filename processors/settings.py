@@ -91,8 +91,36 @@ class ProcessorSettings(BaseSettings):
     batch_size: int = Field(default=500, ge=1)
     batch_within_s: float = Field(default=0.5, gt=0)
     commit_interval_s: float = Field(default=2.0, gt=0)
-    influx_timeout_s: float = Field(default=10.0, gt=0)
-    influx_max_backoff_s: float = Field(default=30.0, gt=0)
+    influx_timeout_s: float = Field(
+        default=10.0, gt=0, description="one InfluxDB write request; a hung server fails it"
+    )
+    influx_max_backoff_s: float = Field(
+        default=30.0, gt=0, description="cap of the store stage's backoff between write attempts"
+    )
+    store_in_worker: bool = Field(
+        default=True,
+        description="run the store stage (pghd.points.v1 -> InfluxDB) inside this worker;"
+        " false when it runs on its own (python -m processors.store.main)",
+    )
+    store_group: str = Field(
+        default="",
+        description="consumer group of the store stage on pghd.points.v1; empty: the app id"
+        ' followed by "-store"',
+    )
+    store_max_records: int = Field(
+        default=500,
+        ge=1,
+        description="points records per store write (each holds a batch of one patient's points)",
+    )
+    dedup_window_s: float = Field(
+        default=3 * 86400.0,
+        gt=0,
+        description="a reading's (patient, source, device, event_id) is remembered this long"
+        " after it was judged; a repeat within it is dropped",
+    )
+    dedup_sweep_s: float = Field(
+        default=300.0, gt=0, description="how often expired dedup entries are deleted"
+    )
     session_timeout_s: float = Field(
         default=60.0,
         ge=6,
@@ -119,6 +147,11 @@ class ProcessorSettings(BaseSettings):
         default=15.0, gt=0, description="how often kafka_consumer_lag is read from the brokers"
     )
     log_level: str = "info"
+
+    @property
+    def store_group_id(self) -> str:
+        """The store stage's consumer group: ``store_group``, or ``<app_id>-store``."""
+        return self.store_group or f"{self.app_id}-store"
 
     def judge_params(self) -> JudgeParams:
         """The detector and baseline parameters these settings select."""

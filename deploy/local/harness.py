@@ -328,6 +328,8 @@ def running_pipeline(
         bootstrap = stack_env["PGHD_KAFKA_BOOTSTRAP"]
         if "processors" in services:
             start_group_at_end(bootstrap, env["PGHD_PROCESSORS_APP_ID"], [topics.MEASUREMENTS])
+            store_group = f"{env['PGHD_PROCESSORS_APP_ID']}-store"
+            start_group_at_end(bootstrap, store_group, [topics.POINTS])
         if "alerts" in services:
             start_group_at_end(
                 bootstrap, env["PGHD_ALERTS_APP_ID"], [topics.ANOMALIES, topics.ALERT_COMMANDS]

@@ -5,6 +5,12 @@ what to do. ``apply_topics`` runs the plans with kafka-python's ``KafkaAdminClie
 missing topics are created with their configs; existing topics get more partitions when
 the spec asks for more (never fewer: that would re-key every patient) and their spec'd
 configs set to the spec's values (other per-topic overrides are left alone and reported).
+
+Durability (:func:`durable_spec`): with a replication factor of 3 or more every topic also
+gets ``min.insync.replicas=2``, so a write that producers send with ``acks=all`` (ingest,
+both Faust workers, the store stage's DLQ producer) is acknowledged only once at least two
+replicas hold it, and one broker can be lost without losing an acknowledged write or
+stopping writes. With fewer replicas (1 locally) the broker default (1) stays.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = [
     "admin_client",
     "apply_topics",
     "describe_topics",
+    "durable_spec",
     "plan_topic",
     "report_topic",
 ]
@@ -37,6 +44,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "topics.json"
+MIN_INSYNC_REPLICAS = 2
+DURABLE_FROM_REPLICAS = 3
+
+
+def durable_spec(spec: TopicSpec, *, replication_factor: int) -> TopicSpec:
+    """``spec`` with ``min.insync.replicas=2`` when ``replication_factor`` >= 3 (and the
+    spec does not set it itself)."""
+    if replication_factor < DURABLE_FROM_REPLICAS or "min.insync.replicas" in spec.config:
+        return spec
+    config = {**spec.config, "min.insync.replicas": str(MIN_INSYNC_REPLICAS)}
+    return TopicSpec(name=spec.name, partitions=spec.partitions, config=config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +235,7 @@ def apply_topics(
     reports = []
     with admin_client(bootstrap, timeout=timeout) as admin:
         existing = describe_topics(admin, [s.name for s in specs])
-        for spec in specs:
+        for spec in (durable_spec(s, replication_factor=replication_factor) for s in specs):
             current = existing.get(spec.name)
             plan = plan_topic(spec, current)
             if plan.changes:

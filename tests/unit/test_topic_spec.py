@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from deploy.local.kafka import KAFKA_POM, kafka_version
-from deploy.local.topics import DEFAULT_SPEC, TopicInfo, plan_topic, report_topic
+from deploy.local.topics import DEFAULT_SPEC, TopicInfo, durable_spec, plan_topic, report_topic
 from pghd.topics import (
     ALERT_COMMANDS,
     ALERTS,
@@ -19,6 +19,7 @@ from pghd.topics import (
     DLQ,
     ENROLLMENTS,
     MEASUREMENTS,
+    POINTS,
     TopicSpec,
     load_spec,
     parse_spec,
@@ -42,7 +43,29 @@ def test_the_deploy_spec_declares_exactly_the_pipeline_topics(
         ENROLLMENTS,
         DIGESTS,
         CARE_PLANS,
+        POINTS,
     }
+
+
+def test_points_are_partitioned_like_measurements_and_kept_as_long(
+    spec: dict[str, TopicSpec],
+) -> None:
+    """The store stage's catch-up buffer: an InfluxDB outage shorter than its retention loses
+    nothing, and a patient's points stay in the partition of the patient's readings."""
+    points, measurements = spec[POINTS], spec[MEASUREMENTS]
+    assert points.partitions == measurements.partitions
+    assert int(points.config["retention.ms"]) >= int(measurements.config["retention.ms"])
+
+
+def test_three_replicas_demand_two_in_sync_and_fewer_keep_the_default(
+    spec: dict[str, TopicSpec],
+) -> None:
+    for topic in spec.values():
+        three = durable_spec(topic, replication_factor=3)
+        assert three.config["min.insync.replicas"] == "2"
+        assert {k: v for k, v in three.config.items() if k != "min.insync.replicas"} == topic.config
+        assert durable_spec(topic, replication_factor=1) == topic
+        assert durable_spec(topic, replication_factor=2) == topic
 
 
 def test_enrollments_are_compacted_per_patient_like_alerts(spec: dict[str, TopicSpec]) -> None:

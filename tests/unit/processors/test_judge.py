@@ -8,6 +8,7 @@ from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, Context, Severity
 from processors.baseline import BaselineState
+from processors.dedup import reading_identity
 from processors.detectors import glycaemia
 from processors.judge import JudgeParams, judge_batch, state_key, state_keys
 
@@ -94,8 +95,23 @@ def test_duplicate_event_ids_in_one_batch_are_judged_once(make_reading: MakeRead
     first = make_reading(182.0, event_id="dup")
     again = make_reading(182.0, event_id="dup")
     result = judge_batch({}, [first, again], params=PARAMS, now=NOW)
-    assert result.duplicates == ["dup"]
+    assert result.duplicates == [reading_identity(first)]
     assert len(result.vitals) == 1 and len(result.anomalies) == 1
+
+
+def test_equal_event_ids_of_two_patients_or_two_devices_are_both_judged(
+    make_reading: MakeReading,
+) -> None:
+    first = make_reading(182.0, event_id="shared-1")
+    other_patient = first.model_copy(update={"patient_id": "p-2"})
+    other_device = first.model_copy(
+        update={"source": first.source.model_copy(update={"device_id": "chest-strap-9"})}
+    )
+    result = judge_batch({}, [first, other_patient, other_device], params=PARAMS, now=NOW)
+    assert result.duplicates == []
+    assert len(result.vitals) == 3
+    assert len({a.anomaly_id for a in result.anomalies}) == len(result.anomalies) == 3
+    assert {p.tags["device"] for p in result.vitals} == {"watch-1", "chest-strap-9"}
 
 
 def test_anomaly_id_is_deterministic(make_reading: MakeReading) -> None:
@@ -153,6 +169,7 @@ def test_points_for_influx(make_reading: MakeReading) -> None:
         "metric": "heart_rate",
         "channel": "heart_rate",
         "source": "acme",
+        "device": "watch-1",
         "unit": "/min",
     }
     assert vital.time == spike.effective_time

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from pghd import wire
 from pghd.contracts import DeadLetter, Measurement
 from processors.codec import Undecodable, decode_measurement
+from processors.dedup import reading_identity
 from processors.metrics import DEAD_LETTER_KINDS, ProcessorMetrics, dead_letter_kind
 from tests.unit.alerts.conftest import make_anomaly
 from tests.unit.processors.conftest import MakeReading
@@ -66,7 +64,9 @@ def test_a_batch_counts_judged_readings_duplicates_and_dead_letters(
     readings = [first, make_reading(71.0), first, make_reading(36.9, metric="body_temperature")]
     letters = [_letter("cannot decode: x"), _letter("message key must be the reading's patient_id")]
     # 9 events: 4 readings (one a repeat within the batch), 2 dead letters, 3 seen before.
-    metrics.observe_batch(events=9, readings=readings, repeats=[first.event_id], letters=letters)
+    metrics.observe_batch(
+        events=9, readings=readings, repeats=[reading_identity(first)], letters=letters
+    )
     registry = metrics.registry
     assert _value(registry, "readings_judged_total", metric="heart_rate") == 2
     assert _value(registry, "readings_judged_total", metric="body_temperature") == 1
@@ -85,33 +85,20 @@ def test_sent_anomalies_are_counted_by_detector_and_severity() -> None:
     assert _value(registry, "anomalies_emitted_total", detector="news2", severity="warning") == 1
 
 
-class _Sink:
-    def __init__(self, attempts: int) -> None:
-        self.attempts = attempts
-        self.written: list[Sequence[Any]] = []
-
-    async def write(
-        self, points: Sequence[Any], *, sleep: Callable[[float], object] | None = None
-    ) -> int:
-        """Like InfluxSink: ``sleep`` after each failed attempt, then retry."""
-        self.written.append(points)
-        for _ in range(self.attempts - 1):
-            assert sleep is not None
-            pause = sleep(0.0)
-            if asyncio.iscoroutine(pause):
-                await pause
-        return self.attempts
-
-
-async def test_writes_are_timed_and_their_failed_attempts_counted() -> None:
+def test_store_writes_failures_and_refusals_are_counted() -> None:
     metrics = ProcessorMetrics()
-    await metrics.write_points(_Sink(attempts=3), ["p1", "p2"])
-    await metrics.write_points(_Sink(attempts=1), ["p3"])
-    empty = _Sink(attempts=0)
-    await metrics.write_points(empty, [])
-    assert empty.written == []
-    assert _value(metrics.registry, "influx_write_seconds_count") == 2
-    assert _value(metrics.registry, "influx_write_failures_total") == 2
+    metrics.store_written(lines=5, seconds=0.02)
+    metrics.store_written(lines=0, seconds=0.01)  # an empty batch is no write
+    metrics.store_failed(outcome="transient")
+    metrics.store_failed(outcome="configuration")
+    metrics.store_refused(lines=2)
+    registry = metrics.registry
+    assert _value(registry, "store_points_written_total") == 5
+    assert _value(registry, "influx_write_seconds_count") == 1
+    assert _value(registry, "store_write_failures_total", outcome="transient") == 1
+    assert _value(registry, "influx_write_failures_total") == 2
+    assert _value(registry, "store_points_refused_total") == 2
+    assert _value(registry, "dead_letters_total", reason="store_refused") == 2
 
 
 def test_each_worker_has_its_own_registry(make_reading: MakeReading) -> None:

@@ -1,0 +1,85 @@
+"""Deduplication keys and their time bound, for the ``seen`` table (pure functions).
+
+A reading is a repeat when the same patient's same source (vendor and device) sent the same
+``event_id`` before: the key is :func:`reading_key`, so patient A's ``event_id`` "shared-1"
+never drops patient B's, and a watch's never drops a chest strap's. Keys begin with the
+patient id, the unit of partitioning.
+
+The table holds ``reading key -> {"t": judged at (ms), "p": partition}`` and, for anomalies
+being sent, ``anomaly|<id> -> {"intent_ms": ms, "p": partition[, "sent": true]}``. Both
+are bounded by time: an entry older than the window (``dedup_window_s``, 3 days by default)
+counts as absent (:func:`is_current`) and a periodic sweep deletes it
+(:func:`expired_entries`) from the local store and, with a tombstone, from the compacted
+changelog, in the partition the entry names. A repeat arriving after the window is judged
+again; its anomaly id is the same as the first time's, so the alerts service still drops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Set
+from typing import Any
+
+from pghd.contracts import Measurement
+
+__all__ = [
+    "ANOMALY_PREFIX",
+    "entry",
+    "expired_entries",
+    "is_current",
+    "reading_identity",
+    "reading_key",
+]
+
+ANOMALY_PREFIX = "anomaly|"
+
+
+def reading_identity(reading: Measurement) -> str:
+    """What makes a reading the same reading: patient, source vendor, device, ``event_id``."""
+    source = reading.source
+    return f"{reading.patient_id}|{source.vendor}|{source.device_id or ''}|{reading.event_id}"
+
+
+def reading_key(reading: Measurement) -> str:
+    """The ``seen`` key of ``reading``: ``<patient_id>|<digest of its identity>``."""
+    digest = hashlib.blake2b(reading_identity(reading).encode(), digest_size=12).hexdigest()
+    return f"{reading.patient_id}|{digest}"
+
+
+def entry(*, now_ms: int, partition: int) -> dict[str, int]:
+    """The ``seen`` value of a reading judged at ``now_ms`` in ``partition``."""
+    return {"t": now_ms, "p": partition}
+
+
+def _stamp(value: Any) -> int | None:
+    if not isinstance(value, dict):
+        return None
+    stamp = value.get("t", value.get("intent_ms"))
+    return stamp if isinstance(stamp, int) else None
+
+
+def is_current(value: Any, *, now_ms: int, window_ms: int) -> bool:
+    """Whether a ``seen`` value still counts (present and younger than the window).
+
+    A value without a time (written before entries carried one) counts.
+    """
+    if value is None:
+        return False
+    stamp = _stamp(value)
+    return stamp is None or now_ms - stamp < window_ms
+
+
+def expired_entries(
+    items: Iterable[tuple[Any, Any]], *, now_ms: int, window_ms: int, owned: Set[int]
+) -> list[tuple[str, int]]:
+    """``(key, partition)`` of the entries of ``items`` older than the window, in the
+    partitions this worker ``owned``; entries without a time or partition are kept."""
+    out: list[tuple[str, int]] = []
+    for key, value in items:
+        stamp = _stamp(value)
+        if stamp is None or now_ms - stamp < window_ms:
+            continue
+        partition = value.get("p")
+        if isinstance(partition, int) and partition in owned and isinstance(key, str):
+            out.append((key, partition))
+    return out
