@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,6 +108,7 @@ class ImportJobs:
         registry: Registry,
         metrics: IngestMetrics,
         retry_after_s: int,
+        max_age: timedelta | None = None,
     ) -> ImportJob:
         """Register ``job`` and run it in the background."""
         self._forget_old()
@@ -119,6 +120,7 @@ class ImportJobs:
                 registry=registry,
                 metrics=metrics,
                 retry_after_s=retry_after_s,
+                max_age=max_age,
             ),
             name=f"import-{job.id}",
         )
@@ -180,8 +182,10 @@ async def run_import(
     registry: Registry,
     metrics: IngestMetrics,
     retry_after_s: int,
+    max_age: timedelta | None = None,
 ) -> None:
-    """Parse ``job.path`` and produce its readings batch by batch, recording progress."""
+    """Parse ``job.path`` and produce its readings batch by batch, recording progress;
+    readings older than ``max_age`` (the raw retention) are counted as refused."""
     logger.info("import %s for source %s started", job.id, job.source)
     try:
         with open_export(job.path) as stream:
@@ -196,6 +200,7 @@ async def run_import(
                     source=job.source,
                     received_at=datetime.now(UTC),
                     registry=registry,
+                    max_age=max_age,
                     metrics=metrics,
                 )
                 await _produce_patiently(

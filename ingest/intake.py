@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -113,15 +113,17 @@ def triage(
     source: str,
     received_at: datetime,
     registry: Registry,
+    max_age: timedelta | None = None,
     metrics: IngestMetrics | None = None,
 ) -> list[ItemOutcome]:
-    """Validate, canonicalise and consent-check every candidate, in order.
+    """Validate, canonicalise and consent-check every candidate, in order; a reading more
+    than ``max_age`` older than ``received_at`` (the raw retention) is refused (``time``).
 
     Reasons of refusal (``invalid``, ``unit``, ``range``, ``time``, ``consent``,
     ``unknown-account`` or an adapter's own) are counted in ``readings_rejected``.
     """
     outcomes = [
-        _triage_one(c, source=source, received_at=received_at, registry=registry)
+        _triage_one(c, source=source, received_at=received_at, registry=registry, max_age=max_age)
         for c in candidates
     ]
     if metrics is not None:
@@ -132,7 +134,12 @@ def triage(
 
 
 def _triage_one(
-    candidate: Candidate, *, source: str, received_at: datetime, registry: Registry
+    candidate: Candidate,
+    *,
+    source: str,
+    received_at: datetime,
+    registry: Registry,
+    max_age: timedelta | None,
 ) -> ItemOutcome:
     if candidate.errors or candidate.reading is None:
         errors = list(candidate.errors) or [error(candidate.pointer, "not a reading")]
@@ -159,7 +166,7 @@ def _triage_one(
         ]
         return ItemOutcome(candidate, errors=errors, reason="invalid")
     try:
-        measurement = canonicalize(reading, vendor=source, received_at=received_at)
+        measurement = canonicalize(reading, vendor=source, received_at=received_at, max_age=max_age)
     except ReadingRejected as exc:
         errors = [
             error(pointer_of(candidate.pointer, [p.field]), p.message, field_name=p.field)

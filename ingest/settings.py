@@ -13,6 +13,7 @@ secret.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
@@ -21,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ingest.ratelimit import parse_limit
 from ingest.webhooks.config import WebhookSource
 from pghd.contracts import ID_PATTERN
+from pghd.readings import parse_retention
 
 __all__ = ["IngestSettings"]
 
@@ -78,6 +80,27 @@ class IngestSettings(BaseSettings):
         description="signed webhook sources by name, as JSON (see ingest/webhooks/config.py)",
     )
     webhook_tolerance_s: Annotated[int, Field(ge=1)] = 300
+    raw_retention: str = Field(
+        default="90d",
+        validation_alias=AliasChoices(
+            "raw_retention", "PGHD_INGEST_RAW_RETENTION", "PGHD_RAW_RETENTION"
+        ),
+        description="how long InfluxDB keeps raw readings (90d, 2160h, off); a reading older"
+        " than that is refused item by item, since the store would refuse it; keep it equal"
+        " to the raw bucket's retention",
+    )
+
+    @field_validator("raw_retention")
+    @classmethod
+    def _retention_parses(cls, value: str) -> str:
+        parse_retention(value)
+        return value
+
+    @property
+    def max_reading_age(self) -> timedelta | None:
+        """:attr:`raw_retention` as a span (``None``: readings of any age are kept)."""
+        return parse_retention(self.raw_retention)
+
     webhook_replay_capacity: Annotated[int, Field(ge=1)] = 100_000
 
     @field_validator("rate_limit")

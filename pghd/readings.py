@@ -8,6 +8,7 @@ event downstream.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -24,6 +25,7 @@ __all__ = [
     "ReadingRejected",
     "canonicalize",
     "derive_event_id",
+    "parse_retention",
 ]
 
 MAX_FUTURE = timedelta(minutes=10)
@@ -121,12 +123,19 @@ def derive_event_id(reading: ReadingIn, vendor: str) -> str:
     return f"d-{digest}"
 
 
-def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> Measurement:
+def canonicalize(
+    reading: ReadingIn,
+    *,
+    vendor: str,
+    received_at: datetime,
+    max_age: timedelta | None = None,
+) -> Measurement:
     """Turn a posted reading into a canonical :class:`Measurement`.
 
     Raises :class:`ReadingRejected` listing every problem (unit, range, systolic not above
-    diastolic, time before :data:`EARLIEST_EFFECTIVE_TIME` or over :data:`MAX_FUTURE` ahead
-    of ``received_at``), each message giving the bound it broke.
+    diastolic, time before :data:`EARLIEST_EFFECTIVE_TIME`, more than ``max_age`` before
+    ``received_at`` (the raw retention: InfluxDB would refuse to store it) or over
+    :data:`MAX_FUTURE` ahead of it), each message giving the bound it broke.
     """
     spec = CATALOGUE[reading.metric]
     problems: list[FieldProblem] = []
@@ -169,7 +178,9 @@ def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> M
                 ),
             )
         )
-    problems.extend(_time_problems(reading.effective_time, received_at=received_at))
+    problems.extend(
+        _time_problems(reading.effective_time, received_at=received_at, max_age=max_age)
+    )
     if problems:
         raise ReadingRejected(problems)
     return Measurement(
@@ -186,11 +197,44 @@ def canonicalize(reading: ReadingIn, *, vendor: str, received_at: datetime) -> M
     )
 
 
-def _time_problems(effective_time: datetime, *, received_at: datetime) -> list[FieldProblem]:
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:g} days" if days != 1 else "1 day"
+
+
+def parse_retention(text: str) -> timedelta | None:
+    """A retention such as ``90d``, ``12w``, ``2160h`` or ``30m``; ``None`` for ``0``, ``off``,
+    ``inf`` or an empty string (keep for ever). Raises ``ValueError`` on anything else."""
+    value = text.strip().lower()
+    if value in ("", "0", "off", "inf", "infinite", "none"):
+        return None
+    match = _RETENTION.fullmatch(value)
+    if match is None:
+        raise ValueError(f"retention {text!r} is not a number followed by m, h, d or w")
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount == 0:
+        return None
+    return timedelta(**{_RETENTION_UNITS[unit]: amount})
+
+
+_RETENTION = re.compile(r"(\d+)([mhdw])")
+_RETENTION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _time_problems(
+    effective_time: datetime, *, received_at: datetime, max_age: timedelta | None
+) -> list[FieldProblem]:
     """The problem with ``effective_time`` (naming the bound it broke), if any."""
     latest = received_at + MAX_FUTURE
+    oldest = None if max_age is None else received_at - max_age
     if effective_time < EARLIEST_EFFECTIVE_TIME:
         bound = f"before {EARLIEST_EFFECTIVE_TIME.isoformat()}, the earliest accepted time"
+    elif oldest is not None and max_age is not None and effective_time < oldest:
+        bound = (
+            f"older than the raw retention of {_days(max_age)} "
+            f"(before {oldest.astimezone(UTC).isoformat(timespec='seconds')}): "
+            "the time-series store would not keep it"
+        )
     elif effective_time > latest:
         minutes = MAX_FUTURE.total_seconds() / 60
         bound = (

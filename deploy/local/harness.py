@@ -306,6 +306,7 @@ def running_pipeline(
     app_suffix: str | None = None,
     probe_timeout: float = 120.0,
     from_now: bool | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[Pipeline]:
     """Start the services, wait until a probe reading has gone all the way into InfluxDB.
 
@@ -313,6 +314,7 @@ def running_pipeline(
     groups of processors and alerts at the current end of their input topics, so a pipeline
     judges only what is posted after it started, not every earlier test's readings (the
     session's Kafka is shared); a group that already committed offsets is left alone.
+    ``extra_env`` adds to (or overrides) the services' environment.
     """
     sink = NotificationSink()
     ingest_port = free_port()
@@ -324,6 +326,7 @@ def running_pipeline(
         app_suffix=app_suffix or uuid.uuid4().hex[:8],
         warmup=warmup,
     )
+    env.update(extra_env or {})
     if from_now if from_now is not None else app_suffix is None:
         bootstrap = stack_env["PGHD_KAFKA_BOOTSTRAP"]
         if "processors" in services:

@@ -17,6 +17,7 @@ for the second. Both write the other points of a partially refused request.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 
 __all__ = ["Outcome", "classify", "describe"]
@@ -48,10 +49,25 @@ def classify(exc: BaseException) -> Outcome:
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line account of a failed write (``HTTP 400: partial write: ...``)."""
+    """A one-line account of a failed write (``HTTP 400: partial write: ...``); the JSON
+    body InfluxDB answers with (``{"error": ...}`` from 1.8, ``{"message": ...}`` from 2.x)
+    is reduced to its text."""
     status = status_of(exc)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     if isinstance(message, bytes):
         message = message.decode("utf-8", errors="replace")
-    message = " ".join(str(message).split())[:500]
+    message = _json_text(str(message))
+    message = " ".join(message.split())[:500]
     return f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
+
+
+def _json_text(message: str) -> str:
+    try:
+        body = json.loads(message)
+    except ValueError:
+        return message
+    if isinstance(body, dict):
+        text = body.get("error") or body.get("message")
+        if isinstance(text, str):
+            return text
+    return message

@@ -117,6 +117,7 @@ async def post_fhir(
         source=source,
         received_at=datetime.now(UTC),
         registry=registry,
+        max_age=settings.max_reading_age,
         metrics=metrics,
     )
     issues_of = [

@@ -177,6 +177,7 @@ async def upload_apple_health(
         registry=registry,
         metrics=metrics,
         retry_after_s=settings.retry_after_s,
+        max_age=settings.max_reading_age,
     )
     logger.info(
         "request %s source=%s: import %s started",

@@ -133,7 +133,12 @@ async def post_measurements(
         for index, raw in enumerate(items)
     ]
     outcomes = triage(
-        candidates, source=source, received_at=received_at, registry=registry, metrics=metrics
+        candidates,
+        source=source,
+        received_at=received_at,
+        registry=registry,
+        max_age=settings.max_reading_age,
+        metrics=metrics,
     )
     results: list[dict[str, Any]] = [
         {"index": i, "status": "accepted", "event_id": o.measurement.event_id}

@@ -144,6 +144,7 @@ async def post_omh(
         source=source,
         received_at=datetime.now(UTC),
         registry=registry,
+        max_age=settings.max_reading_age,
         metrics=metrics,
     )
     errors_of = [relocate(o.errors, item) for item, o in zip(located, outcomes, strict=True)]

@@ -191,6 +191,7 @@ async def _take(
         source=source,
         received_at=received_at,
         registry=registry,
+        max_age=settings.max_reading_age,
         metrics=metrics,
     )
     good = [o.measurement for o in outcomes if o.measurement is not None]

@@ -12,7 +12,7 @@ from ingest.app import create_app
 from ingest.deps import get_gateway
 from ingest.settings import IngestSettings
 from pghd.catalogue import CATALOGUE
-from tests.unit.ingest.conftest import RecordingGateway, reading
+from tests.unit.ingest.conftest import API_KEY, RecordingGateway, reading
 
 URL = "/v1/measurements"
 
@@ -47,9 +47,50 @@ def test_readings_before_2000_are_refused_naming_the_floor(
     assert 'readings_rejected_total{reason="time"} 1.0' in client.get("/metrics").text
 
 
-def test_first_moment_of_2000_is_accepted(client: TestClient, gateway: RecordingGateway) -> None:
+def test_first_moment_of_2000_is_accepted_when_raw_data_is_kept_for_ever(
+    settings: IngestSettings, gateway: RecordingGateway
+) -> None:
+    app = create_app(settings.model_copy(update={"consent": "off", "raw_retention": "off"}))
+    app.dependency_overrides[get_gateway] = lambda: gateway
+    client = TestClient(app, headers={"X-API-Key": API_KEY})
     response = client.post(URL, json=reading(effective_time="2000-01-01T01:00:00+01:00"))
     assert response.status_code == 202, response.text
+
+
+def test_a_reading_older_than_the_raw_retention_is_refused_naming_it(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    """A phone syncing a 200-day-old backlog: InfluxDB (90-day raw retention) would refuse
+    those points, so ingest refuses them item by item and takes the rest."""
+    old = datetime.now(UTC) - timedelta(days=200)
+    recent = datetime.now(UTC) - timedelta(days=89)
+    response = client.post(
+        URL,
+        json=[reading(effective_time=old.isoformat()), reading(effective_time=recent.isoformat())],
+    )
+    assert response.status_code == 202, response.text
+    first, second = response.json()["items"]
+    assert second["status"] == "accepted"
+    [error] = first["errors"]
+    assert error["pointer"] == "/0/effective_time"
+    assert error["detail"].startswith("is older than the raw retention of 90 days (before 20")
+    assert error["detail"].endswith("the time-series store would not keep it")
+    assert len(gateway.records) == 1
+    assert 'readings_rejected_total{reason="time"} 1.0' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("90d", 90.0), ("12w", 84.0), ("2160h", 90.0), ("off", None), ("0", None), ("", None)],
+)
+def test_retention_settings_parse(text: str, days: float | None) -> None:
+    age = IngestSettings(raw_retention=text).max_reading_age  # type: ignore[call-arg]
+    assert (None if age is None else age / timedelta(days=1)) == days
+
+
+def test_a_retention_that_does_not_parse_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="not a number followed by m, h, d or w"):
+        IngestSettings(raw_retention="90 days")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("ahead", [timedelta(minutes=11), timedelta(days=365 * 7000)])

@@ -98,3 +98,7 @@ def test_a_failure_is_described_in_one_line() -> None:
         describe(HttpError(400, "unable to parse\n'x y z'")) == "HTTP 400: unable to parse 'x y z'"
     )
     assert describe(TimeoutError()) == "TimeoutError: TimeoutError"
+    body = '{"error":"partial write: points beyond retention policy dropped=1"}'
+    assert describe(HttpError(400, body)) == (
+        "HTTP 400: partial write: points beyond retention policy dropped=1"
+    )
