@@ -6,7 +6,7 @@ PGHD := $(VENV)/bin/pghd
 PATIENTS ?= 20
 DAYS ?= 3
 
-.PHONY: help install run stop status test unit integration lint bench fuzz clean
+.PHONY: help install run stop status test unit integration lint bench soak fuzz clean
 
 help:
 	@echo "make run     install, start Kafka + InfluxDB + ingest/processors/alerts, feed a simulated cohort"
@@ -14,6 +14,7 @@ help:
 	@echo "make status  what is running, on which ports"
 	@echo "make test    lint + unit + integration tests (starts and stops real Kafka and InfluxDB)"
 	@echo "make bench   throughput and latency figures beside same-run baselines"
+	@echo "make soak    30 min steady stream with faults injected; counts accepted = stored (SOAK_MINUTES)"
 	@echo "make fuzz    schemathesis against every ingest operation, 15 min budget (FUZZ_BUDGET_S)"
 
 install:
@@ -44,6 +45,10 @@ test: install lint
 
 bench: install
 	$(PY) -m bench
+
+SOAK_MINUTES ?= 30
+soak: install
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 FUZZ_BUDGET_S ?= 900
 FUZZ_MAX_EXAMPLES ?= 1000

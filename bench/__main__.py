@@ -53,7 +53,7 @@ from bench.alerting import anomaly_records, bare_lifecycle_rate, notification_la
 from bench.apple_health import apple_health_figures
 from bench.baselines import consume_and_judge, produce, round_trips
 from bench.fhir import BUNDLE_SIZE, fhir_vs_measurements
-from bench.pure import cohort_measurements, judge_rate, state_sizes, welford_rate
+from bench.pure import cohort_measurements, dedup_sizes, judge_rate, state_sizes, welford_rate
 from bench.runs import OffsetWatch, ingest_rate, post_to_anomaly_latencies
 from bench.workloads import encoded_measurements, posted_readings
 from deploy.local.ephemeral import ephemeral_stack
@@ -61,9 +61,11 @@ from deploy.local.harness import running_pipeline
 from pghd import topics
 from processors.baseline import BaselineParams
 from processors.judge import JudgeParams
+from processors.settings import ProcessorSettings
 
 BENCH_TOPIC = "pghd.bench.v1"
 WARMUP = 10
+DEDUP_WINDOW_S = float(ProcessorSettings.model_fields["dedup_window_s"].default)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -135,6 +137,21 @@ def main() -> None:
             sizes.memory_bytes,
             sizes.base_memory_bytes,
             "3-float tuple (tracemalloc)",
+            "bytes",
+        )
+    )
+
+    dedup = dedup_sizes(cohort, window_s=DEDUP_WINDOW_S)
+    print(
+        f"    dedup: {dedup.entries_per_patient:,.0f} entries per patient held over the"
+        f" {DEDUP_WINDOW_S / 86400:g}-day window, {dedup.bytes_per_patient:,.0f} B per patient"
+    )
+    rows.append(
+        _row(
+            f"dedup state per patient ({DEDUP_WINDOW_S / 86400:g}-day window)",
+            dedup.bytes_per_patient,
+            dedup.unbounded_bytes_per_patient,
+            f"unbounded event ids ({args.cohort_days:g} days)",
             "bytes",
         )
     )

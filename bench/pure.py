@@ -22,11 +22,13 @@ from pghd.contracts import Measurement
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 from pghd.simulation import generate_cohort
 from processors.baseline import BaselineState
+from processors.dedup import entry, reading_key
 from processors.judge import JudgeParams, judge_batch
 
 __all__ = [
     "StateSizes",
     "cohort_measurements",
+    "dedup_sizes",
     "judge_rate",
     "state_sizes",
     "welford_rate",
@@ -153,4 +155,38 @@ def state_sizes(states: dict[str, BaselineState], base: dict[str, Welford]) -> S
         memory_bytes=ours_mem / n,
         base_json_bytes=base_json / nb,
         base_memory_bytes=base_mem / nb,
+    )
+
+
+@dataclass(frozen=True)
+class DedupSizes:
+    """Bytes of dedup state per patient, bounded by the window and unbounded."""
+
+    patients: int
+    entries_per_patient: float  # entries held at the end (readings of the last window)
+    bytes_per_patient: float  # keys and values as the ``seen`` table stores them (JSON)
+    unbounded_bytes_per_patient: float  # the old table: bare event id -> true, never deleted
+
+
+def dedup_sizes(readings: Sequence[Measurement], *, window_s: float) -> DedupSizes:
+    """Dedup state per patient at the end of ``readings`` (judged at their own time): the
+    entries of the last ``window_s`` as the ``seen`` table writes them (JSON key and
+    value, :mod:`processors.dedup`), beside an unbounded table of ``event_id -> true``."""
+    end = max(r.effective_time for r in readings)
+    held = [r for r in readings if (end - r.effective_time).total_seconds() < window_s]
+    patients = {r.patient_id for r in readings}
+
+    def size(key: str, value: object) -> int:
+        return len(codecs.dumps("json", key)) + len(codecs.dumps("json", value))
+
+    ours = sum(
+        size(reading_key(r), entry(now_ms=int(r.effective_time.timestamp() * 1000), partition=7))
+        for r in held
+    )
+    unbounded = sum(size(r.event_id, True) for r in readings)
+    return DedupSizes(
+        patients=len(patients),
+        entries_per_patient=len(held) / len(patients),
+        bytes_per_patient=ours / len(patients),
+        unbounded_bytes_per_patient=unbounded / len(patients),
     )
