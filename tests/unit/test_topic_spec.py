@@ -209,3 +209,19 @@ def test_care_plans_are_co_partitioned_and_keep_their_tombstones(
     assert int(plans.config["delete.retention.ms"]) >= int(
         spec[MEASUREMENTS].config["retention.ms"]
     )
+
+
+def test_applying_at_three_replicas_adds_min_insync_to_an_existing_topic(
+    spec: dict[str, TopicSpec],
+) -> None:
+    """``pghd topics apply --replication-factor 3`` on a cluster made before the setting."""
+    measurements = spec[MEASUREMENTS]
+    current = TopicInfo(
+        name=measurements.name,
+        partitions=measurements.partitions,
+        replication_factor=3,
+        config=dict(measurements.config),
+    )
+    plan = plan_topic(durable_spec(measurements, replication_factor=3), current)
+    assert plan.config == {"min.insync.replicas": "2"}
+    assert not plan.create and plan.partitions is None
