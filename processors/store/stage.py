@@ -23,6 +23,7 @@ and a point written twice is one point (same series, field and time).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -113,8 +114,29 @@ class StoreStage:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; start-up failures are retried like writes."""
-        self._consumer = AIOKafkaConsumer(
+        """Consume until :meth:`stop`. Any failure of the Kafka clients (the broker gone,
+        a commit refused mid-rebalance) closes them and starts afresh after a backoff, from
+        the last committed offsets: the stage never stops while the worker runs."""
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            try:
+                await self._session()
+                return
+            except _Stopped:
+                logger.info("store stage stopped with a batch unwritten; it is re-read later")
+                return
+            except Exception as exc:
+                delay = self._delay(min(attempt, 8))
+                logger.error(
+                    "store stage lost its Kafka clients (%r); starting them again in %.1fs",
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        self._consumer = consumer = AIOKafkaConsumer(
             topics.POINTS,
             bootstrap_servers=self._bootstrap,
             group_id=self._group,
@@ -123,37 +145,23 @@ class StoreStage:
             auto_offset_reset="earliest",
             max_poll_records=self._max_records,
         )
-        self._producer = AIOKafkaProducer(
+        self._producer = producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             client_id=f"{self._client_id}-dlq",
             acks="all",
             enable_idempotence=True,
         )
-        await self._start()
         try:
+            await producer.start()
+            await consumer.start()
             while not self._stopping.is_set():
-                got = await self._consumer.getmany(timeout_ms=500)
+                got = await consumer.getmany(timeout_ms=500)
                 if got:
                     await self._store(got)
-        except _Stopped:
-            logger.info("store stage stopped with a batch unwritten; it is re-read on restart")
         finally:
-            await self._consumer.stop()
-            await self._producer.stop()
-
-    async def _start(self) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                assert self._consumer is not None and self._producer is not None
-                await self._producer.start()
-                await self._consumer.start()
-                return
-            except KafkaError as exc:
-                delay = self._delay(attempt)
-                logger.warning("store stage cannot reach Kafka (%r); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+            for client in (consumer, producer):
+                with contextlib.suppress(Exception):
+                    await client.stop()
 
     def _delay(self, attempt: int) -> float:
         jitter = random.uniform(0.8, 1.2)
@@ -261,7 +269,7 @@ class StoreStage:
             return
         try:
             await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             logger.warning(
                 "store offsets not committed (partitions moved: %r); re-read by their owner", exc
             )

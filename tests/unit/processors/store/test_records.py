@@ -9,7 +9,7 @@ import pytest
 
 from processors.points import InfluxPoint
 from processors.store.records import decode_record, encode_records, to_line
-from processors.store.stage import backoff_s
+from processors.store.stage import StoreStage, backoff_s
 
 AT = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
@@ -48,3 +48,31 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     assert delays[:4] == [0.2, 0.4, 0.8, 1.6]
     assert max(delays) == 30.0 and delays[-1] == 30.0
     assert backoff_s(1000, base_s=0.2, cap_s=30.0, jitter=1.2) == pytest.approx(36.0)
+
+
+class _Counters:
+    def store_written(self, *, lines: int, seconds: float) -> None: ...
+    def store_failed(self, *, outcome: str) -> None: ...
+    def store_refused(self, *, lines: int) -> None: ...
+
+
+async def test_the_stage_starts_its_clients_again_after_they_fail() -> None:
+    """A failure of the Kafka clients (here raised by the session itself) never ends the
+    stage: it backs off and starts a new session, until asked to stop."""
+
+    class Flaky(StoreStage):
+        sessions = 0
+
+        async def _session(self) -> None:
+            Flaky.sessions += 1
+            if Flaky.sessions < 3:
+                raise RuntimeError("broker gone")
+            self.stop()
+
+    async def write(lines: object) -> None: ...
+
+    stage = Flaky(
+        bootstrap="127.0.0.1:1", group="g", write=write, counters=_Counters(), base_backoff_s=0.001
+    )
+    await stage.run()
+    assert Flaky.sessions == 3
