@@ -7,22 +7,25 @@ id, co-partitioned) in order; the ``alert_state`` table holds each patient's
 :class:`~alerts.state.PatientState`. Per message:
 
 1. an undecodable message (or one whose key is not its patient id) goes to ``pghd.dlq.v1``;
-   an anomaly detected longer ago than ``notify_max_age_s`` is skipped;
 2. the pure transition (:func:`~alerts.state.on_anomaly` / :func:`~alerts.state.on_command`)
-   gives the new state, the changed alerts, the deliveries to make and the annotations;
+   gives the new state, the changed alerts, the deliveries to make and the annotations; an
+   anomaly detected longer ago than ``notify_max_age_s`` makes its alert ``late``;
 3. the state goes to the table (changelog), each changed alert to the compacted
    ``pghd.alerts.v1`` (key = fingerprint), and the producer is flushed: the *intent*
-   (pending deliveries with deterministic notification ids) is durable before any send;
-4. each delivery runs in its own task (:func:`alerts.delivery.deliver`: Apprise, retries
-   with backoff, every attempt written to the alert's notification history and published);
+   (outbox entries with deterministic notification ids, marked ``sending``) is durable
+   before any send;
+4. each first attempt runs in its own task (:meth:`alerts.delivery.Courier.attempt`:
+   Apprise, the outcome written to the alert's notification history and published);
    annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
 
 A leader-only timer (every ``digest_check_s``) sends the daily digest of findings held back
 by the per-patient budget, once per care team and day (:mod:`alerts.digest_sender`).
 
 A timer (every ``tick_s``) runs :func:`~alerts.state.on_tick` (escalations, repeats,
-auto-resolve) over the patients of this worker's partitions, and resumes deliveries left
-unsettled by a restart or rebalance per :func:`alerts.delivery.resume_policy`.
+auto-resolve) over the patients of this worker's partitions, then the outbox
+(:meth:`alerts.delivery.Courier.plan`): retries that are due, fallbacks, and attempts left
+unsettled by a restart or rebalance (re-sent per :func:`alerts.delivery.resume_policy`);
+it refreshes the ``alerts_undelivered`` gauge.
 
 Table writes outside an event (timer, delivery tasks) name the partition explicitly: each
 state remembers the partition of its patient's messages, which is the changelog partition.
@@ -33,34 +36,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from pydantic import ValidationError
 
-from alerts import delivery as delivering
+from alerts import outbox
+from alerts.delivery import Courier
 from alerts.digest_sender import read_compacted, send_due_digests
 from alerts.grafana import AnnotationQueue, GrafanaAnnotator
 from alerts.lifecycle import Annotate
 from alerts.metrics import install_metrics
 from alerts.notify import send_notification
+from alerts.pending import PendingDelivery
 from alerts.settings import AlertsSettings
 from alerts.state import (
     PatientState,
-    PendingDelivery,
     Step,
     Where,
     decode,
     on_anomaly,
     on_command,
     on_tick,
-    record_attempt,
     remember_annotation,
 )
 from pghd import topics, wire
 from pghd.alert_commands import AlertCommand
-from pghd.alerting import DigestRecord, NotificationOutcome
+from pghd.alerting import DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
 
 __all__ = ["alert_state", "alerts_topic", "app", "handle", "inputs", "settings", "tick"]
@@ -111,7 +114,6 @@ alert_state = app.Table(
     help="patient_id -> PatientState (alerts, silences, pending deliveries, annotation ids)",
 )
 
-_in_flight: set[str] = set()  # notification ids being delivered by this process
 _tasks: set[asyncio.Task[Any]] = set()
 
 
@@ -154,7 +156,7 @@ def _apply(step: Step) -> None:
     for action in step.annotations:
         if annotation_queue is not None:
             annotation_queue.submit(action)
-    _in_flight.update(d.notification_id for d in step.deliveries)
+    courier.in_flight.update(d.notification_id for d in step.deliveries)
 
 
 async def _send(delivery: PendingDelivery) -> bool:
@@ -175,42 +177,22 @@ async def _send(delivery: PendingDelivery) -> bool:
     )
 
 
-def _record(
-    delivery: PendingDelivery, outcome: NotificationOutcome, detail: str | None, final: bool
-) -> None:
-    metrics.notification(delivery.channel, outcome, final=final)
-    state = _load(delivery.patient_id)
-    if state is None or state.partition not in _owned():
-        return  # the partition moved to another worker: it resumes the delivery
-    assert outcome in (NotificationOutcome.DELIVERED, NotificationOutcome.FAILED)
-    new, alert = record_attempt(
-        state, delivery, outcome=outcome, at=datetime.now(UTC), detail=detail, final=final
-    )
-    _apply(Step(state=new, changed=[alert] if alert else [], dirty=new != state))
+courier = Courier(
+    send=_send,
+    load=_load,
+    apply=_apply,
+    owned=_owned,
+    policy=settings.retry_policy(),
+    metrics=metrics,
+    config=config,
+)
 
 
-async def _deliver(delivery: PendingDelivery, *, resumed: bool = False) -> None:
-    try:
-        await delivering.deliver(
-            delivery,
-            resumed=resumed,
-            send=_send,
-            record=_record,
-            attempts=settings.notify_attempts,
-            backoff_s=settings.notify_backoff_s,
-            max_backoff_s=settings.notify_max_backoff_s,
-        )
-    finally:
-        _in_flight.discard(delivery.notification_id)
-
-
-async def _flush_and_send(
-    deliveries: list[PendingDelivery], *, resumed: frozenset[str] = frozenset()
-) -> None:
-    """Wait until the intents (and alert states) are in Kafka, then send."""
+async def _flush_and_send(deliveries: list[PendingDelivery]) -> None:
+    """Wait until the outbox entries (and alert states) are in Kafka, then send."""
     await app.producer.flush()
     for delivery in deliveries:
-        _spawn(_deliver(delivery, resumed=delivery.notification_id in resumed))
+        _spawn(courier.attempt(delivery))
 
 
 def _lookup_annotation(action: Annotate) -> int | None:
@@ -261,8 +243,8 @@ async def _send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
             await asyncio.sleep(delay)
 
 
-def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | DeadLetter | None:
-    """One input message against its patient's state (None: nothing to do)."""
+def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | DeadLetter:
+    """One input message against its patient's state."""
     if where.topic == topics.ALERT_COMMANDS:
         command = decode(AlertCommand, payload, where=where, now=now)
         if isinstance(command, DeadLetter):
@@ -283,18 +265,18 @@ def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | Dead
     anomaly = decode(Anomaly, payload, where=where, now=now)
     if isinstance(anomaly, DeadLetter):
         return anomaly
-    max_age = settings.notify_max_age_s
-    if max_age is not None and now - anomaly.detected_at > timedelta(seconds=max_age):
-        logger.info(
-            "anomaly %s patient %s: detected too long ago, skipped",
-            anomaly.anomaly_id,
-            anomaly.patient_id,
-        )
-        return None
     state = _load(anomaly.patient_id) or PatientState(
         patient_id=anomaly.patient_id, partition=where.partition or 0
     )
-    return on_anomaly(state, anomaly, config=config, policy=policy, now=now)
+    return on_anomaly(
+        state,
+        anomaly,
+        config=config,
+        policy=policy,
+        now=now,
+        late_after_s=settings.notify_max_age_s,
+        page_late=settings.page_late,
+    )
 
 
 @app.agent(inputs)
@@ -320,16 +302,17 @@ async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
             )
             await _send_dead_letter(result, key)
             metrics.dead_letter(result)
-        elif result is not None and result.dirty:
+        elif result.dirty:
             _apply(result)
             for alert in result.changed:
                 log = logger.info if result.deliveries or alert.anomaly_count <= 1 else logger.debug
                 log(
-                    "alert %s patient %s: %s, %s, %d anomalies, %d notifications planned",
+                    "alert %s patient %s: %s, %s%s, %d anomalies, %d notifications planned",
                     alert.alert_id,
                     alert.patient_id,
                     alert.status.value,
                     alert.severity.value,
+                    " (late)" if alert.late else "",
                     alert.anomaly_count,
                     len(result.deliveries),
                 )
@@ -339,34 +322,25 @@ async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
 
 @app.timer(interval=settings.tick_s)  # type: ignore[untyped-decorator]
 async def tick() -> None:
-    """Escalate, repeat, auto-resolve; resume deliveries nobody in this process is making."""
+    """Escalate, repeat, auto-resolve; then the outbox: retries, fallbacks, resumed sends."""
     if app.rebalancing or app.in_recovery:
         return
     owned, now = _owned(), datetime.now(UTC)
     deliveries: list[PendingDelivery] = []
-    resumed: set[str] = set()
+    states: list[PatientState] = []
     for patient_id in list(alert_state.data.keys()):
         state = _load(patient_id)
         if state is None or state.partition not in owned:
             continue
-        unsettled = [d for d in state.pending.values() if d.notification_id not in _in_flight]
         step = on_tick(state, config=config, policy=policy, now=now)
-        _apply(step)
-        deliveries += step.deliveries
-        for stale in unsettled:
-            url = None if config is None else config.channels.get(stale.channel)
-            if delivering.resume_policy(url) == "resend":
-                logger.warning(
-                    "notification %s: outcome unknown, re-sent with the same id",
-                    stale.notification_id,
-                )
-                _in_flight.add(stale.notification_id)
-                resumed.add(stale.notification_id)
-                deliveries.append(stale)
-            else:
-                _record(stale, NotificationOutcome.FAILED, delivering.UNKNOWN_OUTCOME, True)
+        _apply(step)  # its new deliveries are in flight from here: the outbox skips them
+        planned = courier.plan(step.state, now=now)
+        _apply(planned.step)
+        deliveries += [*step.deliveries, *planned.step.deliveries]
+        states.append(planned.step.state)
+    metrics.set_undelivered(outbox.undelivered(states))
     if deliveries:
-        await _flush_and_send(deliveries, resumed=frozenset(resumed))
+        await _flush_and_send(deliveries)
 
 
 @app.task  # type: ignore[untyped-decorator]

@@ -11,6 +11,12 @@ server it already runs (``PGHD_ALERTS_WEB_HOST:_WEB_PORT``, 6067), from its own 
   replayed message that changes nothing counts nothing;
 - ``notifications_total{channel,outcome}``: delivery attempts, ``success``, ``retry`` (failed,
   tried again) or ``failure`` (failed, given up);
+- ``alerts_undelivered{state}`` (gauge, this worker's partitions, refreshed every tick):
+  ``retrying``, notifications past their first attempt and not delivered yet (the outbox);
+  ``given_up``, notifications given up (retry horizon passed, or outcome unknown after a
+  crash on a channel not re-sent) of alerts still open, i.e. nobody acknowledged them;
+- ``notifications_given_up_total{channel,reason}``: notifications given up, ``horizon`` or
+  ``unknown_outcome``;
 - ``grafana_annotations_total{outcome}``: annotation writes, ``written``, ``retry``,
   ``failed`` (every attempt failed) or ``dropped`` (queue full);
 - ``dead_letters_total{reason}``: messages sent to ``pghd.dlq.v1``, by :func:`dead_letter_kind`;
@@ -106,6 +112,19 @@ class AlertsMetrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+        self.undelivered = Gauge(
+            "alerts_undelivered",
+            "Notifications not delivered: retrying (failed at least once) or given_up (of open"
+            " alerts), on this worker's partitions",
+            ["state"],
+            registry=self.registry,
+        )
+        self.given_up = Counter(
+            "notifications_given_up",
+            "Notifications given up, by channel and reason (horizon, unknown_outcome)",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
         self.grafana_annotations = Counter(
             "grafana_annotations",
             "Grafana annotation writes, by outcome (written, retry, failed, dropped)",
@@ -144,6 +163,15 @@ class AlertsMetrics:
         """One delivery attempt to ``channel``."""
         label = notification_outcome(outcome, final=final)
         self.notifications.labels(channel=channel, outcome=label).inc()
+
+    def gave_up(self, channel: str, reason: str) -> None:
+        """A notification to ``channel`` was given up (``horizon`` or ``unknown_outcome``)."""
+        self.given_up.labels(channel=channel, reason=reason).inc()
+
+    def set_undelivered(self, counts: Mapping[str, int]) -> None:
+        """The ``alerts_undelivered`` gauge from :func:`alerts.outbox.undelivered`."""
+        for state, count in counts.items():
+            self.undelivered.labels(state=state).set(count)
 
     def annotation(self, outcome: str) -> None:
         """One Grafana annotation outcome (the ``on_outcome`` of the annotation queue)."""

@@ -4,7 +4,9 @@
 alerts worker retries and records every attempt); for webhook channels that can
 deduplicate (:func:`can_deduplicate`: ``json``, ``form``, ``xml``) the deterministic
 notification id travels in the body (``notification_id``) and in the
-``X-Pghd-Notification-Id`` header (:func:`with_notification_id`).
+``X-Pghd-Notification-Id`` header (:func:`with_notification_id`). E-mail (``mailto``,
+``mailtos``) carries the header too, for mail rules and tracing, but does not count as
+deduplicating: see :mod:`alerts.delivery` for what each channel kind can do.
 Logs name alerts and channels by id, never by value or URL (URLs may hold tokens).
 """
 
@@ -18,6 +20,7 @@ from pghd.contracts import Severity
 
 __all__ = [
     "DEDUP_SCHEMES",
+    "EMAIL_SCHEMES",
     "NOTIFICATION_ID_HEADER",
     "NOTIFY_TYPES",
     "can_deduplicate",
@@ -40,6 +43,8 @@ def _scheme(url: str) -> str:
 
 DEDUP_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
 """Apprise webhook schemes that carry the notification id, so receivers can deduplicate."""
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
+"""Apprise e-mail schemes: the id goes in a header, which mail clients do not dedup on."""
 NOTIFICATION_ID_HEADER = "X-Pghd-Notification-Id"
 
 
@@ -49,14 +54,16 @@ def can_deduplicate(url: str) -> bool:
 
 
 def with_notification_id(url: str, notification_id: str) -> str:
-    """The URL with Apprise's payload extra ``:notification_id`` and header ``+X-...``."""
-    if not can_deduplicate(url):
-        return url
+    """The URL with Apprise's payload extra ``:notification_id`` and header ``+X-...``
+    (webhooks), or with the header only (e-mail); other channels unchanged."""
+    scheme = _scheme(url).lower()
     separator = "&" if "?" in url else "?"
-    return (
-        f"{url}{separator}:notification_id={notification_id}"
-        f"&+{NOTIFICATION_ID_HEADER}={notification_id}"
-    )
+    header = f"+{NOTIFICATION_ID_HEADER}={notification_id}"
+    if scheme in DEDUP_SCHEMES:
+        return f"{url}{separator}:notification_id={notification_id}&{header}"
+    if scheme in EMAIL_SCHEMES:
+        return f"{url}{separator}{header}"
+    return url
 
 
 async def send_notification(

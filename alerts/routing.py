@@ -11,6 +11,9 @@ after the last step the route repeats every ``repeat_interval_s``. Acknowledged 
 resolved alerts never escalate. An alert that no route takes at the moment (all out of
 hours) waits, checked every :data:`RECHECK`, for the first window to open.
 
+A route may name ``fallback`` channels: a notification of the route whose channel has been
+failing for ``fallback_after_s`` (900 s) is also sent there (:mod:`alerts.outbox`).
+
 A per-patient budget caps notification rounds per 24 h; beyond it, findings below critical
 are recorded for the daily digest (:mod:`alerts.digest`) instead of paging anyone.
 
@@ -48,6 +51,7 @@ __all__ = [
     "RoutingConfig",
     "TimeWindow",
     "due_escalations",
+    "late_note",
     "load_routing_config",
     "matching_routes",
     "notification_rounds",
@@ -114,13 +118,22 @@ def _next_notify_at(alert: Alert, *, config: RoutingConfig, now: datetime) -> da
     return min(times, default=None)
 
 
-def _message(alert: Alert, reason: str, level: int) -> tuple[str, str]:
+def late_note(alert: Alert, *, now: datetime) -> str:
+    """`` (late: detected 26 h ago)`` for a late alert (its latest anomaly's age), else ``""``."""
+    if not alert.late:
+        return ""
+    age_s = max(0.0, (now - alert.last_anomaly_at).total_seconds())
+    age = f"{int(age_s // 3600)} h" if age_s >= 3600 else f"{int(age_s // 60)} min"
+    return f" (late: detected {age} ago)"
+
+
+def _message(alert: Alert, reason: str, level: int, *, now: datetime) -> tuple[str, str]:
     suffix = {
         "opened": "",
         "severity_raised": " (severity raised)",
         "escalation": f" (escalated: step {level}, unacknowledged)",
         "repeat": " (still unacknowledged)",
-    }.get(reason, f" ({reason})")
+    }.get(reason, f" ({reason})") + late_note(alert, now=now)
     title = f"[{alert.severity.value}] patient {alert.patient_id} {alert.problem}{suffix}"
     opened = alert.opened_at.strftime("%Y-%m-%d %H:%M:%SZ")
     body = "\n".join(
@@ -157,7 +170,7 @@ def _send(
         )
         history = [*alert.notifications, record][-MAX_NOTIFICATIONS:]
         return alert.model_copy(update={"notifications": history, "next_notify_at": None}), []
-    title, body = _message(alert, reason, level)
+    title, body = _message(alert, reason, level, now=now)
     actions, records = [], []
     for route, index in steps:
         names = tuple(route.escalation[index].channels)

@@ -10,6 +10,12 @@ Without it, ``PGHD_ALERTS_NOTIFY_URLS`` (a JSON list of Apprise URLs, e.g.
 an alert opens or its severity rises (:func:`default_routing`). URLs may hold tokens, so
 they are never logged. ``PGHD_ALERTS_GROUPING`` (JSON :class:`~pghd.alerting.GroupingPolicy`)
 overrides the grouping of either.
+
+Notifications are retried with a capped exponential backoff (``PGHD_ALERTS_NOTIFY_BACKOFF_S``
+1 s, doubling up to ``_NOTIFY_MAX_BACKOFF_S`` 300 s, with jitter) until
+``_NOTIFY_RETRY_HORIZON_S`` (6 h) after they were queued; see :mod:`alerts.delivery`.
+``_NOTIFY_MAX_AGE_S`` (24 h) is the age beyond which an anomaly's alert is marked late;
+``_PAGE_LATE`` (true) says whether late warning and critical alerts page.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.backoff import RetryPolicy
 from alerts.routing import load_routing_config
 from pghd.alerting import EscalationStep, GroupingPolicy, Route, RoutingConfig
 
@@ -70,16 +77,33 @@ class AlertsSettings(BaseSettings):
     grouping: GroupingPolicy | None = Field(
         default=None, description="grouping policy (JSON); overrides the routing file's"
     )
-    notify_attempts: int = Field(default=3, ge=1, description="tries per channel and notification")
+    notify_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="tries per channel of a daily digest (alert notifications are retried"
+        " until notify_retry_horizon_s)",
+    )
     notify_backoff_s: float = Field(
         default=1.0, ge=0, description="wait before the 2nd try; doubles for each further try"
     )
-    notify_max_backoff_s: float = Field(default=60.0, ge=0, description="longest wait")
+    notify_max_backoff_s: float = Field(
+        default=300.0, ge=0, description="longest wait between two tries (before jitter)"
+    )
+    notify_retry_horizon_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="a notification not delivered this long after it was queued is given up",
+    )
     notify_max_age_s: float | None = Field(
         default=24 * 3600.0,
         gt=0,
-        description="anomalies detected longer ago than this are acked without alerting"
-        " (a replayed backlog does not page anyone); null = no limit",
+        description="an alert whose latest anomaly was detected longer ago than this is"
+        " marked late (and says so in its notifications); null = nothing is late",
+    )
+    page_late: bool = Field(
+        default=True,
+        description="late warning and critical alerts page (false: tracked, nobody paged;"
+        " for a planned replay of the anomalies topic)",
     )
     tick_s: float = Field(
         default=5.0, gt=0, description="how often escalations and auto-resolve are checked"
@@ -118,6 +142,14 @@ class AlertsSettings(BaseSettings):
                 config = config.model_copy(update={"grouping": self.grouping})
             return config
         return default_routing(self.notify_urls, grouping=self.grouping or GroupingPolicy())
+
+    def retry_policy(self) -> RetryPolicy:
+        """How alert notifications are retried (:mod:`alerts.backoff`)."""
+        return RetryPolicy(
+            backoff_s=self.notify_backoff_s,
+            max_backoff_s=self.notify_max_backoff_s,
+            horizon_s=self.notify_retry_horizon_s,
+        )
 
     def grouping_policy(self, config: RoutingConfig | None) -> GroupingPolicy:
         if self.grouping is not None:

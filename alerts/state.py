@@ -3,19 +3,22 @@
 The alerts worker keeps a :class:`PatientState` per patient id in a Faust table (changelog
 backed, so it survives restarts): the current alert of each fingerprint, the patient's
 silences, the notifications it has promised but not yet settled (:class:`PendingDelivery`,
-the *intent*, written before anything is sent) and the Grafana annotation id of each alert.
+the *intent* and outbox entry, written before each attempt is made) and the Grafana
+annotation id of each alert.
 
 The functions here glue :mod:`alerts.lifecycle` and :mod:`alerts.routing` together and
 never do I/O: :func:`on_anomaly`, :func:`on_command` and :func:`on_tick` take a state and
 return a :class:`Step` (the new state, the alerts to publish on ``pghd.alerts.v1``, the
-deliveries to make and the annotations to write); :func:`record_attempt` writes one
-delivery attempt into the alert's notification history (the audit trail).
+deliveries to make and the annotations to write). What becomes of each delivery (attempts,
+retries, give-up, fallback) is :mod:`alerts.outbox`'s work.
+
+An anomaly detected longer ago than the worker's age limit (``late_after_s``) still opens
+or updates its alert, marked ``late``; a late warning or critical alert pages (the
+notification says how late) unless ``page_late`` is off, a late *info* alert never does.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal, TypeVar
@@ -24,17 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts import lifecycle, routing
 from alerts.lifecycle import AlertStateError, Annotate, Notify, Page
+from alerts.pending import PendingDelivery, notification_id, plan_deliveries
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind, Silence
-from pghd.alerting import (
-    MAX_NOTIFICATIONS,
-    Alert,
-    GroupingPolicy,
-    NotificationOutcome,
-    NotificationRecord,
-    RoutingConfig,
-)
-from pghd.contracts import Anomaly, DeadLetter, PatientId, Severity, UtcDatetime
+from pghd.alerting import Alert, GroupingPolicy, RoutingConfig
+from pghd.contracts import Anomaly, DeadLetter, PatientId, Severity
 
 __all__ = [
     "STAGE",
@@ -44,11 +41,11 @@ __all__ = [
     "Step",
     "Where",
     "decode",
+    "mark_late",
     "notification_id",
     "on_anomaly",
     "on_command",
     "on_tick",
-    "record_attempt",
     "remember_annotation",
 ]
 
@@ -56,24 +53,6 @@ STAGE = "alerts"
 _MAX_REASON = 1000
 M = TypeVar("M", bound=BaseModel)
 CommandOutcome = Literal["applied", "unchanged", "unknown_alert", "invalid_state"]
-
-
-class PendingDelivery(BaseModel):
-    """A notification promised to one channel and not yet settled (delivered or given up)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    notification_id: str
-    patient_id: PatientId
-    alert_id: str
-    fingerprint: str
-    route: str
-    channel: str
-    round: Annotated[int, Field(ge=1)]
-    severity: Severity
-    title: str
-    body: str
-    queued_at: UtcDatetime
 
 
 class PatientState(BaseModel):
@@ -151,34 +130,6 @@ def decode(model: type[M], payload: bytes | None, *, where: Where, now: datetime
     )
 
 
-def notification_id(*, alert_id: str, round: int, route: str, channel: str) -> str:
-    """Deterministic id of one notification to one channel: the receiver's dedup key."""
-    digest = hashlib.sha256(f"{alert_id}/{round}/{route}/{channel}".encode()).hexdigest()[:24]
-    return f"nt-{digest}"
-
-
-def _deliveries(notifies: Iterable[Notify], *, now: datetime) -> list[PendingDelivery]:
-    return [
-        PendingDelivery(
-            notification_id=notification_id(
-                alert_id=n.alert_id, round=n.attempt, route=n.route, channel=channel
-            ),
-            patient_id=n.patient_id,
-            alert_id=n.alert_id,
-            fingerprint=n.fingerprint,
-            route=n.route,
-            channel=channel,
-            round=n.attempt,
-            severity=n.severity,
-            title=n.title,
-            body=n.body,
-            queued_at=now,
-        )
-        for n in notifies
-        for channel in n.channels
-    ]
-
-
 def _muted(alert: Alert, state: PatientState, *, now: datetime) -> bool:
     others = state.alerts.values()
     return lifecycle.silenced(alert, state.silences, now=now) or lifecycle.inhibited(alert, others)
@@ -212,6 +163,13 @@ def _finish(
     )
 
 
+def mark_late(alert: Alert, *, now: datetime, late_after_s: float | None) -> Alert:
+    """The alert with ``late`` set when its latest anomaly is older than ``late_after_s``."""
+    age_s = (now - alert.last_anomaly_at).total_seconds()
+    late = late_after_s is not None and age_s > late_after_s
+    return alert if alert.late == late else alert.model_copy(update={"late": late})
+
+
 def on_anomaly(
     state: PatientState,
     anomaly: Anomaly,
@@ -219,13 +177,21 @@ def on_anomaly(
     config: RoutingConfig | None,
     policy: GroupingPolicy,
     now: datetime,
+    late_after_s: float | None = None,
+    page_late: bool = True,
 ) -> Step:
-    """Group the anomaly into its alert; page (plan notifications) unless muted."""
+    """Group the anomaly into its alert; page (plan notifications) unless muted.
+
+    ``late_after_s``: an alert whose latest anomaly is older than this is marked ``late``;
+    it pages when ``page_late`` and it is a warning or critical (see the module docstring)."""
     fp = lifecycle.fingerprint(lifecycle.group_key(anomaly))
     current = state.alerts.get(fp)
     alert, actions = lifecycle.apply_anomaly(current, anomaly, policy=policy, now=now)
     if alert == current:
         return Step(state=state)
+    alert = mark_late(alert, now=now, late_after_s=late_after_s)
+    if alert.late and not (page_late and alert.severity is not Severity.INFO):
+        actions = [a for a in actions if not isinstance(a, Page)]
     changed: list[Alert] = []
     if current is not None and current.active and current.alert_id != alert.alert_id:
         superseded, _ = lifecycle.resolve(
@@ -248,7 +214,7 @@ def on_anomaly(
     return _finish(
         state,
         [*changed, alert],
-        deliveries=_deliveries(notifies, now=now),
+        deliveries=plan_deliveries(notifies, now=now),
         annotations=annotations,
     )
 
@@ -311,42 +277,10 @@ def on_tick(
     return _finish(
         state,
         changed,
-        deliveries=_deliveries(notifies, now=now),
+        deliveries=plan_deliveries(notifies, now=now),
         annotations=annotations,
         silences=silences,
     )
-
-
-def record_attempt(
-    state: PatientState,
-    delivery: PendingDelivery,
-    *,
-    outcome: Literal[NotificationOutcome.DELIVERED, NotificationOutcome.FAILED],
-    at: datetime,
-    detail: str | None = None,
-    final: bool,
-) -> tuple[PatientState, Alert | None]:
-    """Add one attempt to the alert's notification history; ``final`` settles the delivery.
-
-    Returns the new state and the alert that changed (None when the alert is gone)."""
-    pending = dict(state.pending)
-    if final:
-        pending.pop(delivery.notification_id, None)
-    alert = state.alerts.get(delivery.fingerprint)
-    if alert is None or alert.alert_id != delivery.alert_id:
-        return state.model_copy(update={"pending": pending}), None
-    record = NotificationRecord(
-        channel=delivery.channel,
-        route=delivery.route,
-        attempt=delivery.round,
-        at=at,
-        outcome=outcome,
-        detail=None if detail is None else detail[:500],
-    )
-    history = [*alert.notifications, record][-MAX_NOTIFICATIONS:]
-    alert = alert.model_copy(update={"notifications": history})
-    alerts = {**state.alerts, alert.fingerprint: alert}
-    return state.model_copy(update={"pending": pending, "alerts": alerts}), alert
 
 
 def remember_annotation(state: PatientState, alert_id: str, annotation_id: int) -> PatientState:

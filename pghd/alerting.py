@@ -7,10 +7,11 @@ lives). An alert is ``open`` until a care team member acknowledges it and ``reso
 someone resolves it or no anomaly arrived for the configured quiet period.
 
 :class:`RoutingConfig` is what the alerts service loads (a JSON file): named Apprise
-channels, the patient → care-team map, routes with their escalation policies, the grouping
-policy and the per-patient budget. The lifecycle, routing and escalation logic that uses
-them is pure code in ``alerts.lifecycle`` and ``alerts.routing``; this module holds only
-data and the fingerprint, so every service and the care-team API read them the same way.
+channels, the patient → care-team map, routes with their escalation policies (and an
+optional ``fallback`` for a channel that keeps failing), the grouping policy and the
+per-patient budget. The lifecycle, routing and escalation logic that uses them is pure code
+in ``alerts.lifecycle`` and ``alerts.routing``; this module holds only data and the
+fingerprint, so every service and the care-team API read them the same way.
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ class NotificationRecord(BaseModel):
     at: UtcDatetime
     outcome: NotificationOutcome
     detail: Annotated[str, Field(max_length=500)] | None = None
+    final: bool = Field(
+        default=False,
+        description="the delivery is settled: delivered, or failed for good (given up)",
+    )
 
 
 class Alert(BaseModel):
@@ -143,6 +148,11 @@ class Alert(BaseModel):
         int, Field(ge=0, description="escalation step last notified, from 1; 0 = none yet")
     ] = 0
     next_notify_at: UtcDatetime | None = None
+    late: bool = Field(
+        default=False,
+        description="its latest anomaly was detected longer ago than the alerts worker's age"
+        " limit when it arrived (a backlog or an outage); notifications say so",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Alert:
@@ -246,6 +256,12 @@ class Route(BaseModel):
     active: TimeWindow | None = None
     escalation: Annotated[list[EscalationStep], Field(min_length=1)]
     repeat_interval_s: float | None = Field(default=4 * 3600.0, gt=0)
+    fallback: Annotated[list[Name], Field(min_length=1)] | None = Field(
+        default=None,
+        description="channels that get a notification of this route whose channel has been"
+        " failing for fallback_after_s (the failing channel is still retried)",
+    )
+    fallback_after_s: float = Field(default=900.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Route:
@@ -354,6 +370,9 @@ class RoutingConfig(BaseModel):
                 missing = sorted(set(step.channels) - set(self.channels))
                 if missing:
                     raise ValueError(f"route {route.name} step {n}: undefined channels {missing}")
+            missing = sorted(set(route.fallback or ()) - set(self.channels))
+            if missing:
+                raise ValueError(f"route {route.name} fallback: undefined channels {missing}")
         if self.digest is not None:
             used = {
                 *self.digest.channels,

@@ -50,6 +50,9 @@ class AlertOut(BaseModel):
     resolved_by: str | None = None
     resolved_reason: str | None = None
     escalation_level: int
+    late: bool = Field(
+        default=False, description="its latest anomaly was detected long before it arrived"
+    )
 
     @classmethod
     def of(cls, alert: Alert, *, team: str | None) -> AlertOut:

@@ -9,7 +9,7 @@ readings the stalled worker could not commit, then drop back to zero.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -29,6 +29,8 @@ from deploy.local.influxdb import InfluxServer
 from deploy.local.topics import DEFAULT_SPEC
 from pghd import topics
 from pghd.topics import load_spec
+from tests.clock import ANCHOR
+from tests.integration.sync import caught_up
 
 WARMUP = 10
 NORMAL = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]
@@ -90,10 +92,13 @@ def produce_raw(pipeline: Pipeline, topic: str, messages: list[tuple[bytes, byte
 def test_processors_and_alerts_count_what_they_did(pipeline: Pipeline) -> None:
     before_p, before_a = scrape(pipeline, "processors"), scrape(pipeline, "alerts")
     patient = new_patient("metrics")
-    series = heart_rate_series(patient, [*NORMAL, 165, 71])
+    series = heart_rate_series(patient, [*NORMAL, 165, 71], start=ANCHOR + timedelta(minutes=10))
     assert pipeline.post(series).status_code == 202
     pipeline.wait_vitals(patient, len(series))
-    anomalies = pipeline.anomalies(patient, expect=1, settle=3.0)
+    processors_group = pipeline.env["PGHD_PROCESSORS_APP_ID"]
+    alerts_group = pipeline.env["PGHD_ALERTS_APP_ID"]
+    caught_up(pipeline.kafka_bootstrap, processors_group)  # every anomaly is out
+    anomalies = pipeline.anomalies(patient, expect=1, settle=0.5)
     assert anomalies, "the extreme reading made no anomaly"
 
     # The same readings again (same derived event ids): dropped downstream as duplicates.
@@ -113,9 +118,11 @@ def test_processors_and_alerts_count_what_they_did(pipeline: Pipeline) -> None:
         )
         return (p, a) if done else None
 
-    after_p, after_a = wait_for(
-        settled, timeout=60, what="the counters to move", diagnostics=pipeline.diagnostics
-    )
+    wait_for(settled, timeout=60, what="the counters to move", diagnostics=pipeline.diagnostics)
+    # Then exact counts, once both workers have handled everything (nothing is still to come).
+    caught_up(pipeline.kafka_bootstrap, processors_group)
+    caught_up(pipeline.kafka_bootstrap, alerts_group, (topics.ANOMALIES, topics.ALERT_COMMANDS))
+    after_p, after_a = scrape(pipeline, "processors"), scrape(pipeline, "alerts")
     assert delta(after_p, before_p, "readings_judged_total", metric="heart_rate") == len(series)
     assert delta(after_p, before_p, "readings_judged_total") == len(series)
     assert delta(after_p, before_p, "duplicates_dropped_total", where="seen") == 3
@@ -146,8 +153,6 @@ def test_processors_and_alerts_count_what_they_did(pipeline: Pipeline) -> None:
 
     # Lag: one gauge per partition of each input topic, zero once everything is committed.
     partitions_of = {spec.name: spec.partitions for spec in load_spec(DEFAULT_SPEC)}
-    processors_group = pipeline.env["PGHD_PROCESSORS_APP_ID"]
-    alerts_group = pipeline.env["PGHD_ALERTS_APP_ID"]
     for samples, group, topic in (
         (after_p, processors_group, topics.MEASUREMENTS),
         (after_a, alerts_group, topics.ANOMALIES),
@@ -166,39 +171,47 @@ def test_processors_and_alerts_count_what_they_did(pipeline: Pipeline) -> None:
     )
 
 
-def test_influx_outage_shows_as_write_failures_and_lag(
+def test_influx_outage_shows_as_write_failures_and_store_lag(
     pipeline: Pipeline, influx: InfluxServer
 ) -> None:
+    """Judging goes on while InfluxDB is down; the store stage's lag shows the points that
+    wait on pghd.points.v1, and falls back to 0 once they are written."""
     group = pipeline.env["PGHD_PROCESSORS_APP_ID"]
-    wait_for(
-        lambda: group_lag(scrape(pipeline, "processors"), group, topics.MEASUREMENTS) == 0 or None,
-        timeout=60,
-        what="the processors group to catch up",
-    )
+    store = f"{group}-store"
+
+    def caught_up() -> bool | None:
+        now = scrape(pipeline, "processors")
+        judged = group_lag(now, group, topics.MEASUREMENTS) == 0
+        return True if judged and group_lag(now, store, topics.POINTS) == 0 else None
+
+    wait_for(caught_up, timeout=60, what="the processors and store groups to catch up")
     before = scrape(pipeline, "processors")
     patient = new_patient("outage")
     influx.stop()
     try:
-        when = datetime.now(UTC) - timedelta(minutes=5)
+        when = ANCHOR - timedelta(minutes=5)
         assert pipeline.post([reading(patient, 72, when)]).status_code == 202
 
         def stalled() -> Samples | None:
             now = scrape(pipeline, "processors")
             failing = delta(now, before, "influx_write_failures_total") >= 1
-            return now if failing and group_lag(now, group, topics.MEASUREMENTS) >= 1 else None
+            judged = delta(now, before, "readings_judged_total") == 1
+            waiting = group_lag(now, store, topics.POINTS) >= 1
+            return now if failing and judged and waiting else None
 
-        during = wait_for(stalled, timeout=60, what="write failures and lag while InfluxDB is down")
-        assert group_lag(during, group, topics.MEASUREMENTS) == 1
-        assert delta(during, before, "readings_judged_total") == 0
+        during = wait_for(
+            stalled, timeout=60, what="judged, write failures and store lag while InfluxDB is down"
+        )
+        assert group_lag(during, store, topics.POINTS) == 1
+        assert delta(during, before, "store_write_failures_total") >= 1
     finally:
         influx.start()
     pipeline.wait_vitals(patient, 1, timeout=90)
 
     def recovered() -> Samples | None:
         now = scrape(pipeline, "processors")
-        caught_up = group_lag(now, group, topics.MEASUREMENTS) == 0
-        return now if caught_up and delta(now, before, "readings_judged_total") == 1 else None
+        return now if group_lag(now, store, topics.POINTS) == 0 else None
 
-    after = wait_for(recovered, timeout=60, what="the lag to drop back to 0")
+    after = wait_for(recovered, timeout=60, what="the store lag to drop back to 0")
     assert delta(after, before, "influx_write_failures_total") >= 1
-    assert delta(after, before, "influx_write_seconds_count") == 1
+    assert delta(after, before, "store_points_written_total") >= 1

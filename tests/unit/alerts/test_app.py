@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.app import handle
-from alerts.state import Where
+from alerts.state import Step, Where
 from pghd import topics, wire
 from pghd.contracts import DeadLetter
 
@@ -44,7 +44,12 @@ def test_undecodable_command_becomes_a_dead_letter() -> None:
     assert isinstance(outcome, DeadLetter) and outcome.topic == topics.ALERT_COMMANDS
 
 
-def test_stale_anomaly_is_skipped() -> None:
-    now = datetime.now(UTC)
+def test_an_anomaly_older_than_the_age_limit_opens_a_late_alert() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     old = make_anomaly(detected_at=now - timedelta(days=2))
-    assert handle(wire.encode(old), where=WHERE, now=now) is None
+    step = handle(wire.encode(old), where=WHERE, now=now)
+    assert isinstance(step, Step) and step.dirty
+    (alert,) = step.changed
+    assert alert.late and alert.anomaly_ids == [old.anomaly_id]
+    timely = handle(wire.encode(make_anomaly(detected_at=now)), where=WHERE, now=now)
+    assert isinstance(timely, Step) and not timely.changed[0].late

@@ -118,3 +118,20 @@ async def test_the_annotation_queue_reports_each_outcome(grafana: FakeGrafana) -
     full.submit(action())
     full.submit(action("acknowledged"))
     assert outcomes == ["dropped"]
+
+
+def test_undelivered_gauge_and_given_up_counter() -> None:
+    metrics = AlertsMetrics()
+    metrics.set_undelivered({"retrying": 3, "given_up": 1})
+    metrics.set_undelivered({"retrying": 2, "given_up": 1})
+    metrics.gave_up("ward", "horizon")
+    metrics.gave_up("ward", "unknown_outcome")
+    metrics.gave_up("ward", "horizon")
+    registry = metrics.registry
+    assert _value(registry, "alerts_undelivered", state="retrying") == 2
+    assert _value(registry, "alerts_undelivered", state="given_up") == 1
+    assert _value(registry, "notifications_given_up_total", channel="ward", reason="horizon") == 2
+    assert (
+        _value(registry, "notifications_given_up_total", channel="ward", reason="unknown_outcome")
+        == 1
+    )

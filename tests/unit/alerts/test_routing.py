@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from alerts.digest import WINDOW, digest
 from alerts.lifecycle import (
     Escalate,
@@ -20,9 +23,11 @@ from alerts.routing import (
     RECHECK,
     RoutingConfig,
     due_escalations,
+    late_note,
     load_routing_config,
     plan_notifications,
 )
+from pghd import wire
 from pghd.alerting import Alert, NotificationOutcome
 from pghd.contracts import Severity
 
@@ -375,3 +380,28 @@ def test_a_route_joining_on_severity_rise_escalates_from_its_own_first_notificat
     assert due_escalations(alert, config=CONFIG, now=rise_at + timedelta(seconds=599))[1] == []
     _, actions = due_escalations(alert, config=CONFIG, now=rise_at + timedelta(seconds=600))
     assert by_route([a for a in actions if isinstance(a, Notify)]) == {"ward-critical": ("doctor",)}
+
+
+def test_a_route_fallback_names_defined_channels_and_defaults_to_15_minutes() -> None:
+    base = CONFIG.model_dump(mode="json")
+    base["routes"][0]["fallback"] = ["lead"]
+    route = RoutingConfig.model_validate(base).routes[0]
+    assert route.fallback == ["lead"] and route.fallback_after_s == 900
+    base["routes"][0]["fallback"] = ["pager"]
+    with pytest.raises(ValidationError, match="fallback: undefined channels"):
+        RoutingConfig.model_validate(base)
+    base["routes"][0]["fallback"] = []
+    with pytest.raises(ValidationError):
+        RoutingConfig.model_validate(base)
+
+
+def test_late_alerts_say_how_late_and_round_trip() -> None:
+    old = T0 - timedelta(hours=26, minutes=40)
+    alert, _ = apply_anomaly(None, make_anomaly(detected_at=old), policy=GroupingPolicy(), now=T0)
+    assert late_note(alert, now=T0) == ""
+    late = alert.model_copy(update={"late": True})
+    assert late_note(late, now=T0) == " (late: detected 26 h ago)"
+    assert late_note(late, now=old + timedelta(minutes=50)) == " (late: detected 50 min ago)"
+    _, notifies = plan_notifications(late, config=CONFIG, now=T0)
+    assert notifies and all(n.title.endswith("(late: detected 26 h ago)") for n in notifies)
+    assert wire.decode(Alert, wire.encode(late)).late

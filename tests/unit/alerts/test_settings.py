@@ -73,3 +73,23 @@ def test_routing_file_wins_and_grouping_overrides_it(
     monkeypatch.setenv("PGHD_ALERTS_GROUPING", '{"auto_resolve_after_s": 10}')
     config = AlertsSettings().routing_config()
     assert config is not None and config.grouping.auto_resolve_after_s == 10
+
+
+def test_retry_policy_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "PGHD_ALERTS_NOTIFY_BACKOFF_S",
+        "PGHD_ALERTS_NOTIFY_MAX_BACKOFF_S",
+        "PGHD_ALERTS_NOTIFY_RETRY_HORIZON_S",
+        "PGHD_ALERTS_PAGE_LATE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = AlertsSettings()
+    policy = settings.retry_policy()
+    assert (policy.backoff_s, policy.max_backoff_s, policy.horizon_s) == (1.0, 300.0, 21600.0)
+    assert settings.notify_max_age_s == 86400 and settings.page_late
+    monkeypatch.setenv("PGHD_ALERTS_NOTIFY_MAX_BACKOFF_S", "30")
+    monkeypatch.setenv("PGHD_ALERTS_NOTIFY_RETRY_HORIZON_S", "3600")
+    monkeypatch.setenv("PGHD_ALERTS_PAGE_LATE", "false")
+    settings = AlertsSettings()
+    assert settings.retry_policy().max_backoff_s == 30 and settings.retry_policy().horizon_s == 3600
+    assert not settings.page_late

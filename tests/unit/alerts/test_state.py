@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alerts.audit import record_attempt
 from alerts.state import (
     PatientState,
     Where,
@@ -13,7 +14,6 @@ from alerts.state import (
     on_anomaly,
     on_command,
     on_tick,
-    record_attempt,
     remember_annotation,
 )
 from pghd import wire
@@ -196,10 +196,75 @@ def test_every_attempt_goes_into_the_audit_trail() -> None:
         final=True,
     )
     assert alert is not None and delivery.notification_id not in state.pending
-    outcomes = [r.outcome.value for r in alert.notifications if r.channel == "a"]
-    assert outcomes == ["queued", "failed", "failed", "failed", "delivered"]
+    outcomes = [(r.outcome.value, r.final) for r in alert.notifications if r.channel == "a"]
+    assert outcomes == [
+        ("queued", False),
+        ("failed", False),
+        ("failed", False),
+        ("failed", False),
+        ("delivered", True),
+    ]
     # routing still counts one round: the budget and escalation anchors are unchanged
     assert {r.attempt for r in alert.notifications} == {1}
+
+
+def test_a_late_anomaly_opens_a_late_alert_that_pages_saying_so() -> None:
+    old = T0 - timedelta(hours=26)
+    step = on_anomaly(
+        fresh(), anomaly(1, at=old), config=CONFIG, policy=POLICY, now=T0, late_after_s=86400
+    )
+    (alert,) = step.changed
+    assert alert.late and alert.last_anomaly_at == old
+    titles = {d.channel: d.title for d in step.deliveries}
+    assert titles["a"] == "[critical] patient p1 heart_rate (late: detected 26 h ago)"
+    joined = on_anomaly(
+        step.state,
+        anomaly(2, at=old + timedelta(minutes=30)),
+        config=CONFIG,
+        policy=POLICY,
+        now=T0,
+        late_after_s=86400,
+    )
+    assert [(a.alert_id, a.late) for a in joined.changed] == [(alert.alert_id, True)]
+    newer = on_anomaly(
+        joined.state, anomaly(3, at=T0), config=CONFIG, policy=POLICY, now=T0, late_after_s=86400
+    )
+    superseded, current = newer.changed
+    assert superseded.alert_id == alert.alert_id and superseded.status.value == "resolved"
+    assert not current.late, "a fresh anomaly opens a timely alert"
+    assert all("late" not in d.title for d in newer.deliveries)
+
+
+def test_late_alerts_page_unless_turned_off_and_late_info_never_pages() -> None:
+    old = T0 - timedelta(days=2)
+    quiet = on_anomaly(
+        fresh(),
+        anomaly(1, at=old),
+        config=CONFIG,
+        policy=POLICY,
+        now=T0,
+        late_after_s=86400,
+        page_late=False,
+    )
+    assert quiet.changed[0].late and quiet.deliveries == [] and quiet.state.pending == {}
+    info = on_anomaly(
+        fresh(),
+        anomaly(1, at=old, severity=Severity.INFO),
+        config=CONFIG,
+        policy=POLICY,
+        now=T0,
+        late_after_s=86400,
+    )
+    assert info.changed[0].late and info.deliveries == []
+    timely = on_anomaly(
+        fresh(),
+        anomaly(1, at=old, severity=Severity.INFO),
+        config=CONFIG,
+        policy=POLICY,
+        now=old,
+        late_after_s=86400,
+    )
+    assert not timely.changed[0].late and [d.channel for d in timely.deliveries] == ["b"]
 
 
 def test_annotation_ids_are_kept_for_live_alerts_only() -> None:
