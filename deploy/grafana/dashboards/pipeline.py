@@ -2,12 +2,13 @@
 
 ingest: readings accepted (by metric) and rejected (by reason), HTTP requests (by route and
 status) with the 5xx ratio, Kafka produce latency and outcomes. processors: readings judged
-and duplicates dropped, anomalies emitted, InfluxDB write latency and failures. Both workers:
+and duplicates dropped, anomalies emitted, InfluxDB write latency and failures, the store
+stage's points written and refused. Both workers:
 consumer lag per group (``kafka_consumer_lag``) and dead letters by service and reason.
-alerts: alerts opened and resolved, notifications by channel and outcome, Grafana annotation
-failures. The Prometheus data source is referenced by UID :data:`~.common.PROMETHEUS_UID`;
-the metric names are those of ``ingest/metrics.py``, ``processors/metrics.py`` and
-``alerts/metrics.py``.
+alerts: alerts opened and resolved, notifications by channel and outcome, notifications
+undelivered, Grafana annotation failures. The Prometheus data source is referenced by UID
+:data:`~.common.PROMETHEUS_UID`; the metric names are those of ``ingest/metrics.py``,
+``processors/metrics.py`` and ``alerts/metrics.py``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,17 @@ def pipeline_health() -> dash.Dashboard:
             .with_target(promql("influx_write_failures_rate", ref_id="B", legend="failures/s"))
         )
         .with_panel(
+            _panel(
+                "Store stage",
+                unit="reqps",
+                description="Points written to InfluxDB per second from pghd.points.v1, and"
+                " points InfluxDB refused for good (beyond retention, type conflict), sent to"
+                " pghd.dlq.v1. Its backlog is the store group's lag on the consumer lag panel.",
+            )
+            .with_target(promql("store_points_written_rate", ref_id="A", legend="written"))
+            .with_target(promql("store_points_refused_rate", ref_id="B", legend="refused"))
+        )
+        .with_panel(
             _panel("Alerts opened and resolved", unit="short", description="Per hour, by severity.")
             .with_target(promql("alerts_opened_per_hour", ref_id="A", legend="opened {{severity}}"))
             .with_target(
@@ -137,6 +149,14 @@ def pipeline_health() -> dash.Dashboard:
                 description="Delivery attempts per second, by channel and outcome"
                 " (success, retry, failure).",
             ).with_target(promql("notifications_rate", legend="{{channel}} {{outcome}}"))
+        )
+        .with_panel(
+            _panel(
+                "Notifications undelivered",
+                unit="short",
+                description="Pages still being retried after a failed attempt, and pages"
+                " given up (alerts nobody acknowledged): anything above 0 needs a look.",
+            ).with_target(promql("alerts_undelivered", legend="{{state}}"))
         )
         .with_panel(
             _panel(

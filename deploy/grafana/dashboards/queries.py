@@ -160,6 +160,8 @@ PROMQL: dict[str, str] = {
         f"histogram_quantile(0.95, sum by (le) (rate(influx_write_seconds_bucket{_RATE})))"
     ),
     "influx_write_failures_rate": f"sum(rate(influx_write_failures_total{_RATE}))",
+    "store_points_written_rate": f"sum(rate(store_points_written_total{_RATE}))",
+    "store_points_refused_rate": f"sum(rate(store_points_refused_total{_RATE}))",
     # processors and alerts: every worker reports every partition of its group, hence max.
     "consumer_lag_by_group": (
         "sum by (group, topic) (max by (group, topic, partition) (kafka_consumer_lag))"
@@ -169,6 +171,7 @@ PROMQL: dict[str, str] = {
     "alerts_opened_per_hour": "sum by (severity) (increase(alerts_opened_total[1h]))",
     "alerts_resolved_per_hour": "sum by (severity) (increase(alerts_resolved_total[1h]))",
     "notifications_rate": f"sum by (channel, outcome) (rate(notifications_total{_RATE}))",
+    "alerts_undelivered": "sum by (state) (alerts_undelivered)",
     "grafana_annotation_failures_rate": (
         f'sum by (outcome) (rate(grafana_annotations_total{{outcome!="written"}}{_RATE}))'
     ),
