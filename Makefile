@@ -6,7 +6,7 @@ PGHD := $(VENV)/bin/pghd
 PATIENTS ?= 20
 DAYS ?= 3
 
-.PHONY: help install run stop status test unit integration lint bench soak fuzz clean
+.PHONY: help install run stop status test unit integration lint bench soak fuzz influxdb2 clean
 
 help:
 	@echo "make run     install, start Kafka + InfluxDB + ingest/processors/alerts, feed a simulated cohort"
@@ -45,6 +45,11 @@ test: install lint
 
 bench: install
 	$(PY) -m bench
+
+# InfluxDB 2.7 (the version docker-compose ships) built from the Go module proxy and crates.io
+# into .local/influxdb2 (~10 min and 2.9 GiB of caches the first time).
+influxdb2:
+	@bash scripts/build-influxd2.sh .local/influxdb2
 
 SOAK_MINUTES ?= 30
 soak: install
