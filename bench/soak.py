@@ -25,6 +25,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -116,7 +117,7 @@ class Devices:
 
     def __init__(self, pipeline: Pipeline, *, patients: int, rate: float, run: str) -> None:
         self.pipeline = pipeline
-        self.names = [f"soak-{run}-hr-{i}" for i in range(patients)]
+        self.names = [f"soak-{run}-hr-{i:05d}" for i in range(patients)]
         self.rate = rate
         self.run = run
         self.start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
@@ -168,7 +169,7 @@ class Devices:
     def desaturations(self, until: float, every_s: float) -> None:
         n = 0
         while time.monotonic() < until and not self.stop.is_set():
-            name = f"soak-{self.run}-desat-{n}"
+            name = f"soak-{self.run}-desat-{n:05d}"
             try:
                 self.pipeline.enroll(name, ["spo2"])
             except AssertionError:  # the patients API refused for a minute (broker down)
@@ -249,6 +250,11 @@ def _anomalies(bootstrap: str, run: str) -> list[Anomaly]:
         consumer.close()
 
 
+def _patients_named(text: str, run: str) -> set[str]:
+    """The soak's patient ids in a notification's text (whole ids, not prefixes)."""
+    return set(re.findall(rf"soak-{run}-(?:desat|hr)-\d{{5}}", text))
+
+
 def run_soak(args: argparse.Namespace, workdir: Path) -> Tally:
     total_s = args.minutes * 60.0
     run = f"{int(time.time())}"
@@ -317,10 +323,9 @@ def run_soak(args: argparse.Namespace, workdir: Path) -> Tally:
         pages: dict[str, set[str]] = collections.defaultdict(set)
         received: collections.Counter[str] = collections.Counter()
         for body in pipeline.sink.received:
-            text = json.dumps(body)
             received[body.get("notification_id", "")] += 1
-            for patient in expected:
-                if patient in text:
+            for patient in _patients_named(json.dumps(body), run):
+                if patient in expected:
                     pages[patient].add(str(body.get("notification_id")))
         tally.patients_paged = len(pages)
         tally.patients_paged_twice = sum(1 for ids_ in pages.values() if len(ids_) > 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.soak import Tally, schedule
+from bench.soak import Tally, _patients_named, schedule
 
 
 def test_every_fault_happens_once_inside_the_run_in_order() -> None:
@@ -39,3 +39,8 @@ def test_a_run_passes_only_when_every_count_matches() -> None:
         anomalies_expected=2, anomalies_emitted=2, patients_paged=2, patients_paged_twice=1
     )
     assert twice.verdicts()["notifications duplicated = 0"] is False
+
+
+def test_pages_are_attributed_to_whole_patient_ids_not_prefixes() -> None:
+    text = "SpO2 85 % for soak-7-desat-00001; see also soak-7-desat-00010 (soak-8-desat-00002)"
+    assert _patients_named(text, "7") == {"soak-7-desat-00001", "soak-7-desat-00010"}
