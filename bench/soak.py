@@ -26,6 +26,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -122,6 +123,7 @@ class Devices:
         self.run = run
         self.start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
         self.accepted: collections.Counter[str] = collections.Counter()
+        self.accepted_at: dict[tuple[str, str], float] = {}  # (patient, time) -> when 202
         self.desaturated: list[str] = []
         self.refused_503 = 0
         self.stop = threading.Event()
@@ -139,8 +141,10 @@ class Devices:
                 with self._lock:
                     for item in response.json().get("items", []) or [{"status": "accepted"}]:
                         if item.get("status") == "accepted":
-                            patient = body[item.get("index", 0)]["patient_id"]
-                            self.accepted[str(patient)] += 1
+                            posted = body[item.get("index", 0)]
+                            self.accepted[str(posted["patient_id"])] += 1
+                            key = (str(posted["patient_id"]), str(posted["effective_time"]))
+                            self.accepted_at[key] = time.monotonic()
                 return True
             if response.status_code != 503:
                 raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
@@ -231,7 +235,7 @@ def _stored(pipeline: Pipeline, run: str) -> dict[str, int]:
 
 def _anomalies(bootstrap: str, run: str) -> list[Anomaly]:
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=10_000
     )
     try:
         parts = [
@@ -313,6 +317,17 @@ def run_soak(args: argparse.Namespace, workdir: Path) -> Tally:
                 break
             time.sleep(5)
 
+        short = {p: (n, stored.get(p, 0)) for p, n in accepted.items() if stored.get(p, 0) != n}
+        for patient, (n, got) in sorted(short.items()):
+            print(f"    {patient}: {n} accepted, {got} stored")
+            tally.faults.append(f"{patient}: {n} accepted, {got} stored")
+            rows = pipeline.vitals(patient)
+            have = {row["_time"].isoformat() for row in rows}
+            for (who, at), when in sorted(devices.accepted_at.items()):
+                if who == patient and datetime.fromisoformat(at).isoformat() not in have:
+                    line = f"    missing {patient} {at}, accepted {when - began:.0f} s into the run"
+                    print(line)
+                    tally.faults.append(line.strip())
         tally.accepted = sum(accepted.values())
         tally.stored = sum(stored.values())  # one point per reading: each has its own minute
         tally.refused_503 = devices.refused_503
@@ -341,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--desat-every", type=float, default=30.0, help="s between desaturations")
     parser.add_argument("--drain-s", type=float, default=300.0, help="catch-up allowed at the end")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="pghd-soak-") as tmp:
-        tally = run_soak(args, Path(tmp))
+    tmp = Path(tempfile.mkdtemp(prefix="pghd-soak-"))
+    tally = run_soak(args, tmp)
+    if all(tally.verdicts().values()):
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"==> kept the servers' data and the services' logs in {tmp}")
     print(tally.table())
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({**asdict(tally), "verdicts": tally.verdicts()}, indent=2) + "\n")
