@@ -27,6 +27,7 @@ __all__ = [
     "entry",
     "expired_entries",
     "is_current",
+    "key_of",
     "reading_identity",
     "reading_key",
 ]
@@ -42,8 +43,20 @@ def reading_identity(reading: Measurement) -> str:
 
 def reading_key(reading: Measurement) -> str:
     """The ``seen`` key of ``reading``: ``<patient_id>|<digest of its identity>``."""
-    digest = hashlib.blake2b(reading_identity(reading).encode(), digest_size=12).hexdigest()
-    return f"{reading.patient_id}|{digest}"
+    source = reading.source
+    return key_of(
+        patient_id=reading.patient_id,
+        vendor=source.vendor,
+        device_id=source.device_id,
+        event_id=reading.event_id,
+    )
+
+
+def key_of(*, patient_id: str, vendor: str, device_id: str | None, event_id: str) -> str:
+    """:func:`reading_key` from the parts of a reading's identity."""
+    identity = f"{patient_id}|{vendor}|{device_id or ''}|{event_id}"
+    digest = hashlib.blake2b(identity.encode(), digest_size=12).hexdigest()
+    return f"{patient_id}|{digest}"
 
 
 def entry(*, now_ms: int, partition: int) -> dict[str, int]:

@@ -3,7 +3,8 @@
 The cohort comes from :func:`pghd.simulation.generate_cohort` (pure); this module is the I/O:
 HTTP with httpx, pacing, retries, a progress bar and the summary. A batch refused with 503
 (Kafka down) or 429 is retried as is after ``Retry-After``: same event ids, so the retry
-cannot duplicate readings downstream.
+cannot duplicate readings downstream. The period ends at ``--end`` (default: now): with the
+same ``--end``, ``--seed`` and sizes the cohort is the same, whenever the command runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from tqdm import tqdm
 from pghd.commands.patients import ApiRefused, enroll_cohort
 from pghd.simulation import Cohort, generate_cohort
 
-__all__ = ["ApiUnavailable", "Tally", "post_readings", "simulate", "tally_response"]
+__all__ = [
+    "ApiUnavailable",
+    "Tally",
+    "parse_end",
+    "post_readings",
+    "simulate",
+    "tally_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +243,17 @@ def write_labels(cohort: Cohort, path: Path) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def parse_end(value: str) -> datetime:
+    """``--end``: an ISO-8601 time; without an offset it is UTC."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO-8601 time such as 2026-11-25T12:00:00Z"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def _enroll(url: str, token: str, consents: dict[str, set[str]]) -> None:
     """Enroll the cohort through the patients API, with consent to the metrics it posts."""
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "pghd-simulator"}
@@ -252,7 +271,17 @@ def simulate(
         str, typer.Option("--api-key", envvar="PGHD_API_KEY", help="ingest API key (X-API-Key)")
     ],
     patients: Annotated[int, typer.Option(min=1, help="patients in the cohort")] = 10,
-    days: Annotated[float, typer.Option(min=0.01, help="days of data, ending now")] = 7.0,
+    days: Annotated[float, typer.Option(min=0.01, help="days of data, ending at --end")] = 7.0,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=parse_end,
+            metavar="ISO-8601",
+            help="end of the simulated period, UTC unless it gives an offset, e.g. "
+            "2026-11-25T12:00:00Z (default: now); the same --end and --seed, the same readings",
+            show_default=False,
+        ),
+    ] = None,
     speed: Annotated[
         float, typer.Option(min=0.0, help="simulated seconds per real second; 0 = no pacing")
     ] = 0.0,
@@ -279,7 +308,7 @@ def simulate(
     cohort = generate_cohort(
         patients=patients,
         days=days,
-        end=datetime.now(UTC),
+        end=end or datetime.now(UTC),
         seed=seed,
         episodes_fraction=episodes_fraction,
     )

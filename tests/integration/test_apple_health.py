@@ -10,17 +10,19 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from deploy.local.harness import API_KEY, Pipeline, new_patient, reading, running_pipeline, wait_for
+from deploy.local.harness import API_KEY, Pipeline, new_patient, running_pipeline, wait_for
 from deploy.local.influxdb import InfluxServer
 from pghd.catalogue import Metric
 from pghd.simulation.apple_export import HEADER, write_export
+from tests.clock import ANCHOR
+from tests.integration.sync import settled_vitals
 
 ALL_METRICS = [m.value for m in Metric]
 
@@ -50,26 +52,6 @@ def import_export(
     )  # fmt: skip
 
 
-def settled_vitals(pipeline: Pipeline, patient: str) -> list[dict[str, Any]]:
-    """The patient's vitals once everything posted before now has been processed.
-
-    A sentinel reading posted last for the same patient (same Kafka partition, processed in
-    order) is stored only after everything before it; it is left out of the result.
-    """
-    when = (datetime.now(UTC) - timedelta(seconds=30)).replace(microsecond=0)
-    response = pipeline.post(reading(patient, 64.5, when, metric="resting_heart_rate"))
-    assert response.status_code == 202, response.text
-
-    def stored() -> list[dict[str, Any]] | None:
-        rows = pipeline.vitals(patient)
-        return rows if any(r["value"] == 64.5 and r["_time"] == when for r in rows) else None
-
-    rows = wait_for(
-        stored, timeout=120, what="the sentinel in InfluxDB", diagnostics=pipeline.diagnostics
-    )
-    return [r for r in rows if r["value"] != 64.5]
-
-
 def per_channel(rows: list[dict[str, Any]]) -> dict[str, int]:
     return dict(Counter(str(r["channel"]) for r in rows))
 
@@ -87,7 +69,7 @@ def expected(readings: dict[str, int]) -> dict[str, int]:
 def test_cli_import_stores_canonical_values(pipeline: Pipeline, tmp_path: Path) -> None:
     patient = new_patient("ah")
     pipeline.enroll(patient, ALL_METRICS)
-    day = (datetime.now(UTC) - timedelta(days=2)).astimezone().strftime("%Y-%m-%d")
+    day = (ANCHOR - timedelta(days=1)).strftime("%Y-%m-%d")  # a fixed day, 2 days back
     stamp = f"{day} 08:15:00 -0500"
 
     def record(kind: str, value: str, unit: str, minute: int) -> str:
@@ -138,7 +120,7 @@ def test_cli_import_stores_canonical_values(pipeline: Pipeline, tmp_path: Path) 
     assert "accepted  8" in done.stdout
     assert "HKQuantityTypeIdentifierActiveEnergyBurned" in done.stdout
 
-    rows = pipeline.wait_vitals(patient, 9)
+    rows = settled_vitals(pipeline, patient)  # a sentinel stored after everything posted
     by_channel = {row["channel"]: row for row in rows}
     assert len(rows) == 9, rows
     assert by_channel["heart_rate"]["value"] == 72
@@ -160,9 +142,7 @@ def test_cli_import_resumes_after_interruption_and_stores_each_reading_once(
 ) -> None:
     patient = new_patient("ah")
     pipeline.enroll(patient, ALL_METRICS)
-    summary = write_export(
-        tmp_path / "export.zip", records=1500, end=datetime.now(UTC) - timedelta(hours=1)
-    )
+    summary = write_export(tmp_path / "export.zip", records=1500, end=ANCHOR)
     points = summary.total_readings + summary.readings["blood_pressure"]  # BP: two channels
 
     stopped = import_export(pipeline, summary.path, patient, "--batch", "100", "--stop-after", "4")
@@ -189,9 +169,7 @@ def test_cli_import_resumes_after_interruption_and_stores_each_reading_once(
 def test_upload_endpoint_imports_an_export(pipeline: Pipeline, tmp_path: Path) -> None:
     patient = new_patient("ah")
     pipeline.enroll(patient, ALL_METRICS)
-    summary = write_export(
-        tmp_path / "export.zip", records=600, end=datetime.now(UTC) - timedelta(hours=1)
-    )
+    summary = write_export(tmp_path / "export.zip", records=600, end=ANCHOR)
     headers = {"X-API-Key": API_KEY}
     response = httpx.post(
         f"{pipeline.ingest_url}/v1/imports/apple-health",

@@ -6,8 +6,10 @@ built from; Grafana's interpolation is done here by hand (``${bucket}``, ``${pat
 ``v.windowPeriod`` as a duration). :data:`CASES` holds one check per query, and a query
 without one fails :func:`test_every_dashboard_query_has_a_case`.
 
-The cohort is written relative to now, on whole minutes (so a 1-minute window ends one
-minute after its point), with the measurements, tags and fields of :mod:`processors.judge`:
+The cohort is written relative to InfluxDB's clock (queries such as ``range(start: -24h)``
+look back from its ``now()``, as Grafana runs them), on whole minutes (so a 1-minute window
+ends one minute after its point), with the measurements, tags and fields of
+:mod:`processors.judge`:
 
 - ``dash-p1``: heart rate every 10 min for 2 h from two sources, SpO2 every 30 min, a
   heart-rate baseline band, anomalies: two critical heart rate, one warning SpO2;
@@ -21,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -124,7 +128,10 @@ def _cohort(now: datetime, bucket: str) -> Cohort:
 @pytest.fixture(scope="module")
 def cohort(influx: InfluxServer) -> Cohort:
     bucket = influx.create_database(DATABASE)
-    c = _cohort(datetime.now(UTC).replace(second=0, microsecond=0), bucket)
+    # Relative to InfluxDB's clock (whole minutes): cohort_patients_by_severity looks back
+    # 24 h from its now(), as Grafana runs it (the tests' clock may differ from it, e.g.
+    # under scripts/test-at-hour.sh); every check here is relative, none depends on the hour.
+    c = _cohort(_influx_clock(influx).replace(second=0, microsecond=0), bucket)
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(
             bucket=bucket, org=influx.org, record=c.points()
@@ -177,10 +184,16 @@ def check_latest_vitals(influx: InfluxServer, cohort: Cohort) -> None:
     assert p2.get("spo2") is None
 
 
+def _influx_clock(influx: InfluxServer) -> datetime:
+    """InfluxDB's clock (its ``now()``), to the second: the Date header of ``/ping``."""
+    return parsedate_to_datetime(httpx.get(f"{influx.url}/ping", timeout=10).headers["Date"])
+
+
 def check_freshness(influx: InfluxServer, cohort: Cohort) -> None:
-    before = datetime.now(UTC)
+    # Ages are measured with the database's clock, not the tests' (they may differ).
+    before = _influx_clock(influx)
     rows = _run(influx, cohort, "cohort_freshness")
-    after = datetime.now(UTC)
+    after = _influx_clock(influx) + timedelta(seconds=1)  # the header drops the fraction
     assert [r["patient_id"] for r in rows] == ["dash-p3", "dash-p2", "dash-p1"]  # stalest first
     for row in rows:
         last, _ = cohort.last(row["patient_id"])

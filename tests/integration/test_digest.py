@@ -1,10 +1,14 @@
 """The daily digest on real Kafka: sent once per team and day, not again after a restart.
 
 One alerts worker runs with a routing file whose team has a budget of one notification per
-day and a digest due shortly after the worker starts. Three warning findings for one
-patient: the first pages the team's route, the other two are held back for the digest; the
-digest reaches a real HTTP receiver (Apprise ``json://``) listing both. A restarted worker
-finds the ``sent`` record on ``pghd.digests.v1`` and sends nothing more.
+day and a daily digest not due for the next hour. Three warning findings for one patient:
+the first pages the team's route, the other two are held back for the digest (seen on
+``pghd.alerts.v1``). Then the worker is restarted with the digest due at that moment (the
+routing file is read at start), so it is sent at once, whatever the hour and however long
+the first part took; it reaches a real HTTP receiver (Apprise ``json://``) listing both.
+Restarted once more, with a second team added whose (empty) digest is due too, the worker
+sends that one, proof that it checked, and nothing more for the first team: it found the
+``sent`` record on ``pghd.digests.v1``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -23,11 +29,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from deploy.local.harness import NotificationSink, wait_for
 from deploy.local.process import free_port, log_tail, start_detached, stop_process
 from pghd import topics, wire
-from pghd.alerting import DigestRecord, DigestState
+from pghd.alerting import Alert, DigestRecord, DigestState, NotificationOutcome
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, BaselineSnapshot, Severity
 
-LEAD_S = 45.0  # the digest is due this long after the worker starts
+NOT_DUE_FOR = timedelta(minutes=50)
+"""The first worker's digest time is this far ahead: not due (a digest whose time is more
+than 23 h past is skipped as tomorrow's, so the time must lie in the coming hour)."""
 
 
 def _anomaly(patient: str, metric: Metric, unit: str) -> Anomaly:
@@ -67,10 +75,43 @@ def _digest_records(bootstrap: str, team: str) -> list[DigestRecord]:
         consumer.close()
 
 
+@dataclass
 class DigestWorker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.pid: int | None = None
+    env: dict[str, str]
+    log: Path
+    routing_file: Path
+    sink: NotificationSink
+    team: str
+    patient: str
+    pid: int | None = None
+
+    def routing(self, *, due: datetime, teams: dict[str, str]) -> None:
+        """Write the routing file: ``teams`` (patient -> team), the digest due at ``due``."""
+        self.routing_file.write_text(
+            json.dumps(
+                {
+                    "channels": {
+                        "page": f"{self.sink.url}/page",
+                        "digest": f"{self.sink.url}/digest",
+                    },
+                    "patient_teams": teams,
+                    "routes": [
+                        {
+                            "name": "page",
+                            "teams": sorted(set(teams.values())),
+                            "escalation": [{"after_s": 0, "channels": ["page"]}],
+                            "repeat_interval_s": None,
+                        }
+                    ],
+                    "budget": {"max_notifications": 1, "window_s": 86400},
+                    "digest": {
+                        "at": due.astimezone(UTC).time().replace(microsecond=0).isoformat(),
+                        "timezone": "UTC",
+                        "channels": ["digest"],
+                    },
+                }
+            )
+        )
 
     def start(self) -> None:
         process = start_detached(
@@ -91,53 +132,69 @@ class DigestWorker:
 
 
 @pytest.fixture(scope="module")
-def setup(
+def worker(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[DigestWorker, NotificationSink, str, str, datetime]]:
+) -> Iterator[DigestWorker]:
     workdir = tmp_path_factory.mktemp("digest")
     sink = NotificationSink()
-    team = f"dg-{uuid.uuid4().hex[:8]}"
-    patient = f"dgp-{uuid.uuid4().hex[:8]}"
-    due = (datetime.now(UTC) + timedelta(seconds=LEAD_S)).replace(microsecond=0)
-    routing = {
-        "channels": {"page": f"{sink.url}/page", "digest": f"{sink.url}/digest"},
-        "patient_teams": {patient: team},
-        "routes": [
-            {
-                "name": "page",
-                "teams": [team],
-                "escalation": [{"after_s": 0, "channels": ["page"]}],
-                "repeat_interval_s": None,
-            }
-        ],
-        "budget": {"max_notifications": 1, "window_s": 86400},
-        "digest": {"at": due.time().isoformat(), "timezone": "UTC", "channels": ["digest"]},
-    }
-    routing_file = workdir / "routing.json"
-    routing_file.write_text(json.dumps(routing))
     env = {
         "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "PGHD_ALERTS_APP_ID": f"pghd-alerts-dg-{uuid.uuid4().hex[:8]}",
         "PGHD_ALERTS_DATA_DIR": str(workdir / "data"),
         "PGHD_ALERTS_WEB_PORT": str(free_port()),
-        "PGHD_ALERTS_ROUTING_FILE": str(routing_file),
+        "PGHD_ALERTS_ROUTING_FILE": str(workdir / "routing.json"),
         "PGHD_ALERTS_NOTIFY_URLS": "[]",
         "PGHD_ALERTS_TICK_S": "0.5",
         "PGHD_ALERTS_DIGEST_CHECK_S": "1",
     }
-    worker = DigestWorker(env, workdir / "alerts.log")
-    worker.start()
+    running = DigestWorker(
+        env=env,
+        log=workdir / "alerts.log",
+        routing_file=workdir / "routing.json",
+        sink=sink,
+        team=f"dg-{uuid.uuid4().hex[:8]}",
+        patient=f"dgp-{uuid.uuid4().hex[:8]}",
+    )
+    running.routing(due=datetime.now(UTC) + NOT_DUE_FOR, teams={running.patient: running.team})
+    running.start()
     try:
-        yield worker, sink, team, patient, due
+        yield running
     finally:
-        worker.stop()
+        running.stop()
         sink.close()
 
 
+def _held_back(bootstrap: str, patient: str) -> set[str]:
+    """The problems of the patient's alerts that have a finding held back for the digest."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
+    )
+    try:
+        parts = [
+            TopicPartition(topics.ALERTS, p)
+            for p in consumer.partitions_for_topic(topics.ALERTS) or []
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        alerts = [wire.decode(Alert, m.value) for m in consumer if m.value]
+    finally:
+        consumer.close()
+    return {
+        a.problem
+        for a in alerts
+        if a.patient_id == patient
+        and any(r.outcome is NotificationOutcome.DIGEST for r in a.notifications)
+    }
+
+
+def _digests_of(sink: NotificationSink, team: str) -> list[dict[str, Any]]:
+    return [m for m in sink.messages_about("daily digest") if team in str(m)]
+
+
 def test_held_back_findings_reach_the_team_in_one_digest_and_never_twice(
-    setup: tuple[DigestWorker, NotificationSink, str, str, datetime], kafka_bootstrap: str
+    worker: DigestWorker, kafka_bootstrap: str
 ) -> None:
-    worker, sink, team, patient, due = setup
+    sink, team, patient = worker.sink, worker.team, worker.patient
     findings = [
         _anomaly(patient, Metric.HEART_RATE, "/min"),
         _anomaly(patient, Metric.RESPIRATORY_RATE, "/min"),
@@ -156,16 +213,28 @@ def test_held_back_findings_reach_the_team_in_one_digest_and_never_twice(
         return sink.messages_about(patient) or None
 
     wait_for(paged, timeout=60, what="the first finding paged", diagnostics=worker.diagnostics)
-    assert datetime.now(UTC) < due, (
-        "the worker was too slow: the digest came due before the findings"
+    wait_for(
+        lambda: (
+            True
+            if _held_back(kafka_bootstrap, patient) == {"respiratory_rate", "body_temperature"}
+            else None
+        ),
+        timeout=60,
+        what="the other two findings held back for the digest",
+        diagnostics=worker.diagnostics,
     )
+    assert _digests_of(sink, team) == [], "the digest is not due yet"
 
-    def digests() -> list[dict[str, object]] | None:
-        found = [m for m in sink.messages_about("daily digest") if team in str(m)]
-        return found or None
-
+    # Due now: the restarted worker sends it at its first check.
+    worker.stop()
+    due = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)  # after both
+    worker.routing(due=due, teams={patient: team})
+    worker.start()
     sent = wait_for(
-        digests, timeout=LEAD_S + 60, what="the daily digest", diagnostics=worker.diagnostics
+        lambda: _digests_of(sink, team) or None,
+        timeout=120,
+        what="the daily digest",
+        diagnostics=worker.diagnostics,
     )
     assert len(sent) == 1
     text = str(sent[0])
@@ -185,9 +254,21 @@ def test_held_back_findings_reach_the_team_in_one_digest_and_never_twice(
     )
     assert records[0].findings == 2 and records[0].outcomes == {"digest": "delivered"}
 
+    # Restarted again with a second team whose digest is due as well (the same time, so
+    # the same day's digest even past midnight): once that one is sent, the worker has
+    # checked the first team's too (one check goes through the teams in name order).
+    other = f"dh-{uuid.uuid4().hex[:8]}"
+    assert other > team and team not in other
     worker.stop()
+    worker.routing(due=due, teams={patient: team, f"{patient}-2": other})
     worker.start()
-    time.sleep(25)  # the restarted worker rejoins and checks the digest every second
-    assert len([m for m in sink.messages_about("daily digest") if team in str(m)]) == 1
+    (quiet,) = wait_for(
+        lambda: _digests_of(sink, other) or None,
+        timeout=120,
+        what="the second team's digest (the restarted worker checked)",
+        diagnostics=worker.diagnostics,
+    )
+    assert "no findings below critical were held back" in str(quiet)
+    assert len(_digests_of(sink, team)) == 1, "the first team's digest was sent again"
     states = [r.state for r in _digest_records(kafka_bootstrap, team)]
     assert states == [DigestState.SENDING, DigestState.SENT]

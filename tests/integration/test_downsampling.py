@@ -6,12 +6,16 @@ the command must write one ``vitals_1h`` point per patient, channel and hour wit
 min, max and count of exactly those readings, skip the open hour, and give the same answer
 when run again. The Flux tasks of ``deploy/influxdb/tasks`` are checked to run the same
 pipeline as the command.
+
+The command runs in-process with its clock pinned to :data:`NOW` (12:30 UTC of the day before
+the session), so "the current hour" is the same however long the run takes and whatever the
+hour: a run crossing the top of an hour must not close the open hour under the test.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -21,13 +25,33 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from typer.testing import CliRunner
 
+import pghd.commands.influx
 from deploy.local.influxdb import InfluxServer
 from pghd.cli import app
 from pghd.commands.influx import AGGREGATES, GROUP_COLUMNS, aggregate_query
+from tests.clock import ANCHOR
 
 DATABASE = "pghd_downsampling"
 TASKS = Path(__file__).resolve().parents[2] / "deploy" / "influxdb" / "tasks"
 Reading = tuple[str, str, str, datetime, float]
+NOW = ANCHOR + timedelta(minutes=30)
+"""The commands' clock: 12:30 UTC the day before the session (InfluxDB keeps it: 30 d)."""
+
+
+class _PinnedClock(datetime):
+    """``datetime`` whose ``now()`` is :data:`NOW`."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _PinnedClock:  # type: ignore[override]
+        pinned = NOW if tz is None else NOW.astimezone(tz)
+        return cls.fromtimestamp(pinned.timestamp(), tz=pinned.tzinfo)
+
+
+@pytest.fixture
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The ``pghd influx`` commands run with their clock at :data:`NOW`."""
+    monkeypatch.setattr(pghd.commands.influx, "datetime", _PinnedClock)
+    return NOW
 
 
 def _readings(hour0: datetime) -> list[Reading]:
@@ -61,9 +85,14 @@ def _points(readings: list[Reading]) -> list[dict[str, Any]]:
     ]
 
 
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _hourly(influx: InfluxServer) -> dict[tuple[str, str, datetime], dict[str, float]]:
     rows = influx.query(
-        f'from(bucket: "{DATABASE}/downsampled") |> range(start: -2d)'
+        f'from(bucket: "{DATABASE}/downsampled")'
+        f" |> range(start: {_rfc3339(NOW - timedelta(days=1))}, stop: {_rfc3339(NOW)})"
         ' |> filter(fn: (r) => r._measurement == "vitals_1h")'
         ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
     )
@@ -82,7 +111,7 @@ def seeded(influx: InfluxServer) -> tuple[datetime, list[Reading]]:
         ],
     )
     assert result.exit_code == 0, result.output
-    now = datetime.now(UTC)
+    now = NOW
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     hour0 = this_hour - timedelta(hours=4)
     readings = _readings(hour0)
@@ -117,7 +146,7 @@ def test_retention_policies_are_set(influx: InfluxServer, seeded: object) -> Non
 
 
 def test_hourly_aggregates_match_the_readings(
-    influx: InfluxServer, seeded: tuple[datetime, list[Reading]]
+    influx: InfluxServer, seeded: tuple[datetime, list[Reading]], pinned_clock: datetime
 ) -> None:
     hour0, readings = seeded
     output = _run(influx)
@@ -143,7 +172,7 @@ def test_hourly_aggregates_match_the_readings(
 
 
 def test_a_second_run_rewrites_the_same_points(
-    influx: InfluxServer, seeded: tuple[datetime, list[Reading]]
+    influx: InfluxServer, seeded: tuple[datetime, list[Reading]], pinned_clock: datetime
 ) -> None:
     _run(influx)
     before = _hourly(influx)
@@ -158,7 +187,7 @@ def test_the_flux_tasks_run_the_commands_pipeline() -> None:
     reference = aggregate_query(
         bucket="pghd",
         start=datetime(2026, 1, 1, tzinfo=UTC),
-        stop=datetime.now(UTC),
+        stop=datetime(2026, 1, 2, tzinfo=UTC),
         every="1h",
         fn="fn",
     ).splitlines()

@@ -9,9 +9,11 @@ one, sees them; a revocation takes effect everywhere within seconds.
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -29,6 +31,8 @@ from deploy.local.harness import (
 )
 from deploy.local.influxdb import InfluxServer
 from pghd.cli import app as cli
+from pghd.simulation import generate_cohort
+from tests.clock import ANCHOR, day_anchor
 
 PROBLEM = "application/problem+json"
 
@@ -62,8 +66,30 @@ def _enroll(via: Pipeline, patient: str, *metrics: str) -> None:
     assert response.status_code == 201, response.text
 
 
-def _hr(patient: str, value: float, minutes_ago: float = 30) -> dict[str, object]:
-    return reading(patient, value, datetime.now(UTC) - timedelta(minutes=minutes_ago))
+_SECONDS = itertools.count()
+
+
+def _when() -> datetime:
+    """A time after the anchor that no earlier call gave (readings never share a point)."""
+    return ANCHOR + timedelta(seconds=next(_SECONDS))
+
+
+def _hr(patient: str, value: float, **extra: object) -> dict[str, object]:
+    return reading(patient, value, _when(), **extra)
+
+
+def _stored_up_to(
+    via: Pipeline, patient: str, marker: dict[str, object]
+) -> list[dict[str, object]]:
+    """The patient's vitals once ``marker`` (posted last, accepted) is stored: everything of
+    the patient accepted before it is stored by then (same partition, in order)."""
+    when = datetime.fromisoformat(str(marker["effective_time"]))
+
+    def stored() -> list[dict[str, object]] | None:
+        rows = via.vitals(patient)
+        return rows if any(r["_time"] == when for r in rows) else None
+
+    return wait_for(stored, timeout=60, what=f"the marker of {patient} in InfluxDB")
 
 
 def _refused(response: httpx.Response) -> str:
@@ -75,7 +101,7 @@ def _refused(response: httpx.Response) -> str:
 def test_only_enrolled_and_consented_readings_are_stored(first: Pipeline) -> None:
     patient, stranger = new_patient("consent"), new_patient("stranger")
     _enroll(first, patient, "heart_rate")
-    start = datetime.now(UTC) - timedelta(hours=1)
+    start = ANCHOR - timedelta(hours=1)
 
     accepted = first.post(reading(patient, 71, start), enroll=False)
     assert accepted.status_code == 202, accepted.text
@@ -94,13 +120,17 @@ def test_only_enrolled_and_consented_readings_are_stored(first: Pipeline) -> Non
     assert items[1]["errors"][0]["detail"] == f"patient {patient} has not consented to spo2"
 
     # A later accepted reading of the same patient (same partition) is the sync point.
-    marker = first.post(reading(patient, 73, start + timedelta(minutes=3)), enroll=False)
-    assert marker.status_code == 202
-    rows = first.wait_vitals(patient, 3)
-    time.sleep(2)
-    rows = first.vitals(patient)
-    assert sorted(r["metric"] for r in rows) == ["heart_rate"] * 3
-    assert first.vitals(stranger) == []
+    marker = reading(patient, 73, start + timedelta(minutes=3))
+    assert first.post(marker, enroll=False).status_code == 202
+    rows = _stored_up_to(first, patient, marker)
+    assert sorted((r["metric"], r["value"]) for r in rows) == [
+        ("heart_rate", v) for v in (71, 72, 73)
+    ]
+    # The stranger's too: enrolled now, a marker of theirs is stored after the refused one.
+    _enroll(first, stranger, "heart_rate")
+    stranger_marker = reading(stranger, 74, start + timedelta(minutes=4))
+    assert first.post(stranger_marker, enroll=False).status_code == 202
+    assert [r["value"] for r in _stored_up_to(first, stranger, stranger_marker)] == [74]
 
 
 def test_revocation_takes_effect_within_seconds_on_every_instance(
@@ -108,9 +138,19 @@ def test_revocation_takes_effect_within_seconds_on_every_instance(
 ) -> None:
     patient = new_patient("revoke")
     _enroll(first, patient, "heart_rate")
+    accepted: set[str] = set()  # event ids of the readings an instance accepted
+    posts = itertools.count()
+
+    def post(via: Pipeline, value: float) -> int:
+        item = _hr(patient, value, event_id=f"{patient}-{next(posts)}")
+        status = via.post(item, enroll=False).status_code
+        if status == 202:
+            accepted.add(str(item["event_id"]))
+        return status
+
     began = time.monotonic()
     wait_for(
-        lambda: True if second.post(_hr(patient, 70), enroll=False).status_code == 202 else None,
+        lambda: True if post(second, 70) == 202 else None,
         timeout=10,
         what="the other instance to accept the enrolled patient",
         every=0.05,
@@ -126,7 +166,7 @@ def test_revocation_takes_effect_within_seconds_on_every_instance(
     attempts: list[int] = []
 
     def refused_by_second() -> bool | None:
-        status = second.post(_hr(patient, 72), enroll=False).status_code
+        status = post(second, 72)
         attempts.append(status)
         return True if status == 422 else None
 
@@ -138,17 +178,17 @@ def test_revocation_takes_effect_within_seconds_on_every_instance(
         f" ({len(attempts)} posts, {attempts.count(202)} accepted meanwhile)"
     )
     assert elapsed < 5.0
+    # Readings the other instance accepted before it saw the revocation were posted while
+    # consent still held there: they are stored; every refused one is not.
 
-    # Nothing refused was stored: consent again, post a marker, and look in InfluxDB.
+    # Consent again, post a marker; once it is stored, so is everything accepted before it.
     assert first.admin("PUT", f"/v1/patients/{patient}/consents/heart_rate").status_code == 200
-    assert first.post(_hr(patient, 80, minutes_ago=20), enroll=False).status_code == 202
-
-    def stored_with_marker() -> list[dict[str, object]] | None:
-        rows = first.vitals(patient)
-        return rows if any(x["value"] == 80 for x in rows) else None
-
-    rows = wait_for(stored_with_marker, timeout=60, what="the marker in InfluxDB")
-    assert {x["value"] for x in rows} == {70, 80}, "refused readings must never be stored"
+    marker = _hr(patient, 80, event_id=f"{patient}-marker")
+    assert first.post(marker, enroll=False).status_code == 202
+    rows = _stored_up_to(first, patient, marker)
+    assert {str(x["event_id"]) for x in rows} == accepted | {f"{patient}-marker"}, (
+        "exactly the accepted readings are stored, refused ones never"
+    )
 
 
 def test_enroll_via_one_instance_post_via_the_other(first: Pipeline, second: Pipeline) -> None:
@@ -268,14 +308,20 @@ def test_cli_round_trip(first: Pipeline) -> None:
 
 
 def test_simulate_enrolls_its_cohort_before_feeding(first: Pipeline) -> None:
+    # A fixed period: a Monday 10:48-12:00 UTC in the last week (the cohort's readings
+    # depend on the weekday and the time of day, never on when the test runs).
+    end = day_anchor(12, weekday=0)
+    cohort = generate_cohort(patients=2, days=0.05, end=end, seed=7)
+    per_patient = Counter(str(r["patient_id"]) for r in cohort.readings())
+    assert sorted(per_patient) == ["sim-0001", "sim-0002"], per_patient  # the premise
     args = [
         "simulate",
         "--patients",
         "2",
         "--days",
         "0.05",
-        "--seed",
-        "7",
+        "--end",
+        end.isoformat(),
         "--url",
         first.ingest_url,
     ]
@@ -284,7 +330,11 @@ def test_simulate_enrolls_its_cohort_before_feeding(first: Pipeline) -> None:
     assert refused.exit_code == 0, refused.output
     assert "accepted  0" in refused.output, "without enrollment nothing is stored"
 
-    fed = CliRunner().invoke(cli, args, env={**env, "PGHD_ADMIN_TOKEN": ADMIN_TOKEN})
+    fed = CliRunner().invoke(
+        cli, [*args, "--seed", "7"], env={**env, "PGHD_ADMIN_TOKEN": ADMIN_TOKEN}
+    )
     assert fed.exit_code == 0, fed.output
     assert "enrolled  2 new patients" in fed.output
-    assert "rejected  0" in fed.output, fed.output
+    total = sum(per_patient.values())
+    assert f"posted    {total} readings" in fed.output, fed.output
+    assert f"accepted  {total}" in fed.output and "rejected  0" in fed.output, fed.output

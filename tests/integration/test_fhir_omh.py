@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ import pytest
 
 from deploy.local.harness import API_KEY, Pipeline, new_patient, running_pipeline
 from deploy.local.influxdb import InfluxServer
+from tests.clock import ANCHOR
+from tests.integration.sync import settled_vitals
 from tests.unit.ingest.fhir_documents import (
     blood_pressure,
     body_temperature_f,
@@ -52,7 +54,7 @@ def by_channel(rows: list[dict[str, Any]]) -> dict[str, tuple[float, str]]:
 def test_fhir_batch_lands_in_influxdb_in_canonical_units(pipeline: Pipeline) -> None:
     patient = new_patient("fhir")
     pipeline.enroll(patient, ["body_temperature", "blood_pressure", "spo2", "heart_rate"])
-    when = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    when = (ANCHOR - timedelta(hours=1)).isoformat()
     document = bundle(
         "batch",
         body_temperature_f(98.6, patient=patient, when=when),
@@ -67,7 +69,8 @@ def test_fhir_batch_lands_in_influxdb_in_canonical_units(pipeline: Pipeline) -> 
     assert response.headers["content-type"] == FHIR
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
     assert statuses == ["201 Created"] * 3 + ["400 Bad Request", "403 Forbidden"]
-    rows = pipeline.wait_vitals(patient, 4)
+    rows = settled_vitals(pipeline, patient)  # a sentinel stored after everything posted
+    assert len(rows) == 4, rows
     assert by_channel(rows) == {
         "body_temperature": (pytest.approx(37.0), "Cel"),
         "blood_pressure.systolic": (128, "mm[Hg]"),
@@ -80,7 +83,7 @@ def test_fhir_batch_lands_in_influxdb_in_canonical_units(pipeline: Pipeline) -> 
 def test_fhir_transaction_with_a_bad_entry_stores_nothing(pipeline: Pipeline) -> None:
     patient = new_patient("fhir")
     pipeline.enroll(patient, ["heart_rate", "body_temperature"])
-    when = datetime.now(UTC) - timedelta(minutes=30)
+    when = ANCHOR - timedelta(minutes=30)
     document = bundle(
         "transaction",
         heart_rate(66, patient=patient, when=when.isoformat(), id_="tx-1"),
@@ -103,7 +106,7 @@ def test_fhir_transaction_with_a_bad_entry_stores_nothing(pipeline: Pipeline) ->
 def test_omh_data_points_land_in_influxdb(pipeline: Pipeline) -> None:
     patient = new_patient("omh")
     pipeline.enroll(patient, ["body_temperature", "steps"])
-    start = datetime.now(UTC) - timedelta(hours=2)
+    start = ANCHOR - timedelta(hours=2)
     points = [
         {
             "header": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,9 @@ from deploy.local.harness import (
     wait_for,
 )
 from deploy.local.influxdb import InfluxServer
+from pghd import topics
+from tests.clock import ANCHOR
+from tests.integration.sync import caught_up, settled_vitals
 
 WARMUP = 10
 NORMAL = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]
@@ -35,7 +38,7 @@ def pipeline(
 
 def test_readings_are_stored_in_canonical_units(pipeline: Pipeline) -> None:
     patient = new_patient()
-    when = datetime.now(UTC) - timedelta(hours=1)
+    when = ANCHOR - timedelta(hours=1)
     response = pipeline.post(
         [
             reading(patient, 101.3, when, metric="body_temperature", unit="[degF]"),
@@ -53,7 +56,8 @@ def test_readings_are_stored_in_canonical_units(pipeline: Pipeline) -> None:
     assert response.status_code == 202, response.text
     assert response.json()["accepted"] == 3
 
-    rows = pipeline.wait_vitals(patient, 4)
+    rows = settled_vitals(pipeline, patient)
+    assert len(rows) == 4, rows
     by_channel = {row["channel"]: row for row in rows}
     assert by_channel["body_temperature"]["value"] == pytest.approx(38.5)
     assert by_channel["body_temperature"]["unit"] == "Cel"
@@ -73,11 +77,13 @@ def test_reading_far_above_warmed_up_baseline_yields_exactly_one_anomaly(
     pipeline: Pipeline,
 ) -> None:
     patient = new_patient()
-    series = heart_rate_series(patient, [*NORMAL, 165, 71])
+    series = heart_rate_series(patient, [*NORMAL, 165, 71], start=ANCHOR + timedelta(minutes=10))
     assert pipeline.post(series).status_code == 202
     pipeline.wait_vitals(patient, len(series))
+    # Every reading judged (the group committed to the end): no anomaly is still to come.
+    caught_up(pipeline.kafka_bootstrap, pipeline.env["PGHD_PROCESSORS_APP_ID"])
 
-    anomalies = pipeline.anomalies(patient, expect=1, settle=4.0)
+    anomalies = pipeline.anomalies(patient, expect=1, settle=0.5)
     assert len(anomalies) == 1, anomalies
     (anomaly,) = anomalies
     assert anomaly.metric == "heart_rate"
@@ -89,12 +95,15 @@ def test_reading_far_above_warmed_up_baseline_yields_exactly_one_anomaly(
     assert "165" in anomaly.explanation
 
     # The alerts service delivered it to the notification URL (a real HTTP receiver).
-    messages = wait_for(
+    wait_for(
         lambda: pipeline.sink.messages_about(anomaly.anomaly_id) or None,
         timeout=30,
         what="the anomaly's notification",
         diagnostics=pipeline.diagnostics,
     )
+    alerts_group = pipeline.env["PGHD_ALERTS_APP_ID"]
+    caught_up(pipeline.kafka_bootstrap, alerts_group, (topics.ANOMALIES, topics.ALERT_COMMANDS))
+    messages = pipeline.sink.messages_about(anomaly.anomaly_id)
     assert len(messages) == 1
     assert patient in messages[0]["title"]
 
@@ -107,7 +116,7 @@ def series_event_id(pipeline: Pipeline, patient: str, value: float) -> str:
 
 def test_mixed_batch_reports_bad_items_and_stores_good_ones(pipeline: Pipeline) -> None:
     patient = new_patient()
-    when = datetime.now(UTC) - timedelta(minutes=30)
+    when = ANCHOR - timedelta(minutes=30)
     response = pipeline.post(
         [
             reading(patient, 61, when),
@@ -127,28 +136,28 @@ def test_mixed_batch_reports_bad_items_and_stores_good_ones(pipeline: Pipeline) 
     assert rejected[3]["errors"][0]["pointer"] == "/3/unit"
     assert {e["pointer"] for e in rejected[4]["errors"]} >= {"/4/effective_time"}
 
-    rows = pipeline.wait_vitals(patient, 2)
+    rows = settled_vitals(pipeline, patient)
     assert sorted((r["channel"], r["value"]) for r in rows) == [("heart_rate", 61), ("spo2", 97)]
 
 
 def test_same_event_id_posted_twice_is_stored_once(pipeline: Pipeline) -> None:
     patient = new_patient()
-    first = reading(patient, 66, datetime.now(UTC) - timedelta(minutes=20), event_id="ev-dup-1")
+    first = reading(patient, 66, ANCHOR - timedelta(minutes=20), event_id="ev-dup-1")
     # A client retry that re-sends the event with a re-stamped time must not count twice.
-    retry = {**first, "effective_time": (datetime.now(UTC) - timedelta(minutes=19)).isoformat()}
+    retry = {**first, "effective_time": (ANCHOR - timedelta(minutes=19)).isoformat()}
     assert pipeline.post(first).status_code == 202
     assert pipeline.post(retry).status_code == 202
-    marker = reading(patient, 67, datetime.now(UTC) - timedelta(minutes=5))
-    assert pipeline.post(marker).status_code == 202  # processed after both: a sync point
+    marker = reading(patient, 67, ANCHOR - timedelta(minutes=5))
+    assert pipeline.post(marker).status_code == 202
 
-    rows = pipeline.wait_vitals(patient, 2)
+    rows = settled_vitals(pipeline, patient)  # a sentinel processed after all three
     assert sorted(r["value"] for r in rows) == [66, 67]
     assert [r["event_id"] for r in rows].count("ev-dup-1") == 1
 
 
 def test_unknown_api_key_is_refused_and_nothing_is_stored(pipeline: Pipeline) -> None:
     patient = new_patient()
-    response = pipeline.post(reading(patient, 70, datetime.now(UTC)), api_key="wrong")
+    response = pipeline.post(reading(patient, 70, ANCHOR), api_key="wrong")
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert pipeline.vitals(patient) == []
+    assert settled_vitals(pipeline, patient) == []

@@ -9,8 +9,10 @@ fetches after the table recovery. Then every posted reading must be stored in In
 ``STORED_WITHIN_S`` and the group's committed offsets on ``pghd.measurements.v1`` must reach
 the end offsets (lag 0) within ``COMMITTED_WITHIN_S`` after that (commit interval: 1 s).
 
-This is the race of :mod:`processors.faust_fixes` (faust-streaming #596). 64 patients post
-a reading every ~0.1 s, so the restarted worker has a backlog on every partition, and each
+This is the race of :mod:`processors.faust_fixes` (faust-streaming #596). 64 patients, 8 on
+each partition, post a reading every ~0.1 s, so the restarted worker has a backlog on every
+partition (asserted: right after the kill every partition has readings the killed worker
+had not committed, and nothing else consumes them until the restarted worker joins), and each
 ``AIOKafkaConsumer.committed()`` call is delayed by ``PGHD_TEST_COMMITTED_LATENCY_S`` (default
 0.02 s, a broker a little further away than loopback; the seek after recovery asks for each
 assigned partition's committed offset in turn), which widens the window between the recovery
@@ -43,6 +45,7 @@ from deploy.local.harness import Pipeline, new_patient, reading, running_pipelin
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import log_tail, start_detached, stop_process
 from pghd import topics
+from tests.integration.sync import backlog, partition_of
 
 RUNS = int(os.environ.get("PGHD_RESTART_RUNS", "2"))
 PATIENTS = int(os.environ.get("PGHD_TEST_PATIENTS", "64"))  # a backlog on all 8 partitions
@@ -152,6 +155,17 @@ def _lag(bootstrap: str, group: str) -> dict[int, int]:
         consumer.close()
 
 
+def _patients(count: int, partitions: int = 8) -> list[str]:
+    """``count`` new patients, as many on each measurements partition (rounded up)."""
+    per = -(-count // partitions)
+    chosen: dict[int, list[str]] = {p: [] for p in range(partitions)}
+    while sum(len(v) for v in chosen.values()) < per * partitions:
+        patient = new_patient("noloss")
+        if len(chosen[partition_of(patient)]) < per:
+            chosen[partition_of(patient)].append(patient)
+    return [p for group in chosen.values() for p in group]
+
+
 def _stored(pipeline: Pipeline, patients: list[str]) -> set[str]:
     return {str(row["event_id"]) for p in patients for row in pipeline.vitals(p)}
 
@@ -183,7 +197,7 @@ def test_no_reading_is_lost_when_a_worker_is_killed_and_restarted(
     )
     group = env["PGHD_PROCESSORS_APP_ID"]
     worker = Worker(env, tmp_path / "processors.log")
-    patients = [new_patient("noloss") for _ in range(PATIENTS)]
+    patients = _patients(PATIENTS)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     try:
         worker.start()
@@ -191,13 +205,23 @@ def test_no_reading_is_lost_when_a_worker_is_killed_and_restarted(
         assert ingest.post(reading(probe, 70, start)).status_code == 202
         ingest.wait_vitals(probe, 1, timeout=120)
 
+        streamed_from = {p: end for p, (_, end) in backlog(ingest.kafka_bootstrap, group).items()}
         with Stream(ingest, patients, start) as stream:
             time.sleep(KILL_AFTER_S)
             worker.kill()
-            time.sleep(KILLED_FOR_S)
+            killed = time.monotonic()
+            # Dead, the worker commits nothing more; until the restarted one joins, nobody
+            # consumes: what it had not committed now is its backlog when it resumes.
+            at_kill = backlog(ingest.kafka_bootstrap, group)
+            time.sleep(max(0.0, KILLED_FOR_S - (time.monotonic() - killed)))
             worker.start()
             time.sleep(STREAM_AFTER_RESTART_S)
         assert not stream.errors, stream.errors[:3]
+        uncommitted = {p: end - max(done, streamed_from[p]) for p, (done, end) in at_kill.items()}
+        assert all(n > 0 for n in uncommitted.values()), (
+            "the race was not hit: partitions without streamed readings left uncommitted at"
+            f" the kill (partition: readings): {uncommitted}"
+        )
 
         deadline = time.monotonic() + STORED_WITHIN_S
         while (missing := stream.posted - _stored(ingest, patients)) and (

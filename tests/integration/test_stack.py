@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from deploy.local.kafka import KafkaServer, kafka_healthy
 from deploy.local.process import find_processes, pid_alive, wait_until
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
 from pghd.topics import ALERTS, MEASUREMENTS, TopicSpec, load_spec
+from tests.clock import ANCHOR
 
 
 @pytest.fixture
@@ -92,12 +93,16 @@ def test_a_point_written_is_queryable_with_flux(influx: InfluxServer) -> None:
         "measurement": "vitals",
         "tags": {"patient_id": patient, "metric": "heart_rate", "source": "test"},
         "fields": {"value": 72.5},
-        "time": datetime.now(UTC),
+        "time": ANCHOR,
     }
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
         client.write_api(write_options=SYNCHRONOUS).write(bucket=influx.bucket, record=point)
+    start, stop = (
+        (ANCHOR + timedelta(minutes=m)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for m in (-1, 1)
+    )
     rows = influx.query(
-        f'from(bucket: "{influx.bucket}") |> range(start: -1h)'
+        f'from(bucket: "{influx.bucket}") |> range(start: {start}, stop: {stop})'
         f' |> filter(fn: (r) => r._measurement == "vitals" and r.patient_id == "{patient}")'
     )
     assert [(r["metric"], r["_field"], r["_value"]) for r in rows] == [

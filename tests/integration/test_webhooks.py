@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from deploy.local.harness import Pipeline, new_patient, running_pipeline
 from deploy.local.influxdb import InfluxServer
 from pghd import topics, wire
 from pghd.contracts import DeadLetter, Measurement
+from tests.clock import ANCHOR
+from tests.integration.sync import settled_vitals
 from tests.webhook_payloads import (
     body_of,
     junction_event,
@@ -100,7 +102,7 @@ def channels(rows: list[dict[str, Any]]) -> dict[str, float]:
 def test_signed_terra_push_lands_in_influxdb(pipeline: Pipeline) -> None:
     patient, account = new_patient("terra"), f"terra-{uuid.uuid4()}"
     enroll(pipeline, patient, TERRA_METRICS, terra=account)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    start = ANCHOR - timedelta(hours=3)
     body = body_of(terra_body(account, start))
 
     response = push(pipeline, "terra", body, terra_headers(body))
@@ -126,7 +128,7 @@ def test_signed_terra_push_lands_in_influxdb(pipeline: Pipeline) -> None:
 def test_signed_junction_pushes_land_in_influxdb(pipeline: Pipeline) -> None:
     patient, account = new_patient("junction"), str(uuid.uuid4())
     enroll(pipeline, patient, ["heart_rate", "blood_glucose"], junction=account)
-    when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    when = ANCHOR - timedelta(hours=1)
     heart = body_of(junction_event("heartrate", account, [junction_sample(when, 64, "bpm")]))
     glucose = body_of(
         junction_event(
@@ -151,7 +153,7 @@ def test_signed_junction_pushes_land_in_influxdb(pipeline: Pipeline) -> None:
 def test_refused_pushes_store_nothing(pipeline: Pipeline) -> None:
     patient, account = new_patient("refused"), f"terra-{uuid.uuid4()}"
     enroll(pipeline, patient, TERRA_METRICS, terra=account)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    start = ANCHOR - timedelta(hours=5)
     body = body_of(terra_body(account, start))
 
     bad = push(pipeline, "terra", body, terra_headers(body, secret="not-the-terra-secret"))
@@ -181,14 +183,13 @@ def test_refused_pushes_store_nothing(pipeline: Pipeline) -> None:
     assert len(produced) == 9, "the replay must not reach Kafka"
     assert len({wire.decode(Measurement, v).event_id for v in produced}) == 9
 
-    rows = pipeline.wait_vitals(patient, 10)
-    time.sleep(2)  # anything else would have landed by now
-    assert len(pipeline.vitals(patient)) == len(rows) == 10
+    rows = settled_vitals(pipeline, patient)  # a sentinel stored after everything posted
+    assert len(rows) == 10
 
 
 def test_unknown_vendor_account_goes_to_the_dlq_with_its_reason(pipeline: Pipeline) -> None:
     stranger = f"jn-stranger-{uuid.uuid4()}"
-    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    when = ANCHOR - timedelta(minutes=30)
     body = body_of(junction_event("heartrate", stranger, [junction_sample(when, 70, "bpm")]))
 
     response = push(pipeline, "junction", body, junction_headers(body, msg_id="msg_dlq"))

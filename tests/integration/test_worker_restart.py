@@ -9,7 +9,9 @@ the same app id (= consumer group) and data dir, and the stream goes on. Afterwa
   an anomaly for their next extreme reading at once, judged against a baseline of at
   least the warm-up readings (``baseline.n``), and none for the normal one after it;
 - every stored extreme reading has its anomaly and no ``anomaly_id`` is on
-  ``pghd.anomalies.v1`` twice, the replay after the kill included;
+  ``pghd.anomalies.v1`` twice, the replay after the kill included (the kill is asserted to
+  land mid-stream: readings of the stream were uncommitted when the worker died; how many
+  of them it had judged already, and judged again after the restart, is printed);
 - no reading is lost: every posted reading is stored. With faust-streaming 0.15.3 as it
   is, readings posted around the restarted worker's join were, in about half the runs, never
   judged and their offsets never committed (a race between the recovery's seek and the fetch
@@ -41,7 +43,6 @@ from pathlib import Path
 from subprocess import Popen
 
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 from kafka import KafkaProducer
 
 from deploy.local.harness import (
@@ -54,8 +55,18 @@ from deploy.local.harness import (
 )
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import log_tail, start_detached, stop_process
+from pghd import topics
 from pghd.contracts import Anomaly
+from processors.dedup import key_of
 from processors.judge import anomaly_id
+from tests.integration.sync import (
+    backlog,
+    caught_up,
+    end_offsets,
+    judged_in,
+    measurements_in,
+    partition_of,
+)
 
 WARMUP = 10
 NORMAL = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]
@@ -185,7 +196,9 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
     store: str, ingest: Pipeline, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     port = int(ingest.ingest_url.rsplit(":", 1)[1])
-    worker = Worker(_worker_env(stack_env, tmp_path, store, port), tmp_path / "processors.log")
+    env = _worker_env(stack_env, tmp_path, store, port)
+    group = env["PGHD_PROCESSORS_APP_ID"]
+    worker = Worker(env, tmp_path / "processors.log")
     ingest.logs["processors"] = worker.log
     start = _bin_start(days_ago=2)
     quiet = new_patient("quiet")  # warmed before the kill, silent until after the restart
@@ -208,16 +221,40 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
 
         # Stream; SIGKILL the worker mid-stream, start it again, keep streaming.
         stream_start = first_when + timedelta(minutes=5)
+        bootstrap = ingest.kafka_bootstrap
+        streamed_from = end_offsets(bootstrap, topics.MEASUREMENTS)
+        points_from = end_offsets(bootstrap, topics.POINTS)
         with Stream(ingest, streamed, stream_start) as stream:
             wait_for(lambda: stream.rounds >= 8 or None, timeout=60, what="8 stream rounds posted")
             time.sleep(KILL_AFTER_S)
             worker.kill()
+            killed = time.monotonic()
             killed_at_round = stream.rounds
-            time.sleep(KILLED_FOR_S)
+            # What the dead worker left: offsets it had not committed, points it had produced.
+            at_kill = backlog(bootstrap, group)
+            points_at_kill = end_offsets(bootstrap, topics.POINTS)
+            time.sleep(max(0.0, KILLED_FOR_S - (time.monotonic() - killed)))
             worker.start()
             time.sleep(STREAM_AFTER_RESTART_S)
         assert not stream.errors, stream.errors[:3]
         assert stream.rounds > killed_at_round, "the stream must go on after the kill"
+        in_flight = {
+            m.event_id
+            for m in measurements_in(
+                bootstrap,
+                {p: (max(done, streamed_from[p]), end) for p, (done, end) in at_kill.items()},
+            )
+        }
+        assert in_flight, "the race was not hit: no streamed reading was uncommitted at the kill"
+        judged = judged_in(
+            bootstrap, {p: (points_from[p], points_at_kill[p]) for p in points_at_kill}
+        )
+        replayed = in_flight & judged  # often none: the worker commits right after a batch
+        print(
+            f"\nat the kill: {len(in_flight)} streamed readings uncommitted, {len(replayed)} of"
+            f" them already judged (judged again after the restart), extremes among them:"
+            f" {sorted(replayed & {e for _, e in stream.extremes})}"
+        )
 
         # The restarted worker works through what was posted.
         posted = {f"{p}-w{j}" for p in streamed for j in range(len(NORMAL))}
@@ -234,7 +271,9 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
         ]
         assert ingest.post(tail).status_code == 202
         ingest.wait_vitals(quiet, len(NORMAL) + 3, timeout=120)
-        quiet_anomalies = ingest.anomalies(quiet, expect=2, settle=3.0)
+        # Everything judged (offsets committed to the end): no anomaly is still to come.
+        caught_up(ingest.kafka_bootstrap, group, what=worker.diagnostics())
+        quiet_anomalies = ingest.anomalies(quiet, expect=2, settle=1.0)
         assert sorted(a.event_ids[0] for a in quiet_anomalies) == [
             f"{quiet}-x1",
             f"{quiet}-x2",
@@ -278,12 +317,6 @@ def emitted_key(anomaly_id: str) -> str:
     return f"anomaly|{anomaly_id}"
 
 
-def _partition(key: str, partitions: int = 8) -> int:
-    """The measurements partition of a patient (ingest's producer: murmur2 of the key)."""
-    every = list(range(partitions))
-    return int(DefaultPartitioner()(key.encode(), every, every))
-
-
 def _write_changelog(
     bootstrap: str, app_id: str, table: str, entries: list[tuple[str, str, object]]
 ) -> None:
@@ -296,7 +329,7 @@ def _write_changelog(
                 f"{app_id}-{table}-changelog",
                 key=json.dumps(key).encode(),
                 value=None if value is None else json.dumps(value).encode(),
-                partition=_partition(patient),
+                partition=partition_of(patient),
             )
         producer.flush(timeout=30)
     finally:
@@ -326,7 +359,14 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
         return reading(patient, EXTREME, extreme_at, context="rest", event_id=f"{patient}-x")
 
     def aid(patient: str) -> str:
-        return anomaly_id(patient_id=patient, channel="heart_rate", event_id=f"{patient}-x")
+        return anomaly_id(
+            patient_id=patient, channel="heart_rate", event_id=f"{patient}-x", source="acme|watch-1"
+        )
+
+    def seen_key(patient: str) -> str:
+        return key_of(
+            patient_id=patient, vendor="acme", device_id="watch-1", event_id=f"{patient}-x"
+        )
 
     try:
         worker.start()
@@ -350,8 +390,8 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
             app_id,
             "seen",
             [
-                (sent, f"{sent}-x", None),
-                (on_topic, f"{on_topic}-x", None),
+                (sent, seen_key(sent), None),
+                (on_topic, seen_key(on_topic), None),
                 (on_topic, emitted_key(aid(on_topic)), intent),
                 (lost, emitted_key(aid(lost)), intent),
             ],
@@ -364,9 +404,10 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
         assert ingest.post([*replay, *markers]).status_code == 202
         for patient in (sent, on_topic, lost):
             ingest.wait_vitals(patient, len(NORMAL) + 2, timeout=120)
+        caught_up(ingest.kafka_bootstrap, app_id, what=worker.diagnostics())
 
         for patient in (sent, on_topic, lost):
-            found = ingest.anomalies(patient, expect=1, settle=2.0)
+            found = ingest.anomalies(patient, expect=1, settle=1.0)
             assert [a.anomaly_id for a in found] == [aid(patient)], (patient, found)
         log = worker.log.read_text()
         assert "2 anomalies had an unconfirmed send, 1 of them are on" in log

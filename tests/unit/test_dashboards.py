@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,8 +64,28 @@ def _referenced(text: str) -> set[str]:
     return {n for n in names if not n.startswith("__")}
 
 
+_RENDER = (
+    "import json, sys; from deploy.grafana.dashboards import rendered_files;"
+    " json.dump(rendered_files(), sys.stdout)"
+)
+
+
 def test_generation_is_deterministic() -> None:
-    assert rendered_files() == rendered_files()
+    """The same files from fresh interpreters with other hash seeds and time zones: the
+    output depends on no set or dict iteration order, clock or locale."""
+    here = rendered_files()
+    for seed, tz in (("1", "UTC"), ("2", "Pacific/Kiritimati"), ("3", "America/Los_Angeles")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TZ": tz}
+        out = subprocess.run(
+            [sys.executable, "-c", _RENDER],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env=env,
+            timeout=120,
+        )
+        assert json.loads(out.stdout) == here, f"PYTHONHASHSEED={seed} TZ={tz}"
 
 
 def test_committed_files_equal_a_fresh_generation() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,12 +15,13 @@ from ingest.auth import hash_key
 from ingest.deps import get_gateway
 from ingest.kafka_gateway import Record
 from ingest.settings import IngestSettings
+from tests.clock import ANCHOR
 
 API_KEY = "acme-test-key-0123456789"
 SOURCE = "acme"
 MAX_BATCH = 5
 MAX_BODY = 4096
-PAST = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+PAST = (ANCHOR - timedelta(hours=1)).isoformat()
 
 
 class RecordingGateway:

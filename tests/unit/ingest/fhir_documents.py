@@ -8,10 +8,12 @@ stale or future.
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-WHEN = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0).isoformat()
+from tests.clock import ANCHOR
+
+WHEN = (ANCHOR - timedelta(hours=2)).isoformat()
 UCUM = "http://unitsofmeasure.org"
 VITAL_SIGNS = [
     {

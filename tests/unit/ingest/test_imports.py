@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import zipfile
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,12 @@ from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import Measurement
 from pghd.simulation.apple_export import ExportSummary, write_export
+from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import API_KEY, RecordingGateway
 
 URL = "/v1/imports/apple-health"
 ZIP = {"Content-Type": "application/zip"}
-END = datetime.now(UTC) - timedelta(hours=1)
+END = ANCHOR
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.contracts import Measurement
+from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway
 from tests.unit.ingest.omh_documents import data_point, sample_with
 
@@ -49,7 +50,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def recent(name: str) -> dict[str, Any]:
-    when = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    when = (ANCHOR - timedelta(hours=1)).isoformat()
     return data_point(name, sample_with(name, effective_time_frame={"date_time": when}))
 
 

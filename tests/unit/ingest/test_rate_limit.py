@@ -6,11 +6,13 @@ import time
 from collections.abc import Iterator
 from typing import Annotated
 
+import limits.storage.memory
 import pytest
 from fastapi import Depends, FastAPI, Header
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+import ingest.ratelimit
 from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import RateLimiterDep, get_gateway
@@ -81,22 +83,44 @@ def test_unauthenticated_requests_are_401_not_counted(gateway: RecordingGateway)
     assert client.post(URL, json=reading()).status_code == 202
 
 
-def test_retry_after_is_when_the_oldest_request_leaves_the_window() -> None:
+class _Clock:
+    """Stands in for the ``time`` module of the limiter and of ``limits``' memory storage:
+    its ``time()`` moves only when the test moves it (a loaded machine cannot pass a window)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(limits.storage.memory, "time", fake)
+    monkeypatch.setattr(ingest.ratelimit, "time", fake)
+    return fake
+
+
+def test_retry_after_is_when_the_oldest_request_leaves_the_window(clock: _Clock) -> None:
     limiter = SourceRateLimiter(default="2/second")
     assert limiter.retry_after("acme") is None
     assert limiter.retry_after("acme") is None
     assert limiter.retry_after("acme") == 1
-    time.sleep(1.05)
+    clock.now += 1.05
     assert limiter.retry_after("acme") is None
 
 
-def test_refused_requests_do_not_count_against_the_window() -> None:
+def test_refused_requests_do_not_count_against_the_window(clock: _Clock) -> None:
     limiter = SourceRateLimiter(default="1/second;3/minute")
     assert limiter.retry_after("acme") is None
     assert limiter.retry_after("acme") == 1  # refused by 1/second: uses nothing of 3/minute
-    time.sleep(1.05)
+    clock.now += 1.05
     assert limiter.retry_after("acme") is None
-    time.sleep(1.05)
+    clock.now += 1.05
     assert limiter.retry_after("acme") is None
     wait = limiter.retry_after("acme")  # 3/minute is full now: wait for the first to leave
     assert wait is not None and 55 <= wait <= 60

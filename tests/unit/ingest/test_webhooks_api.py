@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import DeadLetter, Measurement
+from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import RecordingGateway, reading
 from tests.webhook_payloads import (
     body_of,
@@ -32,7 +33,7 @@ from tests.webhook_payloads import (
     webhook_config,
 )
 
-START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+START = ANCHOR - timedelta(hours=2)
 
 
 class Links:

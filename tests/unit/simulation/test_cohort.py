@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
 import statistics
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,13 +33,38 @@ def _in_episode(reading: dict[str, Any], episodes: list[Episode]) -> bool:
     )
 
 
+_COHORT_DIGEST = """
+import hashlib, json, sys
+from datetime import datetime
+from pghd.simulation import generate_cohort
+cohort = generate_cohort(patients=3, days=2, end=datetime.fromisoformat(sys.argv[1]), seed=3)
+document = [list(cohort.readings()), [e.model_dump(mode="json") for e in cohort.episodes]]
+print(hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest())
+"""
+
+
+def _digest(cohort: Cohort) -> str:
+    document = [list(cohort.readings()), [e.model_dump(mode="json") for e in cohort.episodes]]
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
 def test_same_seed_same_readings_and_labels() -> None:
+    """Same arguments, same cohort: in this process and in fresh ones with other hash seeds
+    and time zones (a re-run of ``pghd simulate --end ...`` posts the same event ids)."""
     one = generate_cohort(patients=3, days=2, end=END, seed=3)
-    two = generate_cohort(patients=3, days=2, end=END, seed=3)
     other = generate_cohort(patients=3, days=2, end=END, seed=4)
-    assert list(one.readings()) == list(two.readings())
-    assert one.episodes == two.episodes
     assert list(one.readings()) != list(other.readings())
+    for seed, tz in (("1", "UTC"), ("2", "Pacific/Kiritimati")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TZ": tz}
+        out = subprocess.run(
+            [sys.executable, "-c", _COHORT_DIGEST, END.isoformat()],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            timeout=120,
+        )
+        assert out.stdout.strip() == _digest(one), f"PYTHONHASHSEED={seed} TZ={tz}"
 
 
 def test_every_reading_is_accepted_by_ingest_validation(readings: list[dict[str, Any]]) -> None:

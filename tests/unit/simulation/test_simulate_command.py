@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ import typer
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from pghd.commands.simulate import Tally, post_readings, simulate, tally_response
+from pghd.commands.simulate import Tally, parse_end, post_readings, simulate, tally_response
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+from pghd.simulation import generate_cohort
 
 from .conftest import END
 
@@ -207,16 +209,45 @@ def test_command_posts_the_whole_cohort(ingest_url: str, tmp_path: Path) -> None
     labels = tmp_path / "labels.json"
     args = ["--patients", "3", "--days", "1", "--url", ingest_url, "--batch", "200"]
     args += ["--seed", "5", "--episodes-fraction", "0.7", "--labels-out", str(labels)]
+    args += ["--end", END.isoformat()]
     result = CliRunner().invoke(_cli(), args, env={"PGHD_API_KEY": "secret"})
     assert result.exit_code == 0, result.output
     total = len(_FakeIngest.event_ids)
     assert total == len(set(_FakeIngest.event_ids)), "the retried batch was not duplicated"
+    cohort = generate_cohort(patients=3, days=1, end=END, seed=5, episodes_fraction=0.7)
+    assert _FakeIngest.event_ids == [r["event_id"] for r in cohort.readings()]
     assert total > 3 * 150
     assert f"posted    {total} readings" in result.output
     assert f"accepted  {total}" in result.output and "rejected  0" in result.output
     document = json.loads(labels.read_text())
+    assert (document["start"], document["end"]) == (
+        (END - timedelta(days=1)).isoformat(),
+        END.isoformat(),
+    )
     assert len(document["episodes"]) == 2
     assert {"patient_id", "kind", "start", "end", "metrics"} <= set(document["episodes"][0])
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2026-11-25T12:00:00Z", datetime(2026, 11, 25, 12, tzinfo=UTC)),
+        ("2026-11-25T12:00", datetime(2026, 11, 25, 12, tzinfo=UTC)),  # no offset: UTC
+        ("2026-11-25T13:30:00+01:30", datetime(2026, 11, 25, 12, tzinfo=UTC)),
+    ],
+)
+def test_end_is_iso_8601_utc_unless_it_gives_an_offset(given: str, expected: datetime) -> None:
+    when = parse_end(given)
+    assert when == expected and when.utcoffset() == timedelta(0)
+
+
+def test_end_that_is_no_time_is_a_usage_error(ingest_url: str) -> None:
+    args = ["--patients", "1", "--days", "0.1", "--url", ingest_url, "--end", "yesterday"]
+    result = CliRunner().invoke(_cli(), [*args, "--api-key", "secret"])
+    assert result.exit_code == 2
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())  # unboxed, unwrapped
+    assert "'yesterday' is not an ISO-8601 time" in text, result.output
+    assert _FakeIngest.calls == 0
 
 
 def test_command_exits_non_zero_when_ingest_is_unreachable() -> None:
