@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -61,10 +62,11 @@ from alerts.state import (
     on_tick,
     remember_annotation,
 )
-from pghd import topics, wire
+from pghd import stall_watchdog, topics, wire
 from pghd.alert_commands import AlertCommand
 from pghd.alerting import DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
+from pghd.faust_fixes import apply as apply_faust_fixes
 
 __all__ = ["alert_state", "alerts_topic", "app", "handle", "inputs", "settings", "tick"]
 
@@ -72,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SEND_BACKOFF_S = 30.0
 
+apply_faust_fixes()  # faust-streaming #596: seek after recovery; pghd/faust_fixes.py
 settings = AlertsSettings()
 config = settings.routing_config()
 policy = settings.grouping_policy(config)
@@ -89,6 +92,8 @@ app = faust.App(
     value_serializer="raw",
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=settings.heartbeat_interval_s,
     web_port=settings.web_port,
     web_host=settings.web_host,
     web_bind=settings.web_host,
@@ -105,6 +110,14 @@ metrics = install_metrics(
     group=settings.app_id,
     topics=[topics.ANOMALIES, topics.ALERT_COMMANDS],
     lag_interval_s=settings.metrics_lag_interval_s,
+)
+
+stall_watchdog.install(
+    app,
+    topics={topics.ANOMALIES, topics.ALERT_COMMANDS},
+    after_s=settings.stall_reseek_after_s,
+    clock=time.monotonic,
+    on_reseek=lambda topic: metrics.partitions_reread.labels(topic=topic).inc(),
 )
 
 alert_state = app.Table(

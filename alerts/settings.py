@@ -105,6 +105,12 @@ class AlertsSettings(BaseSettings):
         description="late warning and critical alerts page (false: tracked, nobody paged;"
         " for a planned replay of the anomalies topic)",
     )
+    stall_reseek_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="an input partition fetched ahead of what was processed, with no progress"
+        " for this long, is read again from its committed offset (pghd.stall_watchdog)",
+    )
     tick_s: float = Field(
         default=5.0, gt=0, description="how often escalations and auto-resolve are checked"
     )
@@ -121,6 +127,17 @@ class AlertsSettings(BaseSettings):
     grafana_timeout_s: float = Field(default=5.0, gt=0)
 
     app_id: str = Field(default="pghd-alerts", description="Faust app id = consumer group id")
+    session_timeout_s: float = Field(
+        default=60.0,
+        ge=6,
+        le=90,
+        description="Kafka consumer group session timeout: how long after a worker died"
+        " without leaving (SIGKILL, lost host) its anomaly partitions wait for a survivor;"
+        " the broker's group.min.session.timeout.ms (6 s) is the floor",
+    )
+    heartbeat_interval_s: float = Field(
+        default=3.0, gt=0, description="consumer heartbeats; well below the session timeout"
+    )
     store: str = "memory://"
     data_dir: str = ".local/data/alerts"
     topic_partitions: int = Field(default=8, ge=1, description="partitions of the input topics")

@@ -83,13 +83,13 @@ import faust.streams
 from faust.types import EventT
 from kafka import KafkaConsumer, TopicPartition
 
-from pghd import topics, wire
+from pghd import stall_watchdog, topics, wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
+from pghd.faust_fixes import apply as apply_faust_fixes
 from processors.baseline import BaselineState
 from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
 from processors.dedup import ANOMALY_PREFIX, entry, expired_entries, is_current, reading_key
-from processors.faust_fixes import apply as apply_faust_fixes
 from processors.judge import judge_batch, state_keys
 from processors.metrics import install_metrics
 from processors.news2_table import News2Table
@@ -114,7 +114,7 @@ STAGE = "processors"
 MAX_SEND_BACKOFF_S = 30.0
 VERIFY_TIMEOUT_S = 120.0
 
-apply_faust_fixes()  # faust-streaming #596: seek after recovery; processors/faust_fixes.py
+apply_faust_fixes()  # faust-streaming #596: seek after recovery; pghd/faust_fixes.py
 settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
 params = settings.judge_params()
 DEDUP_WINDOW_MS = int(settings.dedup_window_s * 1000)
@@ -177,6 +177,13 @@ metrics = install_metrics(
     topics=[topics.MEASUREMENTS],
     lag_interval_s=settings.metrics_lag_interval_s,
     more_groups=[(settings.store_group_id, [topics.POINTS])] if settings.store_in_worker else [],
+)
+stall_watchdog.install(
+    app,
+    topics={topics.MEASUREMENTS, topics.CARE_PLANS},
+    after_s=settings.stall_reseek_after_s,
+    clock=time.monotonic,
+    on_reseek=lambda topic: metrics.partitions_reread.labels(topic=topic).inc(),
 )
 # The store stage (pghd.points.v1 -> InfluxDB), in its own consumer group, in this process.
 if settings.store_in_worker:

@@ -116,6 +116,13 @@ class ProcessorMetrics:
             ["detector", "severity"],
             registry=self.registry,
         )
+        self.partitions_reread = Counter(
+            "stream_partitions_reread",
+            "Input partitions read again from their committed offset because their stream"
+            " stopped short of what was fetched (pghd.stall_watchdog), by topic",
+            ["topic"],
+            registry=self.registry,
+        )
         self.dead_letters = Counter(
             "dead_letters",
             "Messages sent to pghd.dlq.v1, by reason",

@@ -118,6 +118,12 @@ class ProcessorSettings(BaseSettings):
         description="a reading's (patient, source, device, event_id) is remembered this long"
         " after it was judged; a repeat within it is dropped",
     )
+    stall_reseek_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="an input partition fetched ahead of what was processed, with no progress"
+        " for this long, is read again from its committed offset (pghd.stall_watchdog)",
+    )
     dedup_sweep_s: float = Field(
         default=300.0, gt=0, description="how often expired dedup entries are deleted"
     )

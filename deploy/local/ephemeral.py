@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.influxdb import InfluxServer, ensure_influxd
+from deploy.local.influxdb2 import Influx2Server
 from deploy.local.kafka import KafkaServer, ensure_kafka_libs
 from deploy.local.process import free_port, pick_port
 from deploy.local.stack import StackPaths
@@ -21,6 +22,7 @@ from pghd.topics import load_spec
 __all__ = [
     "EphemeralStack",
     "ephemeral_stack",
+    "influx2_on_free_ports",
     "influx_on_free_ports",
     "kafka_on_free_ports",
 ]
@@ -60,6 +62,18 @@ def influx_on_free_ports(binary: Path, base: Path) -> InfluxServer:
         log_file=base / "influxdb.log",
         port=port,
         rpc_port=pick_port(None, avoid=[port]),
+        die_with_parent=True,
+    )
+
+
+def influx2_on_free_ports(binary: Path, base: Path) -> Influx2Server:
+    """A (not yet started) InfluxDB 2.x with its files under ``base``, on a free port."""
+    return Influx2Server(
+        binary=binary,
+        data_dir=base / "data",
+        config_dir=base / "config",
+        log_file=base / "influxdb.log",
+        port=free_port(),
         die_with_parent=True,
     )
 

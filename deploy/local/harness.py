@@ -326,6 +326,7 @@ def running_pipeline(
         app_suffix=app_suffix or uuid.uuid4().hex[:8],
         warmup=warmup,
     )
+    env.update(influx.env())  # the server given wins over the stack's default one
     env.update(extra_env or {})
     if from_now if from_now is not None else app_suffix is None:
         bootstrap = stack_env["PGHD_KAFKA_BOOTSTRAP"]

@@ -86,6 +86,8 @@ def influx_healthy(url: str) -> bool:
 class InfluxServer:
     """One ``influxd`` on loopback ports; also the connection settings clients need."""
 
+    version = INFLUXDB_VERSION
+
     def __init__(
         self,
         *,
@@ -204,6 +206,13 @@ class InfluxServer:
         """Create database ``name`` (idempotent); return its bucket name ``<name>/autogen``."""
         self.influxql(f'CREATE DATABASE "{name}"')
         return f"{name}/autogen"
+
+    def set_retention(self, seconds: int, *, bucket: str | None = None) -> None:
+        """Keep ``seconds`` of data in ``bucket`` (``<db>/<rp>``, default the default one)."""
+        database, _, policy = (bucket or self.bucket).partition("/")
+        self.influxql(
+            f'ALTER RETENTION POLICY "{policy or "autogen"}" ON "{database}" DURATION {seconds}s'
+        )
 
     def query(self, flux: str) -> list[dict[str, Any]]:
         """Run a Flux query through influxdb-client; return one dict per record."""

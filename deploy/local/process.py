@@ -292,8 +292,14 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float) -> bool:
     return False
 
 
-def stop_process(pid: int, *, start_time: int | None = None, timeout: float = 20.0) -> bool:
-    """Stop ``pid`` and its process group: SIGTERM, then SIGKILL after ``timeout`` seconds.
+def stop_process(
+    pid: int,
+    *,
+    start_time: int | None = None,
+    timeout: float = 20.0,
+    sig: signal.Signals = signal.SIGTERM,
+) -> bool:
+    """Stop ``pid`` and its process group: ``sig`` (SIGTERM), SIGKILL after ``timeout`` s.
 
     Returns False when the process was not running (or ``start_time`` shows that the pid
     now belongs to another process), True when it was stopped.
@@ -303,9 +309,11 @@ def stop_process(pid: int, *, start_time: int | None = None, timeout: float = 20
     if start_time is None or not pid_matches(pid, start_time):
         _reap(pid)
         return False
-    signal_group(pid, signal.SIGTERM)
+    signal_group(pid, sig)
     if not _wait_gone(pid, start_time, timeout):
-        logger.warning("pid %s did not stop after SIGTERM in %.0f s: sending SIGKILL", pid, timeout)
+        logger.warning(
+            "pid %s did not stop after %s in %.0f s: sending SIGKILL", pid, sig.name, timeout
+        )
         signal_group(pid, signal.SIGKILL)
         _wait_gone(pid, start_time, 10.0)
     # Whatever else is left in the group (children that ignored SIGTERM) goes too.

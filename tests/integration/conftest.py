@@ -10,9 +10,11 @@ start it again, it is restarted after that test, on the same port and data.
 Fixtures: ``kafka_server`` (``KafkaServer``: ``bootstrap``, ``port``, ``stop()``,
 ``start()``), ``kafka_bootstrap`` ("127.0.0.1:port", topics of ``deploy/topics.json``
 applied), ``influx`` (``InfluxServer``: ``url``, ``token``, ``org``, ``bucket``,
-``query(flux)``, ``create_database(name)``, ``env()``), ``stack_env`` (``PGHD_*``
-variables for subprocesses). Every test under ``tests/integration`` is marked
-``integration``.
+``query(flux)``, ``create_database(name)``, ``set_retention(seconds)``, ``env()``),
+``influx2`` (the same interface on InfluxDB 2.7, the version docker-compose and k8s ship;
+built once with ``scripts/build-influxd2.sh``, ~10 min), ``stack_env`` (``PGHD_*``
+variables for subprocesses).
+Every test under ``tests/integration`` is marked ``integration``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.ephemeral import influx_on_free_ports, kafka_on_free_ports
+from deploy.local.ephemeral import (
+    influx2_on_free_ports,
+    influx_on_free_ports,
+    kafka_on_free_ports,
+)
 from deploy.local.influxdb import InfluxServer, ensure_influxd
+from deploy.local.influxdb2 import Influx2Server, ensure_influxd2
 from deploy.local.kafka import KafkaServer, ensure_kafka_libs
 from deploy.local.stack import StackPaths
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
@@ -54,10 +61,13 @@ atexit.register(_stop_all)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test of this directory ``integration``."""
+    """Mark every test of this directory ``integration``; start installing the servers
+    they need (the 2.7 build takes ~10 min the first time) if any was selected."""
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.integration)
+    if any(HERE in item.path.parents for item in items):
+        _start_installs(_show(config))
 
 
 @pytest.fixture(autouse=True)
@@ -70,9 +80,9 @@ def _restart_stopped_servers() -> Iterator[None]:
             server.start()
 
 
-@pytest.fixture(scope="session")
-def _progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
-    reporter = pytestconfig.pluginmanager.getplugin("terminalreporter")
+def _show(config: pytest.Config) -> Callable[[str], None]:
+    """Print a progress line on the terminal (and log it)."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
 
     def show(line: str) -> None:
         if reporter is not None:
@@ -83,13 +93,28 @@ def _progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
 
 
 @pytest.fixture(scope="session")
-def _installs(_progress: Callable[[str], None]) -> Iterator[dict[str, Future[Path]]]:
-    """Install Kafka's jars and build influxd concurrently (cached under .local)."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="install") as pool:
-        yield {
-            "kafka": pool.submit(ensure_kafka_libs, ROOT, progress=_progress),
-            "influxd": pool.submit(ensure_influxd, ROOT, progress=_progress),
-        }
+def _progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    return _show(pytestconfig)
+
+
+_INSTALLS: dict[str, Future[Path]] = {}
+
+
+def _start_installs(progress: Callable[[str], None]) -> dict[str, Future[Path]]:
+    """Install Kafka's jars and build both influxd concurrently (cached under .local),
+    once per session, from collection on: the unit tests run meanwhile."""
+    if not _INSTALLS:
+        pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="install")
+        _INSTALLS["kafka"] = pool.submit(ensure_kafka_libs, ROOT, progress=progress)
+        _INSTALLS["influxd"] = pool.submit(ensure_influxd, ROOT, progress=progress)
+        _INSTALLS["influxd2"] = pool.submit(ensure_influxd2, ROOT, progress=progress)
+        pool.shutdown(wait=False)
+    return _INSTALLS
+
+
+@pytest.fixture(scope="session")
+def _installs(_progress: Callable[[str], None]) -> dict[str, Future[Path]]:
+    return _start_installs(_progress)
 
 
 def _start_on_free_ports(make: Callable[[], KafkaServer | InfluxServer]) -> None:
@@ -148,6 +173,29 @@ def influx(
 
     def make() -> InfluxServer:
         made.append(influx_on_free_ports(binary, base))
+        return made[-1]
+
+    try:
+        _start_on_free_ports(make)
+        yield made[-1]
+    finally:
+        for server in made:
+            server.stop()
+            with contextlib.suppress(ValueError):
+                _STARTED.remove(server)
+
+
+@pytest.fixture(scope="session")
+def influx2(
+    _installs: dict[str, Future[Path]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Influx2Server]:
+    """A real InfluxDB 2.7 (org ``pghd``, bucket ``pghd``), the version compose ships."""
+    binary = _installs["influxd2"].result()
+    base = tmp_path_factory.mktemp("influxdb2")
+    made: list[Influx2Server] = []
+
+    def make() -> Influx2Server:
+        made.append(influx2_on_free_ports(binary, base))
         return made[-1]
 
     try:

@@ -9,8 +9,8 @@ switches read from the environment:
   offsets, Faust's read and committed offset) and the offsets after each ``perform_seek``;
 - ``PGHD_TEST_COMMITTED_LATENCY_S=<s>``: delay each ``AIOKafkaConsumer.committed()`` call, as
   a broker further away than loopback does (the seek after recovery asks for each partition's
-  committed offset in turn); this widens the race of :mod:`processors.faust_fixes`;
-- ``PGHD_TEST_WITHOUT_FAUST_FIX=1``: do not apply :mod:`processors.faust_fixes` (to measure
+  committed offset in turn); this widens the race of :mod:`pghd.faust_fixes`;
+- ``PGHD_TEST_WITHOUT_FAUST_FIX=1``: do not apply :mod:`pghd.faust_fixes` (to measure
   the failure rate without it).
 """
 
@@ -26,7 +26,7 @@ __all__ = ["run"]
 logger = logging.getLogger("faust.transport.consumer")
 
 QUIET = ("aiokafka", "kafka", "faust", "mode", "processors", "urllib3", "httpx")
-VERBOSE = ("faust.transport.consumer", "faust.tables.recovery", "processors.faust_fixes")
+VERBOSE = ("faust.transport.consumer", "faust.tables.recovery", "pghd.faust_fixes")
 
 
 def _measurement_offsets(offsets: dict[Any, int | None]) -> dict[int, int | None]:
@@ -118,9 +118,9 @@ def run() -> None:
     if latency := float(os.environ.get("PGHD_TEST_COMMITTED_LATENCY_S", "0")):
         _delay_committed(latency)
     if os.environ.get("PGHD_TEST_WITHOUT_FAUST_FIX"):
-        import processors.faust_fixes
+        import pghd.faust_fixes
 
-        processors.faust_fixes.apply = lambda: None  # type: ignore[assignment]
+        pghd.faust_fixes.apply = lambda: None  # type: ignore[assignment]
     from processors.main import main
 
     main()

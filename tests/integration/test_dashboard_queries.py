@@ -125,6 +125,16 @@ def _cohort(now: datetime, bucket: str) -> Cohort:
     return c
 
 
+@pytest.fixture(scope="module", params=["1.8", "2.7"], ids=["influxdb1.8", "influxdb2.7"])
+def influx(request: pytest.FixtureRequest, influx: InfluxServer) -> InfluxServer:
+    """Every query runs on InfluxDB 1.8 (the local runner's) and 2.7 (what Grafana reads in
+    the shipped compose and k8s stacks)."""
+    if request.param == "1.8":
+        return influx
+    server: InfluxServer = request.getfixturevalue("influx2")
+    return server
+
+
 @pytest.fixture(scope="module")
 def cohort(influx: InfluxServer) -> Cohort:
     bucket = influx.create_database(DATABASE)

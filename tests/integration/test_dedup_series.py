@@ -20,10 +20,14 @@ from deploy.local.harness import Pipeline, new_patient, reading, running_pipelin
 from deploy.local.influxdb import InfluxServer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["influx", "influx2"], ids=["influxdb1.8", "influxdb2.7"])
 def pipeline(
-    stack_env: dict[str, str], influx: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    stack_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
+    """The pipeline storing into InfluxDB 1.8, then into 2.7 (the version compose ships)."""
+    influx: InfluxServer = request.getfixturevalue(request.param)
     workdir: Path = tmp_path_factory.mktemp("dedup")
     with running_pipeline(stack_env=stack_env, influx=influx, workdir=workdir) as running:
         yield running

@@ -1,4 +1,5 @@
-"""``pghd influx retention`` and ``pghd influx downsample`` against a real InfluxDB 1.8.
+"""``pghd influx retention`` and ``pghd influx downsample`` against a real InfluxDB 1.8; the
+Flux tasks compose and k8s install, run by a real InfluxDB 2.7.
 
 Readings of two patients are written over three whole past hours (two sources for one
 channel, so the aggregates merge sources) and one reading in the current, still open hour;
@@ -26,7 +27,9 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from typer.testing import CliRunner
 
 import pghd.commands.influx
+from deploy.local.harness import wait_for
 from deploy.local.influxdb import InfluxServer
+from deploy.local.influxdb2 import Influx2Server
 from pghd.cli import app
 from pghd.commands.influx import AGGREGATES, GROUP_COLUMNS, aggregate_query
 from tests.clock import ANCHOR
@@ -201,3 +204,80 @@ def test_the_flux_tasks_run_the_commands_pipeline() -> None:
             assert f'downsample(fn: {fn}, field: "{fn}")' in text, (path.name, fn)
         assert 'to(bucket: "pghd_downsampled", org: "pghd")' in text
         assert all(f'"{c}"' in text for c in GROUP_COLUMNS)
+
+
+def _run_task(influx2: Influx2Server, flux: str, *, scheduled_for: datetime) -> None:
+    """Create the task on InfluxDB 2.7 as the init script does, run it once as the
+    scheduler would at ``scheduled_for`` (its ``now()``), and wait for it to succeed."""
+    org_id = influx2.api("GET", f"/api/v2/orgs?org={influx2.org}")["orgs"][0]["id"]
+    task = influx2.api("POST", "/api/v2/tasks", {"orgID": org_id, "flux": flux})
+    try:
+        run = influx2.api(
+            "POST", f"/api/v2/tasks/{task['id']}/runs", {"scheduledFor": _rfc3339(scheduled_for)}
+        )
+        path = f"/api/v2/tasks/{task['id']}/runs/{run['id']}"
+
+        def finished() -> dict[str, Any] | None:
+            state = influx2.api("GET", path)
+            return state if state["status"] in ("success", "failed") else None
+
+        done = wait_for(
+            finished,
+            timeout=60,
+            what=f"task {task['name']} to finish",
+        )
+        logs = influx2.api("GET", f"{path}/logs").get("events", [])
+        assert done["status"] == "success", [event["message"] for event in logs]
+    finally:
+        influx2.api("DELETE", f"/api/v2/tasks/{task['id']}")
+
+
+@pytest.mark.parametrize(
+    ("task", "window", "measurement"),
+    [
+        ("vitals-hourly.flux", timedelta(hours=1), "vitals_1h"),
+        ("vitals-daily.flux", timedelta(days=1), "vitals_1d"),
+    ],
+)
+def test_the_flux_tasks_aggregate_on_influxdb2(
+    influx2: Influx2Server, task: str, window: timedelta, measurement: str
+) -> None:
+    """The shipped tasks themselves, on the shipped InfluxDB, run at a pinned time: each
+    writes its last two whole windows of ``pghd`` into ``pghd_downsampled``, sources merged
+    (hourly at 11:00: the 09:00 and 10:00 windows; daily at midnight: that day)."""
+    hour0 = NOW.replace(minute=0) - timedelta(hours=4)  # 08:00 the day before the session
+    readings = _readings(hour0)  # 08:00-10:45
+    with InfluxDBClient(url=influx2.url, token=influx2.token, org=influx2.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(
+            bucket=influx2.bucket, org=influx2.org, record=_points(readings)
+        )
+    influx2.create_database("pghd_downsampled")
+    if window == timedelta(hours=1):
+        run_at = hour0 + timedelta(hours=3)
+    else:
+        run_at = hour0.replace(hour=0) + timedelta(days=1)
+    _run_task(influx2, (TASKS / task).read_text(), scheduled_for=run_at)
+
+    rows = influx2.query(
+        'from(bucket: "pghd_downsampled")'
+        f" |> range(start: {_rfc3339(run_at - 3 * window)}, stop: {_rfc3339(run_at)})"
+        f' |> filter(fn: (r) => r._measurement == "{measurement}" and r.patient_id =~ /^ds-p/)'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    got = {(r["patient_id"], r["channel"], r["_time"]): {a: r[a] for a in AGGREGATES} for r in rows}
+    expected: dict[tuple[str, str, datetime], list[float]] = {}
+    for patient, channel, _source, at, value in readings:
+        start = datetime.fromtimestamp(
+            at.timestamp() // window.total_seconds() * window.total_seconds(), UTC
+        )
+        if start >= run_at - 2 * window:  # the task's range: the last two windows
+            expected.setdefault((patient, channel, start), []).append(value)
+    assert set(got) == set(expected)
+    assert len(got) == (6 if window == timedelta(hours=1) else 3)
+    for key, values in expected.items():
+        assert got[key] == {
+            "mean": pytest.approx(fmean(values)),
+            "min": min(values),
+            "max": max(values),
+            "count": len(values),
+        }, key

@@ -9,7 +9,7 @@ fetches after the table recovery. Then every posted reading must be stored in In
 ``STORED_WITHIN_S`` and the group's committed offsets on ``pghd.measurements.v1`` must reach
 the end offsets (lag 0) within ``COMMITTED_WITHIN_S`` after that (commit interval: 1 s).
 
-This is the race of :mod:`processors.faust_fixes` (faust-streaming #596). 64 patients, 8 on
+This is the race of :mod:`pghd.faust_fixes` (faust-streaming #596). 64 patients, 8 on
 each partition, post a reading every ~0.1 s, so the restarted worker has a backlog on every
 partition (asserted: right after the kill every partition has readings the killed worker
 had not committed, and nothing else consumes them until the restarted worker joins), and each

@@ -21,6 +21,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from deploy.local import stack
 from deploy.local.influxdb import InfluxServer
+from deploy.local.influxdb2 import Influx2Server
 from deploy.local.kafka import KafkaServer, kafka_healthy
 from deploy.local.process import find_processes, pid_alive, wait_until
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
@@ -213,3 +214,26 @@ def test_dev_up_status_env_down_leave_nothing_behind(scratch_root: Path) -> None
     assert not any(pid_alive(pid) for pid in pids)
     assert find_processes(cmdline=str(root)) == []
     assert stack.status(root=root) == []
+
+
+def test_influxdb2_is_set_up_like_the_image_and_keeps_data_across_a_restart(
+    influx2: Influx2Server,
+) -> None:
+    """The 2.7 server the tests run: org, bucket and token as compose's DOCKER_INFLUXDB_INIT_*
+    make them; a bucket made by create_database takes writes; set_retention changes its
+    rule; a clean stop and start on the same data keeps the points and skips the setup."""
+    assert influx2.env()["PGHD_INFLUX_BUCKET"] == "pghd"
+    bucket = influx2.create_database("scratch2")
+    assert bucket == "scratch2" and influx2.create_database("scratch2") == "scratch2"
+    with InfluxDBClient(url=influx2.url, token=influx2.token, org=influx2.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(bucket=bucket, record="m v=1i")
+    influx2.set_retention(90 * 86400, bucket=bucket)
+    [found] = influx2.api("GET", f"/api/v2/buckets?org=pghd&name={bucket}")["buckets"]
+    assert found["retentionRules"][0]["everySeconds"] == 90 * 86400
+    influx2.stop()
+    influx2.start()
+    rows = influx2.query(f'from(bucket: "{bucket}") |> range(start: -1h)')
+    assert [r["_value"] for r in rows] == [1]
+    # A token-less request is refused: the API is not open.
+    with pytest.raises(RuntimeError, match="HTTP 401"):
+        influx2.api("GET", "/api/v2/buckets", auth=False)

@@ -1,7 +1,9 @@
 """InfluxDB faults on real servers: a refused point, a stopped and a frozen InfluxDB.
 
 Each test runs the pipeline against an InfluxDB of its own (started here on free loopback
-ports), so that stopping, freezing or shortening its retention touches no other test.
+ports), so that stopping, freezing or shortening its retention touches no other test; each
+runs once on InfluxDB 1.8 (the local runner's) and once on 2.7 (the version compose and k8s
+ship: it answers a partial write with 422 where 1.8 says 400).
 Promises checked:
 
 - a point InfluxDB refuses for good (beyond its retention) goes to ``pghd.dlq.v1`` and every
@@ -24,9 +26,10 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from deploy.local.ephemeral import influx_on_free_ports
+from deploy.local.ephemeral import influx2_on_free_ports, influx_on_free_ports
 from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline, wait_for
 from deploy.local.influxdb import InfluxServer, ensure_influxd, influx_healthy
+from deploy.local.influxdb2 import ensure_influxd2
 from deploy.local.stack import StackPaths
 from pghd import topics, wire
 from pghd.contracts import DeadLetter
@@ -36,10 +39,17 @@ OTHERS = 6
 PER_PATIENT = 10
 
 
-@pytest.fixture
-def own_influx(influx: InfluxServer, tmp_path: Path) -> Iterator[InfluxServer]:
-    """A fresh InfluxDB for one test (``influx`` first: it builds the binary)."""
-    server = influx_on_free_ports(ensure_influxd(StackPaths.for_root().root), tmp_path / "influx")
+@pytest.fixture(params=["1.8", "2.7"], ids=["influxdb1.8", "influxdb2.7"])
+def own_influx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InfluxServer]:
+    """A fresh InfluxDB of each version for one test (the session's first: it builds it)."""
+    root = StackPaths.for_root().root
+    server: InfluxServer
+    if request.param == "1.8":
+        request.getfixturevalue("influx")
+        server = influx_on_free_ports(ensure_influxd(root), tmp_path / "influx")
+    else:
+        request.getfixturevalue("influx2")
+        server = influx2_on_free_ports(ensure_influxd2(root), tmp_path / "influx")
     server.start()
     try:
         yield server
@@ -115,9 +125,7 @@ def test_a_point_beyond_retention_is_dead_lettered_and_others_are_stored(
     pipeline: Pipeline, own_influx: InfluxServer
 ) -> None:
     """A phone syncs a 200-day-old reading into a bucket that keeps 90 days."""
-    own_influx.influxql(
-        f'ALTER RETENTION POLICY "autogen" ON "{own_influx.database}" DURATION 90d DEFAULT'
-    )
+    own_influx.set_retention(90 * 86400)
     now = datetime.now(UTC)
     old = new_patient("backlog")
     response = pipeline.post(reading(old, 64, now - timedelta(days=200), context="rest"))
@@ -127,20 +135,34 @@ def test_a_point_beyond_retention_is_dead_lettered_and_others_are_stored(
 
     _all_stored(pipeline, others, timeout=30)
     stored_after = time.monotonic() - posted
+    ours = {old, *others}  # the DLQ is shared with other tests (and the other version's run)
     letters = wait_for(
-        lambda: _dead_letters(pipeline.kafka_bootstrap, stage="store") or None,
+        lambda: (
+            [
+                letter
+                for letter in _dead_letters(pipeline.kafka_bootstrap, stage="store")
+                if letter.key in ours
+            ]
+            or None
+        ),
         timeout=30,
         what="the refused point in pghd.dlq.v1",
     )
     # Its points (the vital and its NEWS2 score) were refused, and nobody else's.
     assert {letter.key for letter in letters} == {old}
     assert any(letter.payload.startswith("vitals,") for letter in letters)
+    # 1.8: "400: partial write: points beyond retention policy dropped=1"; 2.7: "422: failure
+    # writing points to database: partial write: dropped 1 points outside retention policy".
+    status, words = (400, "beyond") if own_influx.version.startswith("1.") else (422, "outside")
     for letter in letters:
-        assert letter.reason.startswith(
-            "InfluxDB refused the point: HTTP 400: partial write: points beyond retention policy"
-        )
+        assert letter.reason.startswith(f"InfluxDB refused the point: HTTP {status}: "), letter
+        assert f"points {words} retention policy" in letter.reason, letter.reason
         assert letter.topic == topics.POINTS and f"patient_id={old}" in letter.payload
-    assert pipeline.vitals(old) == []
+    stored_old = own_influx.query(
+        f'from(bucket: "{own_influx.bucket}") |> range(start: -400d)'
+        f' |> filter(fn: (r) => r.patient_id == "{old}")'
+    )
+    assert stored_old == []
     assert stored_after < 30
     print(f"{OTHERS * PER_PATIENT} readings of other patients stored {stored_after:.1f} s after")
 

@@ -15,7 +15,7 @@ the same app id (= consumer group) and data dir, and the stream goes on. Afterwa
 - no reading is lost: every posted reading is stored. With faust-streaming 0.15.3 as it
   is, readings posted around the restarted worker's join were, in about half the runs, never
   judged and their offsets never committed (a race between the recovery's seek and the fetch
-  loop, faust-streaming #596); :mod:`processors.faust_fixes` closes it, and
+  loop, faust-streaming #596); :mod:`pghd.faust_fixes` closes it, and
   ``test_restart_no_loss.py`` reproduces it.
 
 Run with the memory store (tables come back from their changelog topics) and with

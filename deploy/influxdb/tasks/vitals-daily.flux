@@ -12,6 +12,9 @@ data = from(bucket: "pghd")
 
 downsample = (fn, field) => data
   |> aggregateWindow(every: 1d, fn: fn, createEmpty: false, timeSrc: "_start")
+  // Selectors (min, max) keep the row they picked, source and device tags included: keep
+  // only the series columns so that every aggregate of a window lands in one series.
+  |> keep(columns: ["_time", "_value", "patient_id", "metric", "channel", "unit"])
   |> set(key: "_measurement", value: "vitals_1d")
   |> set(key: "_field", value: field)
   |> to(bucket: "pghd_downsampled", org: "pghd")

@@ -171,7 +171,7 @@ def apply() -> None:
     """Patch Faust's consumer once; raise on a faust-streaming other than 0.15.3."""
     if faust.__version__ != FAUST_VERSION:
         raise RuntimeError(
-            f"processors.faust_fixes was written against faust-streaming {FAUST_VERSION},"
+            f"pghd.faust_fixes was written against faust-streaming {FAUST_VERSION},"
             f" this is {faust.__version__}: check faust-streaming #596 in that release,"
             " then update or remove the patch"
         )

@@ -1,4 +1,4 @@
-"""processors.faust_fixes: input partitions stay paused from assignment until the seek is done.
+"""pghd.faust_fixes: input partitions stay paused from assignment until the seek is done.
 
 The wrappers are exercised on a stand-in consumer that uses Faust's own partition bookkeeping
 (``Consumer._get_active_partitions``, ``pause_partitions``, ``resume_partitions``); the race
@@ -17,7 +17,7 @@ from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
-from processors import faust_fixes
+from pghd import faust_fixes
 
 CHANGELOG = "app-seen-changelog"
 INPUTS = {TP("pghd.measurements.v1", p) for p in range(3)}
