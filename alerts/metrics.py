@@ -39,7 +39,7 @@ from prometheus_client import (
 from pghd import topics as topic_names
 from pghd.alerting import Alert, AlertState, NotificationOutcome
 from pghd.contracts import DeadLetter
-from pghd.service_metrics import LagProbe, serve_metrics
+from pghd.service_metrics import LagProbe, reread_counter, serve_metrics
 
 __all__ = [
     "AlertsMetrics",
@@ -131,13 +131,7 @@ class AlertsMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.partitions_reread = Counter(
-            "stream_partitions_reread",
-            "Input partitions read again from their committed offset because their stream"
-            " stopped short of what was fetched (pghd.stall_watchdog), by topic",
-            ["topic"],
-            registry=self.registry,
-        )
+        self.partitions_reread = reread_counter(self.registry)
         self.dead_letters = Counter(
             "dead_letters",
             "Messages sent to pghd.dlq.v1, by reason",

@@ -18,9 +18,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 
-__all__ = ["LagProbe", "serve_metrics"]
+__all__ = ["LagProbe", "reread_counter", "serve_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +77,17 @@ class LagProbe:
             if client is not None:
                 client.close()
         self._admin = self._consumer = None
+
+
+def reread_counter(registry: CollectorRegistry) -> Counter:
+    """``stream_partitions_reread_total{topic}`` of a Faust worker (pghd.stall_watchdog)."""
+    return Counter(
+        "stream_partitions_reread",
+        "Input partitions read again from their committed offset because their stream"
+        " stopped short of what was fetched (pghd.stall_watchdog), by topic",
+        ["topic"],
+        registry=registry,
+    )
 
 
 def serve_metrics(

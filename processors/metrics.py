@@ -43,7 +43,7 @@ from prometheus_client import (
 
 from pghd import wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
-from pghd.service_metrics import LagProbe, serve_metrics
+from pghd.service_metrics import LagProbe, reread_counter, serve_metrics
 from processors.dedup import reading_identity
 
 __all__ = [
@@ -116,13 +116,7 @@ class ProcessorMetrics:
             ["detector", "severity"],
             registry=self.registry,
         )
-        self.partitions_reread = Counter(
-            "stream_partitions_reread",
-            "Input partitions read again from their committed offset because their stream"
-            " stopped short of what was fetched (pghd.stall_watchdog), by topic",
-            ["topic"],
-            registry=self.registry,
-        )
+        self.partitions_reread = reread_counter(self.registry)
         self.dead_letters = Counter(
             "dead_letters",
             "Messages sent to pghd.dlq.v1, by reason",

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -138,28 +139,38 @@ def kafka_server(
     """A real single-node KRaft Kafka with the topic spec applied (replication factor 1)."""
     libs = _installs["kafka"].result()
     base = tmp_path_factory.mktemp("kafka")
-    made: list[KafkaServer] = []
-
-    def make() -> KafkaServer:
-        made.append(kafka_on_free_ports(libs, base))
-        return made[-1]
-
-    try:
-        _start_on_free_ports(make)
-        server = made[-1]
+    with _running(lambda: kafka_on_free_ports(libs, base)) as server:
         apply_topics(load_spec(DEFAULT_SPEC), bootstrap=server.bootstrap)
         yield server
-    finally:
-        for server in made:
-            server.stop()
-            with contextlib.suppress(ValueError):
-                _STARTED.remove(server)
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_server: KafkaServer) -> str:
     """``127.0.0.1:<port>`` of the session's Kafka."""
     return kafka_server.bootstrap
+
+
+Server = TypeVar("Server", KafkaServer, InfluxServer, Influx2Server)
+
+
+@contextlib.contextmanager
+def _running(make_one: Callable[[], Server]) -> Iterator[Server]:
+    """Start a server on free ports (new ports if they were taken meanwhile); stop every one
+    made when the block ends."""
+    made: list[Server] = []
+
+    def make() -> Server:
+        made.append(make_one())
+        return made[-1]
+
+    try:
+        _start_on_free_ports(make)
+        yield made[-1]
+    finally:
+        for server in made:
+            server.stop()
+            with contextlib.suppress(ValueError):
+                _STARTED.remove(server)
 
 
 @pytest.fixture(scope="session")
@@ -169,20 +180,8 @@ def influx(
     """A real InfluxDB 1.8 with database ``pghd`` (bucket ``pghd/autogen``)."""
     binary = _installs["influxd"].result()
     base = tmp_path_factory.mktemp("influxdb")
-    made: list[InfluxServer] = []
-
-    def make() -> InfluxServer:
-        made.append(influx_on_free_ports(binary, base))
-        return made[-1]
-
-    try:
-        _start_on_free_ports(make)
-        yield made[-1]
-    finally:
-        for server in made:
-            server.stop()
-            with contextlib.suppress(ValueError):
-                _STARTED.remove(server)
+    with _running(lambda: influx_on_free_ports(binary, base)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -192,20 +191,8 @@ def influx2(
     """A real InfluxDB 2.7 (org ``pghd``, bucket ``pghd``), the version compose ships."""
     binary = _installs["influxd2"].result()
     base = tmp_path_factory.mktemp("influxdb2")
-    made: list[Influx2Server] = []
-
-    def make() -> Influx2Server:
-        made.append(influx2_on_free_ports(binary, base))
-        return made[-1]
-
-    try:
-        _start_on_free_ports(make)
-        yield made[-1]
-    finally:
-        for server in made:
-            server.stop()
-            with contextlib.suppress(ValueError):
-                _STARTED.remove(server)
+    with _running(lambda: influx2_on_free_ports(binary, base)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
