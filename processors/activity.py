@@ -1,0 +1,166 @@
+"""A patient's activity, inferred from the step counts devices send beside heart rate.
+
+Devices deliver steps as counts per interval (Fitbit intraday 1/5/15-minute buckets, Garmin
+15-minute epochs, Withings slices, Apple and Open mHealth samples with a start and an end),
+separately from heart rate, often late (a phone syncs hours afterwards) and out of order.
+:class:`StepTimeline` keeps one patient's steps per minute and answers, for any instant,
+how still the patient was before it (:meth:`StepTimeline.state_at`):
+
+- **Per minute, per device.** An interval's count is spread evenly over the minutes it
+  covers (by overlap, so a 15-minute bucket gives each minute a fifteenth). A device that
+  sends an interval with the same start again overwrites it (a re-sync is not more steps);
+  several short samples within one minute add up. Two devices
+  counting the same walk (a phone in the pocket and a watch) are not added up: a minute's
+  steps are the largest count any device gave it.
+- **Known up to a watermark.** Apple Health and many apps send step samples only when there
+  were steps; a minute with no sample is a minute without steps *if* the device has reported
+  a later interval (its watermark, the latest interval end it sent). After every device's
+  watermark nothing is known: the state is ``None`` (unknown), never assumed to be rest,
+  and a reading judged then may be judged again when the steps arrive.
+- **At rest** (:attr:`Context.REST`) means no steps in the trailing ``rest_window`` (12
+  minutes by default: the resting heart-rate definition of Mishra et al. 2020, "Pre-symptomatic
+  detection of COVID-19 from smartwatch data", Nat. Biomed. Eng. 4:1208, as implemented in
+  the authors' code: heart rate with zero steps in that minute and the 11 before it). Any step
+  in it makes the patient :attr:`Context.ACTIVITY` (not settled), with the cadence (steps
+  per minute over the last ``cadence_window``) for judging heart rate against effort.
+- **Bounded.** Minutes older than ``keep`` before the newest known minute are dropped
+  (late batches older than that cannot change a judgement any more).
+
+Pure: no I/O, state in and out as plain dicts (:meth:`StepTimeline.to_dict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pghd.contracts import Context
+
+__all__ = ["ActivityState", "StepInterval", "StepTimeline"]
+
+MINUTE_S = 60
+REST_WINDOW = timedelta(minutes=12)
+CADENCE_WINDOW = timedelta(minutes=5)
+KEEP = timedelta(hours=36)
+
+
+@dataclass(frozen=True)
+class StepInterval:
+    """``count`` steps taken in ``[start, end)`` as counted by ``device``."""
+
+    start: datetime
+    end: datetime
+    count: float
+    device: str = ""
+
+
+@dataclass(frozen=True)
+class ActivityState:
+    """How still the patient was before an instant (see :meth:`StepTimeline.state_at`)."""
+
+    context: Context | None
+    """REST (no steps for the whole rest window), ACTIVITY, or None: not known (yet)."""
+    cadence: float | None
+    """Steps per minute over the cadence window before the instant (None: unknown)."""
+    still_for: timedelta | None
+    """Time since the last minute with steps, as far as known (None: unknown)."""
+
+
+@dataclass
+class StepTimeline:
+    """One patient's step intervals per device, with each device's watermark."""
+
+    intervals: dict[str, dict[int, tuple[int, float]]] = field(default_factory=dict)
+    """device -> interval start (epoch s) -> (end (epoch s), count); a repeat overwrites."""
+    watermark: dict[str, int] = field(default_factory=dict)
+    """device -> the end (epoch s) of the latest interval it reported."""
+
+    def add(self, interval: StepInterval) -> None:
+        """Record one interval (in any order; the same start again overwrites)."""
+        start = int(interval.start.timestamp())
+        end = max(int(interval.end.timestamp()), start + 1)
+        self.intervals.setdefault(interval.device, {})[start] = (end, interval.count)
+        self.watermark[interval.device] = max(self.watermark.get(interval.device, end), end)
+        self._prune()
+
+    def known_until(self) -> datetime | None:
+        """The end of what any device has reported (None: no steps at all yet)."""
+        return datetime.fromtimestamp(max(self.watermark.values()), UTC) if self.watermark else None
+
+    def _per_minute(self, first: int, last: int) -> list[float]:
+        """Steps in each minute of ``[first, last)``: the largest count of any device, each
+        device's intervals spread over the minutes they overlap."""
+        lo_s, hi_s = first * MINUTE_S, last * MINUTE_S
+        best = [0.0] * (last - first)
+        for spans in self.intervals.values():
+            mine = [0.0] * (last - first)
+            for start, (end, count) in spans.items():
+                if end <= lo_s or start >= hi_s or count <= 0:
+                    continue
+                rate = count / (end - start)
+                for i in range(
+                    max(start, lo_s) // MINUTE_S - first,
+                    (min(end, hi_s) - 1) // MINUTE_S - first + 1,
+                ):
+                    m_lo, m_hi = (first + i) * MINUTE_S, (first + i + 1) * MINUTE_S
+                    mine[i] += rate * (min(end, m_hi) - max(start, m_lo))
+            best = [max(a, b) for a, b in zip(best, mine, strict=True)]
+        return best
+
+    def state_at(
+        self,
+        at: datetime,
+        *,
+        rest_window: timedelta = REST_WINDOW,
+        cadence_window: timedelta = CADENCE_WINDOW,
+        look_back: timedelta = timedelta(hours=2),
+    ) -> ActivityState:
+        """Activity before ``at`` (the minute of ``at`` included); ``still_for`` is measured
+        up to ``look_back`` (longer stillness reads as ``look_back``)."""
+        end = int(at.timestamp()) // MINUTE_S + 1
+        known = max(self.watermark.values(), default=None)
+        if known is None or known < end * MINUTE_S:
+            return ActivityState(context=None, cadence=None, still_for=None)
+        span = max(
+            int(rest_window.total_seconds()) // MINUTE_S,
+            int(cadence_window.total_seconds()) // MINUTE_S,
+            int(look_back.total_seconds()) // MINUTE_S,
+            1,
+        )
+        minutes = self._per_minute(end - span, end)
+        rest_n = max(1, int(rest_window.total_seconds()) // MINUTE_S)
+        cadence_n = max(1, int(cadence_window.total_seconds()) // MINUTE_S)
+        moving = [i for i, steps in enumerate(minutes) if steps > 0]
+        still = len(minutes) - 1 - moving[-1] if moving else len(minutes)
+        return ActivityState(
+            context=Context.REST if sum(minutes[-rest_n:]) == 0 else Context.ACTIVITY,
+            cadence=sum(minutes[-cadence_n:]) / cadence_n,
+            still_for=timedelta(minutes=still),
+        )
+
+    def _prune(self) -> None:
+        oldest = max(self.watermark.values()) - int(KEEP.total_seconds())
+        for spans in self.intervals.values():
+            for start in [s for s, (end, _) in spans.items() if end < oldest]:
+                del spans[start]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intervals": {
+                d: [[s, e, c] for s, (e, c) in sorted(spans.items())]
+                for d, spans in self.intervals.items()
+            },
+            "watermark": dict(self.watermark),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StepTimeline:
+        return cls(
+            intervals={
+                d: {int(s): (int(e), float(c)) for s, e, c in spans}
+                for d, spans in raw.get("intervals", {}).items()
+            },
+            watermark={d: int(w) for d, w in raw.get("watermark", {}).items()},
+        )
