@@ -41,7 +41,14 @@ from subprocess import Popen
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline, service_env
+from deploy.local.harness import (
+    Pipeline,
+    new_patient,
+    reading,
+    running_pipeline,
+    service_env,
+    wait_for,
+)
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import log_tail, start_detached, stop_process
 from pghd import topics
@@ -49,7 +56,7 @@ from tests.integration.sync import backlog, partition_of
 
 RUNS = int(os.environ.get("PGHD_RESTART_RUNS", "2"))
 PATIENTS = int(os.environ.get("PGHD_TEST_PATIENTS", "64"))  # a backlog on all 8 partitions
-KILL_AFTER_S = 3.0
+KILL_AFTER_ROUNDS = 30  # ~3 s of the stream on an idle machine
 KILLED_FOR_S = 2.0
 STREAM_AFTER_RESTART_S = float(os.environ.get("PGHD_RESTART_STREAM_AFTER_S", "4"))
 STORED_WITHIN_S = 60.0
@@ -207,7 +214,24 @@ def test_no_reading_is_lost_when_a_worker_is_killed_and_restarted(
 
         streamed_from = {p: end for p, (_, end) in backlog(ingest.kafka_bootstrap, group).items()}
         with Stream(ingest, patients, start) as stream:
-            time.sleep(KILL_AFTER_S)
+            # Kill mid-stream: once the stream flows to every partition (slow on a loaded
+            # machine), right after one of its posts returned (its readings in Kafka, not
+            # yet committed: the worker commits every second).
+            wait_for(
+                lambda: (
+                    True
+                    if stream.rounds >= KILL_AFTER_ROUNDS
+                    and all(
+                        end > streamed_from[p]
+                        for p, (_, end) in backlog(ingest.kafka_bootstrap, group).items()
+                    )
+                    else None
+                ),
+                timeout=120,
+                what=f"{KILL_AFTER_ROUNDS} stream rounds on every partition",
+            )
+            posted = stream.rounds
+            wait_for(lambda: stream.rounds > posted or None, timeout=60, what="one more post")
             worker.kill()
             killed = time.monotonic()
             # Dead, the worker commits nothing more; until the restarted one joins, nobody

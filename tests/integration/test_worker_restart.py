@@ -72,7 +72,7 @@ WARMUP = 10
 NORMAL = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]
 EXTREME = 170
 STREAM_PATIENTS = 12
-KILL_AFTER_S = 3.0
+KILL_AFTER_ROUNDS = 38  # 8 rounds, then ~3 s of the stream on an idle machine
 KILLED_FOR_S = 2.0
 STREAM_AFTER_RESTART_S = 4.0
 
@@ -225,8 +225,14 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
         streamed_from = end_offsets(bootstrap, topics.MEASUREMENTS)
         points_from = end_offsets(bootstrap, topics.POINTS)
         with Stream(ingest, streamed, stream_start) as stream:
-            wait_for(lambda: stream.rounds >= 8 or None, timeout=60, what="8 stream rounds posted")
-            time.sleep(KILL_AFTER_S)
+            wait_for(
+                lambda: stream.rounds >= KILL_AFTER_ROUNDS or None,
+                timeout=120,
+                what=f"{KILL_AFTER_ROUNDS} stream rounds posted",
+            )
+            # Right after a post returned: its readings are in Kafka, not yet committed.
+            posted = stream.rounds
+            wait_for(lambda: stream.rounds > posted or None, timeout=60, what="one more post")
             worker.kill()
             killed = time.monotonic()
             killed_at_round = stream.rounds
