@@ -15,6 +15,7 @@ Promises checked:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -167,6 +168,17 @@ def test_a_point_beyond_retention_is_dead_lettered_and_others_are_stored(
     print(f"{OTHERS * PER_PATIENT} readings of other patients stored {stored_after:.1f} s after")
 
 
+def _all_threads_stopped(pid: int | None) -> bool:
+    """Every thread of ``pid`` in state T (stopped), from /proc."""
+    if pid is None:
+        return False
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state == "T" for state in states)
+
+
 def _critical_reading_while(pipeline: Pipeline, own_influx: InfluxServer, fault: str) -> None:
     """Post readings and an SpO2 of 85 % while InfluxDB suffers ``fault``; check the anomaly
     comes within 5 s and every reading is stored after InfluxDB is back."""
@@ -176,6 +188,13 @@ def _critical_reading_while(pipeline: Pipeline, own_influx: InfluxServer, fault:
         own_influx.stop()
     else:
         os.kill(own_influx.pid, signal.SIGSTOP)
+        # SIGSTOP takes effect asynchronously: wait until every thread is stopped.
+        wait_for(
+            lambda: True if _all_threads_stopped(own_influx.pid) else None,
+            timeout=10,
+            what="InfluxDB stopped by SIGSTOP",
+            every=0.05,
+        )
     try:
         assert not influx_healthy(own_influx.url)  # the fault is in place
         now = datetime.now(UTC)
