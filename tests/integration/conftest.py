@@ -103,7 +103,7 @@ _INSTALLS: dict[str, Future[Path]] = {}
 
 def _start_installs(progress: Callable[[str], None]) -> dict[str, Future[Path]]:
     """Install Kafka's jars and build both influxd concurrently (cached under .local),
-    once per session, from collection on: the tests that need neither run meanwhile."""
+    once per session, from collection on: tests that do not need InfluxDB 2.7 run meanwhile."""
     if not _INSTALLS:
         pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="install")
         _INSTALLS["kafka"] = pool.submit(ensure_kafka_libs, ROOT, progress=progress)
