@@ -41,7 +41,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_REASONS = {"unit": "unit", "effective_time": "time"}
+_REASONS = {"unit": "unit", "effective_time": "time", "effective_end": "time"}
 
 
 class Registry(Protocol):

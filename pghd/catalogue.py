@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 
 __all__ = [
     "CATALOGUE",
+    "MAX_INTERVAL",
     "NEWS2_SPO2_SCALE2",
     "Band",
     "ChannelSpec",
@@ -86,6 +88,9 @@ class MetricSpec:
     description: str = ""
     loinc_aliases: tuple[str, ...] = ()
     """Other LOINC codes that report the same metric (e.g. SpO2 by blood gas)."""
+    interval: bool = False
+    """Whether a reading covers an interval (steps counted over it, a night's sleep): such
+    readings may carry an ``effective_end`` (``effective_time`` is then the start)."""
 
     @property
     def accepted_units(self) -> tuple[str, ...]:
@@ -178,6 +183,7 @@ def _scalar(
     conversions: Mapping[str, Callable[[float], float]] | None = None,
     description: str = "",
     loinc_aliases: tuple[str, ...] = (),
+    interval: bool = False,
 ) -> MetricSpec:
     channel = ChannelSpec(
         name=metric.value,
@@ -196,7 +202,13 @@ def _scalar(
         conversions=dict(conversions or {}),
         description=description,
         loinc_aliases=loinc_aliases,
+        interval=interval,
     )
+
+
+#: The longest interval a reading may cover: a day of 25 hours (a daylight-saving change)
+#: and an hour of slack, so a device's daily step total fits.
+MAX_INTERVAL = timedelta(hours=26)
 
 
 CATALOGUE: dict[Metric, MetricSpec] = {
@@ -311,6 +323,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             direction=None,
             conversions={"steps": _identity, "{count}": _identity, "1": _identity},
             description="Step count over the reading's interval",
+            interval=True,
         ),
         _scalar(
             Metric.WEIGHT,
@@ -331,6 +344,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             direction="low",
             conversions={"min": _scale(1 / 60), "s": _scale(1 / 3600)},
             description="Sleep duration over the night",
+            interval=True,
         ),
     )
 }

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from pghd.catalogue import CATALOGUE, Metric
+from pghd.catalogue import CATALOGUE, MAX_INTERVAL, Metric
 
 __all__ = [
     "ID_PATTERN",
@@ -26,6 +26,7 @@ __all__ = [
     "Source",
     "UtcDatetime",
     "channel_key",
+    "interval_problem",
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -71,6 +72,20 @@ class Source(BaseModel):
     app: Annotated[str, Field(max_length=128)] | None = None
 
 
+def interval_problem(metric: Metric, start: datetime, end: datetime | None) -> str | None:
+    """What is wrong with ``end`` as the end of a ``metric`` reading starting at ``start``."""
+    if end is None:
+        return None
+    if not CATALOGUE[metric].interval:
+        return f"{metric.value} is measured at an instant: it takes no effective_end"
+    if end <= start:
+        return "effective_end must be after effective_time (the interval's start)"
+    if end - start > MAX_INTERVAL:
+        hours = MAX_INTERVAL.total_seconds() / 3600
+        return f"an interval may span at most {hours:g} hours"
+    return None
+
+
 def channel_key(metric: Metric, channel: str) -> str:
     """Name of one numeric series: ``heart_rate`` or ``blood_pressure.systolic``."""
     return metric.value if channel == metric.value else f"{metric.value}.{channel}"
@@ -97,12 +112,18 @@ class Measurement(BaseModel):
     received_at: UtcDatetime
     source: Source
     context: Context | None = None
+    effective_end: UtcDatetime | None = None
+    """End of the interval an interval metric covers (steps, sleep); ``effective_time`` is
+    then its start. ``None``: an instant, or an interval whose end the sender did not give."""
 
     @model_validator(mode="after")
     def _shape_matches_metric(self) -> Measurement:
         spec = CATALOGUE[self.metric]
         if self.unit != spec.unit:
             raise ValueError(f"unit must be the canonical {spec.unit!r} for {self.metric.value}")
+        problem = interval_problem(self.metric, self.effective_time, self.effective_end)
+        if problem is not None:
+            raise ValueError(problem)
         if spec.is_composite:
             names = {c.name for c in spec.channels}
             if self.components is None or set(self.components) != names:

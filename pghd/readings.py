@@ -15,7 +15,14 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from pghd.catalogue import CATALOGUE, Metric, UnitError, channel_spec, convert
-from pghd.contracts import ID_PATTERN, Context, Measurement, PatientId, Source
+from pghd.contracts import (
+    ID_PATTERN,
+    Context,
+    Measurement,
+    PatientId,
+    Source,
+    interval_problem,
+)
 
 __all__ = [
     "EARLIEST_EFFECTIVE_TIME",
@@ -76,6 +83,12 @@ class ReadingIn(BaseModel):
     device_id: Annotated[str, Field(max_length=128)] | None = None
     app: Annotated[str, Field(max_length=128)] | None = None
     context: Context | None = None
+    effective_end: AwareDatetime | None = Field(
+        default=None,
+        description="for a metric counted over an interval (steps, sleep_duration): when the "
+        "interval ended, with its UTC offset; effective_time is then its start. Refused on "
+        "other metrics, when not after effective_time, or when the interval exceeds 26 hours",
+    )
 
     @model_validator(mode="after")
     def _value_shape(self) -> ReadingIn:
@@ -119,6 +132,8 @@ def derive_event_id(reading: ReadingIn, vendor: str) -> str:
         repr(reading.diastolic),
         reading.unit,
     ]
+    if reading.effective_end is not None:  # only then: ids of instants stay as they were
+        parts.append(reading.effective_end.isoformat())
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
     return f"d-{digest}"
 
@@ -181,6 +196,7 @@ def canonicalize(
     problems.extend(
         _time_problems(reading.effective_time, received_at=received_at, max_age=max_age)
     )
+    problems.extend(_end_problems(reading, received_at=received_at, converted=converted))
     if problems:
         raise ReadingRejected(problems)
     return Measurement(
@@ -194,7 +210,26 @@ def canonicalize(
         received_at=received_at,
         source=Source(vendor=vendor, device_id=reading.device_id, app=reading.app),
         context=reading.context,
+        effective_end=reading.effective_end,
     )
+
+
+def _end_problems(
+    reading: ReadingIn, *, received_at: datetime, converted: dict[str, float]
+) -> list[FieldProblem]:
+    """What is wrong with ``reading.effective_end`` (naming the bound it broke), if anything."""
+    end = reading.effective_end
+    if end is None:
+        return []
+    problem = interval_problem(reading.metric, reading.effective_time, end)
+    if problem is None and end > received_at + MAX_FUTURE:
+        minutes = MAX_FUTURE.total_seconds() / 60
+        problem = f"is more than {minutes:g} minutes in the future"
+    hours = (end - reading.effective_time).total_seconds() / 3600
+    slept = converted.get("value") if reading.metric is Metric.SLEEP_DURATION else None
+    if problem is None and slept is not None and slept > hours + 1 / 60:
+        problem = f"the interval lasts {hours:.2f} h, less than the {slept:g} h slept in it"
+    return [] if problem is None else [FieldProblem(field="effective_end", message=problem)]
 
 
 def _days(span: timedelta) -> str:

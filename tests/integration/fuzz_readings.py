@@ -141,7 +141,11 @@ _FIELDS = {
     "device_id",
     "app",
     "context",
+    "effective_end",
 }
+_INTERVAL_METRICS = {"steps", "sleep_duration"}
+"""Metrics counted over an interval: the only ones that take an ``effective_end``."""
+_LONGEST_INTERVAL = timedelta(hours=26)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?(Z|([+-])(\d{2}):(\d{2}))"
@@ -248,9 +252,47 @@ def expected_verdict(item: Any, *, now: datetime) -> bool | None:
             verdicts.append(canonical["systolic"] > canonical["diastolic"])
     wall, offset = parsed
     verdicts.append(False if wall == datetime.min else _time_allowed(wall, offset, now=now))
+    if item.get("effective_end") is not None:
+        verdicts.append(_end_allowed(item, start=parsed, now=now))
     if False in verdicts:
         return False
     return None if None in verdicts else True
+
+
+def _end_allowed(
+    item: dict[str, Any], *, start: tuple[datetime, timedelta], now: datetime
+) -> bool | None:
+    """Whether an item's ``effective_end`` is acceptable: only on interval metrics, after the
+    start, at most 26 h after it, not in the future; a night's sleep fits in its interval."""
+    if item["metric"] not in _INTERVAL_METRICS:
+        return False
+    if not isinstance(item["effective_end"], str):
+        return None
+    parsed = parse_time(item["effective_end"])
+    if parsed is None:
+        return None
+    if parsed[0] == datetime.min or start[0] == datetime.min:
+        return False
+    try:
+        begin, end = start[0] - start[1], parsed[0] - parsed[1]
+    except OverflowError:
+        return False
+    if end <= begin or end - begin > _LONGEST_INTERVAL:
+        return False
+    latest = now.astimezone(UTC).replace(tzinfo=None) + AHEAD
+    if abs(end - latest) < EDGE:
+        return None
+    if end > latest:
+        return False
+    if item["metric"] == "sleep_duration":
+        hours = TABLE["sleep_duration"].units.get(item["unit"])
+        if hours is not None and _number(item.get("value")):
+            slept = hours(float(item["value"]))
+            span = (end - begin).total_seconds() / 3600
+            if abs(slept - span) < 2 / 60:
+                return None
+            return slept <= span
+    return True
 
 
 def near_the_future_limit(item: Any, *, now: datetime) -> bool:

@@ -77,6 +77,32 @@ def test_hand_checked_cases(changes: dict[str, Any], expected: bool | None) -> N
     assert expected_verdict(_item(**changes), now=NOW) is expected
 
 
+def test_only_interval_metrics_take_an_end_after_their_start() -> None:
+    start = NOW - timedelta(hours=9)
+    steps = {
+        "metric": "steps",
+        "value": 900,
+        "unit": "{steps}",
+        "effective_time": start.isoformat(),
+    }
+    assert (
+        expected_verdict(
+            _item(**steps, effective_end=(start + timedelta(minutes=15)).isoformat()), now=NOW
+        )
+        is True
+    )
+    assert expected_verdict(_item(**steps, effective_end=start.isoformat()), now=NOW) is False
+    assert expected_verdict(_item(effective_end=NOW.isoformat()), now=NOW) is False  # an instant
+    day = (start + timedelta(hours=26, minutes=1)).isoformat()
+    assert expected_verdict(_item(**steps, effective_end=day), now=NOW) is False
+    ahead = (NOW + timedelta(minutes=11)).isoformat()
+    assert expected_verdict(_item(**steps, effective_end=ahead), now=NOW) is False
+    night = {"metric": "sleep_duration", "unit": "h", "effective_time": start.isoformat()}
+    end = (start + timedelta(hours=8)).isoformat()
+    assert expected_verdict(_item(**night, value=7.5, effective_end=end), now=NOW) is True
+    assert expected_verdict(_item(**night, value=8.5, effective_end=end), now=NOW) is False
+
+
 def test_blood_pressure_needs_both_values_systolic_above_diastolic() -> None:
     bp = {"metric": "blood_pressure", "unit": "mmHg", "value": None}
     assert expected_verdict(_item(**bp, systolic=120, diastolic=80), now=NOW) is True

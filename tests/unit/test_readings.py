@@ -108,3 +108,67 @@ def test_measurement_refuses_non_canonical_unit() -> None:
     data["unit"] = "bpm"
     with pytest.raises(ValidationError, match="canonical"):
         Measurement.model_validate(data)
+
+
+def _steps(**overrides: object) -> ReadingIn:
+    return reading(
+        metric="steps",
+        value=840,
+        unit="{steps}",
+        effective_time="2026-11-25T09:00:00Z",
+        **overrides,
+    )
+
+
+def test_an_interval_keeps_its_end_and_the_start_stays_the_time() -> None:
+    m = canonicalize(_steps(effective_end="2026-11-25T10:15:00+01:00"), vendor="a", received_at=NOW)
+    assert m.effective_time == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    assert m.effective_end == datetime(2026, 11, 25, 9, 15, tzinfo=UTC)
+    assert wire.decode(Measurement, wire.encode(m)) == m
+
+
+def test_an_end_changes_the_derived_id_only_when_given() -> None:
+    bare = canonicalize(_steps(), vendor="a", received_at=NOW)
+    ended = canonicalize(_steps(effective_end="2026-11-25T09:15:00Z"), vendor="a", received_at=NOW)
+    other = canonicalize(_steps(effective_end="2026-11-25T09:05:00Z"), vendor="a", received_at=NOW)
+    assert len({bare.event_id, ended.event_id, other.event_id}) == 3
+    assert '"effective_end"' not in wire.encode(bare).decode()  # instants' bytes unchanged
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"effective_end": "2026-11-25T09:00:00Z"}, "after effective_time"),
+        ({"effective_end": "2026-11-26T11:01:00Z"}, "at most 26 hours"),
+        ({"effective_end": "2026-11-25T12:11:00Z"}, "in the future"),
+        (
+            {
+                "metric": "heart_rate",
+                "unit": "/min",
+                "value": 60,
+                "effective_end": "2026-11-25T09:01:00Z",
+            },
+            "takes no effective_end",
+        ),
+        (
+            {
+                "metric": "sleep_duration",
+                "unit": "h",
+                "value": 7.5,
+                "effective_time": "2026-11-25T01:00:00Z",
+                "effective_end": "2026-11-25T08:00:00Z",
+            },
+            "less than the 7.5 h slept",
+        ),
+    ],
+)
+def test_a_bad_end_is_refused_naming_why(overrides: dict[str, object], message: str) -> None:
+    base: dict[str, object] = {"metric": "steps", "unit": "{steps}", "value": 10}
+    with pytest.raises(ReadingRejected) as refused:
+        canonicalize(
+            reading(**{**base, "effective_time": "2026-11-25T09:00:00Z"} | overrides),
+            vendor="a",
+            received_at=NOW,
+        )
+    assert [p.field for p in refused.value.problems] == ["effective_end"]
+    assert message in refused.value.problems[0].message
