@@ -14,7 +14,15 @@ metric, so both blood-pressure channels group together) whose detection times ar
 backfilled day of readings makes one alert rather than dozens. A new alert asks to be
 routed (``Page("opened")``); an attached anomaly does not, unless it raises the severity
 (``Page("severity_raised")``). After a resolve, or a gap longer than the interval, the next
-anomaly opens a new alert with a new id. Routing a :class:`Page` into :class:`Notify`
+anomaly opens a new alert with a new id.
+
+Episodes (:mod:`processors.episodes`): the processors emit an anomaly when an episode opens,
+when its severity rises or as a slow reminder, and when it ends. The alert keys on them: it
+lists the open episodes behind it, an anomaly of one of them attaches however long after the
+last one it comes (a day-long fever is one alert, not one per group interval), and when the
+last of them ends (phase ``resolved``, or ``withdrawn``: a provisional finding that late data
+disproved) the alert resolves itself, with the reason, and pages no one. An ending of an
+episode no active alert holds changes nothing. Routing a :class:`Page` into :class:`Notify`
 actions is :mod:`alerts.routing`'s work.
 """
 
@@ -28,7 +36,7 @@ from typing import Literal
 
 from pghd.alert_commands import Silence
 from pghd.alerting import Alert, AlertLabels, AlertState, GroupingPolicy, label_fingerprint
-from pghd.contracts import Anomaly, Severity
+from pghd.contracts import Anomaly, Phase, Severity
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -167,6 +175,7 @@ def _open(anomaly: Anomaly, now: datetime) -> tuple[Alert, list[Action]]:
         opened_at=now,
         updated_at=now,
         anomaly_ids=[anomaly.anomaly_id],
+        episode_ids=[] if anomaly.episode_id is None else [anomaly.episode_id],
         anomaly_count=1,
         last_anomaly_at=anomaly.detected_at,
     )
@@ -174,9 +183,29 @@ def _open(anomaly: Anomaly, now: datetime) -> tuple[Alert, list[Action]]:
     return alert, [Page("opened"), _annotate(alert, "opened", text, now)]
 
 
+def _with_episode(episodes: list[str], anomaly: Anomaly, *, policy: GroupingPolicy) -> list[str]:
+    if anomaly.episode_id is None or anomaly.episode_id in episodes:
+        return episodes
+    return [*episodes, anomaly.episode_id][-policy.max_anomaly_ids :]
+
+
+def _end_episode(
+    alert: Alert | None, anomaly: Anomaly, *, now: datetime
+) -> tuple[Alert | None, list[Action]]:
+    """An episode ended: drop it from the alert, and resolve the alert if it was the last."""
+    if alert is None or not alert.active or anomaly.episode_id not in alert.episode_ids:
+        return alert, []
+    remaining = [e for e in alert.episode_ids if e != anomaly.episode_id]
+    updated = alert.model_copy(update={"episode_ids": remaining, "updated_at": now})
+    if remaining:
+        return updated, []
+    how = "withdrawn" if anomaly.phase is Phase.WITHDRAWN else "episode resolved"
+    return resolve(updated, by=SYSTEM_ACTOR, reason=f"{how}: {anomaly.explanation}", now=now)
+
+
 def apply_anomaly(
     alert: Alert | None, anomaly: Anomaly, *, policy: GroupingPolicy, now: datetime
-) -> tuple[Alert, list[Action]]:
+) -> tuple[Alert | None, list[Action]]:
     """Attach ``anomaly`` to ``alert`` (the current alert of its fingerprint) or open a new one.
 
     Returns the alert to store under the anomaly's fingerprint and what to do: a new alert
@@ -189,10 +218,12 @@ def apply_anomaly(
         raise ValueError("the anomaly does not belong to this alert (fingerprints differ)")
     if alert is not None and anomaly.anomaly_id in alert.anomaly_ids:
         return alert, []
+    if anomaly.phase in (Phase.RESOLVED, Phase.WITHDRAWN):
+        return _end_episode(alert, anomaly, now=now)
     if alert is None or not alert.active:
         return _open(anomaly, now)
     gap = (anomaly.detected_at - alert.last_anomaly_at).total_seconds()
-    if gap > policy.group_interval_s:
+    if gap > policy.group_interval_s and anomaly.episode_id not in alert.episode_ids:
         _closed, actions = resolve(
             alert,
             by=SYSTEM_ACTOR,
@@ -205,6 +236,7 @@ def apply_anomaly(
     ids = [*alert.anomaly_ids, anomaly.anomaly_id][-policy.max_anomaly_ids :]
     updated = alert.model_copy(
         update={
+            "episode_ids": _with_episode(alert.episode_ids, anomaly, policy=policy),
             "severity": anomaly.severity if raised else alert.severity,
             "summary": anomaly.explanation[:1000],
             "updated_at": now,

@@ -187,7 +187,7 @@ def on_anomaly(
     fp = lifecycle.fingerprint(lifecycle.group_key(anomaly))
     current = state.alerts.get(fp)
     alert, actions = lifecycle.apply_anomaly(current, anomaly, policy=policy, now=now)
-    if alert == current:
+    if alert is None or alert == current:
         return Step(state=state)
     alert = mark_late(alert, now=now, late_after_s=late_after_s)
     if alert.late and not (page_late and alert.severity is not Severity.INFO):

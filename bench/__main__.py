@@ -4,7 +4,7 @@ First, in process (no servers), on a mixed simulated cohort (:mod:`pghd.simulati
 heart rate, steps, spot checks, sleep, episodes; canonicalized as ingest does, then
 judged in time order):
 
-a. detector throughput: readings/s through :func:`processors.judge.judge_batch` in batches
+a. detector throughput: readings/s through :func:`processors.judging.judge` in batches
    of 500, single-threaded, judging only (generation and canonicalization not timed),
    against the same loop doing only a running mean and variance (Welford) per channel of
    each reading in a dict of 3-float tuples;
@@ -110,7 +110,7 @@ def main() -> None:
     base, bare = welford_rate(cohort)
     rows.append(
         _row(
-            f"judge_batch, {len(cohort):,} mixed readings",
+            f"judge (context, baselines, episodes), {len(cohort):,} mixed readings",
             ours,
             base,
             "Welford mean/var per channel",

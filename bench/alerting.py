@@ -69,9 +69,11 @@ async def bare_lifecycle_rate(bootstrap: str, *, count: int) -> float:
                         continue
                     anomaly = wire.decode(Anomaly, message.value)
                     key = fingerprint(group_key(anomaly))
-                    alerts[key], _ = apply_anomaly(
+                    alert, _ = apply_anomaly(
                         alerts.get(key), anomaly, policy=policy, now=datetime.now(UTC)
                     )
+                    if alert is not None:
+                        alerts[key] = alert
                     seen += 1
         return seen / (time.perf_counter() - began)
     finally:

@@ -11,7 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pghd import wire
 from pghd.contracts import Measurement
 from processors.baseline import BaselineState
-from processors.judge import JudgeParams, judge_batch
+from processors.judge import JudgeParams
+from processors.judging import judge
+from processors.patient_state import PatientState
 
 __all__ = ["consume_and_judge", "produce", "round_trips"]
 
@@ -43,6 +45,7 @@ async def consume_and_judge(
     await consumer.start()
     try:
         states: dict[str, BaselineState] = {}
+        patients: dict[str, PatientState] = {}
         seen = 0
         began = time.perf_counter()
         while seen < count:
@@ -53,8 +56,11 @@ async def consume_and_judge(
                 for message in messages
                 if message.value is not None
             ]
-            result = judge_batch(states, readings, params=params, now=datetime.now(UTC))
+            result = judge(
+                states, readings, params=params, now=datetime.now(UTC), patients=patients
+            )
             states.update(result.states)
+            patients.update(result.patients)
             seen += len(readings)
         return seen / (time.perf_counter() - began)
     finally:

@@ -23,7 +23,10 @@ from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 from pghd.simulation import generate_cohort
 from processors.baseline import BaselineState
 from processors.dedup import entry, reading_key
-from processors.judge import JudgeParams, judge_batch
+from processors.detectors.news2_aggregate import News2State
+from processors.judge import JudgeParams
+from processors.judging import judge
+from processors.patient_state import PatientState
 
 __all__ = [
     "StateSizes",
@@ -38,13 +41,14 @@ Welford = tuple[float, float, float]  # (n, mean, M2): the bare running mean and
 
 
 def cohort_measurements(*, patients: int, days: float, seed: int = 7) -> list[Measurement]:
-    """The cohort's readings in time order, canonicalized (rejected ones left out)."""
+    """The cohort's readings in arrival order, canonicalized as received at their arrival
+    (rejected ones left out)."""
     cohort = generate_cohort(patients=patients, days=days, end=datetime.now(UTC), seed=seed)
     out = []
-    for raw in cohort.readings():
+    for arrived, raw in cohort.arrivals():
         try:
             reading = ReadingIn.model_validate(raw)
-            out.append(canonicalize(reading, vendor="bench", received_at=reading.effective_time))
+            out.append(canonicalize(reading, vendor="bench", received_at=arrived))
         except ReadingRejected:
             continue
     return out
@@ -68,13 +72,19 @@ def _timed(
 def judge_rate(
     readings: Sequence[Measurement], *, params: JudgeParams, batch: int = 500
 ) -> tuple[float, dict[str, BaselineState]]:
-    """Readings/s through :func:`~processors.judge.judge_batch` in batches of ``batch``
-    (states carried from batch to batch as the agent does); also the final states."""
+    """Readings/s through :func:`~processors.judging.judge` (context, baselines, detectors,
+    episodes) in batches of ``batch``, the states carried from batch to batch as the agent
+    carries them; also the final baseline states."""
     states: dict[str, BaselineState] = {}
+    news2: dict[str, News2State] = {}
+    patients: dict[str, PatientState] = {}
     now = datetime.now(UTC)
 
     def step(chunk: Sequence[Measurement]) -> None:
-        states.update(judge_batch(states, chunk, params=params, now=now).states)
+        out = judge(states, chunk, params=params, now=now, news2_states=news2, patients=patients)
+        states.update(out.states)
+        news2.update(out.news2)
+        patients.update(out.patients)
 
     return _timed(_batches(readings, batch), step), states
 

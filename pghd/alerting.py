@@ -140,6 +140,10 @@ class Alert(BaseModel):
         default_factory=list
     )
     anomaly_count: Annotated[int, Field(ge=0)] = 0
+    episode_ids: Annotated[list[str], Field(max_length=MAX_ANOMALY_IDS)] = Field(
+        default_factory=list,
+        description="the open episodes behind the alert; it resolves when the last one ends",
+    )
     last_anomaly_at: UtcDatetime
     notifications: Annotated[list[NotificationRecord], Field(max_length=MAX_NOTIFICATIONS)] = Field(
         default_factory=list

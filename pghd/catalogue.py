@@ -220,6 +220,10 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             loinc="8867-4",
             possible=(20, 300),
             min_spread=4.0,
+            # Judged upward only against the patient's baseline: a rate below it at rest is
+            # sleep or calm (and sleep is often known only when its session arrives next
+            # morning); a slow pulse is NEWS2's (<= 40 /min critical), in any context.
+            direction="high",
             news2=_NEWS2_PULSE,
             news2_parameter="pulse",
             conversions={"{beats}/min": _identity, "bpm": _identity, "beats/min": _identity},

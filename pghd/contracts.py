@@ -22,6 +22,7 @@ __all__ = [
     "DeadLetter",
     "Measurement",
     "PatientId",
+    "Phase",
     "Severity",
     "Source",
     "UtcDatetime",
@@ -47,6 +48,15 @@ class Context(StrEnum):
     REST = "rest"
     SLEEP = "sleep"
     ACTIVITY = "activity"
+
+
+class Phase(StrEnum):
+    """Where an anomaly stands in its episode."""
+
+    ONSET = "onset"
+    UPDATE = "update"
+    RESOLVED = "resolved"
+    WITHDRAWN = "withdrawn"
 
 
 class Severity(StrEnum):
@@ -179,6 +189,20 @@ class Anomaly(BaseModel):
     event_ids: list[str]
     contributing: list[str] = Field(
         default_factory=list, description="other detectors that agreed on the same reading"
+    )
+    episode_id: str | None = Field(
+        default=None,
+        description="the episode (one departure from normal of one channel) this anomaly "
+        "belongs to; every anomaly of the episode carries it",
+    )
+    phase: Phase | None = Field(
+        default=None,
+        description="onset (the episode opens), update (its severity rose, or a reminder), "
+        "resolved (back within normal), withdrawn (a provisional finding the late data "
+        "disproved)",
+    )
+    context: Context | None = Field(
+        default=None, description="what the patient was doing, as given or inferred"
     )
 
 

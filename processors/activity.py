@@ -23,6 +23,11 @@ how still the patient was before it (:meth:`StepTimeline.state_at`):
   the authors' code: heart rate with zero steps in that minute and the 11 before it). Any step
   in it makes the patient :attr:`Context.ACTIVITY` (not settled), with the cadence (steps
   per minute over the last ``cadence_window``) for judging heart rate against effort.
+- **Known from the first interval.** Before a device's first interval nothing is known
+  either: ``still_for`` counts back at most to the earliest interval any device sent, so a
+  patient whose steps began 10 minutes ago has been still for at most 10 minutes.
+- **Short intervals only.** An interval longer than :data:`MAX_SPAN` (a daily total, an
+  hourly summary) says nothing about which minutes were still: it is not recorded.
 - **Bounded.** Minutes older than ``keep`` before the newest known minute are dropped
   (late batches older than that cannot change a judgement any more).
 
@@ -31,6 +36,7 @@ Pure: no I/O, state in and out as plain dicts (:meth:`StepTimeline.to_dict`).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +50,9 @@ MINUTE_S = 60
 REST_WINDOW = timedelta(minutes=12)
 CADENCE_WINDOW = timedelta(minutes=5)
 KEEP = timedelta(hours=36)
+#: Longest step interval that tells which minutes had steps (longer ones are not recorded).
+MAX_SPAN = timedelta(hours=1)
+_MAX_SPAN_S = int(MAX_SPAN.total_seconds())
 
 
 @dataclass(frozen=True)
@@ -76,14 +85,29 @@ class StepTimeline:
     """device -> interval start (epoch s) -> (end (epoch s), count); a repeat overwrites."""
     watermark: dict[str, int] = field(default_factory=dict)
     """device -> the end (epoch s) of the latest interval it reported."""
+    first: dict[str, int] = field(default_factory=dict)
+    """device -> the start (epoch s) of the earliest interval it reported."""
+    _starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
+    """device -> its interval starts, sorted (a cache, rebuilt when an interval is added)."""
 
-    def add(self, interval: StepInterval) -> None:
-        """Record one interval (in any order; the same start again overwrites)."""
+    def add(self, interval: StepInterval) -> bool:
+        """Record one interval (in any order; the same start again overwrites); False when
+        it is longer than :data:`MAX_SPAN` and so not recorded."""
         start = int(interval.start.timestamp())
         end = max(int(interval.end.timestamp()), start + 1)
-        self.intervals.setdefault(interval.device, {})[start] = (end, interval.count)
-        self.watermark[interval.device] = max(self.watermark.get(interval.device, end), end)
+        if end - start > _MAX_SPAN_S:
+            return False
+        device = interval.device
+        self.intervals.setdefault(device, {})[start] = (end, interval.count)
+        self.watermark[device] = max(self.watermark.get(device, end), end)
+        self.first[device] = min(self.first.get(device, start), start)
+        self._starts.pop(device, None)
         self._prune()
+        return True
+
+    def known_from(self) -> int | None:
+        """The start (epoch s) of the earliest interval of any device (None: no steps)."""
+        return min(self.first.values()) if self.first else None
 
     def known_until(self) -> datetime | None:
         """The end of what any device has reported (None: no steps at all yet)."""
@@ -94,10 +118,16 @@ class StepTimeline:
         device's intervals spread over the minutes they overlap."""
         lo_s, hi_s = first * MINUTE_S, last * MINUTE_S
         best = [0.0] * (last - first)
-        for spans in self.intervals.values():
+        for device, spans in self.intervals.items():
             mine = [0.0] * (last - first)
-            for start, (end, count) in spans.items():
-                if end <= lo_s or start >= hi_s or count <= 0:
+            starts = self._starts.get(device)
+            if starts is None:
+                starts = self._starts[device] = sorted(spans)
+            lo_i = bisect.bisect_left(starts, lo_s - _MAX_SPAN_S)
+            hi_i = bisect.bisect_left(starts, hi_s)
+            for start in starts[lo_i:hi_i]:
+                end, count = spans[start]
+                if end <= lo_s or count <= 0:
                     continue
                 rate = count / (end - start)
                 for i in range(
@@ -134,17 +164,37 @@ class StepTimeline:
         cadence_n = max(1, int(cadence_window.total_seconds()) // MINUTE_S)
         moving = [i for i, steps in enumerate(minutes) if steps > 0]
         still = len(minutes) - 1 - moving[-1] if moving else len(minutes)
+        since = self.known_from()
+        if since is not None:  # nothing is known before the first interval
+            still = max(0, min(still, end - since // MINUTE_S))
+        settled = sum(minutes[-rest_n:]) == 0 and still >= rest_n
         return ActivityState(
-            context=Context.REST if sum(minutes[-rest_n:]) == 0 else Context.ACTIVITY,
+            context=Context.REST if settled else Context.ACTIVITY,
             cadence=sum(minutes[-cadence_n:]) / cadence_n,
             still_for=timedelta(minutes=still),
         )
 
+    def steps_between(self, lo: datetime, hi: datetime) -> bool | None:
+        """Whether any device counted steps in ``[lo, hi)`` as far as known (None: nothing
+        in it is known yet, or it lies before the first interval)."""
+        known = max(self.watermark.values(), default=None)
+        since = self.known_from()
+        if known is None or since is None:
+            return None
+        first = max(int(lo.timestamp()), since) // MINUTE_S
+        last = min(int(hi.timestamp()), known) // MINUTE_S
+        if last <= first:
+            return None
+        return any(steps > 0 for steps in self._per_minute(first, last))
+
     def _prune(self) -> None:
         oldest = max(self.watermark.values()) - int(KEEP.total_seconds())
-        for spans in self.intervals.values():
-            for start in [s for s, (end, _) in spans.items() if end < oldest]:
+        for device, spans in self.intervals.items():
+            stale = [s for s, (end, _) in spans.items() if end < oldest]
+            for start in stale:
                 del spans[start]
+            if stale:
+                self._starts.pop(device, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +203,7 @@ class StepTimeline:
                 for d, spans in self.intervals.items()
             },
             "watermark": dict(self.watermark),
+            "first": dict(self.first),
         }
 
     @classmethod
@@ -163,4 +214,5 @@ class StepTimeline:
                 for d, spans in raw.get("intervals", {}).items()
             },
             watermark={d: int(w) for d, w in raw.get("watermark", {}).items()},
+            first={d: int(f) for d, f in raw.get("first", {}).items()},
         )

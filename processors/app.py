@@ -10,17 +10,20 @@ The agent takes readings in batches (``stream.take_events``) and for each batch:
    source vendor and device, ``event_id``: :mod:`processors.dedup`) for
    ``dedup_window_s`` (3 days), after which a sweep deletes it;
 3. loads the baselines the readings need, the patients' care plans (``care_plans`` table,
-   fed by its own agent, :mod:`processors.care_plans`) and latest NEWS2 vitals (``news2``
-   table, :mod:`processors.news2_table`), and calls :func:`~processors.judge.judge_batch`
-   (readings repeated within the batch are judged once);
-4. sends the anomalies to ``pghd.anomalies.v1`` (key = patient id) and awaits delivery,
-   each one only once (below);
+   fed by its own agent, :mod:`processors.care_plans`), latest NEWS2 vitals (``news2``
+   table, :mod:`processors.news2_table`) and the rest of what judging remembers per patient
+   (``patients`` table: steps and sleep timelines, open episodes, provisional findings,
+   resting heart rates; :mod:`processors.patient_state`), and calls
+   :func:`~processors.judging.judge` (readings repeated within the batch are judged once);
+4. sends the anomalies the episodes emitted to ``pghd.anomalies.v1`` (key = patient id)
+   and awaits delivery, each one only once (below);
 5. publishes the batch's InfluxDB points (vitals, baselines, NEWS2 scores, anomalies) to
    ``pghd.points.v1``, one record per patient, and awaits Kafka's acknowledgement; the
    store stage (:mod:`processors.store`, its own consumer group) writes them to InfluxDB.
    Judging never waits on InfluxDB: with InfluxDB down or hung, anomalies still go out
    within a batch, and the points wait durably on the topic until it returns;
-6. only then updates the ``baselines``, ``news2`` and ``seen`` tables.
+6. only then updates the ``baselines``, ``news2``, ``patients`` and ``seen`` tables (one
+   record per patient in each of ``news2`` and ``patients``, whatever the batch held).
 
 Faust acks the events of a batch, and so lets their offsets commit, only when the loop body
 for that batch returns; every Kafka send retries until it succeeds, so nothing is acked
@@ -90,9 +93,11 @@ from processors.baseline import BaselineState
 from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
 from processors.dedup import ANOMALY_PREFIX, entry, expired_entries, is_current, reading_key
-from processors.judge import judge_batch, state_keys
+from processors.judge import state_keys
+from processors.judging import judge
 from processors.metrics import install_metrics
 from processors.news2_table import News2Table
+from processors.patient_state import PatientState
 from processors.settings import ProcessorSettings
 from processors.store.records import encode_records
 from processors.store.service import store_service
@@ -169,6 +174,13 @@ care_plans = CarePlanBook(
     deliver=lambda topic, messages: _deliver(topic, messages),
 )
 news2_states = News2Table(app, partitions=settings.topic_partitions)
+patients = app.Table(
+    "patients",
+    partitions=settings.topic_partitions,
+    key_type=str,
+    help="patient_id -> PatientState.to_dict(): steps and sleep timelines, open episodes,"
+    " provisional findings, recent heart rates, nightly resting heart rates",
+)
 # Prometheus metrics at /metrics on the Faust web server (processors.metrics).
 metrics = install_metrics(
     app,
@@ -280,6 +292,24 @@ def _load_states(readings: Sequence[tuple[EventT[Any], Measurement]]) -> dict[st
                 except (KeyError, TypeError, ValueError):
                     logger.warning("baseline %s is unreadable; starting it afresh", key)
     return states
+
+
+def _load_patients(
+    readings: Sequence[tuple[EventT[Any], Measurement]],
+) -> dict[str, PatientState]:
+    found: dict[str, PatientState] = {}
+    for event, reading in readings:
+        pid = reading.patient_id
+        if pid in found:
+            continue
+        with _on_behalf_of(event):
+            raw = patients.get(pid)
+        try:
+            found[pid] = PatientState() if raw is None else PatientState.from_dict(raw)
+        except (KeyError, TypeError, ValueError):
+            logger.warning("patient state of %s is unreadable; starting it afresh", pid)
+            found[pid] = PatientState()
+    return found
 
 
 def _ms(moment: datetime) -> int:
@@ -405,13 +435,14 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
     """Steps 1-6 of the module docstring for one batch of events."""
     now = datetime.now(UTC)
     readings, letters = _triage(events, now=now)
-    result = judge_batch(
+    result = judge(
         _load_states(readings),
         [r for _, r in readings],
         params=params,
         now=now,
         plans=care_plans.plans_for(readings, within=_on_behalf_of),
         news2_states=news2_states.load(readings, within=_on_behalf_of),
+        patients=_load_patients(readings),
     )
     if result.failed:
         by_id = {reading.event_id: event for event, reading in readings}
@@ -431,6 +462,10 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
         with _on_behalf_of(patient_event[key.split("|", 1)[0]]):
             baselines[key] = state.to_dict()
     news2_states.store(result.news2, patient_event=patient_event, within=_on_behalf_of)
+    for pid, patient in result.patients.items():
+        if pid in patient_event:
+            with _on_behalf_of(patient_event[pid]):
+                patients[pid] = patient.to_dict()
 
     metrics.observe_batch(
         events=len(events),

@@ -24,20 +24,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from pghd.contracts import Severity
+from pghd.contracts import Phase, Severity
 
 __all__ = ["Emission", "Episode", "EpisodePolicy", "Phase", "episode_id", "step"]
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-
-
-class Phase(StrEnum):
-    ONSET = "onset"
-    UPDATE = "update"
-    RESOLVED = "resolved"
 
 
 @dataclass(frozen=True)

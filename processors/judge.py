@@ -1,8 +1,11 @@
-"""Judge readings: baselines and detectors in, new baselines, points and anomalies out.
+"""Judge readings against their baselines and detectors: the middle of the judging pass.
 
-Pure functions, no Kafka or InfluxDB: the agent in :mod:`processors.app` loads the states
-named by :func:`state_keys`, calls :func:`judge_batch`, writes the points, sends the
-anomalies and stores ``result.states``.
+Pure functions, no Kafka or InfluxDB. :func:`judge_reading` is the "channel baseline →
+detectors" stage of :func:`processors.judging.judge` (which the agent in
+:mod:`processors.app` runs: context first, episodes after); it takes the reading with its
+context already settled. :func:`judge_batch` judges readings one after another with these
+stages alone (no context inference, no episodes): every finding of every reading, which is
+what the detectors' own tests look at.
 
 Each channel keeps one state per context bucket (``sleep`` / ``awake``, see
 :mod:`processors.baseline`) under the key ``patient_id|channel|bucket``; it holds the
@@ -34,7 +37,7 @@ from datetime import datetime, timedelta
 
 from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, ChannelSpec
-from pghd.contracts import Anomaly, BaselineSnapshot, Context, Measurement, channel_key
+from pghd.contracts import Anomaly, BaselineSnapshot, Measurement, channel_key
 from processors.baseline import BaselineState, bucket_of
 from processors.dedup import reading_identity
 from processors.detectors import (
@@ -48,6 +51,7 @@ from processors.detectors import (
     overnight,
     sentence,
 )
+from processors.detectors.news2 import AT_REST
 from processors.detectors.news2_aggregate import News2State
 from processors.detectors.pipeline import EXERCISE_SENSITIVE, JudgeParams, judge_channel
 from processors.partial_news2 import judge_news2
@@ -76,6 +80,8 @@ _TIE_ORDER = {
     glycaemia.DETECTOR: 4,
     hypertension.DETECTOR: 5,
     gaps.DETECTOR: 6,
+    "resting_tachycardia": 0.5,
+    "nightsignal": 1.5,
 }
 _SPECS: dict[str, ChannelSpec] = {
     channel_key(metric, channel.name): channel
@@ -118,7 +124,7 @@ def _key(reading: Measurement, channel: str) -> str | None:
     """The state key ``reading`` needs for ``channel``; ``None`` when it needs none."""
     if _SPECS[channel].direction is None:
         return None
-    if reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE:
+    if channel in EXERCISE_SENSITIVE and reading.context not in AT_REST:
         return None
     bucket = bucket_of(reading.context, channel=channel, time=reading.effective_time)
     return state_key(reading.patient_id, channel, bucket)
@@ -173,6 +179,7 @@ def _combine(
         explanation=sentence(channel=channel, value=value, unit=reading.unit, findings=ordered),
         event_ids=[reading.event_id],
         contributing=[f.detector for f in ordered[1:]],
+        context=reading.context,
     )
 
 
@@ -207,9 +214,11 @@ def judge_reading(
     now: datetime,
     plan: CarePlan | None = None,
     news2_state: News2State | None = None,
+    extra: Mapping[str, Sequence[Finding]] | None = None,
 ) -> BatchResult:
     """Judge every channel of ``reading`` against ``states`` (keyed by :func:`state_key`),
-    with the patient's care ``plan`` and latest NEWS2 vitals ``news2_state``."""
+    with the patient's care ``plan`` and latest NEWS2 vitals ``news2_state``; ``extra``
+    adds findings made elsewhere (by channel) to those of the channel's detectors."""
     result = BatchResult(states={}, vitals=[], baselines=[], anomalies=[])
     for channel, value in reading.channels():
         result.vitals.append(vital_point(reading, channel=channel, value=value))
@@ -223,12 +232,15 @@ def judge_reading(
             params=params,
             plan=plan,
         )
-        if verdict.findings:
+        findings = [*verdict.findings, *(extra or {}).get(channel, ())]
+        if plan is not None:
+            findings = [f for f in findings if not plan.is_off(channel, f.detector)]
+        if findings:
             anomaly = _combine(
                 reading,
                 channel=channel,
                 value=value,
-                findings=verdict.findings,
+                findings=findings,
                 state=verdict.judged_against,
                 params=params,
                 now=now,

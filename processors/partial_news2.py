@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE
-from pghd.contracts import Anomaly, Context, Measurement, Severity
+from pghd.contracts import Anomaly, Measurement, Severity
 from processors.detectors import news2, news2_aggregate
 from processors.detectors.news2_aggregate import Aggregate, News2State, Vital
 from processors.points import InfluxPoint, anomaly_id, news2_point
@@ -29,15 +29,15 @@ News2Outcome = tuple[News2State | None, InfluxPoint | None, Anomaly | None]
 
 
 def news2_vitals(reading: Measurement, *, spo2_scale: int = 1) -> list[tuple[str, Vital]]:
-    """The NEWS2 parameters ``reading`` gives, with their sub-scores (pulse during
-    activity is not scored by NEWS2, so it gives none)."""
+    """The NEWS2 parameters ``reading`` gives, with their sub-scores (a high pulse or
+    respiration rate not known to be at rest is not scored, so it gives none)."""
     found: list[tuple[str, Vital]] = []
     channels = CATALOGUE[reading.metric].channels
     for spec, (_, value) in zip(channels, reading.channels(), strict=True):
         name = spec.news2_parameter
         if name not in news2_aggregate.PARAMETERS:
             continue
-        if reading.context is Context.ACTIVITY and name in news2.EXERCISE_EXEMPT:
+        if news2.exempt(value, spec=spec, context=reading.context):
             continue
         score = news2.news2_score(value, spec=spec, context=reading.context, spo2_scale=spo2_scale)
         found.append((name, Vital(value, score, reading.effective_time, reading.event_id)))

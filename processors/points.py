@@ -84,24 +84,26 @@ def vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxPo
 
 
 def anomaly_point(anomaly: Anomaly) -> InfluxPoint:
-    """The ``anomalies`` point of ``anomaly``."""
-    return InfluxPoint(
-        measurement="anomalies",
-        tags={
-            "patient_id": anomaly.patient_id,
-            "metric": anomaly.metric.value,
-            "channel": anomaly.channel,
-            "detector": anomaly.detector,
-            "severity": anomaly.severity.value,
-        },
-        fields={
-            "score": float(anomaly.score),
-            "value": float(anomaly.value),
-            "explanation": anomaly.explanation,
-            "anomaly_id": anomaly.anomaly_id,
-        },
-        time=anomaly.observed_at,
-    )
+    """The ``anomalies`` point of ``anomaly`` (with its episode's ``phase`` tag and
+    ``episode_id`` field when it has one: the dashboards draw episodes as regions)."""
+    tags = {
+        "patient_id": anomaly.patient_id,
+        "metric": anomaly.metric.value,
+        "channel": anomaly.channel,
+        "detector": anomaly.detector,
+        "severity": anomaly.severity.value,
+    }
+    fields: dict[str, float | int | str] = {
+        "score": float(anomaly.score),
+        "value": float(anomaly.value),
+        "explanation": anomaly.explanation,
+        "anomaly_id": anomaly.anomaly_id,
+    }
+    if anomaly.phase is not None:
+        tags["phase"] = anomaly.phase.value
+    if anomaly.episode_id is not None:
+        fields["episode_id"] = anomaly.episode_id
+    return InfluxPoint(measurement="anomalies", tags=tags, fields=fields, time=anomaly.observed_at)
 
 
 def news2_point(patient_id: str, found: Aggregate) -> InfluxPoint:

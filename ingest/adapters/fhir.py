@@ -9,7 +9,10 @@ avoided.
 Observations are mapped by their LOINC code through :func:`pghd.catalogue.metric_for_loinc`
 (vital-signs profile codes: 8867-4, 9279-1, 2708-6/59408-5, 8310-5, 85354-9 with components
 8480-6/8462-4, 29463-7, 2339-0/15074-8, 55423-8). The unit is ``valueQuantity.code`` when
-its ``system`` is UCUM, else ``valueQuantity.unit``. Every error names its element as a
+its ``system`` is UCUM, else ``valueQuantity.unit``. The reading is stamped at
+``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod.start``; a step count or a
+night's sleep (55423-8, 93832-4) over an ``effectivePeriod`` also keeps the period's end as
+``effective_end`` (:mod:`ingest.adapters.intervals`). Every error names its element as a
 FHIRPath expression (``Bundle.entry[2].resource.valueQuantity.code``).
 """
 
@@ -186,7 +189,7 @@ def observation_candidate(resource: Any, *, base: str, source: str) -> Located:
         errors += values_of(obs, metric=metric, base=base, reading=reading, elements=elements)
 
     errors += patient_of(obs, base=base, reading=reading, elements=elements)
-    errors += effective_of(obs, base=base, reading=reading, elements=elements)
+    errors += effective_of(obs, base=base, reading=reading, elements=elements, metric=metric)
 
     if errors:
         return _refused(base, errors, reasons[0] if reasons else "invalid")

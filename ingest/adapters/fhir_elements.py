@@ -15,6 +15,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.quantity import Quantity
 from pydantic import ValidationError
 
+from ingest.adapters.intervals import interval_end
 from ingest.intake import error
 from pghd.catalogue import CATALOGUE, Metric, metric_for_loinc
 
@@ -158,8 +159,18 @@ def patient_of(
 
 
 def effective_of(
-    obs: Observation, *, base: str, reading: dict[str, Any], elements: dict[str, str]
+    obs: Observation,
+    *,
+    base: str,
+    reading: dict[str, Any],
+    elements: dict[str, str],
+    metric: Metric | None = None,
 ) -> list[dict[str, Any]]:
+    """When it was measured: ``effectiveDateTime``, ``effectiveInstant`` or
+    ``effectivePeriod.start``. For an interval metric (steps, sleep) measured over an
+    ``effectivePeriod``, the period's end becomes ``effective_end`` when it is after the
+    start (a period whose end is its start is an instant) and the span is one pghd takes.
+    """
     if obs.effectiveDateTime is not None:
         when, at = obs.effectiveDateTime, f"{base}.effectiveDateTime"
     elif obs.effectiveInstant is not None:
@@ -174,6 +185,12 @@ def effective_of(
         return [issue_error(at, detail, code="value")]
     reading["effective_time"] = when
     elements["effective_time"] = at
+    period = obs.effectivePeriod
+    if metric is not None and at.endswith(".effectivePeriod.start") and period is not None:
+        end = period.end if isinstance(period.end, datetime) else None  # a date: no instant
+        if interval_end(metric, when, end) is not None:
+            reading["effective_end"] = end
+            elements["effective_end"] = f"{base}.effectivePeriod.end"
     return []
 
 

@@ -9,8 +9,10 @@ the source at ``data.source`` (``provider``, ``type``)::
     {"timestamp": "2026-11-25T08:00:00+00:00", "value": 72, "unit": "bpm",
      "timezone_offset": 3600, "type": null}
 
-Interval series (steps) also carry ``start`` and ``end``; blood pressure carries
-``systolic`` and ``diastolic`` instead of ``value``. Junction identifies a sample by
+Interval series (steps) also carry ``start`` (inclusive; ``timestamp`` repeats it) and
+``end`` (exclusive): the reading is stamped at ``start`` and keeps ``end`` as its
+``effective_end``. Blood pressure carries ``systolic`` and ``diastolic`` instead of
+``value``. Junction identifies a sample by
 resource, provider, source type and timestamp, and a later value replaces an earlier one;
 the event id here adds the value, so a redelivery is a duplicate the processors drop and a
 revision lands on the same InfluxDB point.
@@ -22,7 +24,7 @@ events without samples (historical.* pull notifications, provider.connection.*, 
 
 Times are UTC (``+00:00``) except for the floating-time providers (Abbott LibreView,
 Freestyle Libre), whose ``+00:00`` is the device's local clock: those are shifted by
-``timezone_offset``, and refused when it is missing.
+``timezone_offset`` (an interval's start and end alike), and refused when it is missing.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def _candidate(
     metric, units = RESOURCES[resource]
     time_field = "start" if "start" in sample else "timestamp"
     time = sample.get(time_field)
+    end = sample.get("end") if time_field == "start" else None  # exclusive end of the interval
     if provider in _FLOATING_TIME and isinstance(time, str):
         shifted = _from_floating(time, sample.get("timezone_offset"))
         if shifted is None:
@@ -138,6 +141,8 @@ def _candidate(
                 errors=(error(pointer_of(pointer, ["timezone_offset"]), detail),),
             )
         time = shifted
+        if isinstance(end, str):
+            end = _from_floating(end, sample.get("timezone_offset"))
     raw_unit = sample.get("unit")
     unit = (
         units.get(raw_unit.strip().lower(), raw_unit.strip())
@@ -157,6 +162,7 @@ def _candidate(
         diastolic=sample.get("diastolic"),
         app=provider,
         time_field=time_field,
+        end=end,
     )
 
 

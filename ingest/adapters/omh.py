@@ -2,10 +2,16 @@
 
 Schemas taken (``header.schema_id.name``, namespace ``omh``, or ``ieee`` for the IEEE
 1752.1 versions of the same schemas; any version): heart-rate, blood-pressure,
-body-temperature, oxygen-saturation, respiratory-rate, step-count, blood-glucose and
-sleep-duration. Units are the schemas' own (``beats/min``, ``mmHg``, ``F``/``C``/``K``,
-``%``, ``breaths/min``, ``steps``, ``mg/dL``, ``sec``...), mapped here to the catalogue's
-UCUM units; the catalogue converts them and refuses the others, naming the accepted ones.
+body-temperature, oxygen-saturation, respiratory-rate, step-count, blood-glucose,
+sleep-duration and sleep-episode (its ``total_sleep_time`` as ``sleep_duration``, over the
+episode's time interval). Units are the schemas' own (``beats/min``, ``mmHg``,
+``F``/``C``/``K``, ``%``, ``breaths/min``, ``steps``, ``mg/dL``, ``sec``...), mapped here
+to the catalogue's UCUM units; the catalogue converts them and refuses the others, naming
+the accepted ones.
+
+Readings are stamped at ``effective_time_frame.date_time`` or at the start of its
+``time_interval`` (start + end, start + duration, or end + duration); step counts and sleep
+keep the interval's end as ``effective_end`` (:mod:`ingest.adapters.intervals`).
 
 The patient is ``header.user_id``; a data point without one takes the ``patient_id`` the
 route was given (a query parameter); when both are there they must agree, and when neither
@@ -17,9 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ingest.adapters.intervals import interval_end
 from ingest.adapters.locations import Located
 from ingest.intake import Candidate, error
 from pghd.catalogue import Metric
@@ -40,8 +48,11 @@ SCHEMAS: dict[str, tuple[Metric, tuple[str, ...]]] = {
     "step-count": (Metric.STEPS, ("step_count",)),
     "blood-glucose": (Metric.BLOOD_GLUCOSE, ("blood_glucose",)),
     "sleep-duration": (Metric.SLEEP_DURATION, ("sleep_duration",)),
+    "sleep-episode": (Metric.SLEEP_DURATION, ("total_sleep_time",)),
 }
 """schema name -> (metric, the body properties holding its value(s))."""
+_EPISODES = frozenset({"sleep-episode"})
+"""Schemas whose time frame must be an interval (the episode, onset to final awakening)."""
 
 _UCUM = {
     "beats/min": "/min",
@@ -151,10 +162,14 @@ def _reading(
         raise _Refusal(f"{pointer}/body/{keys[-1]}/unit", f"the units differ: {', '.join(units)}")
     reading["unit"] = _UCUM.get(units[0], units[0])
 
-    at = f"{pointer}/body/effective_time_frame"
-    reading["effective_time"], elements["effective_time"] = _effective_time(
-        body.get("effective_time_frame"), at=at
-    )
+    frame = _time_frame(body.get("effective_time_frame"), at=f"{pointer}/body/effective_time_frame")
+    if name in _EPISODES and frame.end is None:
+        detail = f"a {name} needs a time_interval (from sleep onset to final awakening)"
+        raise _Refusal(frame.start_at, detail)
+    reading["effective_time"], elements["effective_time"] = frame.start, frame.start_at
+    end = interval_end(metric, frame.start, frame.end)
+    if end is not None and frame.end_at is not None:
+        reading["effective_end"], elements["effective_end"] = end, frame.end_at
     event = header.get("id")
     if isinstance(event, str) and event:
         reading["event_id"] = event if _ID.match(event) else _hashed(event)
@@ -188,29 +203,50 @@ def _unit_value(measure: Any, *, key: str, at: str) -> tuple[float, str]:
     return float(value), unit
 
 
-def _effective_time(frame: Any, *, at: str) -> tuple[datetime, str]:
-    """When the reading was taken, and the pointer of the element it came from.
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """An effective time frame: its start, and its end if it is an interval; where each is."""
 
-    For a time interval it is the start: a step count or a night's sleep then belongs to
-    the hour or day in which it began (an interval ending at midnight is not moved to the
-    next day by daily windows), as FHIR's effectivePeriod.start is taken too. An interval
-    given as end + duration starts at end - duration.
+    start: datetime
+    start_at: str
+    end: datetime | None = None
+    end_at: str | None = None
+
+
+def _time_frame(frame: Any, *, at: str) -> _Frame:
+    """When the reading was taken, as a start and (for a time interval) an end.
+
+    An interval given as start + end, start + duration or end + duration becomes its start
+    and end. The reading is stamped at the start: a step count or a night's sleep then
+    belongs to the hour or day in which it began (an interval ending at midnight is not
+    moved to the next day by daily windows), as FHIR's effectivePeriod.start is taken too;
+    the end goes on as ``effective_end`` for interval metrics. A ``date_time`` is an instant.
     """
     if not isinstance(frame, dict):
         raise _Refusal(at, "no effective_time_frame (date_time or time_interval)")
     if "date_time" in frame:
-        return _date_time(frame["date_time"], at=f"{at}/date_time"), f"{at}/date_time"
+        where = f"{at}/date_time"
+        return _Frame(_date_time(frame["date_time"], at=where), where)
     interval = frame.get("time_interval")
     if not isinstance(interval, dict):
         raise _Refusal(at, "effective_time_frame needs date_time or time_interval")
     at = f"{at}/time_interval"
     if "start_date_time" in interval:
         where = f"{at}/start_date_time"
-        return _date_time(interval["start_date_time"], at=where), where
+        start = _date_time(interval["start_date_time"], at=where)
+        if "end_date_time" in interval:
+            end_at = f"{at}/end_date_time"
+            return _Frame(start, where, _date_time(interval["end_date_time"], at=end_at), end_at)
+        if "duration" in interval:
+            end_at = f"{at}/duration"
+            end = _shifted(start, _duration(interval["duration"], at=end_at), at=end_at)
+            return _Frame(start, where, end, end_at)
+        return _Frame(start, where)  # no end: the schema wants one, the start is still a time
     if "end_date_time" in interval and "duration" in interval:
         where = f"{at}/end_date_time"
         end = _date_time(interval["end_date_time"], at=where)
-        return end - _duration(interval["duration"], at=f"{at}/duration"), where
+        span = _duration(interval["duration"], at=f"{at}/duration")
+        return _Frame(_shifted(end, -span, at=f"{at}/duration"), where, end, where)
     raise _Refusal(at, "time_interval needs start_date_time, or end_date_time and duration")
 
 
@@ -233,7 +269,17 @@ def _duration(value: Any, *, at: str) -> timedelta:
     if unit not in _SECONDS:
         detail = f"duration unit {unit!r} is not taken; use one of {', '.join(_SECONDS)}"
         raise _Refusal(f"{at}/unit", detail)
-    return timedelta(seconds=float(value["value"]) * _SECONDS[unit])
+    try:
+        return timedelta(seconds=float(value["value"]) * _SECONDS[unit])
+    except (OverflowError, ValueError):
+        raise _Refusal(f"{at}/value", "the duration is not a length of time pghd can use") from None
+
+
+def _shifted(when: datetime, span: timedelta, *, at: str) -> datetime:
+    try:
+        return when + span
+    except OverflowError:
+        raise _Refusal(at, "the duration takes the interval out of the calendar") from None
 
 
 def _hashed(value: str) -> str:

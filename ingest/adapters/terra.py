@@ -17,29 +17,38 @@ body      heart_data.heart_rate_data.detailed.hr_samples[] {timestamp, bpm}  -> 
               {blood_glucose_mg_per_dL}                                       -> blood_glucose
           measurements_data.measurements[] {measurement_time, weight_kg}      -> weight
 daily     heart_rate_data (as body, at the day's start for the resting rate), oxygen_data,
-          distance_data.steps (the day's total, at metadata.start_time)     -> steps
+          distance_data.steps (the day's total, from metadata.start_time to end_time,
+          or to the time the push was received while the day is running)  -> steps
 activity  heart_rate_data.detailed.hr_samples, oxygen_data.saturation_samples (activity)
 sleep     heart_rate_data.detailed (sleep), respiration_data.breaths_data.samples[]
           {breaths_per_min} -> respiratory_rate, respiration_data.oxygen_saturation_data
           .samples[] -> spo2, sleep_durations_data.asleep.duration_asleep_state_seconds
-          (at metadata.end_time) -> sleep_duration
+          (the session, from metadata.start_time to end_time)      -> sleep_duration
 
-Anything else with samples (skin and ambient temperature, oxygen samples whose ``type`` is
-not blood (muscle SmO2), RMSSD, ketones, ECG, stress, per-interval steps of a day whose
-total is taken...) is counted as ignored, and so are events without health data (auth,
-deauth, healthcheck, nutrition...). Terra
-sample timestamps without a UTC offset are the user's local time; triage refuses them.
+Summaries of interval metrics are stamped at ``metadata.start_time`` and keep the end of
+their span as ``effective_end``. Anything else with samples (skin and ambient temperature,
+oxygen samples whose ``type`` is not blood (muscle SmO2), RMSSD, ketones, ECG, stress,
+per-interval steps of a day whose total is taken...) is counted as ignored, and so are
+events without health data (auth, deauth, healthcheck, nutrition...). The step samples
+(``distance_data.detailed.step_samples[] {timestamp, steps, timer_duration_seconds}``) are
+not read as intervals: a sample has one timestamp, and Terra's data models say neither what
+span it covers (``timer_duration_seconds`` is not described) nor whether ``steps`` counts
+since the previous sample or since the day began; taken beside the total they would also
+count the day twice. Terra sample timestamps without a UTC offset are the user's local
+time; triage refuses them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from ingest.adapters.intervals import aware
 from ingest.adapters.vendor_samples import Extraction, PayloadError, sample_candidate
 from ingest.intake import pointer_of
-from pghd.catalogue import Metric
+from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Context
 
 __all__ = ["DATA_TYPES", "extract"]
@@ -63,13 +72,20 @@ class _Series:
 
 @dataclass(frozen=True, slots=True)
 class _Summary:
-    """One value of a data object, stamped with one of its metadata times."""
+    """One value of a data object, stamped at its ``metadata.start_time``.
+
+    The value of an interval metric covers the object's span and keeps
+    ``metadata.end_time`` as its end; ``open_end``: the span may still be running (a
+    ``daily`` object is sent through the day, its end_time always the coming midnight), so
+    the end is taken only up to the time the push was received, and not at all when that
+    time is not known.
+    """
 
     path: tuple[str, ...]
     metric: Metric
     unit: str
-    time: str  # metadata.start_time or metadata.end_time
     context: Context | None
+    open_end: bool = False
 
 
 _HR = ("heart_rate_data", "detailed")
@@ -144,19 +160,12 @@ _SUMMARIES: dict[str, tuple[_Summary, ...]] = {
             ("heart_data", "heart_rate_data", *_RESTING),
             Metric.RESTING_HEART_RATE,
             "/min",
-            "start_time",
             Context.REST,
         ),
     ),
     "daily": (
-        _Summary(
-            ("heart_rate_data", *_RESTING),
-            Metric.RESTING_HEART_RATE,
-            "/min",
-            "start_time",
-            Context.REST,
-        ),
-        _Summary(("distance_data", "steps"), Metric.STEPS, "{steps}", "start_time", None),
+        _Summary(("heart_rate_data", *_RESTING), Metric.RESTING_HEART_RATE, "/min", Context.REST),
+        _Summary(("distance_data", "steps"), Metric.STEPS, "{steps}", None, open_end=True),
     ),
     "activity": (),
     "sleep": (
@@ -164,7 +173,6 @@ _SUMMARIES: dict[str, tuple[_Summary, ...]] = {
             ("sleep_durations_data", "asleep", "duration_asleep_state_seconds"),
             Metric.SLEEP_DURATION,
             "s",
-            "end_time",
             Context.SLEEP,
         ),
     ),
@@ -207,8 +215,12 @@ _IGNORED: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def extract(document: Any) -> Extraction:
-    """The readings of one Terra event. Raises :class:`PayloadError` for a non-Terra shape."""
+def extract(document: Any, *, received_at: datetime | None = None) -> Extraction:
+    """The readings of one Terra event. Raises :class:`PayloadError` for a non-Terra shape.
+
+    ``received_at`` (when the push arrived) bounds the end of a day still in progress; without
+    it a day's step total keeps no end.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("type"), str):
         raise PayloadError('a Terra event is a JSON object with a string "type"')
     event = document["type"]
@@ -228,14 +240,27 @@ def extract(document: Any) -> Extraction:
     extraction = Extraction(event=event, account=account)
     for index, item in enumerate(data):
         if isinstance(item, dict):
-            _read(item, event=event, pointer=f"/data/{index}", app=app, out=extraction)
+            _read(
+                item,
+                event=event,
+                pointer=f"/data/{index}",
+                app=app,
+                out=extraction,
+                received_at=received_at,
+            )
         else:
             extraction.ignore(f"{event}:not-an-object")
     return extraction
 
 
 def _read(
-    item: dict[str, Any], *, event: str, pointer: str, app: str | None, out: Extraction
+    item: dict[str, Any],
+    *,
+    event: str,
+    pointer: str,
+    app: str | None,
+    out: Extraction,
+    received_at: datetime | None,
 ) -> None:
     assert out.account is not None
     common: dict[str, Any] = {"vendor": VENDOR, "account": out.account, "app": app}
@@ -278,15 +303,30 @@ def _read(
                 kind=f"{event}.{'.'.join(summary.path)}",
                 metric=summary.metric,
                 unit=summary.unit,
-                time=_at(item, ("metadata", summary.time)),
-                time_pointer=pointer_of(pointer, ["metadata", summary.time]),
+                time=_at(item, ("metadata", "start_time")),
+                time_pointer=pointer_of(pointer, ["metadata", "start_time"]),
                 value=value,
                 value_field=summary.path[-1],
                 context=summary.context,
+                end=_end(item, summary, received_at),
             )
         )
     for path in _IGNORED[event]:
         out.ignore(f"{event}.{'.'.join(path)}", sum(1 for _ in _samples(item, path, pointer)))
+
+
+def _end(item: dict[str, Any], summary: _Summary, received_at: datetime | None) -> Any:
+    """The end of the span a summary value covers: ``metadata.end_time``, for an interval
+    metric; a span still running ends when the push was received, or has no known end."""
+    if not CATALOGUE[summary.metric].interval:
+        return None
+    end = _at(item, ("metadata", "end_time"))
+    if not summary.open_end:
+        return end
+    when = aware(end)
+    if received_at is None or when is None:
+        return None
+    return end if when <= received_at else received_at.astimezone(when.tzinfo).isoformat()
 
 
 def _blood_oxygen(kind: Any) -> bool:

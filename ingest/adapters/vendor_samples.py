@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest.adapters.intervals import aware, interval_end
 from ingest.intake import Candidate, error, pointer_of
 from pghd.catalogue import Metric
 from pghd.contracts import Context
@@ -72,12 +73,17 @@ def sample_candidate(
     time_field: str = "timestamp",
     value_field: str = "value",
     time_pointer: str | None = None,
+    end: Any = None,
 ) -> Candidate:
     """One vendor sample as a candidate reading, or the errors of a sample without time or value.
 
     ``kind`` names the vendor's series (``terra.body.hr_samples``) for the event id;
-    ``time`` is the vendor's own timestamp string (validated by triage). Errors point at
-    ``pointer`` + ``value_field`` / ``time_field``, or at ``time_pointer`` when given.
+    ``time`` is the vendor's own timestamp string (validated by triage). ``end``, the
+    vendor's timestamp string of the end of the interval the sample covers (which starts at
+    ``time``), becomes ``effective_end`` when the interval is one pghd takes for ``metric``
+    (:func:`ingest.adapters.intervals.interval_end`); the event id does not include it, so
+    ids stay those of the sample's start and value. Errors point at ``pointer`` +
+    ``value_field`` / ``time_field``, or at ``time_pointer`` when given.
     """
     composite = metric is Metric.BLOOD_PRESSURE
     values = {"systolic": systolic, "diastolic": diastolic} if composite else {"value": value}
@@ -99,6 +105,9 @@ def sample_candidate(
         "effective_time": time,
         **numbers,
     }
+    start, stop = aware(time), aware(end)
+    if start is not None and interval_end(metric, start, stop) is not None:
+        reading["effective_end"] = end
     if context is not None:
         reading["context"] = context.value
     if app:

@@ -13,11 +13,14 @@ Readings are dicts in :class:`~pghd.readings.ReadingIn` shape:
   correlation, by equal start time and source (:mod:`pghd.apple_health.pressure`). The
   export lists every correlation's halves at top level too; both routes give the same
   event id and a pair is yielded once.
+- step counts: ``StepCount`` records cover ``startDate`` to ``endDate``; the reading is
+  stamped at the start and keeps the end as ``effective_end`` (when it is after the start).
 - sleep: one ``sleep_duration`` reading per night and source, the hours asleep
-  (:mod:`pghd.apple_health.sleep`), at the end of the night's last asleep segment. Per
-  night, because ``sleep_duration`` is "sleep over the night" in the catalogue and its
-  baseline compares nights; Apple Watch writes a record per sleep stage, minutes each,
-  which as separate readings would look like very short nights.
+  (:mod:`pghd.apple_health.sleep`), stamped at the start of the night's earliest asleep
+  segment, with the end of its last asleep segment as ``effective_end``. Per night,
+  because ``sleep_duration`` is "sleep over the night" in the catalogue and its baseline
+  compares nights; Apple Watch writes a record per sleep stage, minutes each, which as
+  separate readings would look like very short nights.
 
 Every reading has a deterministic ``event_id`` (a hash of the patient, record type, source,
 start, end, value and unit, as written in the export), so importing the same export twice
@@ -40,6 +43,7 @@ from xml.etree.ElementTree import Element
 from pghd.apple_health.pressure import Half, Pairing
 from pghd.apple_health.sleep import ASLEEP_PREFIX, Night, Nights
 from pghd.catalogue import Metric
+from pghd.contracts import interval_problem
 
 __all__ = ["QUANTITY_TYPES", "ExportStats", "RecordMapper"]
 
@@ -180,9 +184,9 @@ class RecordMapper:
     def quantity(self, kind: str, elem: Element) -> dict[str, Any] | None:
         attrib = elem.attrib
         metric, mapping = QUANTITY_TYPES[kind]
-        when = _time(attrib.get("startDate"))
+        when, end = _time(attrib.get("startDate")), _time(attrib.get("endDate"))
         value = _number(attrib.get("value"))
-        if when is None or _time(attrib.get("endDate")) is None:
+        if when is None or end is None:
             self._problem("bad date")
             return None
         if value is None:
@@ -207,6 +211,8 @@ class RecordMapper:
             value=value,
             unit=unit,
         )
+        if end > when and interval_problem(metric, when, end) is None:  # steps over a span
+            reading["effective_end"] = end.isoformat()
         if metric is Metric.HEART_RATE:
             for child in elem:
                 if child.get("key") == "HKMetadataKeyHeartRateMotionContext":
@@ -299,11 +305,12 @@ class RecordMapper:
             yield self.night(night)
 
     def night(self, night: Night) -> dict[str, Any]:
-        assert night.last_end is not None
+        onset, end = night.onset, night.last_end
+        assert onset is not None and end is not None
         seconds = night.asleep_seconds()
-        return self._reading(
+        reading = self._reading(
             Metric.SLEEP_DURATION,
-            night.last_end,
+            onset,
             source=night.source,
             device=night.device,
             event_id=_event_id(
@@ -318,6 +325,9 @@ class RecordMapper:
             value=round(seconds / 3600.0, 4),
             unit="h",
         )
+        if interval_problem(Metric.SLEEP_DURATION, onset, end) is None:  # not over 26 h
+            reading["effective_end"] = end.isoformat()
+        return reading
 
     def finish(self) -> Iterator[dict[str, Any]]:
         for night in self.nights.close_all():

@@ -4,9 +4,9 @@ Apple Watch (and sleep apps) write one ``HKCategoryTypeIdentifierSleepAnalysis``
 stage, a few minutes each, plus ``InBed`` and ``Awake`` spells. The asleep values
 (``Asleep``, ``AsleepUnspecified``, ``AsleepCore``, ``AsleepDeep``, ``AsleepREM``) of one
 source are gathered per night (noon to noon in the record's own UTC offset) and summed with
-overlaps counted once. A night is closed once a segment of the same source starts two
-nights later, and at the end of the export, so only a couple of nights per source are ever
-open.
+overlaps counted once; the night spans from the earliest asleep start to the latest asleep
+end. A night is closed once a segment of the same source starts two nights later, and at
+the end of the export, so only a couple of nights per source are ever open.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ class Night:
     """``endDate`` of the segment that ends last, as written in the export."""
     last_end: datetime | None = None
     device: str | None = None
+
+    @property
+    def onset(self) -> datetime | None:
+        """When the earliest asleep segment began (segments need not come in time order)."""
+        return min((start for start, _ in self.intervals), default=None)
 
     def asleep_seconds(self) -> float:
         """Seconds asleep, overlapping segments counted once."""

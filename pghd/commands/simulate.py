@@ -303,14 +303,23 @@ def simulate(
             show_default=False,
         ),
     ] = "",
+    oracle_context: Annotated[
+        bool,
+        typer.Option(
+            "--oracle-context",
+            help="label every reading with the true context (sleep/rest/activity), which no "
+            "real device sends; by default only an Apple-Watch-like watch's motion context",
+        ),
+    ] = False,
 ) -> None:
-    """Post a simulated cohort to the ingest API (POST /v1/measurements), oldest first."""
+    """Post a simulated cohort to the ingest API (POST /v1/measurements), in arrival order."""
     cohort = generate_cohort(
         patients=patients,
         days=days,
         end=end or datetime.now(UTC),
         seed=seed,
         episodes_fraction=episodes_fraction,
+        labels=oracle_context,
     )
     if labels_out is not None:
         write_labels(cohort, labels_out)

@@ -242,6 +242,17 @@ def _quantity_values(kind: str, rng: random.Random, i: int) -> tuple[str, str, t
     return makers[kind.removeprefix(Q)]()
 
 
+def _length(kind: str, i: int, gap: timedelta) -> timedelta:
+    """How long the ``i``-th record of a quantity type lasts (``gap``: to the next one).
+
+    The iPhone writes a step count per walking bout, a few minutes each, ending before the
+    next begins; the other types are written as instants (start equals end).
+    """
+    if kind != f"{Q}StepCount":
+        return timedelta(0)
+    return min(timedelta(minutes=2 + i % 9), gap / 2)
+
+
 def _children(kind: str, rng: random.Random, when: datetime) -> str:
     if kind == f"{Q}HeartRate":
         context = rng.choice("012")
@@ -278,11 +289,13 @@ def _body(w: _Writer, *, records: int, end: datetime, rng: random.Random) -> Non
             for when, values in zip(bp_times, bp_values, strict=True):
                 w.write(w.record(kind, _WITHINGS, when, when, value=values[part], unit="mmHg"))
         else:
+            gap = span / max(counts[kind], 1)
             for i, when in enumerate(_spaced(counts[kind], start, span, shift)):
                 value, unit, source = _quantity_values(kind, rng, i)
                 children = _children(kind, rng, when)
+                until = when + _length(kind, i, gap)
                 w.write(
-                    w.record(kind, source, when, when, value=value, unit=unit, children=children)
+                    w.record(kind, source, when, until, value=value, unit=unit, children=children)
                 )
     for i, (when, (systolic, diastolic)) in enumerate(zip(bp_times, bp_values, strict=True)):
         if i % 4:

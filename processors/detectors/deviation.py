@@ -112,11 +112,14 @@ def assess(
     needed: int = 2,
     window: int = 3,
     spread: float | None = None,
+    critical_needed: int = 1,
 ) -> Assessment:
     """Judge ``value`` with persistence (see the module docstring).
 
     ``spread`` overrides the baseline's spread for this one reading (the judge widens it
-    after a data gap).
+    after a data gap). ``critical_needed`` > 1 makes a critical finding, too, need that many
+    of the last ``window`` readings beyond the warning threshold (a channel sampled every
+    few minutes, whose lone spikes are motion artefacts).
     """
     if spec.direction is None or state is None or not state.is_ready(params):
         return Assessment(None, None, False, ())
@@ -126,7 +129,7 @@ def assess(
     hits = (*state.hits, int(exceeded))[-window:]
     if not exceeded:
         return Assessment(None, z, False, hits)
-    critical = abs(z) >= z_critical
+    critical = abs(z) >= z_critical and sum(hits) >= critical_needed
     if not critical and sum(hits) < needed:
         return Assessment(None, z, True, hits)
     clause = _clause(state, z, critical=critical, unit=unit, spread=scale)

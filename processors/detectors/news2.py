@@ -12,8 +12,13 @@ score-2 value that is ordinary for them stays ``info`` however often it recurs; 
 slide into the band is the job of :mod:`.cusum`. Unconfirmed, a score of 2 is ``info``:
 shown on the dashboard, never an alert. 0 and 1 are not reported. Bands are defined
 on the clinical resolution (whole beats, tenths of a degree); a value between two bands
-goes to the nearer one, and a tie to the higher score. Pulse is not scored during activity:
-exercise is not tachycardia.
+goes to the nearer one, and a tie to the higher score.
+
+Pulse and respiration rate rise with exercise, so their *high* bands apply only to readings
+taken at rest or asleep (the context the device gave, or the one inferred from the steps and
+sleep sessions, :mod:`processors.context`): a workout at 150 /min is not a score of 3. Their
+low bands (≤40 /min, ≤8 /min) apply whatever the patient was doing: exercise never lowers
+them. A high pulse of unknown context is the job of :mod:`.resting_tachycardia`.
 
 SpO2 is scored on scale 1 unless the patient's care plan sets scale 2 (hypercapnic
 respiratory failure, :data:`pghd.catalogue.NEWS2_SPO2_SCALE2`, taken on air): 89 % scores 3
@@ -30,11 +35,13 @@ from pghd.contracts import Context, Severity
 from processors.detectors import Finding, display_unit, fmt_number
 
 __all__ = [
+    "AT_REST",
     "DETECTOR",
     "EXERCISE_EXEMPT",
     "band_for",
     "bands_of",
     "describe_band",
+    "exempt",
     "news2",
     "news2_score",
 ]
@@ -42,8 +49,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DETECTOR = "news2"
-#: NEWS2 parameters not scored when the reading was taken during activity.
-EXERCISE_EXEMPT = frozenset({"pulse"})
+#: NEWS2 parameters whose high bands are scored only at rest or asleep.
+EXERCISE_EXEMPT = frozenset({"pulse", "respiration_rate"})
+#: Contexts in which the high bands of :data:`EXERCISE_EXEMPT` parameters apply.
+AT_REST = frozenset({Context.REST, Context.SLEEP})
 
 #: The NEWS2 parameter whose bands depend on the SpO2 scale.
 SPO2_PARAMETER = "spo2_scale1"
@@ -87,11 +96,20 @@ def bands_of(spec: ChannelSpec, *, spo2_scale: int = 1) -> tuple[Band, ...]:
     return spec.news2
 
 
+def exempt(value: float, *, spec: ChannelSpec, context: Context | None) -> bool:
+    """Whether ``value`` is above the normal band of a parameter that rises with exercise,
+    in a reading not known to be taken at rest or asleep (so it is not scored)."""
+    if spec.news2_parameter not in EXERCISE_EXEMPT or context in AT_REST:
+        return False
+    normal = [b for b in spec.news2 if b.score == 0]
+    return bool(normal) and value > normal[0].high
+
+
 def news2_score(
     value: float, *, spec: ChannelSpec, context: Context | None = None, spo2_scale: int = 1
 ) -> int:
     """The NEWS2 sub-score of ``value`` (0 when the channel is not scored or exempt)."""
-    if not spec.news2 or (context is Context.ACTIVITY and spec.news2_parameter in EXERCISE_EXEMPT):
+    if not spec.news2 or exempt(value, spec=spec, context=context):
         return 0
     band = band_for(value, bands_of(spec, spo2_scale=spo2_scale))
     return 0 if band is None else band.score
@@ -105,19 +123,25 @@ def news2(
     context: Context | None = None,
     confirmed: bool = True,
     spo2_scale: int = 1,
+    repeated: bool = True,
 ) -> Finding | None:
     """A finding when ``value`` is in a NEWS2 band scoring 2 or 3.
 
     Score 3 is critical; score 2 a warning when ``confirmed``, else ``info``. SpO2 is
-    scored on ``spo2_scale`` (the patient's care plan; 1 without one).
+    scored on ``spo2_scale`` (the patient's care plan; 1 without one). ``repeated`` False
+    (a lone reading of a channel sampled every few minutes, whose single spikes are motion
+    artefacts) holds a score 3 *above* the normal band back until the next reading repeats
+    it; a score 3 below it (a slow pulse) is critical at once.
     """
-    if not spec.news2:
-        return None
-    if context is Context.ACTIVITY and spec.news2_parameter in EXERCISE_EXEMPT:
+    if not spec.news2 or exempt(value, spec=spec, context=context):
         return None
     scale2 = spo2_scale == 2 and spec.news2_parameter == SPO2_PARAMETER
     band = band_for(value, bands_of(spec, spo2_scale=spo2_scale))
     if band is None or band.score not in _SEVERITY:
+        return None
+    normal = [b for b in spec.news2 if b.score == 0]
+    high = bool(normal) and value > normal[0].high
+    if band.score == 3 and not repeated and high:
         return None
     severity = _SEVERITY[band.score]
     where = f"{describe_band(band, unit)}{', SpO2 scale 2' if scale2 else ''}"

@@ -16,8 +16,9 @@ it collects the findings of
 and returns the state to store: the detector memory always moves on; the baseline itself
 learns the value only when no detector says the reading is, or is part of, an anomaly
 (beyond the warning threshold, a CUSUM signal, a raised night).
-Heart and respiratory rate during activity are judged by clinical bands only (and NEWS2
-does not score pulse then); they neither use nor change a baseline.
+Heart and respiratory rate not known to be at rest or asleep (during activity, or in an
+unknown context) are judged by clinical bands only (NEWS2 scores only their low bands then);
+they neither use nor change a baseline.
 
 The patient's care plan (:class:`pghd.care_plans.CarePlan`, or ``None``) is an argument:
 its SpO2 scale goes to :mod:`.news2`, its limits to :mod:`.limits`, its detector overrides
@@ -47,10 +48,24 @@ from processors.detectors import (
     overnight,
 )
 
-__all__ = ["DAILY", "EXERCISE_SENSITIVE", "ChannelVerdict", "JudgeParams", "judge_channel"]
+__all__ = [
+    "DAILY",
+    "EXERCISE_SENSITIVE",
+    "SAMPLED",
+    "ChannelVerdict",
+    "JudgeParams",
+    "judge_channel",
+]
 
 #: Channels that rise with exercise: not judged against a baseline during activity.
 EXERCISE_SENSITIVE = frozenset({"heart_rate", "respiratory_rate"})
+#: Channels a wearable samples every few minutes: a lone spike is a motion artefact, so a
+#: critical finding needs the next reading to agree (deviation and NEWS2 score 3). They get
+#: no CUSUM either: their samples mix rest, waking and sleep in ways the context cannot
+#: always tell apart (a session arrives the next morning), and CUSUM sums exactly those
+#: small residuals into false shifts; a slow rise of the heart rate is judged on the nightly
+#: resting heart rate instead (NightSignal, :mod:`processors.judging`).
+SAMPLED = frozenset({"heart_rate"})
 #: Channels read about once a day (a shorter warm-up, see :meth:`JudgeParams.learning`).
 DAILY = frozenset({"resting_heart_rate", "hrv_sdnn", "sleep_duration", "weight"})
 
@@ -119,6 +134,7 @@ def _clinical(
     confirmed: bool,
     plan: CarePlan | None,
     exercising: bool = False,
+    repeated: bool = True,
 ) -> list[Finding]:
     unit = reading.unit
     scale = 1 if plan is None else plan.spo2_scale
@@ -130,6 +146,7 @@ def _clinical(
             context=reading.context,
             confirmed=confirmed,
             spo2_scale=scale,
+            repeated=repeated,
         ),
         glycaemia.glycaemia(value, metric=reading.metric, unit=unit),
         hypertension.hypertension(value, channel=channel, unit=unit),
@@ -162,7 +179,7 @@ def judge_channel(
 ) -> ChannelVerdict:
     """Judge ``value`` (``reading``'s value on ``channel``) against its bucket's ``state``,
     with the patient's care ``plan`` (``None``: no plan)."""
-    exercising = reading.context is Context.ACTIVITY and channel in EXERCISE_SENSITIVE
+    exercising = channel in EXERCISE_SENSITIVE and reading.context not in news2.AT_REST
     if spec.direction is None or exercising:
         found = _clinical(
             reading,
@@ -209,12 +226,13 @@ def judge_channel(
         needed=params.persist_needed,
         window=params.persist_window,
         spread=widened,
+        critical_needed=params.persist_needed if channel in SAMPLED else 1,
     )
     hold = dev.exceeded
     memory: dict[str, Any] = {"hits": dev.hits, "last_value": value}
     if dev.finding is not None:
         findings.append(dev.finding)
-    if dev.z is not None:
+    if dev.z is not None and channel not in SAMPLED:
         shift = cusum.cusum(
             dev.z, state=base, spec=spec, unit=unit, k=params.cusum_k, h=params.cusum_h
         )
@@ -238,9 +256,18 @@ def judge_channel(
     scale = 1 if plan is None else plan.spo2_scale
     scored = news2.news2_score(value, spec=spec, context=reading.context, spo2_scale=scale) >= 2
     memory["band_streak"] = base.band_streak + 1 if scored else 0
-    confirmed = dev.exceeded or (dev.z is None and memory["band_streak"] >= params.news2_persist)
+    # A lone spike of a sampled channel confirms nothing: its deviation must have persisted.
+    exceeded = dev.finding is not None if channel in SAMPLED else dev.exceeded
+    confirmed = exceeded or (dev.z is None and memory["band_streak"] >= params.news2_persist)
+    repeated = channel not in SAMPLED or memory["band_streak"] >= 2
     findings += _clinical(
-        reading, channel=channel, value=value, spec=spec, confirmed=confirmed, plan=plan
+        reading,
+        channel=channel,
+        value=value,
+        spec=spec,
+        confirmed=confirmed,
+        plan=plan,
+        repeated=repeated,
     )
     findings = _switched_on(findings, channel=channel, plan=plan)
     if hold:

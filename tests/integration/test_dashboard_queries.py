@@ -57,6 +57,8 @@ class Cohort:
     vitals: list[tuple[str, str, str, datetime, float]] = field(default_factory=list)
     bands: list[tuple[str, str, datetime, float, float]] = field(default_factory=list)
     anomalies: list[tuple[str, str, str, datetime, float, str]] = field(default_factory=list)
+    episodes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """index into ``anomalies`` -> (episode id, phase) of that anomaly."""
 
     def points(self) -> list[dict[str, Any]]:
         """The InfluxDB points of the cohort (influxdb-client's dictionary form)."""
@@ -91,6 +93,8 @@ class Cohort:
                 "explanation": text,
                 "anomaly_id": f"an-{n}",
             }
+            if n in self.episodes:
+                details["episode_id"], tags["phase"] = self.episodes[n]
             points.append(_point("anomalies", tags, details, at))
         return points
 
@@ -122,6 +126,9 @@ def _cohort(now: datetime, bucket: str) -> Cohort:
         ("dash-p2", "heart_rate", "warning", now - timedelta(hours=3), 110.0, "hr 110"),
         ("dash-p3", "heart_rate", "critical", now - timedelta(days=2), 150.0, "hr 150"),
     ]
+    # The two heart-rate anomalies of dash-p1 are one episode (onset, then a reminder); the
+    # SpO2 one opens another; dash-p2's predates episodes (no episode id, as older points).
+    c.episodes = {0: ("ep-hr", "onset"), 1: ("ep-hr", "update"), 2: ("ep-spo2", "onset")}
     return c
 
 
@@ -284,6 +291,28 @@ def check_anomaly_annotations(influx: InfluxServer, cohort: Cohort) -> None:
     assert _run(influx, cohort, "patient_anomaly_annotations", patient="dash-p3") == []
 
 
+def check_episode_regions(influx: InfluxServer, cohort: Cohort) -> None:
+    rows = _strip(_run(influx, cohort, "patient_episode_regions", patient="dash-p1"))
+    now = cohort.now
+    assert rows == [
+        {
+            "_time": now - timedelta(minutes=45),
+            "timeEnd": now - timedelta(minutes=25),
+            "text": "heart_rate episode (update)",
+            "channel": "heart_rate",
+            "episode_id": "ep-hr",
+        },
+        {
+            "_time": now - timedelta(minutes=40),
+            "timeEnd": now - timedelta(minutes=40),
+            "text": "spo2 episode (onset)",
+            "channel": "spo2",
+            "episode_id": "ep-spo2",
+        },
+    ]
+    assert _run(influx, cohort, "patient_episode_regions", patient="dash-p2") == []
+
+
 #: Query name -> the check that runs it against the cohort.
 CASES: dict[str, Callable[[InfluxServer, Cohort], None]] = {
     "cohort_patients_by_severity": check_patients_by_severity,
@@ -296,6 +325,7 @@ CASES: dict[str, Callable[[InfluxServer, Cohort], None]] = {
     "patient_baseline_band": check_baseline_band,
     "patient_anomaly_points": check_anomaly_points,
     "patient_anomaly_annotations": check_anomaly_annotations,
+    "patient_episode_regions": check_episode_regions,
 }
 
 

@@ -236,18 +236,97 @@ def test_sleep_is_one_reading_per_night_and_source_counting_asleep_values_once()
             sleep("AsleepCore", "2026-01-03 14:00:00 -0500", "2026-01-03 14:30:00 -0500"),
         )
     )
-    nights = [(r["app"], r["value"], r["effective_time"]) for r in readings]
+    # each night from its first asleep start (not in bed) to its last asleep end
+    nights = [(r["app"], r["value"], r["effective_time"], r["effective_end"]) for r in readings]
     assert nights == [
-        ("Alex\u2019s Apple Watch", 7.25, "2026-01-02T06:45:00-05:00"),
-        ("AutoSleep", 6.0, "2026-01-02T06:00:00-05:00"),
-        ("Alex\u2019s Apple Watch", 6.5, "2026-01-03T06:00:00-05:00"),
-        ("Alex\u2019s Apple Watch", 0.5, "2026-01-03T14:30:00-05:00"),
+        (
+            "Alex\u2019s Apple Watch",
+            7.25,
+            "2026-01-01T23:00:00-05:00",
+            "2026-01-02T06:45:00-05:00",
+        ),
+        ("AutoSleep", 6.0, "2026-01-02T00:00:00-05:00", "2026-01-02T06:00:00-05:00"),
+        (
+            "Alex\u2019s Apple Watch",
+            6.5,
+            "2026-01-02T23:30:00-05:00",
+            "2026-01-03T06:00:00-05:00",
+        ),
+        (
+            "Alex\u2019s Apple Watch",
+            0.5,
+            "2026-01-03T14:00:00-05:00",
+            "2026-01-03T14:30:00-05:00",
+        ),
     ]
     assert {r["unit"] for r in readings} == {"h"}
-    assert canonical(readings[0]).value == 7.25
+    first = canonical(readings[0])
+    assert first.value == 7.25
+    assert first.effective_time == datetime(2026, 1, 2, 4, 0, tzinfo=UTC)
+    assert first.effective_end == datetime(2026, 1, 2, 11, 45, tzinfo=UTC)
     assert stats.readings == Counter({"sleep_duration": 4})
     assert stats.by_type[SLEEP] == 9
     assert len({r["event_id"] for r in readings}) == 4
+
+
+def test_a_night_starts_at_its_earliest_asleep_segment_whatever_the_record_order() -> None:
+    (night,), _ = parse(
+        document(  # stage records of one source need not come in time order
+            sleep("AsleepREM", "2026-01-02 02:10:00 -0500", "2026-01-02 02:40:00 -0500"),
+            sleep("AsleepCore", "2026-01-01 23:20:00 -0500", "2026-01-02 02:10:00 -0500"),
+            sleep("AsleepDeep", "2026-01-02 02:40:00 -0500", "2026-01-02 03:10:00 -0500"),
+        )
+    )
+    assert (night["effective_time"], night["effective_end"], night["value"]) == (
+        "2026-01-01T23:20:00-05:00",
+        "2026-01-02T03:10:00-05:00",
+        3.8333,
+    )
+
+
+IPHONE = (
+    "&lt;&lt;HKDevice: 0x281f2c6e0&gt;, name:iPhone, manufacturer:Apple Inc., "
+    "model:iPhone, hardware:iPhone14,5, software:17.1&gt;"
+)
+
+
+def test_a_step_count_keeps_the_end_of_its_record() -> None:
+    # as the iPhone writes them: one record per walking bout, startDate to endDate
+    step_count = record(
+        f"{Q}StepCount",
+        "812",
+        "count",
+        start="2026-01-02 08:15:00 -0500",
+        end="2026-01-02 08:21:34 -0500",
+        source="Alex\u2019s iPhone",
+    ).replace(WATCH_DEVICE, IPHONE)
+    (reading,), _ = parse(document(step_count))
+    assert (reading["effective_time"], reading["effective_end"]) == (
+        "2026-01-02T08:15:00-05:00",
+        "2026-01-02T08:21:34-05:00",
+    )
+    assert reading["device_id"] == "iPhone"
+    measurement = canonical(reading)
+    assert measurement.effective_end == datetime(2026, 1, 2, 13, 21, 34, tzinfo=UTC)
+    assert measurement.value == 812
+
+
+def test_only_interval_metrics_keep_an_end() -> None:
+    readings, _ = parse(
+        document(
+            # an SDNN record spans the minute of beats it was computed from: still a level
+            record(
+                f"{Q}HeartRateVariabilitySDNN",
+                "41.5",
+                "ms",
+                start="2026-01-02 08:15:00 -0500",
+                end="2026-01-02 08:16:00 -0500",
+            ),
+            record(f"{Q}StepCount", "9", "count"),  # a step count whose end is its start
+        )
+    )
+    assert [r["metric"] for r in readings] == ["hrv_sdnn", "steps"]
+    assert all("effective_end" not in r for r in readings)
 
 
 @pytest.mark.parametrize(
@@ -326,6 +405,11 @@ def test_generated_export_parses_to_what_the_generator_wrote(
     assert not stats.problems
     nights = [r["value"] for r in readings if r["metric"] == "sleep_duration"]
     assert nights and all(v == pytest.approx(NIGHT_ASLEEP_HOURS, abs=1e-4) for v in nights)
+    steps = [r for r in readings if r["metric"] == "steps"]
+    assert steps and all(  # the generator gives step counts a span, as the iPhone does
+        datetime.fromisoformat(r["effective_end"]) > datetime.fromisoformat(r["effective_time"])
+        for r in steps
+    )
     for reading in readings:  # every one passes ingest's validation and range checks
         canonical(reading)
 

@@ -229,7 +229,8 @@ def test_every_query_comes_from_the_query_modules_and_every_one_is_used(
 
 def test_flux_queries_read_the_bucket_variable_and_grafana_time_macros() -> None:
     for name, text in FLUX.items():
-        assert text.startswith('from(bucket: "${bucket}")'), name
+        # A query may name a stream first (``episodes = from(...)``) and go on from it.
+        assert text.split(" = ", 1)[-1].startswith('from(bucket: "${bucket}")'), name
         assert "|> range(start: " in text, name
         assert text.count("(") == text.count(")") and text.count("{") == text.count("}"), name
 
@@ -275,7 +276,9 @@ def test_patient_detail_repeats_a_vital_panel_per_channel_with_band_and_anomalie
         o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]
     }
     assert {"id": "custom.fillBelowTo", "value": "low"} in overrides["high"]
-    builtin, annotation = board["annotations"]["list"]
+    builtin, annotation, episodes = board["annotations"]["list"]
     assert builtin["builtIn"] == 1 and builtin["datasource"]["type"] == "grafana"
     assert annotation["datasource"]["uid"] == INFLUX_UID and annotation["enable"] is True
     assert annotation["target"]["query"] == FLUX["patient_anomaly_annotations"]
+    assert episodes["name"] == "Episodes" and episodes["datasource"]["uid"] == INFLUX_UID
+    assert episodes["target"]["query"] == FLUX["patient_episode_regions"]

@@ -4,7 +4,8 @@ The ``patient`` variable lists every patient with readings; ``channel`` lists th
 channels (all selected by default) and the vital panel repeats once per channel. Each
 repeat draws the readings, the baseline band (low to high, filled) and the anomalous
 readings as points; an annotation query marks every anomaly of the patient with its
-explanation on every panel.
+explanation on every panel, another draws each episode (one departure from normal, from its
+onset to its resolution) as a region.
 """
 
 from __future__ import annotations
@@ -103,5 +104,6 @@ def patient_detail() -> dash.Dashboard:
         .with_variable(flux_variable("patient", query="patient_ids", label="Patient"))
         .with_variable(channel)
         .annotation(flux_annotation("patient_anomaly_annotations", title="Anomalies", color="red"))
+        .annotation(flux_annotation("patient_episode_regions", title="Episodes", color="orange"))
         .with_panel(_vital_panel())
     )

@@ -130,6 +130,29 @@ FLUX: dict[str, str] = {
       severity: r.severity,
       detector: r.detector,
   }))""",
+    # Annotations: every episode of the patient as a region, from its onset to its latest
+    # anomaly (its resolution or withdrawal once it ended), the phase it reached as the text.
+    "patient_episode_regions": """episodes = from(bucket: "${bucket}")
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "episode_id")
+  |> filter(fn: (r) => r.patient_id == "${patient}")
+  |> group(columns: ["_value"])
+  |> sort(columns: ["_time"])
+onset = episodes |> first() |> keep(columns: ["_time", "_value", "channel"])
+latest = episodes
+  |> last()
+  |> keep(columns: ["_time", "_value", "phase"])
+  |> rename(columns: {_time: "timeEnd"})
+join(tables: {onset: onset, latest: latest}, on: ["_value"])
+  |> group()
+  |> map(fn: (r) => ({
+      _time: r._time,
+      timeEnd: r.timeEnd,
+      text: r.channel + " episode (" + r.phase + ")",
+      channel: r.channel,
+      episode_id: r._value,
+  }))
+  |> sort(columns: ["_time"])""",
 }
 
 _RATE = "[$__rate_interval]"

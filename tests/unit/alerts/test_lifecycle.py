@@ -29,7 +29,7 @@ from alerts.lifecycle import (
     silenced,
 )
 from pghd.alerting import Alert, AlertLabels, AlertState
-from pghd.contracts import Anomaly, Severity
+from pghd.contracts import Anomaly, Phase, Severity
 
 from .conftest import make_anomaly
 
@@ -282,3 +282,45 @@ def test_bad_silences_are_refused(changes: dict[str, Any], message: str) -> None
     }
     with pytest.raises(ValidationError, match=message):
         Silence(**(fields | changes))
+
+
+def test_an_episode_is_one_alert_however_long_it_lasts_and_its_end_resolves_it() -> None:
+    onset = anomaly(0, episode_id="ep-1", phase=Phase.ONSET)
+    # A reminder a day later (beyond the group interval) still belongs to the episode.
+    reminder = anomaly(24 * 3600, episode_id="ep-1", phase=Phase.UPDATE)
+    alert, actions = feed([onset, reminder])
+    assert alert.active and alert.anomaly_count == 2 and alert.episode_ids == ["ep-1"]
+    assert [a for a in actions if isinstance(a, Page)] == [Page("opened")]
+    end = anomaly(
+        25 * 3600,
+        episode_id="ep-1",
+        phase=Phase.RESOLVED,
+        severity=Severity.INFO,
+        explanation="Heart rate back within this patient's normal for 30 min.",
+    )
+    closed, actions = apply_anomaly(alert, end, policy=POLICY, now=end.detected_at)
+    assert closed is not None and closed.status is AlertState.RESOLVED
+    assert closed.resolved_by == SYSTEM_ACTOR
+    assert closed.resolved_reason is not None and closed.resolved_reason.startswith(
+        "episode resolved: Heart rate back"
+    )
+    assert not [a for a in actions if isinstance(a, Page)]
+
+
+def test_a_withdrawn_episode_resolves_its_alert_saying_so_and_two_episodes_wait_for_both() -> None:
+    first = anomaly(0, episode_id="ep-1", phase=Phase.ONSET, severity=Severity.CRITICAL)
+    second = anomaly(60, episode_id="ep-2", phase=Phase.ONSET)
+    alert, _ = feed([first, second])
+    assert alert.episode_ids == ["ep-1", "ep-2"]
+    gone = anomaly(120, episode_id="ep-1", phase=Phase.WITHDRAWN, severity=Severity.INFO)
+    still, _ = apply_anomaly(alert, gone, policy=POLICY, now=gone.detected_at)
+    assert still is not None and still.active and still.episode_ids == ["ep-2"]
+    done = anomaly(180, episode_id="ep-2", phase=Phase.WITHDRAWN, severity=Severity.INFO)
+    closed, _ = apply_anomaly(still, done, policy=POLICY, now=done.detected_at)
+    assert closed is not None and closed.status is AlertState.RESOLVED
+    assert closed.resolved_reason is not None and closed.resolved_reason.startswith("withdrawn:")
+
+
+def test_the_end_of_an_episode_no_alert_holds_opens_nothing() -> None:
+    end = anomaly(0, episode_id="ep-9", phase=Phase.RESOLVED, severity=Severity.INFO)
+    assert apply_anomaly(None, end, policy=POLICY, now=T0) == (None, [])

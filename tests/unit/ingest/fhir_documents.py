@@ -2,13 +2,14 @@
 
 (``observation-example-heart-rate``, ``-bloodpressure``, ``-body-temperature``, ``-satO2``,
 ``-body-weight``, ``-glucose``), with recent effective times so that nothing is refused as
-stale or future.
+stale or future. Step counts and sleep, which the vital-signs examples lack, take the same
+shape with an ``activity`` category and an ``effectivePeriod``.
 """
 
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tests.clock import ANCHOR
@@ -38,7 +39,7 @@ def observation(
     *,
     patient: str = "example",
     id_: str | None = "obs-1",
-    when: str = WHEN,
+    when: str | None = WHEN,
     **elements: Any,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
@@ -47,7 +48,7 @@ def observation(
         "category": copy.deepcopy(VITAL_SIGNS),
         "code": code,
         "subject": {"reference": f"Patient/{patient}"},
-        "effectiveDateTime": when,
+        **({} if when is None else {"effectiveDateTime": when}),
         **elements,
     }
     if id_ is not None:
@@ -141,6 +142,52 @@ def weight_lb(value: float = 185, **kw: Any) -> dict[str, Any]:
         **{
             "valueQuantity": {"value": value, "unit": "lbs", "system": UCUM, "code": "[lb_av]"},
             "id_": "example",
+            **kw,
+        },
+    )
+
+
+ACTIVITY = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "activity",
+                "display": "Activity",
+            }
+        ],
+        "text": "Activity",
+    }
+]
+
+
+def over(start: datetime, end: datetime) -> dict[str, Any]:
+    """``effectivePeriod`` elements in place of ``effectiveDateTime``: pass as ``**over(...)``."""
+    return {"when": None, "effectivePeriod": {"start": start.isoformat(), "end": end.isoformat()}}
+
+
+def steps(value: float = 1200, **kw: Any) -> dict[str, Any]:
+    """A pedometer's step count over a period, as the spec's quantity examples write it."""
+    return observation(
+        loinc(("55423-8", "Number of steps in unspecified time Pedometer")),
+        **{
+            "category": copy.deepcopy(ACTIVITY),
+            "valueQuantity": {"value": value, "unit": "steps", "system": UCUM, "code": "{steps}"},
+            "device": {"display": "Pedometer"},
+            "id_": "step-count",
+            **kw,
+        },
+    )
+
+
+def sleep_duration(value: float = 7.25, **kw: Any) -> dict[str, Any]:
+    """Hours asleep over the night's period."""
+    return observation(
+        loinc(("93832-4", "Sleep duration")),
+        **{
+            "category": copy.deepcopy(ACTIVITY),
+            "valueQuantity": {"value": value, "unit": "h", "system": UCUM, "code": "h"},
+            "id_": "sleep-duration",
             **kw,
         },
     )

@@ -1,14 +1,15 @@
 """Open mHealth data points for the tests: the openmhealth/schemas test-data samples.
 
 Bodies are those of ``test-data/omh/<schema>/<version>/shouldPass`` in openmhealth/schemas,
-wrapped in a header as a data point carries them.
+wrapped in a header as a data point carries them (and, in :data:`OTHER_SAMPLES`, a few more
+files of that test data, named where they come from).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SAMPLES", "data_point", "sample_with"]
+__all__ = ["OTHER_SAMPLES", "SAMPLES", "data_point", "sample_with"]
 
 SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "heart-rate": (
@@ -97,7 +98,64 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             },
         },
     ),
+    "sleep-episode": (
+        "1.1",
+        {
+            "effective_time_frame": {
+                "time_interval": {
+                    "start_date_time": "2016-02-05T21:35:00Z",
+                    "duration": {"value": 9, "unit": "h"},
+                }
+            },
+            "latency_to_sleep_onset": {"value": 17.5, "unit": "min"},
+            "latency_to_arising": {"value": 5.2, "unit": "min"},
+            "total_sleep_time": {"value": 8.5, "unit": "h"},
+            "wake_after_sleep_onset": {"value": 30, "unit": "min"},
+            "number_of_awakenings": 1,
+            "is_main_sleep": True,
+            "sleep_maintenance_efficiency_percentage": {"value": 94.4, "unit": "%"},
+        },
+    ),
 }
+
+OTHER_SAMPLES: dict[str, dict[str, Any]] = {
+    # test-data/omh/step-count/3.0/shouldPass/with-average.json: a month's daily average
+    "step-count/with-average": {
+        "step_count": {"value": 12500, "unit": "steps"},
+        "effective_time_frame": {
+            "time_interval": {
+                "start_date_time": "2016-05-05T07:00:00Z",
+                "end_date_time": "2016-06-05T07:00:00Z",
+            }
+        },
+        "descriptive_statistic": "average",
+        "descriptive_statistic_denominator": "d",
+    },
+    # test-data/omh/sleep-duration/2.0/shouldPass/with-descriptive-statistic.json: its
+    # end_date_time lies years before its start
+    "sleep-duration/with-descriptive-statistic": {
+        "sleep_duration": {"value": 7.25, "unit": "h"},
+        "effective_time_frame": {
+            "time_interval": {
+                "start_date_time": "2016-02-05T07:00:00Z",
+                "end_date_time": "2013-06-06T07:00:00Z",
+            }
+        },
+        "descriptive_statistic": "average",
+        "descriptive_statistic_denominator": "d",
+    },
+    # test-data/omh/sleep-episode/1.0/shouldFail/effective-time-frame-with-timestamp.json
+    "sleep-episode/with-timestamp": {
+        "effective_time_frame": {"date_time": "2016-02-05T21:35:00Z"},
+        "latency_to_sleep_onset": {"value": 17.5, "unit": "min"},
+        "latency_to_arising": {"value": 5.2, "unit": "min"},
+        "total_sleep_time": {"value": 8.5, "unit": "h"},
+        "number_of_awakenings": 1,
+        "is_main_sleep": True,
+        "sleep_maintenance_efficiency_percentage": {"value": 94.4, "unit": "%"},
+    },
+}
+"""Other samples of the same test data, named ``<schema>/<file>``."""
 
 
 def data_point(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from ingest.adapters.fhir import FhirDocumentError, read_document
 from ingest.adapters.locations import Located, relocate
 from ingest.intake import AllowAll, triage
 from pghd.contracts import ID_PATTERN
+from tests.clock import ANCHOR
 from tests.unit.ingest.fhir_documents import (
     blood_pressure,
     body_temperature_f,
@@ -19,7 +20,10 @@ from tests.unit.ingest.fhir_documents import (
     heart_rate,
     loinc,
     observation,
+    over,
     sat_o2,
+    sleep_duration,
+    steps,
     weight_lb,
 )
 
@@ -95,6 +99,64 @@ def test_effective_period_start_is_the_time() -> None:
     assert item.candidate.reading is not None
     assert item.candidate.reading["effective_time"] == datetime.fromisoformat(start)
     assert item.elements["effective_time"] == "Observation.effectivePeriod.start"
+    assert "effective_end" not in item.candidate.reading  # an end that is the start: no span
+
+
+def test_a_step_count_over_a_period_keeps_its_end() -> None:
+    start, end = ANCHOR - timedelta(hours=3), ANCHOR - timedelta(hours=2)
+    item = only(steps(1200, **over(start, end)))
+    reading = item.candidate.reading
+    assert reading is not None
+    assert (reading["effective_time"], reading["effective_end"]) == (start, end)
+    assert item.elements["effective_end"] == "Observation.effectivePeriod.end"
+    [outcome] = triage([item.candidate], source="acme", received_at=ANCHOR, registry=AllowAll())
+    assert outcome.measurement is not None, outcome.errors
+    assert (outcome.measurement.effective_time, outcome.measurement.effective_end) == (start, end)
+    assert (outcome.measurement.metric.value, outcome.measurement.value) == ("steps", 1200)
+
+
+def test_a_night_of_sleep_is_stamped_at_its_start_with_its_end() -> None:
+    start, end = ANCHOR - timedelta(hours=14), ANCHOR - timedelta(hours=6)
+    doc = sleep_duration(7.25, **over(start, end))
+    [outcome] = triage(
+        [only(doc).candidate], source="acme", received_at=ANCHOR, registry=AllowAll()
+    )
+    assert outcome.measurement is not None, outcome.errors
+    assert outcome.measurement.value == 7.25
+    assert (outcome.measurement.effective_time, outcome.measurement.effective_end) == (start, end)
+
+
+@pytest.mark.parametrize(
+    ("document", "why"),
+    [
+        (steps(**over(ANCHOR, ANCHOR)), "an end that is its start: an instant"),
+        (steps(**over(ANCHOR, ANCHOR - timedelta(minutes=5))), "an end before the start"),
+        (steps(**over(ANCHOR, ANCHOR + timedelta(hours=30))), "longer than 26 hours"),
+        (heart_rate(**over(ANCHOR, ANCHOR + timedelta(minutes=1))), "an instant metric"),
+        (
+            steps(when=None, effectivePeriod={"start": ANCHOR.isoformat(), "end": "2026-11-25"}),
+            "an end that is a date, not an instant",
+        ),
+        (steps(when=None, effectivePeriod={"start": ANCHOR.isoformat()}), "no end"),
+    ],
+)
+def test_a_period_end_pghd_does_not_take_leaves_the_reading_at_its_start(
+    document: dict[str, Any], why: str
+) -> None:
+    item = only(document)
+    reading = item.candidate.reading
+    assert reading is not None, item.candidate.errors
+    assert reading["effective_time"] == ANCHOR, why
+    assert "effective_end" not in reading and "effective_end" not in item.elements, why
+
+
+def test_a_period_ending_in_the_future_is_refused_at_its_end_element() -> None:
+    item = only(steps(**over(ANCHOR - timedelta(hours=1), ANCHOR + timedelta(hours=1))))
+    [outcome] = triage([item.candidate], source="acme", received_at=ANCHOR, registry=AllowAll())
+    [err] = relocate(outcome.errors, item)
+    assert outcome.reason == "time"
+    assert err["pointer"] == "Observation.effectivePeriod.end"
+    assert "in the future" in err["detail"]
 
 
 def test_event_id_is_stable_fits_the_pattern_and_prefers_the_identifier() -> None:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from ingest.kafka_gateway import KafkaUnavailable
 from pghd import wire
 from pghd.contracts import Measurement
+from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import MAX_BATCH, MAX_BODY, SOURCE, RecordingGateway, reading
 
 URL = "/v1/measurements"
@@ -123,6 +124,39 @@ def test_future_reading_names_effective_time(client: TestClient, gateway: Record
     assert response.status_code == 202
     [err] = response.json()["items"][1]["errors"]
     assert err["pointer"] == "/1/effective_time"
+
+
+def test_steps_over_an_interval_land_with_its_end(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    start = ANCHOR - timedelta(hours=2)
+    end = start + timedelta(minutes=15)
+    body = reading(
+        metric="steps",
+        value=1312,
+        unit="{steps}",
+        effective_time=start.isoformat(),
+        effective_end=end.isoformat(),
+    )
+    response = client.post(URL, json=body)
+    assert response.status_code == 202, response.text
+    [measurement] = produced(gateway)
+    assert (measurement.effective_time, measurement.effective_end) == (start, end)
+    on_the_wire = orjson.loads(gateway.records[0][1])["effective_end"]
+    assert datetime.fromisoformat(on_the_wire) == end
+
+
+def test_an_end_on_an_instant_metric_is_422_at_effective_end(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    end = (ANCHOR - timedelta(minutes=30)).isoformat()
+    response = client.post(URL, json=reading(effective_end=end))  # heart_rate
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    [error] = response.json()["errors"]
+    assert (error["pointer"], error["field"]) == ("/effective_end", "effective_end")
+    assert "heart_rate is measured at an instant" in error["detail"]
+    assert gateway.calls == 0
 
 
 def test_all_bad_is_422_problem_with_item_errors(

@@ -114,8 +114,34 @@ def test_terra_daily_event_takes_the_day_total_of_steps_not_the_samples() -> Non
     }
     steps = next(m for m in measurements if m.metric is Metric.STEPS)
     assert steps.effective_time == START
+    assert steps.effective_end is None  # when the push arrived is not known: nor is the end
     assert extraction.ignored["daily.distance_data.detailed.step_samples"] == 2
     assert extraction.ignored["daily.stress_data.samples"] == 1
+
+
+@pytest.mark.parametrize(
+    ("received", "end"),
+    [
+        (RECEIVED, START + timedelta(days=1)),  # the day is over: it ends at its end_time
+        (START + timedelta(hours=9), START + timedelta(hours=9)),  # running: so far
+    ],
+)
+def test_terra_daily_steps_cover_the_day_up_to_when_the_push_arrived(
+    received: datetime, end: datetime
+) -> None:
+    extraction = terra.extract(terra_daily("terra-user-1", START), received_at=received)
+    registry = Links({("terra", "terra-user-1"): "patient-007"})
+    outcomes = triage(
+        extraction.candidates, source="terra", received_at=received, registry=registry
+    )
+    steps = next(m for m in accepted(outcomes) if m.metric is Metric.STEPS)
+    assert (steps.effective_time, steps.effective_end, steps.value) == (START, end, 8421)
+    resting = next(m for m in accepted(outcomes) if m.metric is Metric.RESTING_HEART_RATE)
+    assert resting.effective_end is None  # a level, not a count: an instant
+    again = terra.extract(terra_daily("terra-user-1", START))
+    assert [c.reading["event_id"] for c in extraction.candidates if c.reading] == [
+        c.reading["event_id"] for c in again.candidates if c.reading
+    ]  # ids do not depend on the end
 
 
 def test_terra_sleep_event_marks_context_and_takes_time_asleep() -> None:
@@ -129,7 +155,18 @@ def test_terra_sleep_event_marks_context_and_takes_time_asleep() -> None:
     }
     assert {m.context.value for m in measurements if m.context} == {"sleep"}
     duration = next(m for m in measurements if m.metric is Metric.SLEEP_DURATION)
-    assert duration.effective_time == START + timedelta(minutes=480)
+    assert duration.effective_time == START  # the session's start, not its end
+    assert duration.effective_end == START + timedelta(minutes=480)
+    assert all(m.effective_end is None for m in measurements if m is not duration)
+
+
+def test_terra_sleep_longer_than_its_session_is_refused_at_the_end() -> None:
+    event = terra_sleep("terra-user-1", START)
+    event["data"][0]["sleep_durations_data"]["asleep"]["duration_asleep_state_seconds"] = 32400
+    outcomes = run(terra.extract(event), "terra", "terra-user-1")  # 9 h asleep in 8 h
+    [refused] = [o for o in outcomes if o.measurement is None]
+    assert refused.reason == "time"
+    assert refused.errors[0]["field"] == "effective_end"
 
 
 def test_terra_activity_event_marks_activity_context() -> None:
@@ -228,6 +265,27 @@ def test_junction_blood_pressure_and_interval_steps() -> None:
     )
     _, (s,) = junction_run(junction_event("steps", "jn-user-1", [steps]))
     assert (s.metric, s.value, s.unit, s.effective_time) == (Metric.STEPS, 512, "{steps}", START)
+    assert s.effective_end == START + timedelta(hours=1)
+
+
+def test_junction_step_end_not_after_start_is_no_span_and_floating_time_shifts_both() -> None:
+    instant = junction_sample(START, 40, "count", start=START.isoformat(), end=START.isoformat())
+    _, (s,) = junction_run(junction_event("steps", "jn-user-1", [instant]))
+    assert (s.effective_time, s.effective_end) == (START, None)
+    # The floating-time providers send glucose, not steps, today; should one send an
+    # interval, its end is on the same device clock as its start.
+    local = junction_sample(  # device clock 06:00-06:15, written +00:00, device at UTC-5
+        START,
+        300,
+        "count",
+        start=START.isoformat(),
+        end=(START + timedelta(minutes=15)).isoformat(),
+        timezone_offset=-5 * 3600,
+    )
+    event = junction_event("steps", "jn-user-1", [local], provider="freestyle_libre")
+    _, (f,) = junction_run(event)
+    shifted = START + timedelta(hours=5)
+    assert (f.effective_time, f.effective_end) == (shifted, shifted + timedelta(minutes=15))
 
 
 def test_junction_event_ids_stable_per_sample_and_change_with_a_revised_value() -> None:

@@ -119,6 +119,23 @@ def test_generic_push_takes_pghd_reading_json(env: Env) -> None:
     assert letter.reason.startswith("range: /1/value") and letter.stage == "ingest.webhooks"
 
 
+def test_generic_push_takes_the_end_of_a_step_count(env: Env) -> None:
+    end = START + timedelta(minutes=10)
+    steps = reading(
+        patient_id="patient-g1",
+        metric="steps",
+        value=420,
+        unit="{steps}",
+        effective_time=START.isoformat(),
+        effective_end=end.isoformat(),
+    )
+    body = body_of(steps)
+    response = env.post("acme-push", body, generic_headers(body))
+    assert response.status_code == 200, response.text
+    (m,) = env.measurements()
+    assert (m.metric, m.effective_time, m.effective_end) == (Metric.STEPS, START, end)
+
+
 def test_unknown_account_goes_to_the_dlq_with_its_reason(env: Env) -> None:
     event = junction_event("heartrate", "jn-stranger", [junction_sample(START, 64, "bpm")])
     body = body_of(event)

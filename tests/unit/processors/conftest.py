@@ -19,7 +19,8 @@ MakeReading = Callable[..., Measurement]
 
 @pytest.fixture
 def make_reading() -> MakeReading:
-    """Build measurements one minute apart with fresh event ids."""
+    """Build measurements one minute apart with fresh event ids, taken at rest unless
+    ``context`` says otherwise (``context=None``: no context, as most devices send)."""
     ids = count()
 
     def make(
@@ -28,7 +29,7 @@ def make_reading() -> MakeReading:
         metric: Metric = Metric.HEART_RATE,
         patient_id: str = "p-1",
         event_id: str | None = None,
-        context: Context | None = None,
+        context: Context | None = Context.REST,
         components: dict[str, float] | None = None,
     ) -> Measurement:
         i = next(ids)

@@ -79,10 +79,12 @@ def test_resting_tachycardia_limit_stops_a_warning_that_fires_without_it(
 
 def test_a_plan_never_quiets_a_critical_finding(make_reading: MakeReading) -> None:
     plans = {"p-1": plan(limits={"heart_rate": {"high": 140}})}
-    (anomaly,) = judge_batch(
-        {}, [make_reading(135.0)], params=PARAMS, now=NOW, plans=plans
-    ).anomalies
+    # a score-3 pulse is critical once the next reading repeats it (a lone one may be a
+    # motion artefact); the plan's higher limit does not quiet it
+    readings = [make_reading(135.0), make_reading(135.0)]
+    (anomaly,) = judge_batch({}, readings, params=PARAMS, now=NOW, plans=plans).anomalies
     assert (anomaly.detector, anomaly.severity) == ("news2", Severity.CRITICAL)
+    assert anomaly.event_ids == [readings[1].event_id]
 
 
 def test_tighter_glucose_limits_warn_where_the_standard_levels_do_not(
@@ -109,22 +111,25 @@ def test_limits_do_not_flag_exercise(make_reading: MakeReading) -> None:
 
 def test_deviation_threshold_and_detector_off_per_channel(make_reading: MakeReading) -> None:
     warm = judge_batch({}, [make_reading(float(v)) for v in NORMAL_HR], params=PARAMS, now=NOW)
-    spike = make_reading(105.0)  # ~9 spreads above 70, NEWS2 pulse scores only 1
-    (anomaly,) = judge_batch(warm.states, [spike], params=PARAMS, now=NOW).anomalies
+    # ~9 spreads above 70, NEWS2 pulse scores only 1; sent twice, as a lone heart-rate
+    # spike is held back as a motion artefact
+    spikes = [make_reading(105.0), make_reading(105.0)]
+    (anomaly,) = judge_batch(warm.states, spikes, params=PARAMS, now=NOW).anomalies
     assert (anomaly.detector, anomaly.severity) == ("deviation", Severity.CRITICAL)
+    assert anomaly.event_ids == [spikes[1].event_id]
     raised = {"p-1": plan(detectors={"heart_rate": {"z_warning": 12, "z_critical": 15}})}
     assert (
-        per_vital(judge_batch(warm.states, [spike], params=PARAMS, now=NOW, plans=raised).anomalies)
+        per_vital(judge_batch(warm.states, spikes, params=PARAMS, now=NOW, plans=raised).anomalies)
         == []
     )
     off = {"p-1": plan(detectors={"heart_rate": {"off": ["deviation"]}})}
     assert (
-        per_vital(judge_batch(warm.states, [spike], params=PARAMS, now=NOW, plans=off).anomalies)
+        per_vital(judge_batch(warm.states, spikes, params=PARAMS, now=NOW, plans=off).anomalies)
         == []
     )
     # another channel of the same patient is not affected
     other = {"p-1": plan(detectors={"spo2": {"off": ["deviation"]}})}
-    result = judge_batch(warm.states, [spike], params=PARAMS, now=NOW, plans=other)
+    result = judge_batch(warm.states, spikes, params=PARAMS, now=NOW, plans=other)
     assert per_vital(result.anomalies) == [("heart_rate", "deviation", Severity.CRITICAL)]
 
 

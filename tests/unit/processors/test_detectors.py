@@ -15,6 +15,7 @@ from processors.detectors.news2 import band_for, news2
 PARAMS = BaselineParams(warmup=20)
 READY = BaselineState(n=20, mean=70.0, spread=5.0)
 HR = channel_spec(Metric.HEART_RATE, "heart_rate")
+RHR = channel_spec(Metric.RESTING_HEART_RATE, "resting_heart_rate")
 SPO2 = channel_spec(Metric.SPO2, "spo2")
 RESP = channel_spec(Metric.RESPIRATORY_RATE, "respiratory_rate")
 TEMP = channel_spec(Metric.BODY_TEMPERATURE, "body_temperature")
@@ -36,8 +37,12 @@ def test_deviation_thresholds_and_wording() -> None:
     critical = dev(182.0)
     assert critical is not None and critical.severity is Severity.CRITICAL
     assert critical.clause == "far above this patient's usual 70 /min (typical spread 5)"
-    low = dev(40.0)
-    assert low is not None and "far below" in low.clause
+    # heart rate is judged upward only (below the baseline is sleep or calm; a slow pulse
+    # is NEWS2's), so the low-side wording is checked on a channel judged both ways
+    assert dev(40.0) is None
+    low = dev(40.0, spec=RHR)
+    assert low is not None and low.severity is Severity.CRITICAL
+    assert low.clause == "far below this patient's usual 70 /min (typical spread 5)"
 
 
 def test_deviation_needs_a_ready_baseline() -> None:
@@ -81,7 +86,7 @@ def test_deviation_honours_direction() -> None:
 def test_news2_band_boundaries(spec, value: float, score: int) -> None:
     band = band_for(value, spec.news2)
     assert band is not None and band.score == score
-    finding = news2(value, spec=spec, unit="x")
+    finding = news2(value, spec=spec, unit="x", context=Context.REST)
     expected = {3: Severity.CRITICAL, 2: Severity.WARNING}.get(score)
     assert (finding.severity if finding else None) is expected
 
@@ -92,14 +97,25 @@ def test_news2_wording() -> None:
     assert finding.clause == "in the NEWS2 score-3 band (≤91 %)"
     temp = news2(39.4, spec=TEMP, unit="Cel")
     assert temp is not None and temp.clause == "in the NEWS2 score-2 band (≥39.1 °C)"
-    pulse = news2(120.0, spec=HR, unit="/min")
+    pulse = news2(120.0, spec=HR, unit="/min", context=Context.REST)
     assert pulse is not None and pulse.clause == "in the NEWS2 score-2 band (111\u2013130 /min)"
 
 
-def test_news2_skips_pulse_during_activity_only() -> None:
-    assert news2(150.0, spec=HR, unit="/min", context=Context.ACTIVITY) is None
-    assert news2(150.0, spec=HR, unit="/min", context=Context.REST) is not None
-    assert news2(28.0, spec=RESP, unit="/min", context=Context.ACTIVITY) is not None
+def test_high_pulse_and_respiration_bands_apply_only_at_rest_or_asleep() -> None:
+    for context in (Context.ACTIVITY, None):  # exercise, or not known not to be
+        assert news2(150.0, spec=HR, unit="/min", context=context) is None
+        assert news2(28.0, spec=RESP, unit="/min", context=context) is None
+    for context in (Context.REST, Context.SLEEP):
+        assert news2(150.0, spec=HR, unit="/min", context=context) is not None
+        assert news2(28.0, spec=RESP, unit="/min", context=context) is not None
+
+
+def test_low_pulse_and_respiration_bands_apply_whatever_the_patient_does() -> None:
+    for context in (Context.ACTIVITY, None, Context.REST):
+        low_pulse = news2(38.0, spec=HR, unit="/min", context=context)
+        assert low_pulse is not None and low_pulse.severity is Severity.CRITICAL
+        slow_breathing = news2(7.0, spec=RESP, unit="/min", context=context)
+        assert slow_breathing is not None and slow_breathing.severity is Severity.CRITICAL
 
 
 @pytest.mark.parametrize(

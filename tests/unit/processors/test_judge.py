@@ -16,7 +16,7 @@ from .conftest import NOW, MakeReading
 
 PARAMS = JudgeParams()
 NORMAL_HR = [70, 71, 69, 72, 68, 70, 71, 69, 70, 73, 67, 70, 71, 69, 70, 72, 68, 70, 71, 69]
-HR_KEY = state_key("p-1", "heart_rate", "awake-06")  # readings from 08:00 UTC, no context
+HR_KEY = state_key("p-1", "heart_rate", "awake-06")  # readings from 08:00 UTC, at rest
 
 
 def warm_states(make_reading: MakeReading) -> dict[str, BaselineState]:
@@ -29,8 +29,9 @@ def test_extreme_heart_rate_after_warm_up_gives_exactly_one_combined_anomaly(
     make_reading: MakeReading,
 ) -> None:
     states = warm_states(make_reading)
-    spike = make_reading(182.0)
-    result = judge_batch(states, [spike], params=PARAMS, now=NOW)
+    # heart rate is SAMPLED: a lone spike is a motion artefact, the second in a row is not
+    artefact, spike = make_reading(182.0), make_reading(182.0)
+    result = judge_batch(states, [artefact, spike], params=PARAMS, now=NOW)
     assert len(result.anomalies) == 1
     anomaly = result.anomalies[0]
     assert anomaly.detector == "deviation"
@@ -50,12 +51,62 @@ def test_extreme_heart_rate_after_warm_up_gives_exactly_one_combined_anomaly(
 
 def test_no_anomaly_during_warm_up_unless_a_news2_band_fires(make_reading: MakeReading) -> None:
     readings = [make_reading(float(v)) for v in NORMAL_HR[:5]]
-    readings.insert(3, make_reading(135.0))
+    lone = make_reading(135.0)  # NEWS2 score 3, but a lone pulse may be a motion artefact
+    readings.insert(3, lone)
+    assert judge_batch({}, readings, params=PARAMS, now=NOW).anomalies == []
+    repeated = make_reading(135.0)
+    readings.insert(4, repeated)
     result = judge_batch({}, readings, params=PARAMS, now=NOW)
     assert [(a.detector, a.severity, a.baseline) for a in result.anomalies] == [
         ("news2", Severity.CRITICAL, None)
     ]
+    assert result.anomalies[0].event_ids == [repeated.event_id]
     assert result.anomalies[0].contributing == []
+
+
+def test_a_lone_heart_rate_spike_is_an_artefact_and_its_repeat_is_critical(
+    make_reading: MakeReading,
+) -> None:
+    states = warm_states(make_reading)
+    lone = make_reading(100.0)  # 30 /min above the usual 70 at rest: 7.5 spreads, NEWS2 1
+    assert judge_batch(states, [lone], params=PARAMS, now=NOW).anomalies == []
+    repeat = make_reading(100.0)
+    result = judge_batch(states, [lone, repeat], params=PARAMS, now=NOW)
+    (anomaly,) = result.anomalies
+    assert (anomaly.detector, anomaly.severity) == ("deviation", Severity.CRITICAL)
+    assert anomaly.event_ids == [repeat.event_id]
+
+
+def test_a_lone_news2_score_3_pulse_waits_for_the_next_reading(make_reading: MakeReading) -> None:
+    lone = make_reading(140.0)  # at rest, no baseline yet
+    assert judge_batch({}, [lone], params=PARAMS, now=NOW).anomalies == []
+    repeat = make_reading(140.0)
+    (anomaly,) = judge_batch({}, [lone, repeat], params=PARAMS, now=NOW).anomalies
+    assert (anomaly.detector, anomaly.severity, anomaly.baseline) == (
+        "news2",
+        Severity.CRITICAL,
+        None,
+    )
+    assert anomaly.event_ids == [repeat.event_id]
+    assert "NEWS2 score-3 band (≥131 /min)" in anomaly.explanation
+
+
+def test_a_heart_rate_below_the_baseline_is_not_judged_but_a_slow_pulse_is(
+    make_reading: MakeReading,
+) -> None:
+    states = warm_states(make_reading)
+    # 20 /min below the usual 70 at rest (5 spreads): sleep or calm, judged upward only
+    calm = [make_reading(50.0), make_reading(50.0)]
+    assert judge_batch(states, calm, params=PARAMS, now=NOW).anomalies == []
+    # <= 40 /min is NEWS2's score-3 band whatever the patient does, critical at once: only
+    # spikes *above* the normal band are held back for the next reading
+    for context in (Context.REST, Context.SLEEP, Context.ACTIVITY, None):
+        slow = make_reading(38.0, context=context)
+        result = judge_batch(states, [slow], params=PARAMS, now=NOW)
+        assert [(a.event_ids, a.detector, a.severity) for a in result.anomalies] == [
+            ([slow.event_id], "news2", Severity.CRITICAL)
+        ], context
+        assert "score-3 band (≤40 /min)" in result.anomalies[-1].explanation
 
 
 def test_activity_context_skips_news2_pulse_and_the_baseline(make_reading: MakeReading) -> None:
@@ -92,8 +143,10 @@ def test_news2_only_reading_still_updates_the_baseline(make_reading: MakeReading
 
 
 def test_duplicate_event_ids_in_one_batch_are_judged_once(make_reading: MakeReading) -> None:
-    first = make_reading(182.0, event_id="dup")
-    again = make_reading(182.0, event_id="dup")
+    # SpO2 88 % (NEWS2 score 3) is critical on every reading; a heart rate would not do:
+    # its lone spike is held back and a repeat flagged, one anomaly either way
+    first = make_reading(88.0, metric=Metric.SPO2, event_id="dup")
+    again = make_reading(88.0, metric=Metric.SPO2, event_id="dup")
     result = judge_batch({}, [first, again], params=PARAMS, now=NOW)
     assert result.duplicates == [reading_identity(first)]
     assert len(result.vitals) == 1 and len(result.anomalies) == 1
@@ -102,7 +155,8 @@ def test_duplicate_event_ids_in_one_batch_are_judged_once(make_reading: MakeRead
 def test_equal_event_ids_of_two_patients_or_two_devices_are_both_judged(
     make_reading: MakeReading,
 ) -> None:
-    first = make_reading(182.0, event_id="shared-1")
+    # SpO2, critical on every reading: lone heart-rate spikes are held back (SAMPLED)
+    first = make_reading(88.0, metric=Metric.SPO2, event_id="shared-1")
     other_patient = first.model_copy(update={"patient_id": "p-2"})
     other_device = first.model_copy(
         update={"source": first.source.model_copy(update={"device_id": "chest-strap-9"})}
@@ -115,13 +169,13 @@ def test_equal_event_ids_of_two_patients_or_two_devices_are_both_judged(
 
 
 def test_anomaly_id_is_deterministic(make_reading: MakeReading) -> None:
-    states = warm_states(make_reading)
-    spike = make_reading(182.0)
-    one = judge_batch(states, [spike], params=PARAMS, now=NOW)
-    two = judge_batch(states, [spike], params=PARAMS, now=NOW.replace(hour=13))
+    # SpO2 88 % is critical on its own (a lone heart-rate spike would be held back)
+    spike = make_reading(88.0, metric=Metric.SPO2)
+    one = judge_batch({}, [spike], params=PARAMS, now=NOW)
+    two = judge_batch({}, [spike], params=PARAMS, now=NOW.replace(hour=13))
     assert one.anomalies[0].anomaly_id == two.anomalies[0].anomaly_id
     assert len(one.anomalies[0].anomaly_id) == 32
-    other = judge_batch(states, [make_reading(182.0)], params=PARAMS, now=NOW)
+    other = judge_batch({}, [make_reading(88.0, metric=Metric.SPO2)], params=PARAMS, now=NOW)
     assert other.anomalies[0].anomaly_id != one.anomalies[0].anomaly_id
 
 
@@ -160,10 +214,11 @@ def test_low_glucose_is_critical(make_reading: MakeReading) -> None:
 
 def test_points_for_influx(make_reading: MakeReading) -> None:
     states = warm_states(make_reading)
-    spike, normal = make_reading(182.0), make_reading(71.0)
-    result = judge_batch(states, [spike, normal], params=PARAMS, now=NOW)
-    vital = result.vitals[0]
-    assert vital.measurement == "vitals" and vital.fields == {"value": 182.0, "event_id": "e-20"}
+    # two spikes in a row (a lone heart-rate spike is held back as a motion artefact)
+    first, spike, normal = make_reading(182.0), make_reading(182.0), make_reading(71.0)
+    result = judge_batch(states, [first, spike, normal], params=PARAMS, now=NOW)
+    vital = result.vitals[1]
+    assert vital.measurement == "vitals" and vital.fields == {"value": 182.0, "event_id": "e-21"}
     assert vital.tags == {
         "patient_id": "p-1",
         "metric": "heart_rate",
@@ -181,12 +236,15 @@ def test_points_for_influx(make_reading: MakeReading) -> None:
     assert [p.measurement for p in points] == [
         "vitals",
         "vitals",
+        "vitals",
         "baselines",
         "news2",  # the partial NEWS2 after each heart rate (pulse) reading
         "news2",
-        "anomalies",
+        "news2",
+        "anomalies",  # the second spike's only
     ]
     assert points[-1].tags["detector"] == "deviation" and points[-1].tags["severity"] == "critical"
+    assert points[-1].time == spike.effective_time
 
 
 def test_warm_up_writes_no_baseline_points(make_reading: MakeReading) -> None:

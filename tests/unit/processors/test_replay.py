@@ -27,6 +27,11 @@ def _rows(values: list[float], **extra: str) -> list[dict[str, str]]:
     return [{"timestamp": _stamp(i), "value": str(v), **extra} for i, v in enumerate(values)]
 
 
+def _resting(values: list[float]) -> list[dict[str, str]]:
+    """Heart rates known to be taken at rest: only those are judged against a baseline."""
+    return _rows(values, context="rest")
+
+
 def _write(path: Path, rows: list[dict[str, str]]) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -51,32 +56,38 @@ def test_default_params_are_the_processor_settings_defaults(
 
 
 def test_a_spike_after_twenty_normal_values_is_the_only_anomaly() -> None:
-    flags = replay_rows(_rows([*NORMAL_HR, 100, 70]), metric=Metric.HEART_RATE)
-    assert [f.anomaly for f in flags] == [False] * 20 + [True, False]
-    spike = flags[20]
+    # heart rate is sampled: a lone spike is a motion artefact, the second in a row is not
+    flags = replay_rows(_resting([*NORMAL_HR, 100, 100, 70]), metric=Metric.HEART_RATE)
+    assert [f.anomaly for f in flags] == [False] * 21 + [True, False]
+    spike = flags[21]
     assert (spike.detector, spike.severity, spike.channel) == (
         "deviation",
         "critical",
         "heart_rate",
     )
     assert spike.score == pytest.approx(7.5, abs=0.5)
-    assert all(f == RowFlag() for i, f in enumerate(flags) if i != 20)
+    assert all(f == RowFlag() for i, f in enumerate(flags) if i != 21)
 
 
 def test_rows_are_judged_in_time_order_and_returned_in_input_order() -> None:
-    rows = _rows([*NORMAL_HR, 100])
-    shuffled = [rows[20], *rows[:20]]  # the spike comes first in the file, last in time
+    rows = _resting([*NORMAL_HR, 100, 100])
+    # the spikes come first in the file (the later one first), last in time: only the
+    # second in time is flagged (the first is a lone spike, a possible motion artefact)
+    shuffled = [rows[21], rows[20], *rows[:20]]
     flags = replay_rows(shuffled, metric=Metric.HEART_RATE)
-    assert [f.anomaly for f in flags] == [True] + [False] * 20
+    assert [f.anomaly for f in flags] == [True] + [False] * 21
 
 
 def test_activity_context_is_not_judged_against_the_resting_baseline() -> None:
-    rows = _rows([*NORMAL_HR, 150, 150], context="rest")
-    rows[20]["context"] = "activity"
+    rows = _rows([*NORMAL_HR, 150, 150, 150, 150], context="rest")
+    rows[20]["context"] = rows[21]["context"] = "activity"
     flags = replay_rows(rows, metric=Metric.HEART_RATE)
-    assert not flags[20].anomaly
-    assert flags[21].anomaly and flags[21].detector == "deviation"
-    assert flags[21].severity == "critical"
+    assert not flags[20].anomaly and not flags[21].anomaly
+    # nor do they count towards the persistence a heart-rate spike at rest needs: the
+    # first one at rest is a lone spike, the second is flagged
+    assert not flags[22].anomaly
+    assert flags[23].anomaly and flags[23].detector == "deviation"
+    assert flags[23].severity == "critical"
 
 
 def test_values_in_another_unit_are_converted_as_ingest_converts_them() -> None:
@@ -90,27 +101,34 @@ def test_values_in_another_unit_are_converted_as_ingest_converts_them() -> None:
 
 
 def test_rows_ingest_would_reject_get_an_error_and_do_not_stop_the_others() -> None:
-    rows = _rows([*NORMAL_HR, 999, 100])
-    rows.insert(3, {"timestamp": "yesterday", "value": "70"})
-    rows.append({"timestamp": _stamp(40), "value": ""})
+    rows = _resting([*NORMAL_HR, 999, 100, 100])
+    rows.insert(3, {"timestamp": "yesterday", "value": "70", "context": "rest"})
+    rows.append({"timestamp": _stamp(40), "value": "", "context": "rest"})
     rows.append(dict(rows[0]))
     flags = replay_rows(rows, metric=Metric.HEART_RATE)
     assert "not an ISO 8601 time" in flags[3].error
     assert "outside the possible range" in flags[21].error
-    assert flags[22].anomaly and flags[22].detector == "deviation"
-    assert flags[23].error == "value is missing"
-    assert flags[24].error == "repeats data row 1"
-    assert [i for i, f in enumerate(flags) if f.error] == [3, 21, 23, 24]
+    # the refused 999 was not judged, so the first 100 is a lone spike (not flagged)
+    assert not flags[22].anomaly
+    assert flags[23].anomaly and flags[23].detector == "deviation"
+    assert flags[24].error == "value is missing"
+    assert flags[25].error == "repeats data row 1"
+    assert [i for i, f in enumerate(flags) if f.error] == [3, 21, 24, 25]
 
 
 def test_naive_timestamps_are_utc_and_offsets_are_honoured() -> None:
     rows = [
-        {"timestamp": f"2026-11-25T08:{i:02d}:00", "value": str(v)} for i, v in enumerate(NORMAL_HR)
+        {"timestamp": f"2026-11-25T08:{i:02d}:00", "value": str(v), "context": "rest"}
+        for i, v in enumerate(NORMAL_HR)
     ]
-    rows.append({"timestamp": "2026-11-25T09:10:30+01:00", "value": "100"})  # 08:10:30 UTC
-    rows.append({"timestamp": "2026-11-25T08:30:00", "value": "100"})
+    at_rest = {"value": "100", "context": "rest"}
+    rows.append({"timestamp": "2026-11-25T09:10:30+01:00", **at_rest})  # 08:10:30 UTC
+    rows.append({"timestamp": "2026-11-25T08:30:00", **at_rest})
+    rows.append({"timestamp": "2026-11-25T08:35:00", **at_rest})
     flags = replay_rows(rows, metric=Metric.HEART_RATE)
-    assert [f.anomaly for f in flags] == [False] * 21 + [True]  # the first came in warm-up
+    # the first 100 came in warm-up, the second is a lone spike, the third is flagged (were
+    # the offset ignored, the first would come last in time and be flagged too)
+    assert [f.anomaly for f in flags] == [False] * 22 + [True]
 
 
 def test_blood_pressure_takes_systolic_and_diastolic_columns() -> None:
@@ -127,7 +145,8 @@ def test_blood_pressure_takes_systolic_and_diastolic_columns() -> None:
 
 
 def test_replay_command_writes_every_row_with_its_verdict(tmp_path: Path) -> None:
-    source = _write(tmp_path / "readings.csv", _rows([*NORMAL_HR, 100], context="rest"))
+    # a heart-rate spike is flagged when the next reading repeats it
+    source = _write(tmp_path / "readings.csv", _rows([*NORMAL_HR, 100, 100], context="rest"))
     target = tmp_path / "flags.csv"
     result = CliRunner().invoke(
         app,
@@ -146,9 +165,9 @@ def test_replay_command_writes_every_row_with_its_verdict(tmp_path: Path) -> Non
         "channel",
         "error",
     ]
-    assert [r["anomaly"] for r in rows] == ["0"] * 20 + ["1"]
-    assert (rows[20]["detector"], rows[20]["severity"]) == ("deviation", "critical")
-    assert rows[20]["value"] == "100" and rows[20]["context"] == "rest"
+    assert [r["anomaly"] for r in rows] == ["0"] * 21 + ["1"]
+    assert (rows[21]["detector"], rows[21]["severity"]) == ("deviation", "critical")
+    assert rows[21]["value"] == "100" and rows[21]["context"] == "rest"
     assert "1 anomalies" in result.stdout
 
 

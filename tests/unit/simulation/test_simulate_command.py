@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -151,10 +152,13 @@ class _FakeIngest(BaseHTTPRequestHandler):
 
     calls = 0
     event_ids: list[str] = []
+    bodies: list[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         type(self).calls += 1
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if type(self).calls > 1:
+            type(self).bodies.append(body)
         if self.path != "/v1/measurements" or self.headers.get("X-API-Key") != "secret":
             self._send(404 if self.path != "/v1/measurements" else 401, {})
         elif type(self).calls == 1:
@@ -189,7 +193,7 @@ class _FakeIngest(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def ingest_url() -> Iterator[str]:
-    _FakeIngest.calls, _FakeIngest.event_ids = 0, []
+    _FakeIngest.calls, _FakeIngest.event_ids, _FakeIngest.bodies = 0, [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeIngest)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -258,3 +262,51 @@ def test_command_exits_non_zero_when_ingest_is_unreachable() -> None:
     result = CliRunner().invoke(_cli(), [*args, "--api-key", "k"])
     assert result.exit_code == 1
     assert "cannot reach" in result.output
+
+
+def test_readings_carry_no_oracle_context_unless_asked(ingest_url: str) -> None:
+    """By default only an Apple-like watch's motion context is posted; ``--oracle-context``
+    labels every reading with the truth."""
+    args = ["--patients", "4", "--days", "1", "--url", ingest_url, "--seed", "5"]
+    args += ["--end", END.isoformat(), "--api-key", "secret"]
+    cohort = generate_cohort(patients=4, days=1, end=END, seed=5)
+    for flag, labels in (([], False), (["--oracle-context"], True)):
+        _FakeIngest.calls, _FakeIngest.event_ids, _FakeIngest.bodies = 0, [], []
+        result = CliRunner().invoke(_cli(), [*args, *flag])
+        assert result.exit_code == 0, result.output
+        posted = [r for body in _FakeIngest.bodies for r in body]
+        labelled = generate_cohort(patients=4, days=1, end=END, seed=5, labels=labels)
+        assert posted == list(labelled.readings())
+        with_context = [r for r in posted if "context" in r]
+        if labels:
+            assert all("context" in r for r in posted if r["metric"] == "heart_rate")
+        else:
+            apple = {p.patient_id for p in cohort.patients if p.apple}
+            assert {r["patient_id"] for r in with_context} <= apple
+            assert {r["metric"] for r in with_context} <= {"heart_rate"}
+
+
+def test_evaluate_passes_oracle_context_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    import processors.evaluation
+    from pghd.commands import evaluate as command
+
+    seen: dict[str, Any] = {}
+    real = command.generate_cohort
+
+    def generate(**kwargs: Any) -> Any:
+        seen["generated"] = kwargs.get("labels")
+        return real(**{**kwargs, "patients": 1, "days": 0.1})
+
+    def evaluate_cohort(cohort: Any, **kwargs: Any) -> Any:
+        seen["cohort"], seen["evaluated"] = cohort.labels, kwargs.get("labels")
+        return SimpleNamespace(readings=0)
+
+    monkeypatch.setattr(command, "generate_cohort", generate)
+    monkeypatch.setattr(command, "format_evaluation", lambda evaluation: "table")
+    monkeypatch.setattr(processors.evaluation, "evaluate_cohort", evaluate_cohort)
+    app = typer.Typer()
+    app.command()(command.evaluate)
+    for flag, labels in (([], False), (["--oracle-context"], True)):
+        result = CliRunner().invoke(app, ["--patients", "1", *flag])
+        assert result.exit_code == 0, result.output
+        assert seen == {"generated": labels, "cohort": labels, "evaluated": labels}
