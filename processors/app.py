@@ -122,6 +122,7 @@ VERIFY_TIMEOUT_S = 120.0
 apply_faust_fixes()  # faust-streaming #596: seek after recovery; pghd/faust_fixes.py
 settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
 params = settings.judge_params()
+episode_policy = settings.episode_policy()
 DEDUP_WINDOW_MS = int(settings.dedup_window_s * 1000)
 
 app = faust.App(
@@ -443,6 +444,7 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
         plans=care_plans.plans_for(readings, within=_on_behalf_of),
         news2_states=news2_states.load(readings, within=_on_behalf_of),
         patients=_load_patients(readings),
+        policy=episode_policy,
     )
     if result.failed:
         by_id = {reading.event_id: event for event, reading in readings}

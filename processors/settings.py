@@ -8,11 +8,13 @@ variables. The InfluxDB token has no default: it is a secret.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.baseline import BaselineParams
+from processors.episodes import EpisodePolicy
 from processors.judge import JudgeParams
 
 __all__ = ["ENV_PREFIX", "ProcessorSettings"]
@@ -87,6 +89,19 @@ class ProcessorSettings(BaseSettings):
     news2_window_hours: float = Field(
         default=1.0, gt=0, description="partial NEWS2: vitals at most this old count"
     )
+    episode_resolve_after_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="an episode resolves once its channel has been back within normal this long",
+    )
+    episode_resolve_readings: int = Field(
+        default=2, ge=1, description="... and for at least this many readings"
+    )
+    episode_cadence_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="an open episode publishes a reminder (update) this often while it goes on",
+    )
 
     batch_size: int = Field(default=500, ge=1)
     batch_within_s: float = Field(default=0.5, gt=0)
@@ -158,6 +173,14 @@ class ProcessorSettings(BaseSettings):
     def store_group_id(self) -> str:
         """The store stage's consumer group: ``store_group``, or ``<app_id>-store``."""
         return self.store_group or f"{self.app_id}-store"
+
+    def episode_policy(self) -> EpisodePolicy:
+        """When episodes remind and resolve (:mod:`processors.episodes`)."""
+        return EpisodePolicy(
+            cadence=timedelta(seconds=self.episode_cadence_s),
+            resolve_after=timedelta(seconds=self.episode_resolve_after_s),
+            resolve_readings=self.episode_resolve_readings,
+        )
 
     def judge_params(self) -> JudgeParams:
         """The detector and baseline parameters these settings select."""

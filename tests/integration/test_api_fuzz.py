@@ -139,8 +139,10 @@ class Run:
     weight: float = 1.0
     near_valid: bool = False
     path_parameters: dict[str, Any] | None = None
-    min_examples: int = 0
-    """Examples run even past the budget (a loaded machine must not make the run vacuous)."""
+    min_examples: int = 2
+    """Examples run even past the budget: a loaded machine must not make the run vacuous,
+    nor leave an operation uncalled (on a shared machine under load the budget once ran out
+    before the imports operations were reached)."""
 
 
 def _plan(label: str) -> list[Run]:
