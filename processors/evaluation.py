@@ -83,7 +83,8 @@ _ENDINGS = (Phase.RESOLVED, Phase.WITHDRAWN)
 @dataclass(frozen=True, slots=True)
 class KindScore:
     """Detection of one episode kind: sensitivity, median delay to the first alert, and
-    the anomalies its episodes emitted (median and most per labelled episode)."""
+    the anomalies published about each labelled episode (median and most; every channel it
+    moved counts, each with its own published episode)."""
 
     kind: str
     episodes: int
@@ -147,7 +148,9 @@ class Evaluation:
     care: Level
     episodes_emitted: int
     anomalies_per_episode: float | None
-    """Mean anomalies per emitted episode (onset, updates and ending), all patients."""
+    """Mean anomalies per published episode (onset, updates and ending), all patients."""
+    anomalies_per_episode_p95: int | None
+    """The 95th percentile of anomalies per published episode."""
     withdrawn: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -490,5 +493,6 @@ def evaluate_cohort(
         ),
         episodes_emitted=len(counts),
         anomalies_per_episode=round(statistics.fmean(counts), 2) if counts else None,
+        anomalies_per_episode_p95=sorted(counts)[int(0.95 * (len(counts) - 1))] if counts else None,
         withdrawn=withdrawn,
     )

@@ -51,7 +51,7 @@ def _false_line(label: str, figures: FalseAlerts) -> str:
 
 
 def _kinds(kinds: list[KindScore], *, anomalies: bool) -> list[str]:
-    extra = f" {'anomalies/episode':>17}" if anomalies else ""
+    extra = f" {'anomalies (all ch.)':>19}" if anomalies else ""
     lines = [
         f"  {'episode kind':<14} {'episodes':>8} {'detected':>8} {'sensitivity':>11}"
         f" {'median delay (min)':>18}{extra}  first flagged by"
@@ -65,7 +65,7 @@ def _kinds(kinds: list[KindScore], *, anomalies: bool) -> list[str]:
                 if k.anomalies_median is None
                 else f"{k.anomalies_median:g} (max {k.anomalies_max})"
             )
-            per = f" {shown:>17}"
+            per = f" {shown:>19}"
         lines.append(
             f"  {k.kind:<14} {k.episodes:>8} {k.detected:>8} {_num(k.sensitivity, '.2f'):>11}"
             f" {_num(k.median_delay_min, '.1f'):>18}{per}  {by or '-'}"
@@ -110,8 +110,9 @@ def format_evaluation(evaluation: Evaluation) -> str:
         "",
         *_false(e.care.healthy, e.care.outside_episodes, what="page"),
         "",
-        f"episodes published: {e.episodes_emitted}, anomalies per episode (onset, updates,"
-        f" end): {_num(e.anomalies_per_episode, '.2f')} on average;"
+        f"episodes published (one channel's departure each): {e.episodes_emitted}; anomalies"
+        f" per episode (onset, updates, end): {_num(e.anomalies_per_episode, '.2f')} on"
+        f" average, {_num(e.anomalies_per_episode_p95, 'd')} at the 95th percentile;"
         f" provisional findings withdrawn: {e.withdrawn}",
         "",
         "false alerts by channel / detector (anomaly level, both groups above):",

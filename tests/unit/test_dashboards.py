@@ -265,7 +265,9 @@ def test_patient_detail_repeats_a_vital_panel_per_channel_with_band_and_anomalie
     board = dashboards["patient-detail"]
     names = [v["name"] for v in board["templating"]["list"]]
     assert names == ["bucket", "patient", "channel"]
-    (panel,) = board["panels"]
+    resting, panel = board["panels"]
+    assert resting["title"] == "Resting heart rate (computed)"
+    assert [t["query"] for t in resting["targets"]] == [FLUX["patient_resting_heart_rate"]]
     assert panel["repeat"] == "channel"
     assert [t["query"] for t in panel["targets"]] == [
         FLUX["patient_readings"],

@@ -5,7 +5,8 @@ channels (all selected by default) and the vital panel repeats once per channel.
 repeat draws the readings, the baseline band (low to high, filled) and the anomalous
 readings as points; an annotation query marks every anomaly of the patient with its
 explanation on every panel, another draws each episode (one departure from normal, from its
-onset to its resolution) as a region.
+onset to its resolution) as a region. A panel above draws the resting heart rate the
+processors compute, nightly and daily.
 """
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ def _vital_panel() -> timeseries.Panel:
     )
 
 
+def _resting_panel() -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title("Resting heart rate (computed)")
+        .description(
+            "The resting heart rate the processors compute from the heart rate and the steps:"
+            " nightly (inside the night's sleep session, without steps; judged night by night)"
+            " and daily (heart rate at rest, 12 still minutes)."
+        )
+        .datasource(INFLUX)
+        .with_target(flux("patient_resting_heart_rate", "A"))
+        .line_width(2)
+        .span(12)
+        .height(7)
+        .unit("bpm")
+        .show_points(common.VisibilityMode.ALWAYS)
+    )
+
+
 def patient_detail() -> dash.Dashboard:
     """The *Patient detail* dashboard builder."""
     channel = (
@@ -105,5 +125,6 @@ def patient_detail() -> dash.Dashboard:
         .with_variable(channel)
         .annotation(flux_annotation("patient_anomaly_annotations", title="Anomalies", color="red"))
         .annotation(flux_annotation("patient_episode_regions", title="Episodes", color="orange"))
+        .with_panel(_resting_panel())
         .with_panel(_vital_panel())
     )
