@@ -57,12 +57,13 @@ from processors.patient_state import PatientState, Provisional
 from processors.points import InfluxPoint, anomaly_id, anomaly_point
 from processors.resting_hr import NightlyRhr
 
-__all__ = ["DAILY_DEVICE", "NIGHTLY_DEVICE", "Outcome", "judge"]
+__all__ = ["DAILY", "NIGHTLY", "RESTING_MEASUREMENT", "Outcome", "judge"]
 
 logger = logging.getLogger(__name__)
 
-DAILY_DEVICE = "pghd-daily"
-NIGHTLY_DEVICE = "pghd-nightly"
+RESTING_MEASUREMENT = "resting_heart_rate"
+DAILY = "daily"
+NIGHTLY = "nightly"
 NIGHT_CHANNEL = "resting_heart_rate"
 NIGHT_DETECTOR = "nightsignal"
 EPISODE_DETECTOR = "episode"
@@ -81,6 +82,8 @@ class Outcome:
     vitals: list[InfluxPoint] = field(default_factory=list)
     baselines: list[InfluxPoint] = field(default_factory=list)
     scores: list[InfluxPoint] = field(default_factory=list)
+    resting: list[InfluxPoint] = field(default_factory=list)
+    """Computed resting heart rates (measurement ``resting_heart_rate``)."""
     anomalies: list[Anomaly] = field(default_factory=list)
     """Only what the episodes emitted."""
     raw: list[Anomaly] = field(default_factory=list)
@@ -90,9 +93,10 @@ class Outcome:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def points(self) -> list[InfluxPoint]:
-        """Every point to write: vitals, baselines, NEWS2 scores and emitted anomalies."""
+        """Every point to write: vitals, baselines, NEWS2 scores, resting heart rates and
+        emitted anomalies."""
         anomalies = (anomaly_point(a) for a in self.anomalies)
-        return [*self.vitals, *self.baselines, *self.scores, *anomalies]
+        return [*self.vitals, *self.baselines, *self.scores, *self.resting, *anomalies]
 
 
 def _device(reading: Measurement) -> str:
@@ -260,17 +264,13 @@ def _night_rhr(patient: PatientState, start: datetime, end: datetime) -> Nightly
 
 
 def _rhr_point(
-    patient_id: str, *, device: str, at: datetime, value: float, tag: str
+    patient_id: str, *, kind: str, at: datetime, value: float, samples: int
 ) -> InfluxPoint:
-    tags = {
-        "patient_id": patient_id,
-        "metric": Metric.RESTING_HEART_RATE.value,
-        "channel": Metric.RESTING_HEART_RATE.value,
-        "source": "pghd",
-        "device": device,
-        "unit": "/min",
-    }
-    return InfluxPoint("vitals", tags, {"value": round(value, 2), "event_id": tag}, at)
+    """A computed resting heart rate: measurement ``resting_heart_rate`` (not ``vitals``,
+    which holds only what was posted), tag ``kind`` nightly or daily."""
+    tags = {"patient_id": patient_id, "kind": kind, "unit": "/min"}
+    fields: dict[str, float | int | str] = {"value": round(value, 2), "samples": samples}
+    return InfluxPoint(RESTING_MEASUREMENT, tags, fields, at)
 
 
 @dataclass
@@ -410,8 +410,8 @@ class _Pass:
         if found is None:
             return
         tag = f"night-{found.night.isoformat()}"
-        self.out.vitals.append(
-            _rhr_point(pid, device=NIGHTLY_DEVICE, at=end, value=found.rhr, tag=tag)
+        self.out.resting.append(
+            _rhr_point(pid, kind=NIGHTLY, at=end, value=found.rhr, samples=found.samples)
         )
         baseline = patient.nights.baseline(found.night)
         level = patient.nights.judge(found)
@@ -458,9 +458,8 @@ class _Pass:
     def finish(self) -> None:
         for (pid, day), (mean, count) in sorted(self.days.items()):
             start = datetime.combine(datetime.fromisoformat(day).date(), time(0), UTC)
-            tag = f"day-{day}-{count}"
-            self.out.vitals.append(
-                _rhr_point(pid, device=DAILY_DEVICE, at=start, value=mean, tag=tag)
+            self.out.resting.append(
+                _rhr_point(pid, kind=DAILY, at=start, value=mean, samples=count)
             )
 
 

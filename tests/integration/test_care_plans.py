@@ -6,9 +6,11 @@ ingest (HTTP), the care-team API (``python -m alerts.api.main``) and a processor
 through ``pghd care-plan set`` (the API produces it to ``pghd.care-plans.v1``); once the
 worker's ``care_plans`` table has it (seen on the table's changelog), SpO2 readings of 89 %
 are posted for that patient and for one without a plan: only the latter gets a NEWS2 SpO2
-anomaly, and the ``news2`` points in InfluxDB score SpO2 0 on scale 2 and 3 on scale 1. The
-worker is then stopped and started again (memory store: the table comes back from its
-changelog) and the plan still holds; cleared through the API, it no longer does.
+anomaly (one: its readings fold into one episode, :mod:`processors.episodes`), and the
+``news2`` points in InfluxDB score SpO2 0 on scale 2 and 3 on scale 1. The worker is then
+stopped and started again (memory store: the table comes back from its changelog) and the
+plan still holds, while a new patient without a plan is flagged at once; cleared through the
+API, it no longer does.
 """
 
 from __future__ import annotations
@@ -229,7 +231,8 @@ def test_a_care_plan_set_through_the_api_is_judged_with_at_once_and_survives_a_r
         )
         assert followed["updated_by"] == "another-instance"
 
-        # SpO2 89 %: score 3 on scale 1 (critical), 0 on the plan's scale 2
+        # SpO2 89 %: score 3 on scale 1 (critical), 0 on the plan's scale 2; the other
+        # patient's second 89 % goes on the episode its first one opened (no new anomaly)
         body = [
             _spo2(p, 89, start + timedelta(minutes=1 + i), i + 1)
             for p in (copd, other)
@@ -240,8 +243,10 @@ def test_a_care_plan_set_through_the_api_is_judged_with_at_once_and_survives_a_r
         ingest.wait_vitals(other, 3)
         # Everything judged (offsets committed to the end): no anomaly is still to come.
         caught_up(bootstrap, env["PGHD_PROCESSORS_APP_ID"], what=worker.diagnostics())
-        other_alerts = _news2_spo2_anomalies(ingest.anomalies(other, expect=2, settle=0.5))
-        assert [a.severity.value for a in other_alerts] == ["critical", "critical"]
+        other_alerts = _news2_spo2_anomalies(ingest.anomalies(other, expect=1, settle=0.5))
+        assert [(a.severity.value, a.phase, a.event_ids) for a in other_alerts] == [
+            ("critical", "onset", [f"{other}-1"])
+        ]
         assert _news2_spo2_anomalies(ingest.anomalies(copd, expect=0, settle=0.5)) == []
         points = _wait(
             lambda: rows if len(rows := _news2_points(ingest, copd)) >= 2 else None,
@@ -256,23 +261,29 @@ def test_a_care_plan_set_through_the_api_is_judged_with_at_once_and_survives_a_r
         assert "pulse" in points[-1]["missing"]
         assert _news2_points(ingest, other)[-1]["spo2"] == 3
 
-        # restart: the table comes back from its changelog; the plan still holds
+        # restart: the table comes back from its changelog; the plan still holds, while a
+        # patient without a plan (and without an open episode) is flagged at once
         worker.stop()
         worker.start()
         later = start + timedelta(minutes=10)
-        assert (
-            ingest.post([_spo2(copd, 89, later, 10), _spo2(other, 89, later, 10)]).status_code
-            == 202
-        )
+        fresh = new_patient("noplan")
+        body = [_spo2(p, 89, later, 10) for p in (copd, other, fresh)]
+        assert ingest.post(body).status_code == 202
         _wait(
-            lambda: len(_news2_spo2_anomalies(ingest.anomalies(other, expect=3, timeout=5))) >= 3,
-            "the restarted worker to judge the other patient's reading",
+            lambda: _news2_spo2_anomalies(ingest.anomalies(fresh, expect=1, timeout=5)) or None,
+            "the restarted worker to judge a new patient's reading",
             worker=worker,
             timeout=180,
         )
         ingest.wait_vitals(copd, 3, timeout=60)
+        ingest.wait_vitals(other, 4, timeout=60)
         caught_up(bootstrap, env["PGHD_PROCESSORS_APP_ID"], what=worker.diagnostics())
         assert _news2_spo2_anomalies(ingest.anomalies(copd, expect=0, settle=0.5)) == []
+        assert [a.severity.value for a in _news2_spo2_anomalies(ingest.anomalies(fresh))] == [
+            "critical"
+        ]
+        # the other patient's episode came back with the worker's tables: still one anomaly
+        assert _news2_spo2_anomalies(ingest.anomalies(other, settle=0.5)) == other_alerts
 
         # cleared through the API: judged on scale 1 again
         cleared = httpx.delete(

@@ -59,7 +59,7 @@ class Cohort:
     anomalies: list[tuple[str, str, str, datetime, float, str]] = field(default_factory=list)
     episodes: dict[int, tuple[str, str]] = field(default_factory=dict)
     resting: list[tuple[str, str, datetime, float]] = field(default_factory=list)
-    """(patient, device, time, value): resting heart rates the processors computed."""
+    """(patient, kind, time, value): resting heart rates the processors computed."""
     """index into ``anomalies`` -> (episode id, phase) of that anomaly."""
 
     def points(self) -> list[dict[str, Any]]:
@@ -75,16 +75,10 @@ class Cohort:
                     at,
                 )
             )
-        for n, (patient, device, at, value) in enumerate(self.resting):
-            tags = {
-                "patient_id": patient,
-                "metric": "resting_heart_rate",
-                "channel": "resting_heart_rate",
-                "source": "pghd",
-                "device": device,
-                "unit": "/min",
-            }
-            points.append(_point("vitals", tags, {"value": value, "event_id": f"rhr-{n}"}, at))
+        for patient, kind, at, value in self.resting:
+            tags = {"patient_id": patient, "kind": kind, "unit": "/min"}
+            fields = {"value": value, "samples": 40}
+            points.append(_point("resting_heart_rate", tags, fields, at))
         for patient, channel, at, low, high in self.bands:
             mean, spread = (low + high) / 2, (high - low) / 8
             fields = {"mean": mean, "spread": spread, "low": low, "high": high, "n": 30}
@@ -142,10 +136,10 @@ def _cohort(now: datetime, bucket: str) -> Cohort:
     # SpO2 one opens another; dash-p2's predates episodes (no episode id, as older points).
     c.episodes = {0: ("ep-hr", "onset"), 1: ("ep-hr", "update"), 2: ("ep-spo2", "onset")}
     c.resting += [
-        ("dash-p1", "pghd-nightly", now - timedelta(hours=20), 58.5),
-        ("dash-p1", "pghd-daily", now - timedelta(hours=12), 66.25),
-        ("dash-p1", "pghd-nightly", now - timedelta(hours=2), 59.0),
-        ("dash-p2", "pghd-daily", now - timedelta(hours=3), 70.0),
+        ("dash-p1", "nightly", now - timedelta(hours=20), 58.5),
+        ("dash-p1", "daily", now - timedelta(hours=12), 66.25),
+        ("dash-p1", "nightly", now - timedelta(hours=2), 59.0),
+        ("dash-p2", "daily", now - timedelta(hours=3), 70.0),
     ]
     return c
 
@@ -217,8 +211,8 @@ def check_latest_vitals(influx: InfluxServer, cohort: Cohort) -> None:
     assert p1.get("blood_pressure.systolic") is None
     assert p2["heart_rate"] == 73.0 and p2["blood_pressure.systolic"] == 123.0
     assert p2.get("spo2") is None
-    # the computed resting heart rate is a channel like the others (its latest, any kind)
-    assert p1["resting_heart_rate"] == 59.0 and p2["resting_heart_rate"] == 70.0
+    # the computed resting heart rate is not a posted vital
+    assert "resting_heart_rate" not in p1 and "resting_heart_rate" not in p2
 
 
 def _influx_clock(influx: InfluxServer) -> datetime:
@@ -257,13 +251,9 @@ def check_patient_ids(influx: InfluxServer, cohort: Cohort) -> None:
 
 def check_patient_channels(influx: InfluxServer, cohort: Cohort) -> None:
     p1 = _run(influx, cohort, "patient_channels", patient="dash-p1")
-    assert [r["_value"] for r in p1] == ["heart_rate", "resting_heart_rate", "spo2"]
+    assert [r["_value"] for r in p1] == ["heart_rate", "spo2"]
     p2 = _run(influx, cohort, "patient_channels", patient="dash-p2")
-    assert [r["_value"] for r in p2] == [
-        "blood_pressure.systolic",
-        "heart_rate",
-        "resting_heart_rate",
-    ]
+    assert [r["_value"] for r in p2] == ["blood_pressure.systolic", "heart_rate"]
 
 
 def check_patient_readings(influx: InfluxServer, cohort: Cohort) -> None:

@@ -4,7 +4,11 @@
   dedup key is patient, source, device and event id).
 - Two devices of one patient reporting at the same instant: two points, one per device.
 - The same reading posted twice by one device: one point, judged once (the worker counts
-  the repeat in ``duplicates_dropped_total``, ``seen`` or ``batch``).
+  the repeat in ``duplicates_dropped_total``, ``seen`` or ``batch``, and the day's resting
+  heart rate is the mean of the two readings, not of three).
+
+Heart rates at rest also make the day's resting heart rate, a point the processors write
+themselves to the measurement ``resting_heart_rate``.
 """
 
 from __future__ import annotations
@@ -80,6 +84,15 @@ def test_a_repeat_from_the_same_device_is_one_point(pipeline: Pipeline) -> None:
     rows = pipeline.wait_vitals(patient, 2)
     assert [row["value"] for row in rows] == [66, 67]
     assert _duplicates_dropped(pipeline) >= 1
+    # The day's resting heart rate (the mean of the heart rates at rest) counted the repeat
+    # once: 2 readings, 66 and 67.
+    daily = pipeline.influx.query(
+        f'from(bucket: "{pipeline.influx.bucket}") |> range(start: -30d)'
+        f' |> filter(fn: (r) => r._measurement == "resting_heart_rate"'
+        f' and r.patient_id == "{patient}" and r.kind == "daily")'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    assert [(row["samples"], row["value"]) for row in daily] == [(2, 66.5)], daily
 
 
 def _duplicates_dropped(pipeline: Pipeline) -> float:

@@ -3,12 +3,22 @@
 Real Kafka, InfluxDB, ingest over HTTP and a real Faust worker. A cohort is warmed up and
 one extreme reading gives one anomaly; then readings (normal ones and extreme ones of
 warmed patients) stream in while the worker is killed with SIGKILL and started again with
-the same app id (= consumer group) and data dir, and the stream goes on. Afterwards:
+the same app id (= consumer group) and data dir, and the stream goes on.
+
+An extreme reading is an SpO2 of 84 %: critical at once (NEWS2 score 3), whereas a lone
+heart-rate spike is taken for a motion artefact (heart rate is sampled, so it takes a second
+one in a row). Findings fold into episodes (:mod:`processors.episodes`), which publish an
+onset and, once the channel is back within normal, a resolution; the worker here resolves
+after ``RESOLVE_AFTER_S`` of event time and two normal readings, and the stream sends a
+normal SpO2 reading each round, so every extreme of a patient opens an episode of its own
+and gets an anomaly of its own. Afterwards:
 
 - the baselines came back: a patient warmed before the kill, who sent nothing since, gets
-  an anomaly for their next extreme reading at once, judged against a baseline of at
-  least the warm-up readings (``baseline.n``), and none for the normal one after it;
-- every stored extreme reading has its anomaly and no ``anomaly_id`` is on
+  an anomaly for their next extreme heart rates at once (on the second of two in a row),
+  judged against a baseline of at least the warm-up readings (``baseline.n``), and none
+  for the normal one after it;
+- every stored extreme reading has its anomaly (phase ``onset``), every episode of the
+  stream that had two normal readings after it its resolution, and no ``anomaly_id`` is on
   ``pghd.anomalies.v1`` twice, the replay after the kill included (the kill is asserted to
   land mid-stream: readings of the stream were uncommitted when the worker died; how many
   of them it had judged already, and judged again after the restart, is printed);
@@ -70,7 +80,10 @@ from tests.integration.sync import (
 
 WARMUP = 10
 NORMAL = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]
-EXTREME = 170
+EXTREME_HR = 170
+EXTREME_SPO2 = 84
+NORMAL_SPO2 = 97
+RESOLVE_AFTER_S = 60  # event time; a stream round is a minute later than the one before
 STREAM_PATIENTS = 12
 KILL_AFTER_ROUNDS = 38  # 8 rounds, then ~3 s of the stream on an idle machine
 KILLED_FOR_S = 2.0
@@ -115,16 +128,18 @@ class Worker:
 
 
 class Stream:
-    """Posts a round of readings every ``every`` seconds from a thread until stopped.
+    """Posts a round of readings from a thread until stopped.
 
-    Each round gives every stream patient one normal heart rate, a minute after their
-    previous one; every 4th round one patient's reading is extreme instead.
+    Each round gives every stream patient one normal heart rate and one SpO2, a minute after
+    their previous ones; the SpO2 is normal, except every 4th round for one patient, whose
+    SpO2 is extreme. A patient's next extreme comes 48 rounds later, long after the two
+    normal SpO2 readings that resolve the episode the previous one opened.
     """
 
     def __init__(self, pipeline: Pipeline, patients: list[str], start: datetime) -> None:
         self.pipeline, self.patients, self.start = pipeline, patients, start
         self.rounds = 0
-        self.extremes: list[tuple[str, str]] = []  # (patient, event_id)
+        self.extremes: list[tuple[str, str]] = []  # (patient, event_id), in posting order
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -148,15 +163,27 @@ class Stream:
         extreme = self.patients[(i // 4) % len(self.patients)] if i % 4 == 3 else None
         body = []
         for patient in self.patients:
-            event_id = f"{patient}-s{i}"
-            value = EXTREME if patient == extreme else 70 + i % 3
-            body.append(reading(patient, value, when, context="rest", event_id=event_id))
+            body.append(
+                reading(patient, 70 + i % 3, when, context="rest", event_id=f"{patient}-s{i}")
+            )
+            event_id = f"{patient}-o{i}"
+            value = EXTREME_SPO2 if patient == extreme else NORMAL_SPO2
+            body.append(spo2(patient, value, when, event_id=event_id))
             if patient == extreme:
                 self.extremes.append((patient, event_id))
         response = self.pipeline.post(body)
         if response.status_code != 202:
             self.errors.append(response.text)
         self.rounds += 1
+
+
+def spo2(patient: str, value: float, when: datetime, *, event_id: str) -> dict[str, object]:
+    return reading(patient, value, when, metric="spo2", unit="%", context="rest", event_id=event_id)
+
+
+def onsets(found: list[Anomaly]) -> list[Anomaly]:
+    """The anomalies that flag a reading (an episode's onset or update), not its end."""
+    return [a for a in found if a.phase in {"onset", "update"}]
 
 
 @pytest.fixture
@@ -185,6 +212,8 @@ def _worker_env(
             "PGHD_PROCESSORS_SESSION_TIMEOUT_S": "8",
             "PGHD_PROCESSORS_HEARTBEAT_INTERVAL_S": "1",
             "PGHD_PROCESSORS_COMMIT_INTERVAL_S": "1",
+            # Episodes end a minute (of event time) after the channel is back within normal.
+            "PGHD_PROCESSORS_EPISODE_RESOLVE_AFTER_S": str(RESOLVE_AFTER_S),
         }
     )
     return env
@@ -206,18 +235,22 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
     everyone = [quiet, *streamed]
     try:
         worker.start()
-        # Warm everyone up; the quiet patient's extreme reading yields exactly one anomaly.
+        # Warm everyone up; the quiet patient's extreme SpO2 yields exactly one anomaly.
         warm = [
             reading(p, v, start + timedelta(minutes=5 * j), context="rest", event_id=f"{p}-w{j}")
             for p in everyone
             for j, v in enumerate(NORMAL)
         ]
         first_when = start + timedelta(minutes=5 * len(NORMAL))
-        first = reading(quiet, EXTREME, first_when, context="rest", event_id=f"{quiet}-x1")
+        first = spo2(quiet, EXTREME_SPO2, first_when, event_id=f"{quiet}-x1")
         assert ingest.post([*warm, first]).status_code == 202
         ingest.wait_vitals(quiet, len(NORMAL) + 1, timeout=120)
         (before,) = ingest.anomalies(quiet, expect=1, settle=2.0)
-        assert before.event_ids == [f"{quiet}-x1"]
+        assert (before.event_ids, before.channel, before.phase) == (
+            [f"{quiet}-x1"],
+            "spo2",
+            "onset",
+        )
 
         # Stream; SIGKILL the worker mid-stream, start it again, keep streaming.
         stream_start = first_when + timedelta(minutes=5)
@@ -231,8 +264,8 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
                 what=f"{KILL_AFTER_ROUNDS} stream rounds posted",
             )
             # Right after a post returned: its readings are in Kafka, not yet committed.
-            posted = stream.rounds
-            wait_for(lambda: stream.rounds > posted or None, timeout=60, what="one more post")
+            so_far = stream.rounds
+            wait_for(lambda: stream.rounds > so_far or None, timeout=60, what="one more post")
             worker.kill()
             killed = time.monotonic()
             killed_at_round = stream.rounds
@@ -264,56 +297,82 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
 
         # The restarted worker works through what was posted.
         posted = {f"{p}-w{j}" for p in streamed for j in range(len(NORMAL))}
-        posted |= {f"{p}-s{i}" for p in streamed for i in range(stream.rounds)}
-        stored = _stored_settled(ingest, streamed, expected=len(posted))
+        posted |= {
+            f"{p}-{kind}{i}" for p in streamed for i in range(stream.rounds) for kind in "so"
+        }
+        stored = _stored_settled(ingest, streamed, posted=posted)
 
-        # Then the quiet patient: one extreme reading, one normal one, no new warm-up.
+        # Then the quiet patient: two extreme heart rates in a row (a lone one is taken for
+        # a motion artefact), one normal one, no new warm-up.
         later = first_when + timedelta(minutes=5)
         tail = [
-            reading(quiet, EXTREME, later, context="rest", event_id=f"{quiet}-x2"),
-            reading(
-                quiet, 71, later + timedelta(minutes=5), context="rest", event_id=f"{quiet}-n2"
-            ),
+            reading(quiet, EXTREME_HR, when, context="rest", event_id=f"{quiet}-{name}")
+            for name, when in (("x2", later), ("x3", later + timedelta(minutes=5)))
         ]
+        tail.append(
+            reading(
+                quiet, 71, later + timedelta(minutes=10), context="rest", event_id=f"{quiet}-n2"
+            )
+        )
         assert ingest.post(tail).status_code == 202
-        ingest.wait_vitals(quiet, len(NORMAL) + 3, timeout=120)
+        ingest.wait_vitals(quiet, len(NORMAL) + 4, timeout=120)
         # Everything judged (offsets committed to the end): no anomaly is still to come.
         caught_up(ingest.kafka_bootstrap, group, what=worker.diagnostics())
         quiet_anomalies = ingest.anomalies(quiet, expect=2, settle=1.0)
-        assert sorted(a.event_ids[0] for a in quiet_anomalies) == [
-            f"{quiet}-x1",
-            f"{quiet}-x2",
+        assert sorted((a.event_ids[0], a.channel, a.phase) for a in quiet_anomalies) == [
+            (f"{quiet}-x1", "spo2", "onset"),
+            (f"{quiet}-x3", "heart_rate", "onset"),
         ], quiet_anomalies
-        (after,) = [a for a in quiet_anomalies if a.event_ids == [f"{quiet}-x2"]]
+        (after,) = [a for a in quiet_anomalies if a.event_ids == [f"{quiet}-x3"]]
         assert after.baseline is not None, "the baseline did not survive the restart"
         assert after.baseline.n >= len(NORMAL), after.baseline
         assert after.baseline.mean == pytest.approx(70.5, abs=2)
 
-        # Each anomaly on the topic once; each stored extreme reading has its anomaly.
+        # Each anomaly on the topic once; each stored extreme reading has its anomaly, and
+        # each episode its resolution once two normal SpO2 readings (a minute apart) came.
         lost = sorted(posted - stored)
         assert not lost, f"{len(lost)} readings not stored after the SIGKILL: {lost}"
         extremes = {event_id for _, event_id in stream.extremes if event_id in stored}
+        resolving = {
+            (patient, f"{patient}-o{int(event_id.rsplit('-o', 1)[1]) + 2}")
+            for patient, event_id in stream.extremes
+        }
+        resolving = {(p, e) for p, e in resolving if e in stored}
+        assert resolving, "no extreme of the stream was followed by two normal readings"
         found: list[Anomaly] = []
         for patient in streamed:
             expected = sum(1 for p, e in stream.extremes if p == patient and e in extremes)
+            expected += sum(1 for p, _ in resolving if p == patient)
             found += ingest.anomalies(patient, expect=expected, settle=0.5)
         ids = collections.Counter(a.anomaly_id for a in [*found, *quiet_anomalies])
         assert [i for i, n in ids.items() if n > 1] == [], "anomalies re-emitted"
-        flagged = {a.event_ids[0] for a in found}
-        assert extremes <= flagged <= {event_id for _, event_id in stream.extremes}
+        flagged = onsets(found)
+        assert {a.channel for a in flagged} == {"spo2"}, flagged
+        assert extremes <= {a.event_ids[0] for a in flagged} <= {e for _, e in stream.extremes}
+        ended = [a for a in found if a not in flagged]
+        assert {(a.channel, a.phase, a.detector) for a in ended} <= {
+            ("spo2", "resolved", "episode")
+        }
+        assert sorted((a.patient_id, a.event_ids[0]) for a in ended) == sorted(resolving)
+        assert {a.episode_id for a in ended} <= {a.episode_id for a in flagged}
+        again = collections.Counter(p for p, _ in stream.extremes)
+        print(
+            f"{stream.rounds} stream rounds: {len(flagged)} onsets, {len(ended)} resolutions,"
+            f" {sum(1 for n in again.values() if n > 1)} patients with a second episode"
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{worker.diagnostics()}") from exc
     finally:
         worker.stop()
 
 
-def _stored_settled(pipeline: Pipeline, patients: list[str], *, expected: int) -> set[str]:
-    """Event ids of the patients' stored vitals, once all ``expected`` are there (or after
+def _stored_settled(pipeline: Pipeline, patients: list[str], *, posted: set[str]) -> set[str]:
+    """Event ids of the patients' stored vitals, once every ``posted`` one is there (or after
     150 s: the caller reports what is missing)."""
     deadline = time.monotonic() + 150
     while True:
         stored = {str(row["event_id"]) for p in patients for row in pipeline.vitals(p)}
-        if len(stored) >= expected or time.monotonic() > deadline:
+        if posted <= stored or time.monotonic() > deadline:
             return stored
         time.sleep(1.0)
 
@@ -351,6 +410,11 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
     - ``sent``: its send was confirmed but the crash lost ``seen`` -> not sent again;
     - ``on_topic``: only the intent was recorded, the send went out -> found, not resent;
     - ``lost``: only the intent was recorded, the send never went out -> sent now.
+
+    A crash before the tables are written (step 6 of :mod:`processors.app`) also leaves each
+    patient's ``patients`` entry as it was before the batch: without the episode the extreme
+    SpO2 opened, so the replayed extreme opens it again (an open episode would fold it in
+    and publish nothing, and the check of the crash windows would not be reached).
     """
     port = int(ingest.ingest_url.rsplit(":", 1)[1])
     env = _worker_env(stack_env, tmp_path, "memory://", port)
@@ -362,11 +426,11 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
     extreme_at = start + timedelta(minutes=5 * len(NORMAL))
 
     def extreme(patient: str) -> dict[str, object]:
-        return reading(patient, EXTREME, extreme_at, context="rest", event_id=f"{patient}-x")
+        return spo2(patient, EXTREME_SPO2, extreme_at, event_id=f"{patient}-x")
 
     def aid(patient: str) -> str:
         return anomaly_id(
-            patient_id=patient, channel="heart_rate", event_id=f"{patient}-x", source="acme|watch-1"
+            patient_id=patient, channel="spo2", event_id=f"{patient}-x", source="acme|watch-1"
         )
 
     def seen_key(patient: str) -> str:
@@ -384,12 +448,13 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
         assert ingest.post([*warm, extreme(sent), extreme(on_topic)]).status_code == 202
         for patient in (sent, on_topic):
             (first,) = ingest.anomalies(patient, expect=1, settle=1.0)
-            assert first.anomaly_id == aid(patient)
+            assert (first.anomaly_id, first.phase) == (aid(patient), "onset")
         ingest.wait_vitals(lost, len(NORMAL))
         worker.stop()
 
         # What a crash leaves: "seen" lost for both extremes; for on_topic and lost only
-        # the intent (no "sent" mark), and lost's anomaly never reached the topic.
+        # the intent (no "sent" mark), and lost's anomaly never reached the topic; the
+        # patients' state from before the extremes (none: no episode open).
         intent = {"intent_ms": int(time.time() * 1000)}
         _write_changelog(
             ingest.kafka_bootstrap,
@@ -401,6 +466,12 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
                 (on_topic, emitted_key(aid(on_topic)), intent),
                 (lost, emitted_key(aid(lost)), intent),
             ],
+        )
+        _write_changelog(
+            ingest.kafka_bootstrap,
+            app_id,
+            "patients",
+            [(patient, patient, None) for patient in (sent, on_topic, lost)],
         )
 
         worker.start()
@@ -414,7 +485,10 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
 
         for patient in (sent, on_topic, lost):
             found = ingest.anomalies(patient, expect=1, settle=1.0)
-            assert [a.anomaly_id for a in found] == [aid(patient)], (patient, found)
+            assert [(a.anomaly_id, a.phase) for a in found] == [(aid(patient), "onset")], (
+                patient,
+                found,
+            )
         log = worker.log.read_text()
         assert "2 anomalies had an unconfirmed send, 1 of them are on" in log
         assert "2 anomalies were sent before a restart; not sent again" in log

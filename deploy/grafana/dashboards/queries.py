@@ -98,18 +98,13 @@ FLUX: dict[str, str] = {
   |> sort(columns: ["_time"])
   |> rename(columns: {{_value: "reading"}})
   |> keep(columns: ["_time", "reading"])""",
-    # The resting heart rate the processors compute: one series per kind (device tag
-    # ``pghd-nightly``: the night's, ``pghd-daily``: the day's at rest), points as stored.
+    # The resting heart rate the processors compute: one series per kind (nightly: the
+    # night's, daily: the day's at rest), points as stored.
     "patient_resting_heart_rate": """from(bucket: "${bucket}")
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-  |> filter(fn: (r) => r._measurement == "vitals" and r._field == "value")
-  |> filter(fn: (r) => r.patient_id == "${patient}" and r.channel == "resting_heart_rate")
-  |> filter(fn: (r) => r.device == "pghd-nightly" or r.device == "pghd-daily")
-  |> map(fn: (r) => ({
-      _time: r._time,
-      _value: r._value,
-      series: if r.device == "pghd-nightly" then "nightly" else "daily",
-  }))
+  |> filter(fn: (r) => r._measurement == "resting_heart_rate" and r._field == "value")
+  |> filter(fn: (r) => r.patient_id == "${patient}")
+  |> map(fn: (r) => ({_time: r._time, _value: r._value, series: r.kind}))
   |> group(columns: ["series"])
   |> sort(columns: ["_time"])""",
     # The patient's baseline band (low/high) of that channel as it was learnt.

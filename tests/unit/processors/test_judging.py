@@ -20,7 +20,7 @@ from pghd.contracts import Anomaly, Context, Measurement, Phase, Severity, Sourc
 from processors.baseline import BaselineState
 from processors.detectors.news2_aggregate import News2State
 from processors.judge import JudgeParams
-from processors.judging import NIGHTLY_DEVICE, Outcome, judge
+from processors.judging import Outcome, judge
 from processors.patient_state import PatientState
 
 T0 = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
@@ -234,9 +234,10 @@ def test_the_night_resting_heart_rate_is_computed_from_the_sleep_session() -> No
     session = _reading(Metric.SLEEP_DURATION, 7.1, night, end=wake, device="watch")
     stream.feed([session], now=wake + 5 * MIN)
     out = stream.outcomes[-1]
-    (point,) = [p for p in out.vitals if p.tags.get("device") == NIGHTLY_DEVICE]
-    assert point.tags["metric"] == "resting_heart_rate"
-    assert point.fields["value"] == 53.0 and point.time == wake
+    (point,) = out.resting
+    assert point.measurement == "resting_heart_rate" and point.tags["kind"] == "nightly"
+    assert point.fields == {"value": 53.0, "samples": 90} and point.time == wake
+    assert point in out.points() and all(v.measurement == "vitals" for v in out.vitals)
 
 
 def test_the_patient_state_travels_as_a_plain_dict() -> None:
@@ -256,8 +257,9 @@ def test_the_patient_state_travels_as_a_plain_dict() -> None:
 def test_daily_resting_heart_rate_is_written_from_readings_at_rest() -> None:
     stream = Stream()
     _settled(stream)
-    daily = [p for o in stream.outcomes for p in o.vitals if p.tags.get("device") == "pghd-daily"]
-    assert daily and daily[-1].tags["metric"] == "resting_heart_rate"
+    daily = [p for o in stream.outcomes for p in o.resting if p.tags["kind"] == "daily"]
+    assert daily and daily[-1].measurement == "resting_heart_rate"
+    assert daily[-1].fields["samples"] == 109
     assert daily[-1].time == datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
     # Rest begins after 12 still minutes: the first 11 readings are not at rest yet.
     assert daily[-1].fields["value"] == pytest.approx(
