@@ -54,6 +54,7 @@ __all__ = [
     "fingerprint",
     "group_key",
     "inhibited",
+    "problem_of",
     "resolve",
     "silenced",
 ]
@@ -125,12 +126,14 @@ def fingerprint(labels: AlertLabels | Mapping[str, str]) -> str:
     return label_fingerprint(labels)
 
 
+def problem_of(metric: str) -> str:
+    """The problem an anomaly of ``metric`` is about (resting heart rate is heart rate)."""
+    return _PROBLEM_OF_METRIC.get(metric, metric)
+
+
 def group_key(anomaly: Anomaly) -> AlertLabels:
     """The labels of the alert an anomaly belongs to: its patient and its problem."""
-    metric = anomaly.metric.value
-    return AlertLabels(
-        patient_id=anomaly.patient_id, problem=_PROBLEM_OF_METRIC.get(metric, metric)
-    )
+    return AlertLabels(patient_id=anomaly.patient_id, problem=problem_of(anomaly.metric.value))
 
 
 def _alert_id(fp: str, anomaly_id: str) -> str:

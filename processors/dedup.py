@@ -17,7 +17,7 @@ again; its anomaly id is the same as the first time's, so the alerts service sti
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
 from pghd.contracts import Measurement
@@ -26,6 +26,7 @@ __all__ = [
     "ANOMALY_PREFIX",
     "entry",
     "expired_entries",
+    "first_occurrences",
     "is_current",
     "key_of",
     "reading_identity",
@@ -96,3 +97,19 @@ def expired_entries(
         if isinstance(partition, int) and partition in owned and isinstance(key, str):
             out.append((key, partition))
     return out
+
+
+def first_occurrences(readings: Sequence[Measurement]) -> tuple[list[Measurement], list[str]]:
+    """``readings`` without repeats within them (same :func:`reading_identity`), in order,
+    and the identities of the repeats left out."""
+    unique: list[Measurement] = []
+    repeats: list[str] = []
+    seen: set[str] = set()
+    for reading in readings:
+        identity = reading_identity(reading)
+        if identity in seen:
+            repeats.append(identity)
+        else:
+            seen.add(identity)
+            unique.append(reading)
+    return unique, repeats

@@ -25,7 +25,6 @@ first), so ``days`` is the scored period and the cohort is generated ``warmup`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import statistics
@@ -41,6 +40,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from alerts import state as alert_state
+from alerts.lifecycle import problem_of
+from alerts.routing import load_routing_config
 from pghd.alerting import RoutingConfig
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, Measurement, Phase, Severity
@@ -212,10 +213,6 @@ def replay_arrivals(
     return out
 
 
-def _load_routing() -> RoutingConfig:
-    return RoutingConfig.model_validate(json.loads(ROUTING_EXAMPLE.read_text(encoding="utf-8")))
-
-
 @dataclass(frozen=True, slots=True)
 class Notification:
     """One delivery the alert lifecycle planned: when, and for which problem."""
@@ -262,11 +259,8 @@ def notifications(
     return out
 
 
-_PROBLEM_OF_METRIC = {Metric.RESTING_HEART_RATE: Metric.HEART_RATE.value}
-
-
 def _problem(metric: Metric) -> str:
-    return _PROBLEM_OF_METRIC.get(metric, metric.value)
+    return problem_of(metric.value)
 
 
 def _per_month(alert_days: int, patient_days: float) -> float | None:
@@ -432,7 +426,7 @@ def evaluate_cohort(
     processes replay patients side by side (the result is the same).
     ``on_patient`` is called after each patient with the number of readings judged."""
     params = params or default_params()
-    config = _load_routing()
+    config = load_routing_config(ROUTING_EXAMPLE)
     scored_from = cohort.start + warmup
     anomaly_level, care_level = _Tally(), _Tally()
     readings = rejected = withdrawn = 0

@@ -39,7 +39,7 @@ from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, ChannelSpec
 from pghd.contracts import Anomaly, BaselineSnapshot, Measurement, channel_key
 from processors.baseline import BaselineState, bucket_of
-from processors.dedup import reading_identity
+from processors.dedup import first_occurrences
 from processors.detectors import (
     Finding,
     cusum,
@@ -285,14 +285,9 @@ def judge_batch(
     working: dict[str, BaselineState] = dict(states)
     latest: dict[str, News2State] = dict(news2_states or {})
     plans = plans or {}
-    batch = BatchResult(states={}, vitals=[], baselines=[], anomalies=[])
-    seen: set[str] = set()
-    for reading in readings:
-        identity = reading_identity(reading)
-        if identity in seen:
-            batch.duplicates.append(identity)
-            continue
-        seen.add(identity)
+    unique, repeats = first_occurrences(readings)
+    batch = BatchResult(states={}, vitals=[], baselines=[], anomalies=[], duplicates=repeats)
+    for reading in unique:
         try:
             one = judge_reading(
                 working,

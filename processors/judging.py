@@ -44,7 +44,7 @@ from pghd.contracts import Anomaly, Context, Measurement, Phase, Severity
 from processors.activity import StepInterval
 from processors.baseline import BaselineState
 from processors.context import infer_context
-from processors.dedup import reading_identity
+from processors.dedup import first_occurrences
 from processors.detectors import Finding, channel_label, display_unit, fmt_number
 from processors.detectors import resting_tachycardia as tachycardia
 from processors.detectors.news2 import AT_REST
@@ -489,15 +489,7 @@ def judge(
         latest=dict(news2_states or {}),
         out=Outcome(patients=dict(patients or {})),
     )
-    unique: list[Measurement] = []
-    seen: set[str] = set()
-    for reading in readings:
-        identity = reading_identity(reading)
-        if identity in seen:
-            run.out.duplicates.append(identity)
-            continue
-        seen.add(identity)
-        unique.append(reading)
+    unique, run.out.duplicates = first_occurrences(readings)
     stepped: set[str] = set()
     for reading in unique:
         if _take_companion(reading, run.patient(reading.patient_id)):

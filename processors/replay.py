@@ -238,18 +238,7 @@ def _steps_readings(
                 " spacing of the rows is unknown)"
             )
             continue
-        raw = {
-            "patient_id": patient_id,
-            "metric": Metric.STEPS.value,
-            "unit": CATALOGUE[Metric.STEPS].unit,
-            "value": text,
-            "effective_time": start,
-            "effective_end": end,
-        }
-        try:
-            out.append(RowReading(_canonical(raw)))
-        except ValueError as exc:  # ReadingRejected is one too
-            notes[index].append(f"steps not replayed ({_span(start, end)}): {exc}")
+        _add_interval(out, notes, index, Metric.STEPS, text, start, end, patient_id=patient_id)
     return out
 
 
@@ -287,19 +276,39 @@ def _sleep_readings(
                 " spacing of the rows is unknown)"
             )
             continue
-        raw = {
-            "patient_id": patient_id,
-            "metric": Metric.SLEEP_DURATION.value,
-            "unit": CATALOGUE[Metric.SLEEP_DURATION].unit,
-            "value": round((end - start).total_seconds() / 3600, 4),
-            "effective_time": start,
-            "effective_end": end,
-        }
-        try:
-            out.append(RowReading(_canonical(raw)))
-        except ValueError as exc:  # ReadingRejected is one too
-            notes[index].append(f"sleep not replayed ({_span(start, end)}): {exc}")
+        hours = round((end - start).total_seconds() / 3600, 4)
+        _add_interval(
+            out, notes, index, Metric.SLEEP_DURATION, hours, start, end, patient_id=patient_id
+        )
     return out
+
+
+def _add_interval(
+    out: list[RowReading],
+    notes: dict[int, list[str]],
+    index: int,
+    metric: Metric,
+    value: str | float,
+    start: datetime,
+    end: datetime,
+    *,
+    patient_id: str,
+) -> None:
+    """Append the companion reading of ``metric`` over ``[start, end)``, or note on row
+    ``index`` why ingest would refuse it."""
+    raw = {
+        "patient_id": patient_id,
+        "metric": metric.value,
+        "unit": CATALOGUE[metric].unit,
+        "value": value,
+        "effective_time": start,
+        "effective_end": end,
+    }
+    try:
+        out.append(RowReading(_canonical(raw)))
+    except ValueError as exc:  # ReadingRejected is one too
+        what = "steps" if metric is Metric.STEPS else "sleep"
+        notes[index].append(f"{what} not replayed ({_span(start, end)}): {exc}")
 
 
 def rows_to_readings(

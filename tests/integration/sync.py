@@ -29,11 +29,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from deploy.local.harness import Pipeline, reading, wait_for
 from pghd import topics, wire
+from pghd.alerting import Alert
 from pghd.contracts import Measurement
 from tests.clock import ANCHOR
 
 __all__ = [
     "Backlog",
+    "alert_states",
     "backlog",
     "caught_up",
     "end_offsets",
@@ -182,3 +184,21 @@ def judged_in(bootstrap: str, ranges: Mapping[int, tuple[int, int]]) -> set[str]
             for line in json.loads(value).get("lines", []):
                 found.update(_EVENT_ID.findall(line))
     return found
+
+
+def alert_states(bootstrap: str) -> list[Alert]:
+    """Every alert state on ``pghd.alerts.v1`` so far, oldest first (an alert's latest
+    state is the last with its id)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
+    )
+    try:
+        parts = [
+            TopicPartition(topics.ALERTS, p)
+            for p in consumer.partitions_for_topic(topics.ALERTS) or []
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        return [wire.decode(Alert, m.value) for m in consumer if m.value]
+    finally:
+        consumer.close()

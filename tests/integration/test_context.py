@@ -16,15 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline, wait_for
 from deploy.local.influxdb import InfluxServer
-from pghd import topics, wire
+from pghd import topics
 from pghd.alerting import Alert, AlertState
 from pghd.contracts import Anomaly, Phase, Severity
 from tests.clock import ANCHOR
-from tests.integration.sync import caught_up
+from tests.integration.sync import alert_states, caught_up
 
 MIN = timedelta(minutes=1)
 WORKOUT_MIN = 40
@@ -69,25 +68,10 @@ def _post_minute_by_minute(pipeline: Pipeline, *series: list[dict[str, object]])
 
 
 def _alerts(pipeline: Pipeline, patient: str) -> list[Alert]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=pipeline.kafka_bootstrap,
-        enable_auto_commit=False,
-        consumer_timeout_ms=1000,
-    )
-    try:
-        parts = [
-            TopicPartition(topics.ALERTS, p)
-            for p in consumer.partitions_for_topic(topics.ALERTS) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        found = [wire.decode(Alert, m.value) for m in consumer if m.value]
-    finally:
-        consumer.close()
-    latest: dict[str, Alert] = {}
-    for alert in found:
-        if alert.patient_id == patient:
-            latest[alert.alert_id] = alert
+    """The latest state of each of the patient's alerts."""
+    latest = {
+        a.alert_id: a for a in alert_states(pipeline.kafka_bootstrap) if a.patient_id == patient
+    }
     return list(latest.values())
 
 

@@ -29,9 +29,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from deploy.local.harness import NotificationSink, wait_for
 from deploy.local.process import free_port, log_tail, start_detached, stop_process
 from pghd import topics, wire
-from pghd.alerting import Alert, DigestRecord, DigestState, NotificationOutcome
+from pghd.alerting import DigestRecord, DigestState, NotificationOutcome
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, BaselineSnapshot, Severity
+from tests.integration.sync import alert_states
 
 NOT_DUE_FOR = timedelta(minutes=50)
 """The first worker's digest time is this far ahead: not due (a digest whose time is more
@@ -166,19 +167,7 @@ def worker(
 
 def _held_back(bootstrap: str, patient: str) -> set[str]:
     """The problems of the patient's alerts that have a finding held back for the digest."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
-    try:
-        parts = [
-            TopicPartition(topics.ALERTS, p)
-            for p in consumer.partitions_for_topic(topics.ALERTS) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        alerts = [wire.decode(Alert, m.value) for m in consumer if m.value]
-    finally:
-        consumer.close()
+    alerts = alert_states(bootstrap)
     return {
         a.problem
         for a in alerts

@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from alerts.routing import load_routing_config
 from pghd.cli import app
 from pghd.commands.evaluate import COHORT_END, format_evaluation
 from pghd.contracts import Phase, Severity
 from pghd.simulation import Cohort, EpisodeKind, generate_cohort
-from processors.evaluation import Evaluation, evaluate_cohort, notifications, replay_arrivals
-from processors.evaluation import _load_routing as load_routing
+from processors.evaluation import (
+    ROUTING_EXAMPLE,
+    Evaluation,
+    evaluate_cohort,
+    notifications,
+    replay_arrivals,
+)
 from processors.replay import default_params
 
 # 14 patients x 18 days, the first 4 a warm-up: each of the 7 kinds twice (0.5 x 14 = 7
@@ -152,7 +158,7 @@ def test_a_critical_anomaly_pages_and_its_withdrawal_pages_no_one() -> None:
     replay = replay_arrivals([*beats, *steps], params=default_params())
     phases = [a.phase for a in replay.anomalies]
     assert phases == [Phase.ONSET, Phase.WITHDRAWN]
-    sent = notifications("p-1", replay.anomalies, config=load_routing())
+    sent = notifications("p-1", replay.anomalies, config=load_routing_config(ROUTING_EXAMPLE))
     assert sent and {n.severity for n in sent} == {Severity.CRITICAL}
     assert all(n.at < sync for n in sent)
 
