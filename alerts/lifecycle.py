@@ -21,7 +21,10 @@ when its severity rises or as a slow reminder, and when it ends. The alert keys 
 lists the open episodes behind it, an anomaly of one of them attaches however long after the
 last one it comes (a day-long fever is one alert, not one per group interval), and when the
 last of them ends (phase ``resolved``, or ``withdrawn``: a provisional finding that late data
-disproved) the alert resolves itself, with the reason, and pages no one. An ending of an
+disproved) the alert resolves itself, with the reason, and pages no one. A patient's episode
+spans problems (a fever moves temperature and heart rate): each problem's alert lists it, and
+its resolution ends it in all of them (:func:`alerts.state.on_anomaly`), while a withdrawal
+ends it only in the alert of the withdrawn finding's problem. An ending of an
 episode no active alert holds changes nothing. Routing a :class:`Page` into :class:`Notify`
 actions is :mod:`alerts.routing`'s work.
 """
@@ -35,7 +38,14 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pghd.alert_commands import Silence
-from pghd.alerting import Alert, AlertLabels, AlertState, GroupingPolicy, label_fingerprint
+from pghd.alerting import (
+    Alert,
+    AlertLabels,
+    AlertState,
+    GroupingPolicy,
+    label_fingerprint,
+    problem_of,
+)
 from pghd.contracts import Anomaly, Phase, Severity
 
 __all__ = [
@@ -51,6 +61,7 @@ __all__ = [
     "acknowledge",
     "apply_anomaly",
     "auto_resolve",
+    "end_episode",
     "fingerprint",
     "group_key",
     "inhibited",
@@ -64,7 +75,6 @@ SYSTEM_ACTOR = "pghd"
 
 PageReason = Literal["opened", "severity_raised"]
 AnnotationKind = Literal["opened", "severity_raised", "acknowledged", "resolved"]
-_PROBLEM_OF_METRIC = {"resting_heart_rate": "heart_rate"}
 
 
 class AlertStateError(ValueError):
@@ -124,11 +134,6 @@ Action = Page | Notify | Escalate | Annotate
 def fingerprint(labels: AlertLabels | Mapping[str, str]) -> str:
     """Stable hash of an alert's labels: the dedup key and the alerts topic's key."""
     return label_fingerprint(labels)
-
-
-def problem_of(metric: str) -> str:
-    """The problem an anomaly of ``metric`` is about (resting heart rate is heart rate)."""
-    return _PROBLEM_OF_METRIC.get(metric, metric)
 
 
 def group_key(anomaly: Anomaly) -> AlertLabels:
@@ -192,7 +197,7 @@ def _with_episode(episodes: list[str], anomaly: Anomaly, *, policy: GroupingPoli
     return [*episodes, anomaly.episode_id][-policy.max_anomaly_ids :]
 
 
-def _end_episode(
+def end_episode(
     alert: Alert | None, anomaly: Anomaly, *, now: datetime
 ) -> tuple[Alert | None, list[Action]]:
     """An episode ended: drop it from the alert, and resolve the alert if it was the last."""
@@ -222,7 +227,7 @@ def apply_anomaly(
     if alert is not None and anomaly.anomaly_id in alert.anomaly_ids:
         return alert, []
     if anomaly.phase in (Phase.RESOLVED, Phase.WITHDRAWN):
-        return _end_episode(alert, anomaly, now=now)
+        return end_episode(alert, anomaly, now=now)
     if alert is None or not alert.active:
         return _open(anomaly, now)
     gap = (anomaly.detected_at - alert.last_anomaly_at).total_seconds()

@@ -31,7 +31,7 @@ from alerts.pending import PendingDelivery, notification_id, plan_deliveries
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind, Silence
 from pghd.alerting import Alert, GroupingPolicy, RoutingConfig
-from pghd.contracts import Anomaly, DeadLetter, PatientId, Severity
+from pghd.contracts import Anomaly, DeadLetter, PatientId, Phase, Severity
 
 __all__ = [
     "STAGE",
@@ -184,6 +184,8 @@ def on_anomaly(
 
     ``late_after_s``: an alert whose latest anomaly is older than this is marked ``late``;
     it pages when ``page_late`` and it is a warning or critical (see the module docstring)."""
+    if anomaly.phase is Phase.RESOLVED:
+        return _episode_over(state, anomaly, now=now)
     fp = lifecycle.fingerprint(lifecycle.group_key(anomaly))
     current = state.alerts.get(fp)
     alert, actions = lifecycle.apply_anomaly(current, anomaly, policy=policy, now=now)
@@ -217,6 +219,21 @@ def on_anomaly(
         deliveries=plan_deliveries(notifies, now=now),
         annotations=annotations,
     )
+
+
+def _episode_over(state: PatientState, anomaly: Anomaly, *, now: datetime) -> Step:
+    """A patient's episode resolved: end it in every alert that lists it (one per problem
+    the episode announced); those left without an open episode resolve, paging no one."""
+    changed: list[Alert] = []
+    annotations: list[Annotate] = []
+    for alert in state.alerts.values():
+        updated, actions = lifecycle.end_episode(alert, anomaly, now=now)
+        if updated is not None and updated != alert:
+            changed.append(updated)
+            annotations += [a for a in actions if isinstance(a, Annotate)]
+    if not changed:
+        return Step(state=state)
+    return _finish(state, changed, deliveries=[], annotations=annotations)
 
 
 def on_command(

@@ -47,6 +47,7 @@ __all__ = [
     "RoutingConfig",
     "TimeWindow",
     "label_fingerprint",
+    "problem_of",
 ]
 
 FINGERPRINT_PATTERN = r"^[0-9a-f]{16}$"
@@ -78,6 +79,15 @@ class AlertLabels(BaseModel):
         str,
         Field(pattern=ID_PATTERN, description="what is wrong, e.g. a channel group: heart_rate"),
     ]
+
+
+_PROBLEM_OF_METRIC = {"resting_heart_rate": "heart_rate"}
+
+
+def problem_of(metric: str) -> str:
+    """The problem an anomaly of ``metric`` is about (resting heart rate is heart rate): the
+    alert it groups into, and the part of a patient's episode it announces."""
+    return _PROBLEM_OF_METRIC.get(metric, metric)
 
 
 def label_fingerprint(labels: AlertLabels | Mapping[str, str]) -> str:

@@ -192,12 +192,14 @@ class Anomaly(BaseModel):
     )
     episode_id: str | None = Field(
         default=None,
-        description="the episode (one departure from normal of one channel) this anomaly "
-        "belongs to; every anomaly of the episode carries it",
+        description="the episode (one departure of the patient from their normal, on any "
+        "channels) this anomaly belongs to; every anomaly of the episode carries it; none on a "
+        "data-quality note (a reading after a long gap)",
     )
     phase: Phase | None = Field(
         default=None,
-        description="onset (the episode opens), update (its severity rose, or a reminder), "
+        description="onset (the episode opens), update (a problem joined or its severity "
+        "rose, or a reminder), "
         "resolved (back within normal), withdrawn (a provisional finding the late data "
         "disproved)",
     )

@@ -17,7 +17,8 @@ at its arrival time) and judged by the processors' own pass (:func:`processors.j
 
 Per episode kind: sensitivity (an episode is detected by an alert, or a notification, on one
 of its metrics in ``[start, end + grace]``), the median delay from its start, and how many
-anomalies its episodes emitted. Per group of patients: false alert-days, UTC days with an
+anomalies were published about it in that window (every phase and channel of the patient's
+episodes its alerts belong to). Per group of patients: false alert-days, UTC days with an
 alert (or a notification) outside every episode window, per 30 patient-days of exposure.
 Exposure and false alerts count only after ``warmup`` (a new patient's baselines form
 first), so ``days`` is the scored period and the cohort is generated ``warmup`` longer.
@@ -84,8 +85,9 @@ _ENDINGS = (Phase.RESOLVED, Phase.WITHDRAWN)
 @dataclass(frozen=True, slots=True)
 class KindScore:
     """Detection of one episode kind: sensitivity, median delay to the first alert, and
-    the anomalies published about each labelled episode (median and most; every channel it
-    moved counts, each with its own published episode)."""
+    the anomalies published about each labelled episode (median and most): every anomaly,
+    of any phase and channel, of the published episodes its alerts belong to, observed in
+    its window ``[start, end + grace]``."""
 
     kind: str
     episodes: int
@@ -152,6 +154,9 @@ class Evaluation:
     """Mean anomalies per published episode (onset, updates and ending), all patients."""
     anomalies_per_episode_p95: int | None
     """The 95th percentile of anomalies per published episode."""
+    anomalies_per_episode_max: int | None
+    """The most anomalies one published episode emitted (from onset to end, or to the end of
+    the cohort)."""
     withdrawn: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,7 +352,7 @@ def _score(
     patient_id: str,
     events: Sequence[_Event],
     grace: timedelta,
-    emitted: Mapping[str, int] | None = None,
+    emitted: Mapping[str, Sequence[datetime]] | None = None,
 ) -> None:
     episodes = cohort.episodes_of(patient_id)
     windows = [(e.start, e.end + grace) for e in episodes]
@@ -362,7 +367,8 @@ def _score(
             tally.first[kind][first.detector or first.severity.value] += 1
         if emitted is not None:
             ids = {e.episode_id for e in hits if e.episode_id is not None}
-            tally.emitted[kind].append(sum(emitted.get(i, 0) for i in ids))
+            times = (t for i in ids for t in emitted.get(i, ()))
+            tally.emitted[kind].append(sum(lo <= t <= hi for t in times))
     group = "outside" if episodes else "healthy"
     covered = sum(
         (max(timedelta(0), min(hi, cohort.end) - max(lo, scored_from)) for lo, hi in windows),
@@ -435,8 +441,11 @@ def evaluate_cohort(
     for patient, (replay, sent) in zip(cohort.patients, outcomes, strict=True):
         pid = patient.patient_id
         readings, rejected = readings + replay.judged, rejected + replay.rejected
-        emitted = Counter(a.episode_id for a in replay.anomalies if a.episode_id is not None)
-        per_episode.update(emitted)
+        emitted: defaultdict[str, list[datetime]] = defaultdict(list)
+        for a in replay.anomalies:
+            if a.episode_id is not None:
+                emitted[a.episode_id].append(a.observed_at)
+        per_episode.update({i: len(times) for i, times in emitted.items()})
         withdrawn += sum(a.phase is Phase.WITHDRAWN for a in replay.anomalies)
         alerts = [
             _Event(
@@ -488,5 +497,6 @@ def evaluate_cohort(
         episodes_emitted=len(counts),
         anomalies_per_episode=round(statistics.fmean(counts), 2) if counts else None,
         anomalies_per_episode_p95=sorted(counts)[int(0.95 * (len(counts) - 1))] if counts else None,
+        anomalies_per_episode_max=max(counts) if counts else None,
         withdrawn=withdrawn,
     )

@@ -16,9 +16,10 @@ publish and what to store. Pure: no Kafka, InfluxDB or clock (``now`` is an argu
 3. **Each reading**: its context is the device's, else inferred from sleep sessions and steps,
    else unknown (:func:`processors.context.infer_context`); the channel baselines and the
    detectors judge it in that context (:func:`processors.judge.judge_reading`; heart rate also
-   by :mod:`~processors.detectors.resting_tachycardia`); its findings step the channel's
-   episode (:mod:`processors.episodes`), and only what the episode emits (onset, a rise in
-   severity, a slow reminder, resolution) becomes an anomaly.
+   by :mod:`~processors.detectors.resting_tachycardia`); its findings step the patient's
+   episode (:mod:`processors.episodes`: one per patient, whatever channels depart), and only
+   what the episode emits (onset, a problem reaching a new severity, a slow reminder,
+   resolution) becomes an anomaly.
 4. **Resting heart rate in the stream**: heart rates at rest make a daily resting heart rate;
    heart rates inside a night's sleep session, without steps, make the night's resting heart
    rate (Alavi et al. 2022), judged by the two-night rule
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from statistics import fmean
 
+from pghd.alerting import problem_of
 from pghd.care_plans import CarePlan
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, Context, Measurement, Phase, Severity
@@ -45,13 +47,13 @@ from processors.activity import StepInterval
 from processors.baseline import BaselineState
 from processors.context import infer_context
 from processors.dedup import first_occurrences
-from processors.detectors import Finding, channel_label, display_unit, fmt_number
+from processors.detectors import Finding, channel_label, display_unit, fmt_number, gaps
 from processors.detectors import resting_tachycardia as tachycardia
 from processors.detectors.news2 import AT_REST
 from processors.detectors.news2_aggregate import CHANNEL as NEWS2_CHANNEL
 from processors.detectors.news2_aggregate import News2State
 from processors.detectors.pipeline import EXERCISE_SENSITIVE, JudgeParams
-from processors.episodes import Emission, EpisodePolicy, step
+from processors.episodes import Emission, Episode, EpisodePolicy, step
 from processors.judge import judge_reading
 from processors.patient_state import PatientState, Provisional
 from processors.points import InfluxPoint, anomaly_id, anomaly_point
@@ -180,12 +182,32 @@ def _emitted(
             emission=emission,
             phase=Phase.RESOLVED,
             explanation=(
-                f"{channel_label(channel)} back within this patient's normal for {minutes} min "
+                f"{_labels(episode)} back within this patient's normal for {minutes} min "
                 f"({episode.normal_readings} readings): the episode that began {opened} "
                 f"({episode.departing} departing readings) is over."
             ),
         )
     return raw.model_copy(update={"episode_id": episode.episode_id, "phase": emission.phase})
+
+
+def _labels(episode: Episode) -> str:
+    """The channels of an episode, for a sentence: "Temperature and heart rate"."""
+    names = [channel_label(ch).lower() for ch in sorted(episode.tracks)]
+    text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return text[:1].upper() + text[1:]
+
+
+def _problem(channel: str, metric: Metric) -> str:
+    """What a channel's findings are about, for the episode's announcements: the NEWS2
+    aggregate is its own problem, every other channel that of its metric."""
+    return NEWS2_CHANNEL if channel == NEWS2_CHANNEL else problem_of(metric.value)
+
+
+def _data_quality_only(found: Anomaly) -> bool:
+    """A finding that says only that data was missing (:mod:`processors.detectors.gaps`): a
+    note published on its own, outside any episode, since the reading itself is within the
+    patient's normal."""
+    return found.detector == gaps.DETECTOR and not found.contributing
 
 
 def _counts_as_normal(channel: str, context: Context | None) -> bool:
@@ -208,9 +230,8 @@ def _recheck(patient_id: str, patient: PatientState, *, now: datetime) -> list[A
         still = state.still_for or timedelta(0)
         if state.context is Context.REST and still >= tachycardia.STILL:
             continue  # confirmed
-        episode = patient.episodes.get(prov.channel)
-        if episode is not None and episode.episode_id == eid:
-            del patient.episodes[prov.channel]
+        if patient.episode is not None and patient.episode.episode_id == eid:
+            patient.episode = patient.episode.without(prov.channel)
         cadence = state.cadence or 0.0
         out.append(
             Anomaly(
@@ -301,21 +322,19 @@ class _Pass:
         reading: Measurement,
         value: float,
     ) -> None:
-        """Step the channel's episode with this reading's finding (or its absence)."""
+        """Step the patient's episode with this reading's finding on ``channel`` (or its
+        absence)."""
         severity = None if raw is None else raw.severity
-        episode, emission = step(
-            patient.episodes.get(channel),
+        patient.episode, emission = step(
+            patient.episode,
             at=reading.effective_time,
             finding=severity,
             patient_id=patient_id,
             channel=channel,
             event_id=reading.event_id,
+            problem=_problem(channel, reading.metric),
             policy=self.policy,
         )
-        if episode is None:
-            patient.episodes.pop(channel, None)
-        else:
-            patient.episodes[channel] = episode
         if emission is not None:
             anomaly = _emitted(
                 raw, emission, reading=reading, channel=channel, value=value, now=self.now
@@ -373,10 +392,13 @@ class _Pass:
         raw = {a.channel: a for a in one.anomalies}
         for channel, value in reading.channels():
             found = raw.get(channel)
+            if found is not None and _data_quality_only(found):
+                self.out.anomalies.append(found)  # a note on its own, no departure
+                found = None
             if found is None and not _counts_as_normal(channel, judged.context):
                 continue
             self.episode(pid, patient, channel=channel, raw=found, reading=judged, value=value)
-            opened = patient.episodes.get(channel)
+            opened = patient.episode
             if provisional and found is not None and opened is not None:
                 patient.provisional.setdefault(
                     opened.episode_id,

@@ -5,7 +5,7 @@ one record per patient whatever it held:
 
 - ``steps`` and ``sleep``: the timelines context is inferred from
   (:mod:`processors.activity`, :mod:`processors.context`);
-- ``episodes``: the open episode of each channel (:mod:`processors.episodes`);
+- ``episode``: the patient's open episode, if any (:mod:`processors.episodes`);
 - ``tachy``: the current run of heart rates at or above 120 /min
   (:mod:`processors.detectors.resting_tachycardia`);
 - ``provisional``: findings raised before the steps that could confirm them arrived, by
@@ -73,11 +73,15 @@ class Provisional:
         )
 
 
+def _episode(raw: Mapping[str, Any] | None) -> Episode | None:
+    return None if raw is None else Episode.from_dict(dict(raw))
+
+
 @dataclass
 class PatientState:
     steps: StepTimeline = field(default_factory=StepTimeline)
     sleep: SleepTimeline = field(default_factory=SleepTimeline)
-    episodes: dict[str, Episode] = field(default_factory=dict)
+    episode: Episode | None = None
     tachy: Run | None = None
     provisional: dict[str, Provisional] = field(default_factory=dict)
     heart: list[tuple[int, float]] = field(default_factory=list)
@@ -108,7 +112,7 @@ class PatientState:
         return {
             "steps": self.steps.to_dict(),
             "sleep": self.sleep.to_dict(),
-            "episodes": {ch: ep.to_dict() for ch, ep in self.episodes.items()},
+            "episode": None if self.episode is None else self.episode.to_dict(),
             "tachy": None if self.tachy is None else self.tachy.to_list(),
             "provisional": {eid: p.to_dict() for eid, p in self.provisional.items()},
             "heart": [[t, v] for t, v in self.heart],
@@ -122,7 +126,7 @@ class PatientState:
         return cls(
             steps=StepTimeline.from_dict(raw.get("steps", {})),
             sleep=SleepTimeline.from_dict(raw.get("sleep", {})),
-            episodes={ch: Episode.from_dict(ep) for ch, ep in raw.get("episodes", {}).items()},
+            episode=_episode(raw.get("episode")),
             tachy=None if tachy is None else Run.from_list(tachy),
             provisional={
                 eid: Provisional.from_dict(p) for eid, p in raw.get("provisional", {}).items()

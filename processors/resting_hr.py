@@ -2,15 +2,14 @@
 
 Alavi et al. 2022, "Real-time alerting system for COVID-19 and other stress events using
 wearable data" (Nat. Med. 28:175), compute a resting heart rate per night from the heart
-rate of the hours 00:00-06:59 (local time) taken while there were no steps, and raise an
-alert when two consecutive nights are above the patient's baseline by a margin (their
+rate of the night hours (00:00-06:59 local time) taken while there were no steps, and raise
+an alert when two consecutive nights are above the patient's baseline by a margin (their
 code: +3 bpm amber, +4 bpm red). They report alerts for 80 % of infections, a median of
-3 days before symptoms.
+3 days before symptoms. Here the night is the patient's own sleep session, where one is
+known (:func:`processors.judging` computes a night's resting heart rate from the heart rates
+inside it without steps, and needs 6 of them), which needs no time zone.
 
-- :func:`nightly_rhr` takes a night's heart-rate samples (local times) with the activity
-  inferred for each (:mod:`processors.activity`): only samples at rest or asleep count;
-  moving or unknown ones are left out; a night with fewer than ``min_samples`` has no value
-  (the watch was off).
+- :class:`NightlyRhr` is one night's value.
 - :class:`NightSignal` keeps the recent nights. The baseline is the median of up to
   ``window`` (28) earlier nights that were not elevated themselves (an illness must not
   raise its own baseline; the same rule as the CuSum baseline of Mishra et al. 2020, which
@@ -21,20 +20,15 @@ Pure: no I/O; state as plain dicts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from statistics import fmean, median
+from datetime import date, timedelta
+from statistics import median
 from typing import Any, Literal
 
-from pghd.contracts import Context
-
-__all__ = ["Level", "NightSignal", "NightlyRhr", "nightly_rhr"]
+__all__ = ["Level", "NightSignal", "NightlyRhr"]
 
 Level = Literal["amber", "red"]
-NIGHT_START_HOUR = 0
-NIGHT_END_HOUR = 7  # exclusive: 00:00-06:59
-RESTING = (Context.REST, Context.SLEEP)
 
 
 @dataclass(frozen=True)
@@ -44,21 +38,6 @@ class NightlyRhr:
     night: date
     rhr: float
     samples: int
-
-
-def nightly_rhr(
-    samples: Iterable[tuple[datetime, float, Context | None]], *, min_samples: int = 6
-) -> dict[date, NightlyRhr]:
-    """Mean resting heart rate per night from ``(local time, bpm, activity)`` samples."""
-    by_night: dict[date, list[float]] = {}
-    for at, bpm, context in samples:
-        if context in RESTING and NIGHT_START_HOUR <= at.hour < NIGHT_END_HOUR:
-            by_night.setdefault(at.date(), []).append(bpm)
-    return {
-        night: NightlyRhr(night=night, rhr=fmean(values), samples=len(values))
-        for night, values in sorted(by_night.items())
-        if len(values) >= min_samples
-    }
 
 
 @dataclass

@@ -92,7 +92,7 @@ class ProcessorSettings(BaseSettings):
     episode_resolve_after_s: float = Field(
         default=1800.0,
         gt=0,
-        description="an episode resolves once its channel has been back within normal this long",
+        description="an episode resolves once every channel in it is back within normal this long",
     )
     episode_resolve_readings: int = Field(
         default=2, ge=1, description="... and for at least this many readings"
@@ -100,7 +100,10 @@ class ProcessorSettings(BaseSettings):
     episode_cadence_s: float = Field(
         default=86400.0,
         gt=0,
-        description="an open episode publishes a reminder (update) this often while it goes on",
+        description=(
+            "an open episode's first reminder (update) while it goes on; each later one"
+            " waits twice as long"
+        ),
     )
 
     batch_size: int = Field(default=500, ge=1)

@@ -51,7 +51,7 @@ def _false_line(label: str, figures: FalseAlerts) -> str:
 
 
 def _kinds(kinds: list[KindScore], *, anomalies: bool) -> list[str]:
-    extra = f" {'anomalies (all ch.)':>19}" if anomalies else ""
+    extra = f" {'anomalies/episode':>19}" if anomalies else ""
     lines = [
         f"  {'episode kind':<14} {'episodes':>8} {'detected':>8} {'sensitivity':>11}"
         f" {'median delay (min)':>18}{extra}  first flagged by"
@@ -110,10 +110,12 @@ def format_evaluation(evaluation: Evaluation) -> str:
         "",
         *_false(e.care.healthy, e.care.outside_episodes, what="page"),
         "",
-        f"episodes published (one channel's departure each): {e.episodes_emitted}; anomalies"
-        f" per episode (onset, updates, end): {_num(e.anomalies_per_episode, '.2f')} on"
-        f" average, {_num(e.anomalies_per_episode_p95, 'd')} at the 95th percentile;"
-        f" provisional findings withdrawn: {e.withdrawn}",
+        f"episodes published (one per departure of a patient, all channels):"
+        f" {e.episodes_emitted}; anomalies per episode (onset, updates, end):"
+        f" {_num(e.anomalies_per_episode, '.2f')} on average,"
+        f" {_num(e.anomalies_per_episode_p95, 'd')} at the 95th percentile,"
+        f" {_num(e.anomalies_per_episode_max, 'd')} at most; provisional findings withdrawn:"
+        f" {e.withdrawn}",
         "",
         "false alerts by channel / detector (anomaly level, both groups above):",
         f"  {'channel':<26} {'detector':<19} {'anomalies':>9} {'critical':>8} {'alert-days':>10}"

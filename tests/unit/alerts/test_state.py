@@ -24,7 +24,7 @@ from pghd.alerting import (
     NotificationOutcome,
     RoutingConfig,
 )
-from pghd.contracts import Anomaly, DeadLetter, Severity
+from pghd.contracts import Anomaly, DeadLetter, Phase, Severity
 
 from .conftest import make_anomaly
 
@@ -288,3 +288,54 @@ def test_decode_dead_letters_bad_messages_and_wrong_keys() -> None:
     assert isinstance(decode(Anomaly, None, where=where, now=T0), DeadLetter)
     good = decode(Anomaly, wire.encode(anomaly(1)), where=Where(key="p1"), now=T0)
     assert isinstance(good, Anomaly)
+
+
+def _feed(state: PatientState, *anomalies: Anomaly) -> PatientState:
+    for a in anomalies:
+        state = on_anomaly(state, a, config=CONFIG, policy=POLICY, now=a.detected_at).state
+    return state
+
+
+def test_one_episode_on_two_problems_is_two_alerts_and_its_resolution_ends_both() -> None:
+    temp = {"metric": "body_temperature", "channel": "body_temperature", "unit": "Cel"}
+    onset = anomaly(1, episode_id="ep-1", phase=Phase.ONSET, value=38.9, **temp)
+    heart = anomaly(2, at=T0 + timedelta(minutes=20), episode_id="ep-1", phase=Phase.UPDATE)
+    state = _feed(fresh(), onset, heart)
+    assert sorted(a.problem for a in state.alerts.values()) == ["body_temperature", "heart_rate"]
+    assert all(a.active and a.episode_ids == ["ep-1"] for a in state.alerts.values())
+    # The episode resolves on a temperature reading: the heart-rate alert resolves too,
+    # and nobody is paged.
+    end = anomaly(
+        3,
+        at=T0 + timedelta(hours=5),
+        episode_id="ep-1",
+        phase=Phase.RESOLVED,
+        severity=Severity.INFO,
+        value=37.0,
+        **temp,
+    )
+    step = on_anomaly(state, end, config=CONFIG, policy=POLICY, now=end.detected_at)
+    assert not step.deliveries
+    assert {a.problem: a.status for a in step.state.alerts.values()} == {
+        "body_temperature": AlertState.RESOLVED,
+        "heart_rate": AlertState.RESOLVED,
+    }
+    assert all("episode resolved" in (a.resolved_reason or "") for a in step.changed)
+
+
+def test_a_withdrawn_finding_ends_the_episode_only_in_its_own_problems_alert() -> None:
+    temp = {"metric": "body_temperature", "channel": "body_temperature", "unit": "Cel"}
+    onset = anomaly(1, episode_id="ep-1", phase=Phase.ONSET, value=38.9, **temp)
+    heart = anomaly(2, at=T0 + timedelta(minutes=20), episode_id="ep-1", phase=Phase.UPDATE)
+    gone = anomaly(
+        3,
+        at=T0 + timedelta(minutes=80),
+        episode_id="ep-1",
+        phase=Phase.WITHDRAWN,
+        severity=Severity.INFO,
+    )
+    state = _feed(fresh(), onset, heart, gone)
+    assert {a.problem: a.status for a in state.alerts.values()} == {
+        "body_temperature": AlertState.OPEN,
+        "heart_rate": AlertState.RESOLVED,
+    }

@@ -43,11 +43,13 @@ def test_a_day_of_fever_with_a_warning_on_every_reading_is_three_anomalies() -> 
     assert emitted[-1][1].episode.departing == 144
 
 
-def test_a_long_episode_is_reminded_once_a_day_not_per_reading() -> None:
-    emitted = _run([W] * (3 * 24 * 6) + [None] * 4, timedelta(minutes=10))
-    phases = [e.phase for _, e in emitted]
-    assert phases == [Phase.ONSET, Phase.UPDATE, Phase.UPDATE, Phase.RESOLVED]
-    assert len(emitted) <= 5
+def test_a_long_episode_is_reminded_after_one_then_two_then_four_days() -> None:
+    # A month of warnings every 10 minutes (a drift that stays): reminders at 1, 3 and 7
+    # days, then 15 days after the onset; never one per day.
+    emitted = _run([W] * (30 * 24 * 6) + [None] * 4, timedelta(minutes=10))
+    assert [e.phase for _, e in emitted] == [Phase.ONSET] + [Phase.UPDATE] * 4 + [Phase.RESOLVED]
+    days = [i / (24 * 6) for i, e in emitted if e.phase is Phase.UPDATE]
+    assert days == [1, 3, 7, 15]
 
 
 def test_one_normal_reading_inside_an_episode_does_not_end_it() -> None:
@@ -81,3 +83,120 @@ def test_the_episode_travels_as_a_plain_dict() -> None:
         event_id="e2",
     )
     assert episode is not None and Episode.from_dict(episode.to_dict()) == episode
+
+
+def _patient(
+    readings: list[tuple[int, str, str, Severity | None]],
+) -> list[tuple[int, Phase, str]]:
+    """``(minute, channel, problem, finding)`` through one patient's episode."""
+    episode: Episode | None = None
+    out: list[tuple[int, Phase, str]] = []
+    for minute, channel, problem, finding in readings:
+        episode, emission = step(
+            episode,
+            at=T0 + timedelta(minutes=minute),
+            finding=finding,
+            patient_id="p1",
+            channel=channel,
+            problem=problem,
+            event_id=f"{channel}-{minute}",
+        )
+        if emission is not None:
+            out.append((minute, emission.phase, problem))
+    return out
+
+
+TEMP, HR, RR, GLU = "body_temperature", "heart_rate", "respiratory_rate", "blood_glucose"
+
+
+def test_a_fever_on_four_channels_is_one_episode_with_each_problem_announced_once() -> None:
+    # Temperature every 4 h, heart rate and respiratory rate every 5 min, NEWS2 with each
+    # vital: all departing for 12 h, then all normal for 5 h.
+    readings: list[tuple[int, str, str, Severity | None]] = []
+    for minute in range(0, 17 * 60, 5):
+        ill = minute < 12 * 60
+        if minute % 240 == 0:
+            readings.append((minute, TEMP, TEMP, W if ill else None))
+        readings.append((minute, HR, HR, W if ill and minute >= 30 else None))
+        readings.append((minute, RR, RR, W if ill and minute >= 60 else None))
+        readings.append((minute, "news2", "news2", Severity.INFO if ill else None))
+    emitted = _patient(readings)
+    assert [(p, problem) for _, p, problem in emitted] == [
+        (Phase.ONSET, TEMP),
+        (Phase.UPDATE, HR),
+        (Phase.UPDATE, RR),
+        (Phase.RESOLVED, TEMP),
+    ]
+    # Heart rate and respiratory rate are back at 12:00, and so is the temperature taken
+    # then; the episode ends with the next temperature (16:00), the second one normal.
+    assert emitted[-1][0] == 16 * 60
+
+
+def test_a_sparse_channel_keeps_the_episode_open_until_its_own_readings_are_normal() -> None:
+    readings: list[tuple[int, str, str, Severity | None]] = [(0, TEMP, TEMP, W)]
+    readings += [(m, HR, HR, None) for m in range(5, 240, 5)]  # heart rate normal all along
+    assert [p for _, p, _ in _patient(readings)] == [Phase.ONSET]
+    readings += [(240, TEMP, TEMP, None), (480, TEMP, TEMP, None)]
+    assert _patient(readings)[-1][:2] == (480, Phase.RESOLVED)
+
+
+def test_a_new_problem_is_announced_even_when_the_episode_is_already_critical() -> None:
+    readings: list[tuple[int, str, str, Severity | None]] = [
+        (0, TEMP, TEMP, C),
+        (10, HR, HR, W),  # announced: heart rate is new
+        (20, HR, HR, W),  # nothing new
+        (30, GLU, GLU, C),  # a hypoglycaemia in the fever: announced
+        (40, GLU, GLU, C),
+        (50, HR, HR, C),  # heart rate rises: announced
+        (60, HR, HR, Severity.INFO),
+    ]
+    assert [(m, p, problem) for m, p, problem in _patient(readings)] == [
+        (0, Phase.ONSET, TEMP),
+        (10, Phase.UPDATE, HR),
+        (30, Phase.UPDATE, GLU),
+        (50, Phase.UPDATE, HR),
+    ]
+
+
+def test_information_about_a_new_problem_is_folded_in_silently() -> None:
+    readings: list[tuple[int, str, str, Severity | None]] = [
+        (0, TEMP, TEMP, W),
+        (5, "news2", "news2", Severity.INFO),
+        (10, "news2", "news2", W),
+    ]
+    assert [(m, p) for m, p, _ in _patient(readings)] == [(0, Phase.ONSET), (10, Phase.UPDATE)]
+
+
+def test_withdrawing_a_channel_leaves_the_rest_of_the_episode() -> None:
+    episode, _ = step(None, at=T0, finding=W, patient_id="p", channel=TEMP, event_id="e1")
+    assert episode is not None
+    episode, emission = step(
+        episode,
+        at=T0 + timedelta(minutes=1),
+        finding=C,
+        patient_id="p",
+        channel=HR,
+        event_id="e2",
+    )
+    assert episode is not None and emission is not None
+    assert set(episode.tracks) == {TEMP, HR} and set(episode.announced) == {TEMP, HR}
+    left = episode.without(HR)
+    assert left is not None and set(left.tracks) == {TEMP} and set(left.announced) == {TEMP}
+    assert left.episode_id == episode.episode_id
+    only = left.without(TEMP)
+    assert only is None
+
+
+def test_an_episode_that_never_rose_above_information_ends_without_a_word() -> None:
+    info = Severity.INFO
+    emitted = _run([info, info, None, None, None, None, W], timedelta(minutes=10))
+    assert [(i, e.phase, e.episode.severity) for i, e in emitted] == [
+        (0, Phase.ONSET, info),
+        (6, Phase.ONSET, W),  # the information episode ended at reading 5; a new one
+    ]
+
+
+def test_information_findings_alone_never_remind() -> None:
+    info = Severity.INFO
+    emitted = _run([W] + [info] * (3 * 24 * 6), timedelta(minutes=10))
+    assert [e.phase for _, e in emitted] == [Phase.ONSET]

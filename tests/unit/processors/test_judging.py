@@ -240,6 +240,28 @@ def test_the_night_resting_heart_rate_is_computed_from_the_sleep_session() -> No
     assert point in out.points() and all(v.measurement == "vitals" for v in out.vitals)
 
 
+def test_a_nights_resting_heart_rate_leaves_out_moving_samples_and_needs_six() -> None:
+    night = datetime(2026, 3, 10, 23, 0, tzinfo=UTC)
+    wake = night + timedelta(hours=7)
+    stream = Stream()
+    # Asleep at 52 /min, up at 03:00 for ten minutes of walking at 95 /min.
+    up = night + timedelta(hours=4)
+    beats = [heart(night + i * 5 * MIN, 52) for i in range(84)]
+    beats += [heart(up + i * MIN, 95) for i in range(10)]
+    walk = [steps(up + i * MIN, 60) for i in range(10)]
+    stream.feed(sorted(beats + walk, key=lambda r: r.effective_time), now=wake)
+    session = _reading(Metric.SLEEP_DURATION, 6.8, night, end=wake, device="watch")
+    stream.feed([session], now=wake + 5 * MIN)
+    (point,) = stream.outcomes[-1].resting
+    assert point.fields["value"] == 52.0
+    # The next night the watch was off but for five samples: no value for that night.
+    other = Stream()
+    few = [heart(night + i * 30 * MIN, 50) for i in range(5)]
+    other.feed(few, now=wake)
+    other.feed([session], now=wake + 5 * MIN)
+    assert other.outcomes[-1].resting == []
+
+
 def test_the_patient_state_travels_as_a_plain_dict() -> None:
     import json
 
@@ -247,7 +269,7 @@ def test_the_patient_state_travels_as_a_plain_dict() -> None:
     _settled(stream)
     stream.minutes(T0, [150] * 40, None)  # a provisional finding, an open episode, a run
     state = stream.patients["p-1"]
-    assert state.provisional and state.episodes and state.tachy is not None and state.days
+    assert state.provisional and state.episode and state.tachy is not None and state.days
     raw = json.loads(json.dumps(state.to_dict()))
     again = PatientState.from_dict(raw)
     assert again.to_dict() == state.to_dict()
@@ -286,3 +308,16 @@ def test_two_raised_nights_after_a_fortnight_raise_a_nightsignal_warning() -> No
         64, abs=0.5
     )
     assert "two nights running" in warning.explanation
+
+
+def test_a_reading_after_a_long_gap_is_a_note_outside_any_episode() -> None:
+    stream = Stream()
+    days = [T0 + timedelta(days=d) for d in range(20)]
+    for at in days:
+        stream.feed([_reading(Metric.SPO2, 97.0 + (at.day % 2), at)], now=at)
+    assert stream.anomalies == []
+    back = days[-1] + timedelta(days=4)  # four days without a reading
+    (note,) = stream.feed([_reading(Metric.SPO2, 97.0, back)], now=back)
+    assert note.detector == "data_gap" and note.severity is Severity.INFO
+    assert note.episode_id is None and note.phase is None
+    assert stream.patients["p-1"].episode is None  # nothing departed: no episode to keep open

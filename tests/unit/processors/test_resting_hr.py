@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from pghd.contracts import Context
-from processors.resting_hr import NightlyRhr, NightSignal, nightly_rhr
+from processors.resting_hr import NightlyRhr, NightSignal
 
 FIRST = date(2026, 2, 1)
 
@@ -17,24 +16,6 @@ def _night(day: int, rhr: float) -> NightlyRhr:
 def _normal(signal: NightSignal, nights: int) -> None:
     for day in range(nights):
         assert signal.judge(_night(day, 58.0 + (day % 3) - 1)) is None
-
-
-def test_only_still_samples_between_midnight_and_seven_count() -> None:
-    night = datetime(2026, 2, 2, 0, 0)
-    samples = [
-        (night - timedelta(minutes=30), 70.0, Context.REST),  # 23:30: the evening before
-        *[(night + timedelta(minutes=10 * i), 55.0, Context.SLEEP) for i in range(30)],
-        (night + timedelta(hours=3), 95.0, Context.ACTIVITY),  # up at 03:00
-        (night + timedelta(hours=4), 90.0, None),  # steps not known: not counted as rest
-        (night + timedelta(hours=7, minutes=5), 75.0, Context.REST),  # 07:05: morning
-    ]
-    assert nightly_rhr(samples) == {night.date(): NightlyRhr(night.date(), 55.0, 30)}
-
-
-def test_a_night_with_the_watch_off_most_of_the_time_has_no_value() -> None:
-    night = datetime(2026, 2, 2, 0, 0)
-    samples = [(night + timedelta(minutes=i), 60.0, Context.SLEEP) for i in range(5)]
-    assert nightly_rhr(samples) == {}
 
 
 def test_two_nights_10_bpm_up_are_red_on_the_second() -> None:
