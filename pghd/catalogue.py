@@ -74,6 +74,17 @@ class ChannelSpec:
     direction: str | None = "both"
     news2: tuple[Band, ...] = ()
     news2_parameter: str | None = None
+    exercise_sensitive: bool = False
+    """Rises with exercise: judged against the patient's baseline (and NEWS2's high bands)
+    only at rest or asleep."""
+    sampled: bool = False
+    """A wearable samples it every few minutes: a lone spike is a motion artefact, so a
+    critical finding needs the next reading to agree, and it gets no CUSUM (its samples mix
+    rest, waking and sleep in ways the context cannot always tell apart, and CUSUM sums
+    exactly those small residuals into false shifts; a slow rise is judged on the nightly
+    resting heart rate instead)."""
+    daily: bool = False
+    """Read about once a day: its baseline warms up on fewer readings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +195,9 @@ def _scalar(
     description: str = "",
     loinc_aliases: tuple[str, ...] = (),
     interval: bool = False,
+    exercise_sensitive: bool = False,
+    sampled: bool = False,
+    daily: bool = False,
 ) -> MetricSpec:
     channel = ChannelSpec(
         name=metric.value,
@@ -193,6 +207,9 @@ def _scalar(
         direction=direction,
         news2=news2,
         news2_parameter=news2_parameter,
+        exercise_sensitive=exercise_sensitive,
+        sampled=sampled,
+        daily=daily,
     )
     return MetricSpec(
         metric=metric,
@@ -226,6 +243,8 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             direction="high",
             news2=_NEWS2_PULSE,
             news2_parameter="pulse",
+            exercise_sensitive=True,
+            sampled=True,
             conversions={"{beats}/min": _identity, "bpm": _identity, "beats/min": _identity},
             description="Heart rate",
         ),
@@ -235,6 +254,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             loinc="40443-4",
             possible=(20, 250),
             min_spread=2.0,
+            daily=True,
             conversions={"{beats}/min": _identity, "bpm": _identity, "beats/min": _identity},
             description="Resting heart rate",
         ),
@@ -245,6 +265,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             possible=(1, 500),
             min_spread=5.0,
             direction="low",
+            daily=True,
             conversions={"s": _scale(1000.0)},
             description="Heart-rate variability (SDNN)",
         ),
@@ -269,6 +290,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             min_spread=1.5,
             news2=_NEWS2_RESP,
             news2_parameter="respiration_rate",
+            exercise_sensitive=True,
             conversions={"{breaths}/min": _identity, "breaths/min": _identity},
             description="Respiratory rate",
         ),
@@ -336,6 +358,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             possible=(0.5, 650),
             min_spread=0.5,
             direction=None,
+            daily=True,
             conversions={"[lb_av]": _scale(POUND_KG), "lb": _scale(POUND_KG), "g": _scale(0.001)},
             description="Body weight",
         ),
@@ -346,6 +369,7 @@ CATALOGUE: dict[Metric, MetricSpec] = {
             possible=(0, 24),
             min_spread=0.5,
             direction="low",
+            daily=True,
             conversions={"min": _scale(1 / 60), "s": _scale(1 / 3600)},
             description="Sleep duration over the night",
             interval=True,

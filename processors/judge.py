@@ -53,12 +53,11 @@ from processors.detectors import (
 )
 from processors.detectors.news2 import AT_REST
 from processors.detectors.news2_aggregate import News2State
-from processors.detectors.pipeline import EXERCISE_SENSITIVE, JudgeParams, judge_channel
+from processors.detectors.pipeline import JudgeParams, judge_channel
 from processors.partial_news2 import judge_news2
 from processors.points import InfluxPoint, anomaly_id, anomaly_point, vital_point
 
 __all__ = [
-    "EXERCISE_SENSITIVE",
     "BatchResult",
     "InfluxPoint",
     "JudgeParams",
@@ -66,6 +65,7 @@ __all__ = [
     "anomaly_point",
     "judge_batch",
     "judge_reading",
+    "spec_of",
     "state_key",
     "state_keys",
 ]
@@ -115,6 +115,12 @@ def source_of(reading: Measurement) -> str:
     return f"{reading.source.vendor}|{reading.source.device_id or ''}"
 
 
+def spec_of(channel: str) -> ChannelSpec | None:
+    """The catalogue's spec of a channel key (``heart_rate``, ``blood_pressure.systolic``);
+    None for a channel no metric has (the NEWS2 aggregate)."""
+    return _SPECS.get(channel)
+
+
 def state_key(patient_id: str, channel: str, bucket: str) -> str:
     """Table key of one state: ``patient_id|channel|bucket`` (ids cannot contain ``|``)."""
     return f"{patient_id}|{channel}|{bucket}"
@@ -124,7 +130,7 @@ def _key(reading: Measurement, channel: str) -> str | None:
     """The state key ``reading`` needs for ``channel``; ``None`` when it needs none."""
     if _SPECS[channel].direction is None:
         return None
-    if channel in EXERCISE_SENSITIVE and reading.context not in AT_REST:
+    if _SPECS[channel].exercise_sensitive and reading.context not in AT_REST:
         return None
     bucket = bucket_of(reading.context, channel=channel, time=reading.effective_time)
     return state_key(reading.patient_id, channel, bucket)
@@ -140,7 +146,7 @@ def _snapshot(
     state: BaselineState | None, *, channel: str, params: JudgeParams
 ) -> BaselineSnapshot | None:
     """The baseline a value was judged against, as the anomaly carries it (once ready)."""
-    if state is None or not state.is_ready(params.learning(channel)):
+    if state is None or not state.is_ready(params.learning(_SPECS[channel])):
         return None
     low, high = state.band(params.z_warning)
     return BaselineSnapshot(mean=state.mean, spread=state.spread, low=low, high=high, n=state.n)
@@ -249,7 +255,7 @@ def judge_reading(
         if key is None or verdict.state is None:
             continue
         result.states[key] = verdict.state
-        if verdict.learned and verdict.state.is_ready(params.learning(channel)):
+        if verdict.learned and verdict.state.is_ready(params.learning(_SPECS[channel])):
             result.baselines.append(
                 _baseline_point(reading, channel=channel, state=verdict.state, params=params)
             )

@@ -52,9 +52,9 @@ from processors.detectors import resting_tachycardia as tachycardia
 from processors.detectors.news2 import AT_REST
 from processors.detectors.news2_aggregate import CHANNEL as NEWS2_CHANNEL
 from processors.detectors.news2_aggregate import News2State
-from processors.detectors.pipeline import EXERCISE_SENSITIVE, JudgeParams
+from processors.detectors.pipeline import JudgeParams
 from processors.episodes import Emission, Episode, EpisodePolicy, step
-from processors.judge import judge_reading
+from processors.judge import judge_reading, spec_of
 from processors.patient_state import PatientState, Provisional
 from processors.points import InfluxPoint, anomaly_id, anomaly_point
 from processors.resting_hr import NightlyRhr
@@ -214,7 +214,8 @@ def _counts_as_normal(channel: str, context: Context | None) -> bool:
     """Whether a reading without findings shows the channel back within normal: heart and
     respiratory rate only at rest or asleep (during activity or unknown they are not judged
     against the patient's normal, so they say nothing about it)."""
-    return channel not in EXERCISE_SENSITIVE or context in AT_REST
+    spec = spec_of(channel)
+    return spec is None or not spec.exercise_sensitive or context in AT_REST
 
 
 def _recheck(patient_id: str, patient: PatientState, *, now: datetime) -> list[Anomaly]:

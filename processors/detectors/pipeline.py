@@ -49,25 +49,10 @@ from processors.detectors import (
 )
 
 __all__ = [
-    "DAILY",
-    "EXERCISE_SENSITIVE",
-    "SAMPLED",
     "ChannelVerdict",
     "JudgeParams",
     "judge_channel",
 ]
-
-#: Channels that rise with exercise: not judged against a baseline during activity.
-EXERCISE_SENSITIVE = frozenset({"heart_rate", "respiratory_rate"})
-#: Channels a wearable samples every few minutes: a lone spike is a motion artefact, so a
-#: critical finding needs the next reading to agree (deviation and NEWS2 score 3). They get
-#: no CUSUM either: their samples mix rest, waking and sleep in ways the context cannot
-#: always tell apart (a session arrives the next morning), and CUSUM sums exactly those
-#: small residuals into false shifts; a slow rise of the heart rate is judged on the nightly
-#: resting heart rate instead (NightSignal, :mod:`processors.judging`).
-SAMPLED = frozenset({"heart_rate"})
-#: Channels read about once a day (a shorter warm-up, see :meth:`JudgeParams.learning`).
-DAILY = frozenset({"resting_heart_rate", "hrv_sdnn", "sleep_duration", "weight"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +75,11 @@ class JudgeParams:
     daily_warmup: int = 7
     news2_window_hours: float = 1.0
 
-    def learning(self, channel: str) -> BaselineParams:
-        """The baseline parameters of ``channel``: channels read once a day warm up on
-        ``daily_warmup`` readings (a week) rather than ``baseline.warmup``."""
-        if channel in DAILY and self.daily_warmup < self.baseline.warmup:
+    def learning(self, spec: ChannelSpec) -> BaselineParams:
+        """The baseline parameters of a channel: channels read once a day
+        (:attr:`ChannelSpec.daily`) warm up on ``daily_warmup`` readings (a week) rather than
+        ``baseline.warmup``."""
+        if spec.daily and self.daily_warmup < self.baseline.warmup:
             return replace(self.baseline, warmup=self.daily_warmup)
         return self.baseline
 
@@ -179,7 +165,7 @@ def judge_channel(
 ) -> ChannelVerdict:
     """Judge ``value`` (``reading``'s value on ``channel``) against its bucket's ``state``,
     with the patient's care ``plan`` (``None``: no plan)."""
-    exercising = channel in EXERCISE_SENSITIVE and reading.context not in news2.AT_REST
+    exercising = spec.exercise_sensitive and reading.context not in news2.AT_REST
     if spec.direction is None or exercising:
         found = _clinical(
             reading,
@@ -192,7 +178,7 @@ def judge_channel(
         )
         return ChannelVerdict(found, None, False, None)
     time, unit = reading.effective_time, reading.unit
-    learning = params.learning(channel)
+    learning = params.learning(spec)
     binned = channel in TIME_BINNED and reading.context is not Context.SLEEP
     findings: list[Finding] = []
     judged, widened = state, None
@@ -226,13 +212,13 @@ def judge_channel(
         needed=params.persist_needed,
         window=params.persist_window,
         spread=widened,
-        critical_needed=params.persist_needed if channel in SAMPLED else 1,
+        critical_needed=params.persist_needed if spec.sampled else 1,
     )
     hold = dev.exceeded
     memory: dict[str, Any] = {"hits": dev.hits, "last_value": value}
     if dev.finding is not None:
         findings.append(dev.finding)
-    if dev.z is not None and channel not in SAMPLED:
+    if dev.z is not None and not spec.sampled:
         shift = cusum.cusum(
             dev.z, state=base, spec=spec, unit=unit, k=params.cusum_k, h=params.cusum_h
         )
@@ -257,9 +243,9 @@ def judge_channel(
     scored = news2.news2_score(value, spec=spec, context=reading.context, spo2_scale=scale) >= 2
     memory["band_streak"] = base.band_streak + 1 if scored else 0
     # A lone spike of a sampled channel confirms nothing: its deviation must have persisted.
-    exceeded = dev.finding is not None if channel in SAMPLED else dev.exceeded
+    exceeded = dev.finding is not None if spec.sampled else dev.exceeded
     confirmed = exceeded or (dev.z is None and memory["band_streak"] >= params.news2_persist)
-    repeated = channel not in SAMPLED or memory["band_streak"] >= 2
+    repeated = not spec.sampled or memory["band_streak"] >= 2
     findings += _clinical(
         reading,
         channel=channel,

@@ -29,7 +29,8 @@ def test_extreme_heart_rate_after_warm_up_gives_exactly_one_combined_anomaly(
     make_reading: MakeReading,
 ) -> None:
     states = warm_states(make_reading)
-    # heart rate is SAMPLED: a lone spike is a motion artefact, the second in a row is not
+    # heart rate is sampled (ChannelSpec.sampled): a lone spike is a motion artefact, the
+    # second in a row is not
     artefact, spike = make_reading(182.0), make_reading(182.0)
     result = judge_batch(states, [artefact, spike], params=PARAMS, now=NOW)
     assert len(result.anomalies) == 1
@@ -155,7 +156,7 @@ def test_duplicate_event_ids_in_one_batch_are_judged_once(make_reading: MakeRead
 def test_equal_event_ids_of_two_patients_or_two_devices_are_both_judged(
     make_reading: MakeReading,
 ) -> None:
-    # SpO2, critical on every reading: lone heart-rate spikes are held back (SAMPLED)
+    # SpO2, critical on every reading: lone heart-rate spikes are held back (ChannelSpec.sampled)
     first = make_reading(88.0, metric=Metric.SPO2, event_id="shared-1")
     other_patient = first.model_copy(update={"patient_id": "p-2"})
     other_device = first.model_copy(

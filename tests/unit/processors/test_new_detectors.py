@@ -204,5 +204,7 @@ def test_judge_params_are_validated(kwargs: dict[str, float]) -> None:
 
 def test_daily_channels_warm_up_on_a_week() -> None:
     params = JudgeParams()
-    assert params.learning("resting_heart_rate").warmup == 7
-    assert params.learning("heart_rate").warmup == params.baseline.warmup == 20
+    daily = channel_spec(Metric.RESTING_HEART_RATE, "resting_heart_rate")
+    assert params.learning(daily).warmup == 7
+    sampled = channel_spec(Metric.HEART_RATE, "heart_rate")
+    assert params.learning(sampled).warmup == params.baseline.warmup == 20
