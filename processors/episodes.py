@@ -13,8 +13,11 @@ rate, respiratory rate and NEWS2 together; it is one episode, with one id. The e
   fever still reaches the care team, as its own alert, while more readings of a problem
   already announced do not;
 - a **reminder** (an update) while findings of warning or more go on, ``cadence`` after the
-  last emission, then twice as long each time (1, 2, 4, 8 days by default): a drift that
-  stays for a month reminds four times, not thirty;
+  last emission, then twice as long each time (3, 6, 12 days by default): a drift that
+  stays for a month reminds three times, not thirty. Sooner would repeat what the care
+  team was just told: the alert an episode holds stays open until the episode ends
+  (:func:`alerts.lifecycle.auto_resolve`), and its own escalation and repeat handle a page
+  nobody answered;
 - a **resolution** once every channel that departed has been back within normal for
   ``resolve_after`` (its own readings within normal the whole time, at least
   ``resolve_readings`` of them). Each channel is followed on its own readings, so a
@@ -48,7 +51,7 @@ __all__ = ["Emission", "Episode", "EpisodePolicy", "Phase", "Track", "episode_id
 
 @dataclass(frozen=True)
 class EpisodePolicy:
-    cadence: timedelta = timedelta(hours=24)
+    cadence: timedelta = timedelta(days=3)
     """The first reminder; each later one waits twice as long as the one before."""
     resolve_after: timedelta = timedelta(minutes=30)
     resolve_readings: int = 2

@@ -98,7 +98,7 @@ class ProcessorSettings(BaseSettings):
         default=2, ge=1, description="... and for at least this many readings"
     )
     episode_cadence_s: float = Field(
-        default=86400.0,
+        default=3 * 86400.0,
         gt=0,
         description=(
             "an open episode's first reminder (update) while it goes on; each later one"

@@ -319,10 +319,13 @@ def test_sigkilled_worker_resumes_with_its_baselines_and_emits_each_anomaly_once
         # Everything judged (offsets committed to the end): no anomaly is still to come.
         caught_up(ingest.kafka_bootstrap, group, what=worker.diagnostics())
         quiet_anomalies = ingest.anomalies(quiet, expect=2, settle=1.0)
+        # No SpO2 came since x1, so its episode is still open: the heart rate joins it, as
+        # a new problem announced (an update of the same episode).
         assert sorted((a.event_ids[0], a.channel, a.phase) for a in quiet_anomalies) == [
             (f"{quiet}-x1", "spo2", "onset"),
-            (f"{quiet}-x3", "heart_rate", "onset"),
+            (f"{quiet}-x3", "heart_rate", "update"),
         ], quiet_anomalies
+        assert len({a.episode_id for a in quiet_anomalies}) == 1
         (after,) = [a for a in quiet_anomalies if a.event_ids == [f"{quiet}-x3"]]
         assert after.baseline is not None, "the baseline did not survive the restart"
         assert after.baseline.n >= len(NORMAL), after.baseline

@@ -82,10 +82,26 @@ def render_patient(rows: Rows, *, patient: str, out: Path) -> Path:
     flagged = {c for c in channels if rows("patient_anomaly_points", patient=patient, channel=c)}
     usual = [c for c in ("heart_rate", "spo2") if c in channels and c not in flagged]
     shown = (sorted(flagged) + usual)[:4] or channels[:4]
-    fig, axes = plt.subplots(
-        len(shown), 1, figsize=(14, 2.6 * len(shown)), sharex=True, squeeze=False
-    )
-    for ax, channel in zip(axes[:, 0], shown, strict=True):
+    resting = rows("patient_resting_heart_rate", patient=patient)
+    panels = len(shown) + (1 if resting else 0)
+    fig, axes = plt.subplots(panels, 1, figsize=(14, 2.6 * panels), sharex=True, squeeze=False)
+    for region in rows("patient_episode_regions", patient=patient):
+        for ax in axes[:, 0]:
+            ax.axvspan(region["_time"], region["timeEnd"], color="tab:orange", alpha=0.12, lw=0)
+    if resting:
+        ax = axes[-1, 0]
+        for kind in sorted({str(r["series"]) for r in resting}):
+            points = [r for r in resting if r["series"] == kind]
+            ax.plot(
+                [r["_time"] for r in points],
+                [r["_value"] for r in points],
+                marker="o",
+                lw=1,
+                label=f"resting heart rate, {kind}",
+            )
+        ax.set_ylabel("resting heart rate", fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
+    for ax, channel in zip(axes[:, 0], shown, strict=False):
         variables = {"patient": patient, "channel": channel}
         band = rows("patient_baseline_band", **variables)
         if band:
@@ -113,7 +129,8 @@ def render_patient(rows: Rows, *, patient: str, out: Path) -> Path:
         ax.set_ylabel(channel, fontsize=8)
     axes[0, 0].legend(loc="upper left", fontsize=8)
     axes[0, 0].set_title(
-        f"Patient detail: {patient} (dots: anomalies, orange warning, red critical)"
+        f"Patient detail: {patient} (dots: anomalies, orange warning, red critical;"
+        " shaded: episodes)"
     )
     fig.tight_layout()
     path = out / "patient-detail.png"

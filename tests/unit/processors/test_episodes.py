@@ -9,23 +9,37 @@ from processors.episodes import Emission, Episode, Phase, episode_id, step
 
 T0 = datetime(2026, 3, 9, 6, 0, tzinfo=UTC)
 W, C = Severity.WARNING, Severity.CRITICAL
+MINUTE = timedelta(minutes=1)
 
 
-def _run(findings: list[Severity | None], every: timedelta) -> list[tuple[int, Emission]]:
+Reading = tuple[timedelta, str, str, Severity | None]
+"""When (after ``T0``), channel, problem and finding of one judged reading."""
+
+
+def _feed(readings: list[Reading]) -> tuple[Episode | None, list[tuple[int, Emission]]]:
+    """The readings through one patient's episode: the episode left, and what was emitted
+    (with the index of the reading that emitted it)."""
     episode: Episode | None = None
     out: list[tuple[int, Emission]] = []
-    for i, finding in enumerate(findings):
+    for i, (after, channel, problem, finding) in enumerate(readings):
         episode, emission = step(
             episode,
-            at=T0 + i * every,
+            at=T0 + after,
             finding=finding,
             patient_id="p1",
-            channel="body_temperature",
-            event_id=f"e{i}",
+            channel=channel,
+            problem=problem,
+            event_id=f"{channel}-{i}",
         )
         if emission is not None:
             out.append((i, emission))
-    return out
+    return episode, out
+
+
+def _run(findings: list[Severity | None], every: timedelta) -> list[tuple[int, Emission]]:
+    """Temperature readings ``every`` apart."""
+    temp = "body_temperature"
+    return _feed([(i * every, temp, temp, f) for i, f in enumerate(findings)])[1]
 
 
 def test_a_day_of_fever_with_a_warning_on_every_reading_is_three_anomalies() -> None:
@@ -39,17 +53,17 @@ def test_a_day_of_fever_with_a_warning_on_every_reading_is_three_anomalies() -> 
         (159, Phase.RESOLVED, C),
     ]
     ids = {e.episode.episode_id for _, e in emitted}
-    assert ids == {episode_id("p1", "body_temperature", "e12")}
+    assert ids == {episode_id("p1", "body_temperature", "body_temperature-12")}
     assert emitted[-1][1].episode.departing == 144
 
 
-def test_a_long_episode_is_reminded_after_one_then_two_then_four_days() -> None:
-    # A month of warnings every 10 minutes (a drift that stays): reminders at 1, 3 and 7
-    # days, then 15 days after the onset; never one per day.
+def test_a_long_episode_is_reminded_after_three_then_six_then_twelve_days() -> None:
+    # A month of warnings every 10 minutes (a drift that stays): reminders 3, 9 and 21
+    # days after the onset; never one per day.
     emitted = _run([W] * (30 * 24 * 6) + [None] * 4, timedelta(minutes=10))
-    assert [e.phase for _, e in emitted] == [Phase.ONSET] + [Phase.UPDATE] * 4 + [Phase.RESOLVED]
+    assert [e.phase for _, e in emitted] == [Phase.ONSET] + [Phase.UPDATE] * 3 + [Phase.RESOLVED]
     days = [i / (24 * 6) for i, e in emitted if e.phase is Phase.UPDATE]
-    assert days == [1, 3, 7, 15]
+    assert days == [3, 9, 21]
 
 
 def test_one_normal_reading_inside_an_episode_does_not_end_it() -> None:
@@ -71,17 +85,13 @@ def test_after_a_resolution_the_next_departure_is_a_new_episode() -> None:
     assert emitted[0][1].episode.episode_id != emitted[2][1].episode.episode_id
 
 
+def _after(readings: list[tuple[str, Severity | None]]) -> Episode | None:
+    """The episode after ``(channel, finding)`` readings a minute apart."""
+    return _feed([(i * MINUTE, ch, ch, f) for i, (ch, f) in enumerate(readings)])[0]
+
+
 def test_the_episode_travels_as_a_plain_dict() -> None:
-    episode, _ = step(None, at=T0, finding=W, patient_id="p", channel="spo2", event_id="e1")
-    assert episode is not None
-    episode, _ = step(
-        episode,
-        at=T0 + timedelta(minutes=1),
-        finding=None,
-        patient_id="p",
-        channel="spo2",
-        event_id="e2",
-    )
+    episode = _after([("spo2", W), ("heart_rate", C), ("spo2", None)])
     assert episode is not None and Episode.from_dict(episode.to_dict()) == episode
 
 
@@ -89,21 +99,8 @@ def _patient(
     readings: list[tuple[int, str, str, Severity | None]],
 ) -> list[tuple[int, Phase, str]]:
     """``(minute, channel, problem, finding)`` through one patient's episode."""
-    episode: Episode | None = None
-    out: list[tuple[int, Phase, str]] = []
-    for minute, channel, problem, finding in readings:
-        episode, emission = step(
-            episode,
-            at=T0 + timedelta(minutes=minute),
-            finding=finding,
-            patient_id="p1",
-            channel=channel,
-            problem=problem,
-            event_id=f"{channel}-{minute}",
-        )
-        if emission is not None:
-            out.append((minute, emission.phase, problem))
-    return out
+    fed = [(m * MINUTE, ch, problem, f) for m, ch, problem, f in readings]
+    return [(readings[i][0], e.phase, readings[i][2]) for i, e in _feed(fed)[1]]
 
 
 TEMP, HR, RR, GLU = "body_temperature", "heart_rate", "respiratory_rate", "blood_glucose"
@@ -168,17 +165,8 @@ def test_information_about_a_new_problem_is_folded_in_silently() -> None:
 
 
 def test_withdrawing_a_channel_leaves_the_rest_of_the_episode() -> None:
-    episode, _ = step(None, at=T0, finding=W, patient_id="p", channel=TEMP, event_id="e1")
+    episode = _after([(TEMP, W), (HR, C)])
     assert episode is not None
-    episode, emission = step(
-        episode,
-        at=T0 + timedelta(minutes=1),
-        finding=C,
-        patient_id="p",
-        channel=HR,
-        event_id="e2",
-    )
-    assert episode is not None and emission is not None
     assert set(episode.tracks) == {TEMP, HR} and set(episode.announced) == {TEMP, HR}
     left = episode.without(HR)
     assert left is not None and set(left.tracks) == {TEMP} and set(left.announced) == {TEMP}
@@ -198,5 +186,5 @@ def test_an_episode_that_never_rose_above_information_ends_without_a_word() -> N
 
 def test_information_findings_alone_never_remind() -> None:
     info = Severity.INFO
-    emitted = _run([W] + [info] * (3 * 24 * 6), timedelta(minutes=10))
+    emitted = _run([W] + [info] * (7 * 24 * 6), timedelta(minutes=10))
     assert [e.phase for _, e in emitted] == [Phase.ONSET]
