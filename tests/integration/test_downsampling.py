@@ -218,7 +218,14 @@ def _run_task(influx2: Influx2Server, flux: str, *, scheduled_for: datetime) -> 
         path = f"/api/v2/tasks/{task['id']}/runs/{run['id']}"
 
         def finished() -> dict[str, Any] | None:
-            state = influx2.api("GET", path)
+            try:
+                state = influx2.api("GET", path)
+            except RuntimeError as exc:
+                # Between leaving the queue and reaching the run log, a run is briefly found
+                # nowhere (InfluxDB answers 404): ask again.
+                if "HTTP 404" in str(exc):
+                    return None
+                raise
             return state if state["status"] in ("success", "failed") else None
 
         done = wait_for(
