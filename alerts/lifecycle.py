@@ -303,16 +303,9 @@ def resolve(alert: Alert, *, by: str, reason: str, now: datetime) -> tuple[Alert
 
 
 def auto_resolve(
-    alert: Alert, *, now: datetime, quiet_for: timedelta, episode_quiet: timedelta | None = None
+    alert: Alert, *, now: datetime, quiet_for: timedelta
 ) -> tuple[Alert, list[Action]]:
-    """Resolve an active alert that has had no anomaly for ``quiet_for``; else no change.
-
-    An alert that still lists an open episode waits ``episode_quiet`` instead (when longer):
-    an episode publishes nothing while it merely goes on (a fever of two days is one onset
-    and its rises), and its resolution ends the alert. A late alert does not wait: it pages
-    once and resolves at the next tick, episode or not."""
-    if episode_quiet is not None and alert.episode_ids and not alert.late:
-        quiet_for = max(quiet_for, episode_quiet)
+    """Resolve an active alert that has had no anomaly for ``quiet_for``; else no change."""
     if not alert.active or now - alert.last_anomaly_at < quiet_for:
         return alert, []
     minutes = round(quiet_for.total_seconds() / 60)

@@ -280,12 +280,7 @@ def on_tick(
     notifies: list[Notify] = []
     annotations: list[Annotate] = []
     for alert in state.alerts.values():
-        updated, actions = lifecycle.auto_resolve(
-            alert,
-            now=now,
-            quiet_for=quiet_for,
-            episode_quiet=timedelta(seconds=policy.episode_quiet_s),
-        )
+        updated, actions = lifecycle.auto_resolve(alert, now=now, quiet_for=quiet_for)
         annotations += [a for a in actions if isinstance(a, Annotate)]
         due = updated.next_notify_at is not None and now >= updated.next_notify_at
         if config is not None and due and not _muted(updated, probe, now=now):

@@ -217,12 +217,6 @@ class GroupingPolicy(BaseModel):
     auto_resolve_after_s: float = Field(
         default=6 * 3600.0, gt=0, description="resolve an alert with no anomaly for this long"
     )
-    episode_quiet_s: float = Field(
-        default=7 * 86400.0,
-        gt=0,
-        description="an alert behind which an episode is still open (and is not late) resolves"
-        " itself only after this long without an anomaly: the episode's end resolves it first",
-    )
     max_anomaly_ids: int = Field(default=50, ge=1, le=MAX_ANOMALY_IDS)
 
 

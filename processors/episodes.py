@@ -15,9 +15,8 @@ rate, respiratory rate and NEWS2 together; it is one episode, with one id. The e
 - a **reminder** (an update) while findings of warning or more go on, ``cadence`` after the
   last emission, then twice as long each time (3, 6, 12 days by default): a drift that
   stays for a month reminds three times, not thirty. Sooner would repeat what the care
-  team was just told: the alert an episode holds stays open until the episode ends
-  (:func:`alerts.lifecycle.auto_resolve`), and its own escalation and repeat handle a page
-  nobody answered;
+  team was just told (the alert's own escalation and repeat handle a page nobody
+  answered);
 - a **resolution** once every channel that departed has been back within normal for
   ``resolve_after`` (its own readings within normal the whole time, at least
   ``resolve_readings`` of them). Each channel is followed on its own readings, so a

@@ -215,21 +215,6 @@ def test_auto_resolve_after_the_quiet_period_and_not_before() -> None:
     assert auto_resolve(closed, now=last + 2 * quiet, quiet_for=quiet) == (closed, [])
 
 
-def test_an_alert_with_an_open_episode_waits_for_its_end_not_the_quiet_period() -> None:
-    quiet, backstop = timedelta(hours=6), timedelta(days=7)
-    alert, _ = feed([anomaly(0, episode_id="ep-1", phase=Phase.ONSET)])
-    two_days = T0 + timedelta(days=2)  # a fever still going on, publishing nothing new
-    kept, _ = auto_resolve(alert, now=two_days, quiet_for=quiet, episode_quiet=backstop)
-    assert kept.active
-    closed, _ = auto_resolve(alert, now=T0 + backstop, quiet_for=quiet, episode_quiet=backstop)
-    assert closed.status is AlertState.RESOLVED
-    assert closed.resolved_reason == "no anomaly for 10080 min"
-    # A late alert pages once and resolves at the next tick, episode or not.
-    late = alert.model_copy(update={"late": True})
-    gone, _ = auto_resolve(late, now=two_days, quiet_for=quiet, episode_quiet=backstop)
-    assert gone.status is AlertState.RESOLVED
-
-
 def _alert(patient: str, metric: str, severity: Severity, n: int) -> Alert:
     unit = {"heart_rate": "/min", "spo2": "%", "body_temperature": "Cel"}[metric]
     alert, _ = feed(

@@ -174,15 +174,6 @@ def test_quiet_alert_auto_resolves_on_tick() -> None:
     assert [a.kind for a in step.annotations] == ["resolved"] and not step.deliveries
 
 
-def test_an_alert_whose_episode_goes_on_is_not_resolved_by_the_tick() -> None:
-    onset = anomaly(1, episode_id="ep-1", phase=Phase.ONSET)
-    state = on_anomaly(fresh(), onset, config=CONFIG, policy=POLICY, now=T0).state
-    day = on_tick(state, config=CONFIG, policy=POLICY, now=T0 + timedelta(days=1))
-    assert all(a.status is not AlertState.RESOLVED for a in day.changed)
-    week = on_tick(state, config=CONFIG, policy=POLICY, now=T0 + timedelta(days=7))
-    assert [a.status for a in week.changed] == [AlertState.RESOLVED]
-
-
 def test_every_attempt_goes_into_the_audit_trail() -> None:
     step = on_anomaly(fresh(), anomaly(1), config=CONFIG, policy=POLICY, now=T0)
     delivery = next(d for d in step.deliveries if d.channel == "a")
