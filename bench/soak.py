@@ -37,12 +37,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from kafka import KafkaConsumer, TopicPartition
 
 from deploy.local.ephemeral import EphemeralStack, ephemeral_stack
 from deploy.local.harness import Pipeline, reading, running_pipeline, wait_for
 from deploy.local.process import start_detached
 from deploy.local.stack import StackPaths
+from deploy.local.topics import read_from_start
 from pghd import topics, wire
 from pghd.contracts import Anomaly
 
@@ -234,24 +234,12 @@ def _stored(pipeline: Pipeline, run: str) -> dict[str, int]:
 
 
 def _anomalies(bootstrap: str, run: str) -> list[Anomaly]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=10_000
-    )
-    try:
-        parts = [
-            TopicPartition(topics.ANOMALIES, p)
-            for p in consumer.partitions_for_topic(topics.ANOMALIES) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        prefix = f"soak-{run}-desat-".encode()
-        return [
-            wire.decode(Anomaly, m.value)
-            for m in consumer
-            if m.value and m.key and m.key.startswith(prefix)
-        ]
-    finally:
-        consumer.close()
+    prefix = f"soak-{run}-desat-".encode()
+    return [
+        wire.decode(Anomaly, value)
+        for key, value in read_from_start(bootstrap, topics.ANOMALIES, idle_ms=10_000)
+        if key and key.startswith(prefix)
+    ]
 
 
 def _patients_named(text: str, run: str) -> set[str]:

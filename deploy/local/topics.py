@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from pghd.topics import TopicSpec
@@ -38,6 +38,7 @@ __all__ = [
     "describe_topics",
     "durable_spec",
     "plan_topic",
+    "read_from_start",
     "report_topic",
 ]
 
@@ -269,3 +270,21 @@ def ensure_changelog_topics(
     return apply_topics(
         specs, bootstrap=bootstrap, replication_factor=replication_factor, timeout=timeout
     )
+
+
+def read_from_start(
+    bootstrap: str, topic: str, *, idle_ms: int = 1000
+) -> list[tuple[bytes | None, bytes]]:
+    """``(key, value)`` of every record of ``topic`` with a value, all partitions from the
+    beginning, read until nothing arrives for ``idle_ms`` (tests and benches check topics
+    with it)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=idle_ms
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        return [(m.key, m.value) for m in consumer if m.value]
+    finally:
+        consumer.close()

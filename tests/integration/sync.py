@@ -28,6 +28,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from kafka import KafkaConsumer, TopicPartition
 
 from deploy.local.harness import Pipeline, reading, wait_for
+from deploy.local.topics import read_from_start
 from pghd import topics, wire
 from pghd.alerting import Alert
 from pghd.contracts import Measurement
@@ -186,19 +187,12 @@ def judged_in(bootstrap: str, ranges: Mapping[int, tuple[int, int]]) -> set[str]
     return found
 
 
-def alert_states(bootstrap: str) -> list[Alert]:
+def alert_states(bootstrap: str, *, fingerprint: str | None = None) -> list[Alert]:
     """Every alert state on ``pghd.alerts.v1`` so far, oldest first (an alert's latest
-    state is the last with its id)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
-    try:
-        parts = [
-            TopicPartition(topics.ALERTS, p)
-            for p in consumer.partitions_for_topic(topics.ALERTS) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return [wire.decode(Alert, m.value) for m in consumer if m.value]
-    finally:
-        consumer.close()
+    state is the last with its id); with ``fingerprint``, only those keyed by it."""
+    key = None if fingerprint is None else fingerprint.encode()
+    return [
+        wire.decode(Alert, value)
+        for k, value in read_from_start(bootstrap, topics.ALERTS)
+        if key is None or k == key
+    ]

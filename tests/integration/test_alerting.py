@@ -38,6 +38,7 @@ from pghd.alert_commands import AlertCommand, CommandKind
 from pghd.alerting import Alert, AlertLabels, AlertState, NotificationOutcome, label_fingerprint
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, BaselineSnapshot, Severity
+from tests.integration.sync import alert_states
 
 ESCALATE_AFTER_S = 3.0
 RESTART_ESCALATE_AFTER_S = 20.0  # the stop must come before it: asserted
@@ -230,20 +231,8 @@ def _produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]]) -> N
 
 def _alerts(bootstrap: str, patient: str) -> list[Alert]:
     """Every state of the patient's heart-rate alerts on pghd.alerts.v1, in order."""
-    fp = label_fingerprint(AlertLabels(patient_id=patient, problem="heart_rate")).encode()
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
-    try:
-        parts = [
-            TopicPartition(topics.ALERTS, p)
-            for p in consumer.partitions_for_topic(topics.ALERTS) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        return [wire.decode(Alert, m.value) for m in consumer if m.key == fp and m.value]
-    finally:
-        consumer.close()
+    fp = label_fingerprint(AlertLabels(patient_id=patient, problem="heart_rate"))
+    return alert_states(bootstrap, fingerprint=fp)
 
 
 def _latest(worker: Worker, patient: str, what: str, ok: Any) -> Alert:

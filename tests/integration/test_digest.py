@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from deploy.local.harness import NotificationSink, wait_for
 from deploy.local.process import free_port, log_tail, start_detached, stop_process
+from deploy.local.topics import read_from_start
 from pghd import topics, wire
 from pghd.alerting import DigestRecord, DigestState, NotificationOutcome
 from pghd.catalogue import Metric
@@ -60,20 +61,8 @@ def _anomaly(patient: str, metric: Metric, unit: str) -> Anomaly:
 
 
 def _digest_records(bootstrap: str, team: str) -> list[DigestRecord]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
-    try:
-        parts = [
-            TopicPartition(topics.DIGESTS, p)
-            for p in consumer.partitions_for_topic(topics.DIGESTS) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        records = [wire.decode(DigestRecord, m.value) for m in consumer if m.value]
-        return [r for r in records if r.team == team]
-    finally:
-        consumer.close()
+    records = [wire.decode(DigestRecord, v) for _, v in read_from_start(bootstrap, topics.DIGESTS)]
+    return [r for r in records if r.team == team]
 
 
 @dataclass

@@ -25,13 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.harness import wait_for
 from deploy.local.process import free_port, log_tail, signal_group, start_detached, stop_process
 from pghd import topics, wire
 from pghd.alerting import Alert, AlertLabels, NotificationOutcome, label_fingerprint
+from tests.integration.sync import alert_states
 from tests.unit.alerts.conftest import make_anomaly
 
 RECEIVER_DOWN_S = 600  # how long the outage receiver refuses connections
@@ -227,21 +228,8 @@ def _produce(worker: Worker, team: str, *, detected_at: datetime | None = None) 
 def _alert(worker: Worker, team: str) -> Alert | None:
     """The latest state of the team patient's heart-rate alert on pghd.alerts.v1."""
     labels = AlertLabels(patient_id=worker.patients[team], problem="heart_rate")
-    consumer = KafkaConsumer(
-        bootstrap_servers=worker.bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
-    try:
-        parts = [
-            TopicPartition(topics.ALERTS, p)
-            for p in consumer.partitions_for_topic(topics.ALERTS) or []
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        key = label_fingerprint(labels).encode()
-        states = [wire.decode(Alert, m.value) for m in consumer if m.key == key and m.value]
-        return states[-1] if states else None
-    finally:
-        consumer.close()
+    states = alert_states(worker.bootstrap, fingerprint=label_fingerprint(labels))
+    return states[-1] if states else None
 
 
 def _until(worker: Worker, what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
