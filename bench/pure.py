@@ -190,8 +190,11 @@ def dedup_sizes(readings: Sequence[Measurement], *, window_s: float) -> DedupSiz
         return len(codecs.dumps("json", key)) + len(codecs.dumps("json", value))
 
     ours = sum(
-        size(reading_key(r), entry(now_ms=int(r.effective_time.timestamp() * 1000), partition=7))
-        for r in held
+        size(
+            reading_key(r),
+            entry(now_ms=int(r.effective_time.timestamp() * 1000), partition=7, offset=i),
+        )
+        for i, r in enumerate(held)
     )
     unbounded = sum(size(r.event_id, True) for r in readings)
     return DedupSizes(

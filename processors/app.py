@@ -8,7 +8,8 @@ The agent takes readings in batches (``stream.take_events``) and for each batch:
    ``pghd.dlq.v1`` as :class:`~pghd.contracts.DeadLetter` and awaits delivery;
 2. drops readings already judged: the ``seen`` table holds each reading's key (patient,
    source vendor and device, ``event_id``: :mod:`processors.dedup`) for
-   ``dedup_window_s`` (3 days), after which a sweep deletes it;
+   ``dedup_window_s`` (3 days), after which a sweep deletes it, and each patient's state
+   records the Kafka position it holds readings up to (below);
 3. loads the baselines the readings need, the patients' care plans (``care_plans`` table,
    fed by its own agent, :mod:`processors.care_plans`), latest NEWS2 vitals (``news2``
    table, :mod:`processors.news2_table`) and the rest of what judging remembers per patient
@@ -22,14 +23,27 @@ The agent takes readings in batches (``stream.take_events``) and for each batch:
    store stage (:mod:`processors.store`, its own consumer group) writes them to InfluxDB.
    Judging never waits on InfluxDB: with InfluxDB down or hung, anomalies still go out
    within a batch, and the points wait durably on the topic until it returns;
-6. only then updates the ``baselines``, ``news2``, ``patients`` and ``seen`` tables (one
-   record per patient in each of ``news2`` and ``patients``, whatever the batch held).
+6. only then updates the ``baselines``, ``news2``, ``patients`` and ``seen`` tables, in that
+   order (one record per patient in each of ``news2`` and ``patients``, whatever the batch
+   held).
 
 Faust acks the events of a batch, and so lets their offsets commit, only when the loop body
 for that batch returns; every Kafka send retries until it succeeds, so nothing is acked
 before its output is durable. A crash before step 6 (or before the offsets commit, every
 ``commit_interval_s``) replays the batch against the old baselines and republishes the same
 points (InfluxDB overwrites a point with the same series and time).
+
+The four table writes of a batch are not one atomic step either: a crash between them (or,
+with the memory store, a changelog flushed for one table and not another) leaves a reading's
+``seen`` mark without its effect on the patient's state, or the reverse. Skipping such a
+reading as "seen" would lose its effect (an episode would end a reading late); judging it
+again would count it twice. So each patient's record carries ``through``, the partition and
+offset of the last reading it holds, and a replayed reading is skipped when it is at or
+before that position, and judged again when its only mark is its own (same partition and
+offset) beyond it (:func:`processors.dedup.is_repeat`). The patient's record is written
+after the baselines and NEWS2 vitals and before the marks, so with the RocksDB store (whose
+local writes are in that order) a crash between writes can at worst count one batch's
+readings twice in a baseline (never twice in the patient's episode).
 
 Anomalies are not re-emitted after a crash. Kafka cannot make "sent to the anomalies topic"
 and "recorded in a table" one atomic step without transactions (which every consumer would
@@ -92,7 +106,14 @@ from pghd.faust_fixes import apply as apply_faust_fixes
 from processors.baseline import BaselineState
 from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
-from processors.dedup import ANOMALY_PREFIX, entry, expired_entries, is_current, reading_key
+from processors.dedup import (
+    ANOMALY_PREFIX,
+    entry,
+    expired_entries,
+    is_current,
+    is_repeat,
+    reading_key,
+)
 from processors.judge import state_keys
 from processors.judging import judge
 from processors.metrics import install_metrics
@@ -258,7 +279,7 @@ def _dead_letter(event: EventT[Any], reason: str, *, now: datetime) -> tuple[byt
 def _triage(
     events: Sequence[EventT[Any]], *, now: datetime
 ) -> tuple[list[tuple[EventT[Any], Measurement]], list[tuple[bytes, bytes]]]:
-    """Split a batch into new readings and dead letters; drop readings already seen."""
+    """Split a batch into readings and dead letters."""
     readings: list[tuple[EventT[Any], Measurement]] = []
     letters: list[tuple[bytes, bytes]] = []
     for event in events:
@@ -271,11 +292,31 @@ def _triage(
             reason = "message key must be the reading's patient_id"
             letters.append(_dead_letter(event, reason, now=now))
         else:
-            with _on_behalf_of(event):
-                mark = seen.get(reading_key(value))
-            if not is_current(mark, now_ms=_ms(now), window_ms=DEDUP_WINDOW_MS):
-                readings.append((event, value))
+            readings.append((event, value))
     return readings, letters
+
+
+def _unseen(
+    readings: Sequence[tuple[EventT[Any], Measurement]],
+    states: Mapping[str, PatientState],
+    *,
+    now: datetime,
+) -> list[tuple[EventT[Any], Measurement]]:
+    """``readings`` without those judged already (:func:`processors.dedup.is_repeat`)."""
+    kept: list[tuple[EventT[Any], Measurement]] = []
+    for event, reading in readings:
+        with _on_behalf_of(event):
+            mark = seen.get(reading_key(reading))
+        if not is_repeat(
+            mark,
+            partition=event.message.partition,
+            offset=event.message.offset,
+            through=states[reading.patient_id].through,
+            now_ms=_ms(now),
+            window_ms=DEDUP_WINDOW_MS,
+        ):
+            kept.append((event, reading))
+    return kept
 
 
 def _load_states(readings: Sequence[tuple[EventT[Any], Measurement]]) -> dict[str, BaselineState]:
@@ -311,6 +352,18 @@ def _load_patients(
             logger.warning("patient state of %s is unreadable; starting it afresh", pid)
             found[pid] = PatientState()
     return found
+
+
+def _last_event_of_each_patient(
+    readings: Sequence[tuple[EventT[Any], Measurement]],
+) -> dict[str, EventT[Any]]:
+    """Each patient's event with the highest offset (a patient's readings share a partition)."""
+    last: dict[str, EventT[Any]] = {}
+    for event, reading in readings:
+        held = last.get(reading.patient_id)
+        if held is None or event.message.offset > held.message.offset:
+            last[reading.patient_id] = event
+    return last
 
 
 def _ms(moment: datetime) -> int:
@@ -435,7 +488,10 @@ def _intent(intent_ms: int, event: EventT[Any]) -> dict[str, Any]:
 async def process_batch(events: Sequence[EventT[Any]]) -> None:
     """Steps 1-6 of the module docstring for one batch of events."""
     now = datetime.now(UTC)
-    readings, letters = _triage(events, now=now)
+    decoded, letters = _triage(events, now=now)
+    loaded = _load_patients(decoded)
+    readings = _unseen(decoded, loaded, now=now)
+    judged = {reading.patient_id for _, reading in readings}
     result = judge(
         _load_states(readings),
         [r for _, r in readings],
@@ -443,7 +499,7 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
         now=now,
         plans=care_plans.plans_for(readings, within=_on_behalf_of),
         news2_states=news2_states.load(readings, within=_on_behalf_of),
-        patients=_load_patients(readings),
+        patients={pid: state for pid, state in loaded.items() if pid in judged},
         policy=episode_policy,
     )
     if result.failed:
@@ -452,22 +508,29 @@ async def process_batch(events: Sequence[EventT[Any]]) -> None:
         failed = {eid for eid, _ in result.failed}
         readings = [(e, r) for e, r in readings if r.event_id not in failed]
     await _deliver(dlq_topic, letters)
-    patient_event = {reading.patient_id: event for event, reading in readings}
+    patient_event = _last_event_of_each_patient(readings)
     held = await _send_anomalies_once(result.anomalies, patient_event)
     await _deliver(points_topic, encode_records(result.points()))
 
-    judged_at = _ms(now)
-    for event, reading in readings:
-        with _on_behalf_of(event):
-            seen[reading_key(reading)] = entry(now_ms=judged_at, partition=event.message.partition)
+    # The patient's record, which says how far it reaches, goes after the baselines and
+    # NEWS2 vitals and before the seen marks: processors.dedup.is_repeat.
     for key, state in result.states.items():
         with _on_behalf_of(patient_event[key.split("|", 1)[0]]):
             baselines[key] = state.to_dict()
     news2_states.store(result.news2, patient_event=patient_event, within=_on_behalf_of)
     for pid, patient in result.patients.items():
         if pid in patient_event:
-            with _on_behalf_of(patient_event[pid]):
+            event = patient_event[pid]
+            patient.through = (event.message.partition, event.message.offset)
+            with _on_behalf_of(event):
                 patients[pid] = patient.to_dict()
+    judged_at = _ms(now)
+    for event, reading in readings:
+        with _on_behalf_of(event):
+            message = event.message
+            seen[reading_key(reading)] = entry(
+                now_ms=judged_at, partition=message.partition, offset=message.offset
+            )
 
     metrics.observe_batch(
         events=len(events),

@@ -5,13 +5,21 @@ A reading is a repeat when the same patient's same source (vendor and device) se
 never drops patient B's, and a watch's never drops a chest strap's. Keys begin with the
 patient id, the unit of partitioning.
 
-The table holds ``reading key -> {"t": judged at (ms), "p": partition}`` and, for anomalies
-being sent, ``anomaly|<id> -> {"intent_ms": ms, "p": partition[, "sent": true]}``. Both
-are bounded by time: an entry older than the window (``dedup_window_s``, 3 days by default)
-counts as absent (:func:`is_current`) and a periodic sweep deletes it
-(:func:`expired_entries`) from the local store and, with a tombstone, from the compacted
-changelog, in the partition the entry names. A repeat arriving after the window is judged
-again; its anomaly id is the same as the first time's, so the alerts service still drops it.
+The table holds ``reading key -> {"t": judged at (ms), "p": partition, "o": offset}``
+and, for anomalies being sent, ``anomaly|<id> -> {"intent_ms": ms, "p": partition[,
+"sent": true]}``. Both are bounded by time: an entry older than the window
+(``dedup_window_s``, 3 days by default) counts as absent (:func:`is_current`) and a periodic
+sweep deletes it (:func:`expired_entries`) from the local store and, with a tombstone, from
+the compacted changelog, in the partition the entry names. A repeat arriving after the
+window is judged again; its anomaly id is the same as the first time's, so the alerts
+service still drops it.
+
+A reading's mark and its effect on the patient's state are written to two tables, which a
+crash can leave one without the other. The patient's state therefore also records the Kafka
+position it holds everything up to (``PatientState.through``), and :func:`is_repeat` decides
+with both: a reading at or before that position is in the state already, whatever ``seen``
+says; a mark made by this very message (same partition and offset) but beyond that position
+belongs to a batch whose state was lost, so the reading is judged again.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ __all__ = [
     "expired_entries",
     "first_occurrences",
     "is_current",
+    "is_repeat",
     "key_of",
     "reading_identity",
     "reading_key",
@@ -60,9 +69,10 @@ def key_of(*, patient_id: str, vendor: str, device_id: str | None, event_id: str
     return f"{patient_id}|{digest}"
 
 
-def entry(*, now_ms: int, partition: int) -> dict[str, int]:
-    """The ``seen`` value of a reading judged at ``now_ms`` in ``partition``."""
-    return {"t": now_ms, "p": partition}
+def entry(*, now_ms: int, partition: int, offset: int) -> dict[str, int]:
+    """The ``seen`` value of a reading judged at ``now_ms``, read at ``offset`` of
+    ``partition``."""
+    return {"t": now_ms, "p": partition, "o": offset}
 
 
 def _stamp(value: Any) -> int | None:
@@ -81,6 +91,28 @@ def is_current(value: Any, *, now_ms: int, window_ms: int) -> bool:
         return False
     stamp = _stamp(value)
     return stamp is None or now_ms - stamp < window_ms
+
+
+def is_repeat(
+    mark: Any,
+    *,
+    partition: int,
+    offset: int,
+    through: tuple[int, int] | None,
+    now_ms: int,
+    window_ms: int,
+) -> bool:
+    """Whether the reading at ``offset`` of ``partition`` was judged already and is skipped.
+
+    ``mark`` is its ``seen`` value; ``through`` the ``(partition, offset)`` of the last
+    message whose effect the patient's state holds (``None``: none recorded).
+    """
+    if through is not None and through[0] == partition and offset <= through[1]:
+        return True
+    if not is_current(mark, now_ms=now_ms, window_ms=window_ms):
+        return False
+    own = isinstance(mark, dict) and mark.get("p") == partition and mark.get("o") == offset
+    return not own
 
 
 def expired_entries(

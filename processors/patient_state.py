@@ -15,7 +15,10 @@ one record per patient whatever it held:
 - ``nights``: the nightly resting heart rates and their two-night rule
   (:class:`processors.resting_hr.NightSignal`);
 - ``days``: per UTC day, the sum and count of heart rates taken at rest (the daily resting
-  heart rate is their mean).
+  heart rate is their mean);
+- ``through``: the Kafka position (partition, offset) of the last reading the state holds,
+  so that a replay after a crash neither counts a reading twice nor skips one whose effect
+  was lost (:func:`processors.dedup.is_repeat`).
 
 Pure data with plain-dict round trips (:meth:`PatientState.to_dict`).
 """
@@ -87,6 +90,9 @@ class PatientState:
     heart: list[tuple[int, float]] = field(default_factory=list)
     nights: NightSignal = field(default_factory=NightSignal)
     days: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # (partition, offset) of the last measurements message whose effect this state holds;
+    # set by the processors app, which skips readings up to it (processors.dedup.is_repeat)
+    through: tuple[int, int] | None = None
 
     def remember_heart_rate(self, at: datetime, bpm: float) -> None:
         """Keep a heart rate for the nightly resting heart rate (:data:`HEART_KEEP`)."""
@@ -118,11 +124,13 @@ class PatientState:
             "heart": [[t, v] for t, v in self.heart],
             "nights": self.nights.to_dict(),
             "days": {d: [total, n] for d, (total, n) in self.days.items()},
+            "through": None if self.through is None else list(self.through),
         }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PatientState:
         tachy = raw.get("tachy")
+        through = raw.get("through")
         return cls(
             steps=StepTimeline.from_dict(raw.get("steps", {})),
             sleep=SleepTimeline.from_dict(raw.get("sleep", {})),
@@ -134,4 +142,5 @@ class PatientState:
             heart=[(int(t), float(v)) for t, v in raw.get("heart", [])],
             nights=NightSignal.from_dict(raw.get("nights", {})),
             days={d: (float(total), int(n)) for d, (total, n) in raw.get("days", {}).items()},
+            through=None if through is None else (int(through[0]), int(through[1])),
         )

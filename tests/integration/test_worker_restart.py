@@ -53,7 +53,8 @@ from pathlib import Path
 from subprocess import Popen
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from deploy.local.harness import (
     Pipeline,
@@ -65,6 +66,7 @@ from deploy.local.harness import (
 )
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import log_tail, start_detached, stop_process
+from deploy.local.topics import read_from_start
 from pghd import topics
 from pghd.contracts import Anomaly
 from processors.dedup import key_of
@@ -497,6 +499,111 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
         log = worker.log.read_text()
         assert "2 anomalies had an unconfirmed send, 1 of them are on" in log
         assert "2 anomalies were sent before a restart; not sent again" in log
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{worker.diagnostics()}") from exc
+    finally:
+        worker.stop()
+
+
+def _rewind(bootstrap: str, group: str, offsets: dict[int, int]) -> None:
+    """Set ``group``'s committed measurements offsets back (its members are stopped), as a
+    crash before the offsets were committed leaves them."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.commit(
+            {
+                TopicPartition(topics.MEASUREMENTS, p): OffsetAndMetadata(o, "", -1)
+                for p, o in offsets.items()
+            }
+        )
+    finally:
+        consumer.close()
+
+
+def _changelog_values(bootstrap: str, app_id: str, table: str, key: str) -> list[object]:
+    """The values a table's changelog holds for ``key``, oldest first."""
+    wanted = json.dumps(key).encode()
+    return [
+        json.loads(value)
+        for k, value in read_from_start(bootstrap, f"{app_id}-{table}-changelog")
+        if k == wanted
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_replay_after_a_crash_between_the_table_writes_counts_each_reading_once(
+    ingest: Pipeline, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A batch's table writes are not one atomic step: a crash between them leaves a
+    reading's ``seen`` mark without its effect on the patient's state, or the reverse.
+
+    Each patient here has an SpO2 episode open (an extreme) and sent one normal reading
+    (``n1``); the episode resolves on the second normal one, a minute later (``n2``). The
+    crash is set up exactly: the worker is stopped, the group's offsets are put back before
+    ``n1`` (so ``n1`` is replayed, the same Kafka message), and the table changelogs are
+    edited to what a crash between the writes of ``n1``'s batch leaves:
+
+    - ``ahead``: ``n1`` is in ``seen`` but the ``patients`` record is the one before ``n1``
+      (skipping ``n1`` as a repeat would lose its normal reading: the end would come late);
+    - ``behind``: the ``patients`` record has ``n1`` but its ``seen`` mark is gone (judging
+      ``n1`` again would count it twice).
+
+    Either way the episode ends on ``n2``, with one resolution.
+    """
+    port = int(ingest.ingest_url.rsplit(":", 1)[1])
+    env = _worker_env(stack_env, tmp_path, "memory://", port)
+    app_id = env["PGHD_PROCESSORS_APP_ID"]
+    bootstrap = ingest.kafka_bootstrap
+    worker = Worker(env, tmp_path / "processors.log")
+    ingest.logs["processors"] = worker.log
+    start = _bin_start(days_ago=1)
+    ahead, behind = new_patient("ahead"), new_patient("behind")
+    extreme_at = start + timedelta(minutes=5 * len(NORMAL))
+
+    def normal(patient: str, n: int) -> dict[str, object]:
+        when = extreme_at + timedelta(minutes=n)
+        return spo2(patient, NORMAL_SPO2, when, event_id=f"{patient}-n{n}")
+
+    try:
+        worker.start()
+        warm = [
+            reading(p, v, start + timedelta(minutes=5 * j), context="rest", event_id=f"{p}-w{j}")
+            for p in (ahead, behind)
+            for j, v in enumerate(NORMAL)
+        ]
+        extremes = [spo2(p, EXTREME_SPO2, extreme_at, event_id=f"{p}-x") for p in (ahead, behind)]
+        assert ingest.post([*warm, *extremes]).status_code == 202
+        for patient in (ahead, behind):
+            found = ingest.anomalies(patient, expect=1, settle=0.5, timeout=180)
+            assert [(a.event_ids, a.phase) for a in found] == [([f"{patient}-x"], "onset")]
+        caught_up(bootstrap, app_id, what=worker.diagnostics())
+        before_n1 = end_offsets(bootstrap, topics.MEASUREMENTS)
+        assert ingest.post([normal(ahead, 1), normal(behind, 1)]).status_code == 202
+        caught_up(bootstrap, app_id, what=worker.diagnostics())
+        worker.stop()
+
+        # The crash: n1 replayed; "ahead" keeps its seen mark but loses n1's state,
+        # "behind" keeps n1's state but loses its seen mark.
+        *_, before, after = _changelog_values(bootstrap, app_id, "patients", ahead)
+        assert before != after, "n1 did not change the patient's state"
+        _write_changelog(bootstrap, app_id, "patients", [(ahead, ahead, before)])
+        n1_key = key_of(
+            patient_id=behind, vendor="acme", device_id="watch-1", event_id=f"{behind}-n1"
+        )
+        assert _changelog_values(bootstrap, app_id, "seen", n1_key), "n1 was not marked seen"
+        _write_changelog(bootstrap, app_id, "seen", [(behind, n1_key, None)])
+        parts = {partition_of(p) for p in (ahead, behind)}
+        _rewind(bootstrap, app_id, {p: before_n1[p] for p in parts})
+
+        worker.start()
+        assert ingest.post([normal(ahead, 2), normal(behind, 2)]).status_code == 202
+        caught_up(bootstrap, app_id, timeout=180, what=worker.diagnostics())
+        for patient in (ahead, behind):
+            found = ingest.anomalies(patient, expect=2, settle=1.0)
+            assert [(a.event_ids, a.phase) for a in found] == [
+                ([f"{patient}-x"], "onset"),
+                ([f"{patient}-n2"], "resolved"),
+            ], (patient, found)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{worker.diagnostics()}") from exc
     finally:
