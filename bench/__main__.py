@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import statistics
 import tempfile
 import uuid
@@ -64,6 +66,20 @@ from processors.judge import JudgeParams
 from processors.settings import ProcessorSettings
 
 BENCH_TOPIC = "pghd.bench.v1"
+LATEST_JSON = Path(__file__).resolve().parents[1] / ".local" / "bench" / "latest.json"
+SUMMARY_KEYS = (
+    "ingest_ratio",
+    "processors_ratio",
+    "processors_per_s",
+    "alerts_ratio",
+    "e2e_p50_ms",
+    "e2e_p99_ms",
+    "e2e_offered_per_s",
+    "peer_quix_per_s",
+    "processors_vs_quix",
+    "recovery_s_per_100k_patients",
+)
+"""The JSON's headline keys, in order; a key is written only when the run measured it."""
 WARMUP = 10
 DEDUP_WINDOW_S = float(ProcessorSettings.model_fields["dedup_window_s"].default)
 
@@ -82,8 +98,22 @@ def _end_offsets_sum(bootstrap: str, topic: str) -> int:
 
 
 def _row(name: str, ours: float, base: float, base_name: str, unit: str) -> str:
-    ratio = ours / base if base else float("nan")
+    ratio = _ratio(ours, base)
     return f"{name:<44} {ours:>10,.1f} {unit:<11} {base:>10,.1f}  {ratio:>7.2f}x  ({base_name})"
+
+
+def _ratio(ours: float, base: float) -> float:
+    return ours / base if base else float("nan")
+
+
+def write_summary(path: Path, summary: dict[str, float], rows: list[str]) -> None:
+    """The run's headline figures (:data:`SUMMARY_KEYS` that were measured, as finite
+    numbers) and its table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = {
+        key: summary[key] for key in SUMMARY_KEYS if key in summary and math.isfinite(summary[key])
+    }
+    path.write_text(json.dumps({**ordered, "table": rows}, indent=2) + "\n")
 
 
 def main() -> None:
@@ -96,9 +126,19 @@ def main() -> None:
     parser.add_argument("--cohort-days", type=float, default=3.0, help="in-process figures")
     parser.add_argument("--fhir-readings", type=int, default=20_000)
     parser.add_argument("--apple-health-records", type=int, default=1_000_000)
-    parser.add_argument("--apple-health-post", type=int, default=50_000, help="readings")
+    parser.add_argument(
+        "--apple-health-post",
+        type=int,
+        default=30_000,
+        help="records of a recent export to import over POST (at most ~32,000: its history"
+        " must fit ingest's 90-day raw retention)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=LATEST_JSON, help="where the figures are written as JSON"
+    )
     args = parser.parse_args()
     rows: list[str] = []
+    summary: dict[str, float] = {}
     params = JudgeParams(baseline=BaselineParams(warmup=WARMUP))
 
     print(
@@ -176,6 +216,7 @@ def main() -> None:
         ) as pipeline:
             ours = asyncio.run(ingest_rate(pipeline, posted, batch=500, clients=4))
         base = asyncio.run(produce(bootstrap, BENCH_TOPIC, encoded))
+        summary["ingest_ratio"] = _ratio(ours, base)
         rows.append(
             _row("ingest, batch endpoint", ours, base, "bare aiokafka produce", "readings/s")
         )
@@ -195,6 +236,8 @@ def main() -> None:
                 ) as pipeline:  # fmt: skip
             watch.wait_for(total, timeout=600)
             ours = watch.rate(total)
+            summary["processors_per_s"] = ours
+            summary["processors_ratio"] = _ratio(ours, base)
             rows.append(
                 _row("processors, one worker", ours, base, "bare consume+judge", "readings/s")
             )
@@ -223,7 +266,9 @@ def main() -> None:
         rows.append(
             _row("alerts, one worker", alert_rate, base, "bare consume+lifecycle", "anomalies/s")
         )
+        summary["alerts_ratio"] = _ratio(alert_rate, base)
         for q in (50, 99):
+            summary[f"e2e_p{q}_ms"] = _percentile(lat, q) * 1000
             rows.append(
                 _row(
                     f"end-to-end POST -> anomaly on topic, p{q}",
@@ -276,6 +321,8 @@ def main() -> None:
     print(f"{'figure':<44} {'pghd':>10} {'unit':<11} {'baseline':>10}  {'ratio':>8}")
     for row in rows:
         print(row)
+    write_summary(args.json, summary, rows)
+    print(f"\nwritten to {args.json}")
 
 
 if __name__ == "__main__":

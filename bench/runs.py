@@ -99,7 +99,9 @@ async def post_to_anomaly_latencies(
     """Seconds from POSTing an extreme reading to its Anomaly on the topic, per patient.
 
     Each patient is warmed up first (``warmup`` + 2 normal readings); then one extreme
-    reading per patient is posted, one at a time, waiting for its anomaly.
+    reading per patient is posted, one at a time, waiting for its anomaly. The extreme is an
+    SpO2 of 84 %: critical on its own (NEWS2 score 3), whatever the context; a lone heart
+    rate of 175 with no context is not (it may be exercise, or a motion artefact).
     """
     start = datetime.now(UTC) - timedelta(hours=3)
     names = [f"lat-{time.time_ns()}-{i}" for i in range(patients)]
@@ -108,6 +110,7 @@ async def post_to_anomaly_latencies(
         for name in names
         for j in range(warmup + 2)
     ]
+    warm += [reading(name, 97, start, metric="spo2", unit="%") for name in names]
     await asyncio.to_thread(pipeline.enroll_for, warm)  # consent is enforced
     arrivals: dict[str, float] = {}
     consumer = AIOKafkaConsumer(
@@ -131,12 +134,13 @@ async def post_to_anomaly_latencies(
         ) as http:
             for i in range(0, len(warm), 500):
                 (await http.post("/v1/measurements", json=warm[i : i + 500])).raise_for_status()
-            await asyncio.to_thread(pipeline.wait_vitals, names[-1], warmup + 2, timeout=120)
+            await asyncio.to_thread(pipeline.wait_vitals, names[-1], warmup + 3, timeout=120)
             latencies = []
             for name in names:
                 when = start + timedelta(minutes=5 * (warmup + 3))
                 began = time.perf_counter()
-                response = await http.post("/v1/measurements", json=reading(name, 175, when))
+                extreme = reading(name, 84, when, metric="spo2", unit="%")
+                response = await http.post("/v1/measurements", json=extreme)
                 response.raise_for_status()
                 deadline = began + 30
                 while name not in arrivals and time.perf_counter() < deadline:

@@ -156,7 +156,7 @@ def _stamp(when: datetime, tz: timezone) -> str:
     return when.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
-def _days(records: int) -> int:
+def history_days(records: int) -> int:
     """Days of history: about 400 records a day, as a watch and a phone write."""
     return records // 400 + 3
 
@@ -164,7 +164,7 @@ def _days(records: int) -> int:
 def _counts(records: int) -> dict[str, int]:
     counts = {kind: int(records * share) for kind, share in _SHARES.items()}
     counts["bp"] -= counts["bp"] % 2
-    nights = min(counts[SLEEP] // len(_NIGHT), _days(records) - 2)  # one night a day at most
+    nights = min(counts[SLEEP] // len(_NIGHT), history_days(records) - 2)  # one night a day at most
     counts[SLEEP] = nights * len(_NIGHT)
     counts[f"{Q}HeartRate"] += records - sum(counts.values())
     return counts
@@ -272,7 +272,7 @@ def _children(kind: str, rng: random.Random, when: datetime) -> str:
 def _body(w: _Writer, *, records: int, end: datetime, rng: random.Random) -> None:
     counts = _counts(records)
     nights = counts[SLEEP] // len(_NIGHT)
-    start = end - timedelta(days=_days(records))
+    start = end - timedelta(days=history_days(records))
     span = end - start - timedelta(minutes=5)
     pairs = counts["bp"] // 2
     bp_times = list(_spaced(pairs, start, span, 11))
