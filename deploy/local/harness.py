@@ -383,9 +383,18 @@ def start_group_at_end(bootstrap: str, group: str, topic_names: Sequence[str]) -
         ]
         if any(consumer.committed(tp) is not None for tp in parts):
             return
-        consumer.assign(parts)
         ends = consumer.end_offsets(parts)
-        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in ends.items()})
+    finally:
+        consumer.close()
+    commit_offsets(bootstrap, group, ends)
+
+
+def commit_offsets(bootstrap: str, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``group`` (which must have no running members)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.assign(list(offsets))
+        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
     finally:
         consumer.close()
 

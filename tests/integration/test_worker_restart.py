@@ -53,11 +53,11 @@ from pathlib import Path
 from subprocess import Popen
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaProducer, TopicPartition
 
 from deploy.local.harness import (
     Pipeline,
+    commit_offsets,
     new_patient,
     reading,
     running_pipeline,
@@ -505,21 +505,6 @@ def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
         worker.stop()
 
 
-def _rewind(bootstrap: str, group: str, offsets: dict[int, int]) -> None:
-    """Set ``group``'s committed measurements offsets back (its members are stopped), as a
-    crash before the offsets were committed leaves them."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        consumer.commit(
-            {
-                TopicPartition(topics.MEASUREMENTS, p): OffsetAndMetadata(o, "", -1)
-                for p, o in offsets.items()
-            }
-        )
-    finally:
-        consumer.close()
-
-
 def _changelog_values(bootstrap: str, app_id: str, table: str, key: str) -> list[object]:
     """The values a table's changelog holds for ``key``, oldest first."""
     wanted = json.dumps(key).encode()
@@ -593,7 +578,10 @@ def test_replay_after_a_crash_between_the_table_writes_counts_each_reading_once(
         assert _changelog_values(bootstrap, app_id, "seen", n1_key), "n1 was not marked seen"
         _write_changelog(bootstrap, app_id, "seen", [(behind, n1_key, None)])
         parts = {partition_of(p) for p in (ahead, behind)}
-        _rewind(bootstrap, app_id, {p: before_n1[p] for p in parts})
+        # As a crash before the offsets were committed leaves them: n1 is read again.
+        commit_offsets(
+            bootstrap, app_id, {TopicPartition(topics.MEASUREMENTS, p): before_n1[p] for p in parts}
+        )
 
         worker.start()
         assert ingest.post([normal(ahead, 2), normal(behind, 2)]).status_code == 202
