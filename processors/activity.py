@@ -53,6 +53,9 @@ KEEP = timedelta(hours=36)
 #: Longest step interval that tells which minutes had steps (longer ones are not recorded).
 MAX_SPAN = timedelta(hours=1)
 _MAX_SPAN_S = int(MAX_SPAN.total_seconds())
+#: How far the keep cut-off moves before intervals behind it are dropped (at most this much
+#: more than ``KEEP`` is held; nothing that old changes a judgement).
+PRUNE_EVERY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class StepTimeline:
     """device -> the start (epoch s) of the earliest interval it reported."""
     _starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
     """device -> its interval starts, sorted (a cache, rebuilt when an interval is added)."""
+    _pruned_to: int = field(default=0, repr=False, compare=False)
+    """The cut-off (epoch s) of the last prune: the next one waits until it moved on by
+    :data:`PRUNE_EVERY_S` (a prune scans every interval)."""
 
     def add(self, interval: StepInterval) -> bool:
         """Record one interval (in any order; the same start again overwrites); False when
@@ -98,10 +104,13 @@ class StepTimeline:
         if end - start > _MAX_SPAN_S:
             return False
         device = interval.device
-        self.intervals.setdefault(device, {})[start] = (end, interval.count)
+        spans = self.intervals.setdefault(device, {})
+        starts = self._starts.get(device)
+        if starts is not None and start not in spans:
+            bisect.insort(starts, start)
+        spans[start] = (end, interval.count)
         self.watermark[device] = max(self.watermark.get(device, end), end)
         self.first[device] = min(self.first.get(device, start), start)
-        self._starts.pop(device, None)
         self._prune()
         return True
 
@@ -117,7 +126,7 @@ class StepTimeline:
         """Steps in each minute of ``[first, last)``: the largest count of any device, each
         device's intervals spread over the minutes they overlap."""
         lo_s, hi_s = first * MINUTE_S, last * MINUTE_S
-        best = [0.0] * (last - first)
+        best: list[float] | None = None
         for device, spans in self.intervals.items():
             mine = [0.0] * (last - first)
             starts = self._starts.get(device)
@@ -129,15 +138,24 @@ class StepTimeline:
                 end, count = spans[start]
                 if end <= lo_s or count <= 0:
                     continue
+                lo_m = (start if start > lo_s else lo_s) // MINUTE_S
+                hi_m = ((end if end < hi_s else hi_s) - 1) // MINUTE_S
+                if lo_m == hi_m:  # inside one minute: the usual 1-minute bucket
+                    mine[lo_m - first] += (
+                        count
+                        * ((end if end < hi_s else hi_s) - (start if start > lo_s else lo_s))
+                        / (end - start)
+                    )
+                    continue
                 rate = count / (end - start)
-                for i in range(
-                    max(start, lo_s) // MINUTE_S - first,
-                    (min(end, hi_s) - 1) // MINUTE_S - first + 1,
-                ):
-                    m_lo, m_hi = (first + i) * MINUTE_S, (first + i + 1) * MINUTE_S
-                    mine[i] += rate * (min(end, m_hi) - max(start, m_lo))
-            best = [max(a, b) for a, b in zip(best, mine, strict=True)]
-        return best
+                for minute in range(lo_m, hi_m + 1):
+                    m_lo, m_hi = minute * MINUTE_S, (minute + 1) * MINUTE_S
+                    mine[minute - first] += rate * (min(end, m_hi) - max(start, m_lo))
+            if best is None:
+                best = mine
+            else:
+                best = [a if a >= b else b for a, b in zip(best, mine, strict=True)]
+        return best if best is not None else [0.0] * (last - first)
 
     def state_at(
         self,
@@ -153,17 +171,19 @@ class StepTimeline:
         known = max(self.watermark.values(), default=None)
         if known is None or known < end * MINUTE_S:
             return ActivityState(context=None, cadence=None, still_for=None)
-        span = max(
-            int(rest_window.total_seconds()) // MINUTE_S,
-            int(cadence_window.total_seconds()) // MINUTE_S,
-            int(look_back.total_seconds()) // MINUTE_S,
-            1,
-        )
-        minutes = self._per_minute(end - span, end)
         rest_n = max(1, int(rest_window.total_seconds()) // MINUTE_S)
         cadence_n = max(1, int(cadence_window.total_seconds()) // MINUTE_S)
-        moving = [i for i, steps in enumerate(minutes) if steps > 0]
-        still = len(minutes) - 1 - moving[-1] if moving else len(minutes)
+        span = max(rest_n, cadence_n, int(look_back.total_seconds()) // MINUTE_S)
+        minutes = self._per_minute(end - max(rest_n, cadence_n), end)
+        still = span
+        for i in range(len(minutes) - 1, -1, -1):
+            if minutes[i] > 0:
+                still = len(minutes) - 1 - i
+                break
+        else:  # still for the whole short window: when did the last step fall?
+            moved = self._last_moving_minute(end - span, end - len(minutes))
+            if moved is not None:
+                still = end - 1 - moved
         since = self.known_from()
         if since is not None:  # nothing is known before the first interval
             still = max(0, min(still, end - since // MINUTE_S))
@@ -173,6 +193,30 @@ class StepTimeline:
             cadence=sum(minutes[-cadence_n:]) / cadence_n,
             still_for=timedelta(minutes=still),
         )
+
+    def _last_moving_minute(self, first: int, last: int) -> int | None:
+        """The latest minute in ``[first, last)`` in which any device counted steps."""
+        lo_s, hi_s = first * MINUTE_S, last * MINUTE_S
+        found: int | None = None
+        for device, spans in self.intervals.items():
+            starts = self._starts.get(device)
+            if starts is None:
+                starts = self._starts[device] = sorted(spans)
+            lo_i = bisect.bisect_left(starts, lo_s - _MAX_SPAN_S)
+            for index in range(bisect.bisect_left(starts, hi_s) - 1, lo_i - 1, -1):
+                start = starts[index]
+                end, count = spans[start]
+                if count <= 0 or end <= lo_s:
+                    continue
+                minute = (min(end, hi_s) - 1) // MINUTE_S
+                if found is None or minute > found:
+                    found = minute
+                # starts only fall from here; an interval that starts before the latest
+                # moving minute found can still end after it (they overlap), so keep going
+                # until the starts are a whole span behind it
+                if start < found * MINUTE_S - _MAX_SPAN_S:
+                    break
+        return found
 
     def steps_between(self, lo: datetime, hi: datetime) -> bool | None:
         """Whether any device counted steps in ``[lo, hi)`` as far as known (None: nothing
@@ -189,6 +233,9 @@ class StepTimeline:
 
     def _prune(self) -> None:
         oldest = max(self.watermark.values()) - int(KEEP.total_seconds())
+        if oldest < self._pruned_to + PRUNE_EVERY_S:
+            return
+        self._pruned_to = oldest
         for device, spans in self.intervals.items():
             stale = [s for s, (end, _) in spans.items() if end < oldest]
             for start in stale:

@@ -25,6 +25,7 @@ Pure data with plain-dict round trips (:meth:`PatientState.to_dict`).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -103,7 +104,7 @@ class PatientState:
         newest = self.heart[-1][0]
         cut = newest - int(HEART_KEEP.total_seconds())
         if self.heart[0][0] < cut:
-            self.heart = [(t, v) for t, v in self.heart if t >= cut]
+            del self.heart[: bisect.bisect_left(self.heart, (cut,))]
 
     def add_rest_heart_rate(self, day: str, bpm: float) -> tuple[float, int]:
         """Count a heart rate taken at rest on ``day`` (ISO date); the day's mean and count."""

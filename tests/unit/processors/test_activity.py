@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pghd.contracts import Context
 from processors.activity import StepInterval, StepTimeline
@@ -105,3 +107,57 @@ def test_the_state_travels_as_a_plain_dict_and_old_minutes_are_dropped() -> None
         StepInterval(T0 + timedelta(hours=40), T0 + timedelta(hours=40, minutes=1), 5, "watch")
     )
     assert sorted(timeline.intervals["watch"]) == [int((T0 + timedelta(hours=40)).timestamp())]
+
+
+def _reference_state(timeline: StepTimeline, at: datetime) -> tuple[float, int]:
+    """Cadence and minutes still, from every minute of the two hours before ``at`` spread by
+    overlap and taken as the largest count of any device: the plain definition."""
+    end = int(at.timestamp()) // 60 + 1
+    first = end - 120
+    best = [0.0] * 120
+    for spans in timeline.intervals.values():
+        mine = [0.0] * 120
+        for start, (stop, count) in spans.items():
+            for i in range(120):
+                lo, hi = (first + i) * 60, (first + i + 1) * 60
+                overlap = min(stop, hi) - max(start, lo)
+                if overlap > 0 and count > 0:
+                    mine[i] += count * overlap / (stop - start)
+        best = [max(a, b) for a, b in zip(best, mine, strict=True)]
+    moving = [i for i, steps in enumerate(best) if steps > 0]
+    still = 120 - 1 - moving[-1] if moving else 120
+    since = timeline.known_from()
+    if since is not None:
+        still = max(0, min(still, end - since // 60))
+    return sum(best[-5:]) / 5, still
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["watch", "phone"]),
+            st.integers(min_value=0, max_value=300),  # start, minutes after T0
+            st.sampled_from([1, 5, 15, 60]),  # bucket length, minutes
+            st.sampled_from([0.0, 0.0, 12.0, 90.0]),
+        ),
+        max_size=40,
+    ),
+    st.integers(min_value=0, max_value=300),
+)
+def test_state_at_matches_the_per_minute_definition(
+    buckets: list[tuple[str, int, int, float]], probe: int
+) -> None:
+    """The short-window scan and the backward search for the last step give what spreading
+    every interval over its minutes gives, whatever the devices, lengths and order."""
+    timeline = StepTimeline()
+    for device, start, length, count in buckets:
+        begin = T0 + timedelta(minutes=start)
+        timeline.add(StepInterval(begin, begin + timedelta(minutes=length), count, device))
+    at = T0 + timedelta(minutes=probe, seconds=30)
+    state = timeline.state_at(at)
+    if state.context is None:
+        return
+    cadence, still = _reference_state(timeline, at)
+    assert state.cadence == pytest.approx(cadence)
+    assert state.still_for == timedelta(minutes=still)
