@@ -8,6 +8,7 @@ readings in the same run.
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
 import time
@@ -22,11 +23,11 @@ from pghd.contracts import Measurement
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 from pghd.simulation import generate_cohort
 from processors.baseline import BaselineState
-from processors.dedup import entry, reading_key
 from processors.detectors.news2_aggregate import News2State
 from processors.judge import JudgeParams
 from processors.judging import judge
 from processors.patient_state import PatientState
+from processors.state import PatientRecord, bucket_key, digest, encode_bucket
 
 __all__ = [
     "StateSizes",
@@ -174,14 +175,14 @@ class DedupSizes:
 
     patients: int
     entries_per_patient: float  # entries held at the end (readings of the last window)
-    bytes_per_patient: float  # keys and values as the ``seen`` table stores them (JSON)
+    bytes_per_patient: float  # digests in the record and its sealed buckets, as stored
     unbounded_bytes_per_patient: float  # the old table: bare event id -> true, never deleted
 
 
 def dedup_sizes(readings: Sequence[Measurement], *, window_s: float) -> DedupSizes:
     """Dedup state per patient at the end of ``readings`` (judged at their own time): the
-    entries of the last ``window_s`` as the ``seen`` table writes them (JSON key and
-    value, :mod:`processors.dedup`), beside an unbounded table of ``event_id -> true``."""
+    digests of the last ``window_s`` as the state record and its sealed buckets store them
+    (:mod:`processors.state`), beside an unbounded table of ``event_id -> true``."""
     end = max(r.effective_time for r in readings)
     held = [r for r in readings if (end - r.effective_time).total_seconds() < window_s]
     patients = {r.patient_id for r in readings}
@@ -189,13 +190,16 @@ def dedup_sizes(readings: Sequence[Measurement], *, window_s: float) -> DedupSiz
     def size(key: str, value: object) -> int:
         return len(codecs.dumps("json", key)) + len(codecs.dumps("json", value))
 
-    ours = sum(
-        size(
-            reading_key(r),
-            entry(now_ms=int(r.effective_time.timestamp() * 1000), partition=7, offset=i),
-        )
-        for i, r in enumerate(held)
-    )
+    ours = 0
+    records: dict[str, PatientRecord] = {}
+    for r in sorted(held, key=lambda r: r.effective_time):
+        record = records.setdefault(r.patient_id, PatientRecord())
+        now_ms = int(r.effective_time.timestamp() * 1000)
+        for number, bucket in record.remember([digest(r)], now_ms=now_ms).items():
+            ours += len(bucket_key(r.patient_id, number)) + len(encode_bucket(bucket, partition=7))
+    for record in records.values():  # what the record itself holds: recent + bucket list
+        ours += len(base64.b64encode(b"".join(record.recent)))
+        ours += len(json.dumps({str(n): last for n, last in record.sealed.items()}))
     unbounded = sum(size(r.event_id, True) for r in readings)
     return DedupSizes(
         patients=len(patients),

@@ -106,9 +106,30 @@ class ProcessorSettings(BaseSettings):
         ),
     )
 
-    batch_size: int = Field(default=500, ge=1)
-    batch_within_s: float = Field(default=0.5, gt=0)
-    commit_interval_s: float = Field(default=2.0, gt=0)
+    batch_size: int = Field(
+        default=2000, ge=1, description="most readings the agent judges as one batch"
+    )
+    batch_within_s: float = Field(
+        default=0.02,
+        gt=0,
+        description="longest wait for a batch to fill; what is there by then is judged",
+    )
+    commit_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often the offsets of readings whose output is durable are committed",
+    )
+    state_cache_patients: int = Field(
+        default=50_000,
+        ge=1,
+        description="patient state records kept decoded in memory (least recently used out)",
+    )
+    intent_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="after partitions are assigned, how soon records that still list unsent"
+        " anomalies (a crash between the two writes) are settled",
+    )
     influx_timeout_s: float = Field(
         default=10.0, gt=0, description="one InfluxDB write request; a hung server fails it"
     )
@@ -143,7 +164,7 @@ class ProcessorSettings(BaseSettings):
         " for this long, is read again from its committed offset (pghd.stall_watchdog)",
     )
     dedup_sweep_s: float = Field(
-        default=300.0, gt=0, description="how often expired dedup entries are deleted"
+        default=300.0, gt=0, description="how often expired dedup buckets are deleted"
     )
     session_timeout_s: float = Field(
         default=60.0,

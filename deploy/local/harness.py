@@ -287,7 +287,6 @@ def service_env(
         "PGHD_PROCESSORS_DATA_DIR": str(data_dir / "processors"),
         "PGHD_PROCESSORS_WEB_PORT": str(free_port()),
         "PGHD_PROCESSORS_WARMUP": str(warmup),
-        "PGHD_PROCESSORS_BATCH_WITHIN_S": "0.2",
         "PGHD_ALERTS_APP_ID": f"pghd-alerts-{app_suffix}",
         "PGHD_ALERTS_DATA_DIR": str(data_dir / "alerts"),
         "PGHD_ALERTS_WEB_PORT": str(free_port()),

@@ -28,13 +28,14 @@ and gets an anomaly of its own. Afterwards:
   loop, faust-streaming #596); :mod:`pghd.faust_fixes` closes it, and
   ``test_restart_no_loss.py`` reproduces it.
 
-Run with the memory store (tables come back from their changelog topics) and with
-``rocksdb://`` (a persistent data dir; RocksDB keeps it and the changelog fills the gap).
+Run with the memory store (the ``state`` table comes back from its changelog topic) and
+with ``rocksdb://`` (a persistent data dir; RocksDB keeps it and the changelog fills the gap).
 
-Where a SIGKILL lands is up to chance, so the narrow windows of the anomaly dedup (sent but
-not yet recorded in ``seen``; intent flushed but send not confirmed) are also set up
-exactly: the worker is stopped, its table changelogs are edited to the state such a crash
-leaves, and it is started again on them (``test_restart_after_a_crash_between_intent_...``).
+Where a SIGKILL lands is up to chance, so the narrow windows (a patient's record written
+with its anomalies as intents but the sends not confirmed; a batch replayed with or without
+its records written) are also set up exactly: the worker is stopped, the ``state`` changelog
+and the group's offsets are edited to what such a crash leaves, and it is started again on
+them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import pytest
 from kafka import KafkaProducer, TopicPartition
@@ -69,8 +71,6 @@ from deploy.local.process import log_tail, start_detached, stop_process
 from deploy.local.topics import read_from_start
 from pghd import topics
 from pghd.contracts import Anomaly
-from processors.dedup import key_of
-from processors.judge import anomaly_id
 from tests.integration.sync import (
     backlog,
     caught_up,
@@ -382,23 +382,25 @@ def _stored_settled(pipeline: Pipeline, patients: list[str], *, posted: set[str]
         time.sleep(1.0)
 
 
-def emitted_key(anomaly_id: str) -> str:
-    """``processors.app.emitted_key`` (that module builds the app when imported)."""
-    return f"anomaly|{anomaly_id}"
+def _state_values(bootstrap: str, app_id: str, patient: str) -> list[dict[str, Any]]:
+    """The records the ``state`` changelog holds for ``patient``, oldest first."""
+    return [
+        json.loads(value)
+        for key, value in read_from_start(bootstrap, f"{app_id}-state-changelog")
+        if key == patient.encode() and value is not None
+    ]
 
 
-def _write_changelog(
-    bootstrap: str, app_id: str, table: str, entries: list[tuple[str, str, object]]
-) -> None:
-    """Write ``(patient, key, value)`` entries (``None``: delete) to a table's changelog,
-    on the partition of the patient's readings, as Faust does (JSON key and value)."""
+def _write_state(bootstrap: str, app_id: str, records: dict[str, dict[str, Any]]) -> None:
+    """Write patient records to the ``state`` changelog, on the partition of the patient's
+    readings, as the worker does (raw key, JSON value)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        for patient, key, value in entries:
+        for patient, record in records.items():
             producer.send(
-                f"{app_id}-{table}-changelog",
-                key=json.dumps(key).encode(),
-                value=None if value is None else json.dumps(value).encode(),
+                f"{app_id}-state-changelog",
+                key=patient.encode(),
+                value=json.dumps(record).encode(),
                 partition=partition_of(patient),
             )
         producer.flush(timeout=30)
@@ -407,131 +409,93 @@ def _write_changelog(
 
 
 @pytest.mark.timeout(300)
-def test_restart_after_a_crash_between_intent_and_seen_sends_each_anomaly_once(
+def test_restart_after_a_crash_between_the_state_write_and_the_sends_sends_each_anomaly_once(
     ingest: Pipeline, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Three replayed anomalies, one per crash window, each on the topic exactly once.
+    """A batch writes each patient's record with the anomalies it is about to send listed as
+    *intents*, sends them, and writes the record again without them. A crash between those
+    writes leaves the intents; on restart each is looked up on the topic and sent only if
+    it is not there, without waiting for the patient's next reading.
 
-    - ``sent``: its send was confirmed but the crash lost ``seen`` -> not sent again;
-    - ``on_topic``: only the intent was recorded, the send went out -> found, not resent;
-    - ``lost``: only the intent was recorded, the send never went out -> sent now.
+    The crash is set up exactly: the worker is stopped and each patient's latest record is
+    written back with intents, as the crash leaves it:
 
-    A crash before the tables are written (step 6 of :mod:`processors.app`) also leaves each
-    patient's ``patients`` entry as it was before the batch: without the episode the extreme
-    SpO2 opened, so the replayed extreme opens it again (an open episode would fold it in
-    and publish nothing, and the check of the crash windows would not be reached).
+    - ``on_topic``: its anomaly went out before the crash -> found, not sent again;
+    - ``lost``: its anomaly never went out (here: an intent under an id the topic does not
+      hold) -> sent now, once.
     """
     port = int(ingest.ingest_url.rsplit(":", 1)[1])
     env = _worker_env(stack_env, tmp_path, "memory://", port)
     app_id = env["PGHD_PROCESSORS_APP_ID"]
+    bootstrap = ingest.kafka_bootstrap
     worker = Worker(env, tmp_path / "processors.log")
     ingest.logs["processors"] = worker.log
     start = _bin_start(days_ago=1)
-    sent, on_topic, lost = (new_patient(name) for name in ("sent", "ontopic", "lost"))
+    on_topic, lost = new_patient("ontopic"), new_patient("lost")
     extreme_at = start + timedelta(minutes=5 * len(NORMAL))
-
-    def extreme(patient: str) -> dict[str, object]:
-        return spo2(patient, EXTREME_SPO2, extreme_at, event_id=f"{patient}-x")
-
-    def aid(patient: str) -> str:
-        return anomaly_id(
-            patient_id=patient, channel="spo2", event_id=f"{patient}-x", source="acme|watch-1"
-        )
-
-    def seen_key(patient: str) -> str:
-        return key_of(
-            patient_id=patient, vendor="acme", device_id="watch-1", event_id=f"{patient}-x"
-        )
 
     try:
         worker.start()
         warm = [
             reading(p, v, start + timedelta(minutes=5 * j), context="rest", event_id=f"{p}-w{j}")
-            for p in (sent, on_topic, lost)
+            for p in (on_topic, lost)
             for j, v in enumerate(NORMAL)
         ]
-        assert ingest.post([*warm, extreme(sent), extreme(on_topic)]).status_code == 202
-        for patient in (sent, on_topic):
+        extremes = [spo2(p, EXTREME_SPO2, extreme_at, event_id=f"{p}-x") for p in (on_topic, lost)]
+        assert ingest.post([*warm, *extremes]).status_code == 202
+        sent: dict[str, Anomaly] = {}
+        for patient in (on_topic, lost):
             # The worker was just started: the wait covers its start-up (topics, group join,
             # recovery), which a loaded machine stretches beyond a minute.
-            found = ingest.anomalies(patient, expect=1, settle=1.0, timeout=180)
-            assert [(a.anomaly_id, a.phase) for a in found] == [(aid(patient), "onset")]
-        ingest.wait_vitals(lost, len(NORMAL))
+            (sent[patient],) = ingest.anomalies(patient, expect=1, settle=1.0, timeout=180)
+        caught_up(bootstrap, app_id, what=worker.diagnostics())
         worker.stop()
 
-        # What a crash leaves: "seen" lost for both extremes; for on_topic and lost only
-        # the intent (no "sent" mark), and lost's anomaly never reached the topic; the
-        # patients' state from before the extremes (none: no episode open).
-        intent = {"intent_ms": int(time.time() * 1000)}
-        _write_changelog(
-            ingest.kafka_bootstrap,
-            app_id,
-            "seen",
-            [
-                (sent, seen_key(sent), None),
-                (on_topic, seen_key(on_topic), None),
-                (on_topic, emitted_key(aid(on_topic)), intent),
-                (lost, emitted_key(aid(lost)), intent),
-            ],
-        )
-        _write_changelog(
-            ingest.kafka_bootstrap,
-            app_id,
-            "patients",
-            [(patient, patient, None) for patient in (sent, on_topic, lost)],
-        )
+        never_sent = sent[lost].model_copy(update={"anomaly_id": uuid.uuid4().hex})
+        intent_ms = int(time.time() * 1000)
+        crashed = {}
+        for patient, anomaly in ((on_topic, sent[on_topic]), (lost, never_sent)):
+            *_, record = _state_values(bootstrap, app_id, patient)
+            assert "intents" not in record, "the intents were not cleared after the send"
+            record["intents"] = {"at": intent_ms, "anomalies": [anomaly.model_dump_json()]}
+            crashed[patient] = record
+        _write_state(bootstrap, app_id, crashed)
 
         worker.start()
-        later = extreme_at + timedelta(minutes=5)
-        replay = [extreme(sent), extreme(on_topic), extreme(lost)]
-        markers = [reading(p, 71, later, context="rest") for p in (sent, on_topic, lost)]
-        assert ingest.post([*replay, *markers]).status_code == 202
-        for patient in (sent, on_topic, lost):
-            ingest.wait_vitals(patient, len(NORMAL) + 2, timeout=120)
-        caught_up(ingest.kafka_bootstrap, app_id, what=worker.diagnostics())
-
-        for patient in (sent, on_topic, lost):
-            found = ingest.anomalies(patient, expect=1, settle=1.0)
-            assert [(a.anomaly_id, a.phase) for a in found] == [(aid(patient), "onset")], (
-                patient,
-                found,
-            )
+        found = ingest.anomalies(lost, expect=2, settle=1.0, timeout=180)
+        assert sorted(a.anomaly_id for a in found) == sorted(
+            [sent[lost].anomaly_id, never_sent.anomaly_id]
+        )
+        assert [a.anomaly_id for a in ingest.anomalies(on_topic, expect=1, settle=2.0)] == [
+            sent[on_topic].anomaly_id
+        ]
         log = worker.log.read_text()
         assert "2 anomalies had an unconfirmed send, 1 of them are on" in log
-        assert "2 anomalies were sent before a restart; not sent again" in log
+        for patient in (on_topic, lost):  # written again, without the intents
+            *_, record = _state_values(bootstrap, app_id, patient)
+            assert "intents" not in record, patient
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{worker.diagnostics()}") from exc
     finally:
         worker.stop()
 
 
-def _changelog_values(bootstrap: str, app_id: str, table: str, key: str) -> list[object]:
-    """The values a table's changelog holds for ``key``, oldest first."""
-    wanted = json.dumps(key).encode()
-    return [
-        json.loads(value)
-        for k, value in read_from_start(bootstrap, f"{app_id}-{table}-changelog")
-        if k == wanted
-    ]
-
-
 @pytest.mark.timeout(300)
-def test_replay_after_a_crash_between_the_table_writes_counts_each_reading_once(
+def test_a_replayed_batch_counts_each_reading_once_whether_or_not_its_record_was_written(
     ingest: Pipeline, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """A batch's table writes are not one atomic step: a crash between them leaves a
-    reading's ``seen`` mark without its effect on the patient's state, or the reverse.
+    """A crash before the offsets commit replays the batch. Each patient's record is one
+    message, written whole or not at all, and says how far it reaches (``through``).
 
     Each patient here has an SpO2 episode open (an extreme) and sent one normal reading
     (``n1``); the episode resolves on the second normal one, a minute later (``n2``). The
     crash is set up exactly: the worker is stopped, the group's offsets are put back before
-    ``n1`` (so ``n1`` is replayed, the same Kafka message), and the table changelogs are
-    edited to what a crash between the writes of ``n1``'s batch leaves:
+    ``n1`` (so ``n1`` is replayed, the same Kafka message), and:
 
-    - ``ahead``: ``n1`` is in ``seen`` but the ``patients`` record is the one before ``n1``
-      (skipping ``n1`` as a repeat would lose its normal reading: the end would come late);
-    - ``behind``: the ``patients`` record has ``n1`` but its ``seen`` mark is gone (judging
-      ``n1`` again would count it twice).
+    - ``ahead``: the record written with ``n1`` is kept (skipping ``n1`` by its position;
+      judging it again would count it twice);
+    - ``behind``: the record is put back to the one before ``n1``, as a crash before the
+      record was written leaves it (``n1`` must be judged again, or the end comes late).
 
     Either way the episode ends on ``n2``, with one resolution.
     """
@@ -567,16 +531,10 @@ def test_replay_after_a_crash_between_the_table_writes_counts_each_reading_once(
         caught_up(bootstrap, app_id, what=worker.diagnostics())
         worker.stop()
 
-        # The crash: n1 replayed; "ahead" keeps its seen mark but loses n1's state,
-        # "behind" keeps n1's state but loses its seen mark.
-        *_, before, after = _changelog_values(bootstrap, app_id, "patients", ahead)
-        assert before != after, "n1 did not change the patient's state"
-        _write_changelog(bootstrap, app_id, "patients", [(ahead, ahead, before)])
-        n1_key = key_of(
-            patient_id=behind, vendor="acme", device_id="watch-1", event_id=f"{behind}-n1"
-        )
-        assert _changelog_values(bootstrap, app_id, "seen", n1_key), "n1 was not marked seen"
-        _write_changelog(bootstrap, app_id, "seen", [(behind, n1_key, None)])
+        # The crash: n1 replayed; "behind" loses the record n1's batch wrote.
+        *_, before, after = _state_values(bootstrap, app_id, behind)
+        assert before["patient"] != after["patient"], "n1 did not change the patient's state"
+        _write_state(bootstrap, app_id, {behind: before})
         parts = {partition_of(p) for p in (ahead, behind)}
         # As a crash before the offsets were committed leaves them: n1 is read again.
         commit_offsets(
@@ -592,6 +550,8 @@ def test_replay_after_a_crash_between_the_table_writes_counts_each_reading_once(
                 ([f"{patient}-x"], "onset"),
                 ([f"{patient}-n2"], "resolved"),
             ], (patient, found)
+            # n1 and n2, each counted once (n1 twice would read "3 readings")
+            assert "(2 readings)" in found[1].explanation, (patient, found[1].explanation)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{worker.diagnostics()}") from exc
     finally:

@@ -29,7 +29,12 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.influx_bucket == "pghd/autogen" and s.influx_org == "-"
     assert s.influx_token.get_secret_value() == "u:p"
     assert (s.warmup, s.z_warning, s.z_critical) == (20, 4.0, 6.0)
-    assert (s.batch_size, s.batch_within_s, s.web_port, s.web_host) == (500, 0.5, 6066, "127.0.0.1")
+    assert (s.batch_size, s.batch_within_s, s.web_port, s.web_host) == (
+        2000,
+        0.02,
+        6066,
+        "127.0.0.1",
+    )
     assert s.store == "memory://"
     params = s.judge_params()
     assert params.baseline.warmup == 20 and params.z_critical == 6.0

@@ -1,0 +1,400 @@
+"""The processors' work: readings in, judged batch by batch; anomalies, points and state out.
+
+:class:`Processors` owns what one worker needs (topics, the ``state`` table, care plans,
+metrics) and registers on the Faust app, for each batch of readings (``stream.take_events``,
+at most ``batch_size`` readings, waiting at most ``batch_within_s`` for more):
+
+1. **Triage.** Undecodable messages, and readings whose key is not their patient id, become
+   :class:`~pghd.contracts.DeadLetter` s for ``pghd.dlq.v1``.
+2. **Load.** Each patient's record (:mod:`processors.state`) from the cache or the
+   ``state`` table (:mod:`processors.state_store`); a record that still lists anomaly
+   *intents* (a crash fell between writing it and sending them) is settled first: the
+   anomalies not found on ``pghd.anomalies.v1`` are sent (:mod:`processors.outbox`).
+3. **Skip what was judged.** A reading at or before the Kafka position its patient's record
+   holds (``through``) is in the record already (a replay after a crash); a reading whose
+   digest the record holds is a repeat a client sent again (:func:`processors.dedup.is_repeat`).
+4. **Judge** (:func:`processors.judging.judge`) with the records' baselines, NEWS2 vitals and
+   patient state, and the patients' care plans.
+5. **Make it durable, together:** the dead letters, the InfluxDB points (``pghd.points.v1``,
+   one record per patient; the store stage writes them to InfluxDB, so judging never waits
+   on InfluxDB) and one new state record per patient (with ``through``, the new digests and
+   the anomalies about to be sent as intents) are sent at once and awaited once.
+6. **Send the anomalies** and await them; then the records that listed them as intents are
+   written again without them.
+
+Only when the batch returns are its readings acked, so their offsets commit (every
+``commit_interval_s``) only after everything above is durable. A crash anywhere replays the
+batch: a patient whose new record was written skips the readings it holds (step 3) and its
+anomalies are settled from the intents (step 2); a patient whose record was not written is
+judged again from the old one, with the same ids for the same anomalies. An anomaly is
+therefore sent once: only a send whose reply a crash cut off and that the leader had not yet
+replicated when the check read the topic can still show up twice, so consumers keep
+deduplicating on ``anomaly_id`` (the alerts service does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+import faust.streams
+from faust.types import EventT
+
+from pghd import stall_watchdog, topics, wire
+from pghd.contracts import Anomaly, DeadLetter, Measurement
+from processors.care_plans import CarePlanBook
+from processors.codec import CODEC_NAME, Undecodable
+from processors.dedup import is_repeat
+from processors.judging import judge
+from processors.metrics import ProcessorMetrics, install_metrics
+from processors.outbox import AnomalyOutbox, deliver
+from processors.settings import ProcessorSettings
+from processors.state import (
+    PatientRecord,
+    bucket_key,
+    bucket_partition,
+    digest,
+    encode_bucket,
+    encode_record,
+    is_bucket_key,
+    record_partition,
+)
+from processors.state_store import StateStore, Write, on_behalf_of
+from processors.store.records import encode_records
+from processors.store.service import store_service
+
+__all__ = ["STAGE", "Processors"]
+
+logger = logging.getLogger(__name__)
+
+STAGE = "processors"
+Reading = tuple[EventT[Any], Measurement]
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def dead_letter(event: EventT[Any], reason: str, *, now: datetime) -> tuple[bytes, bytes]:
+    """The ``pghd.dlq.v1`` message for ``event``, refused for ``reason``."""
+    message = event.message
+    value = event.value
+    payload = value.payload if isinstance(value, Undecodable) else (message.value or b"")
+    key = message.key if isinstance(message.key, bytes) else None
+    letter = DeadLetter(
+        stage=STAGE,
+        reason=reason,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
+        payload=payload.decode("utf-8", errors="backslashreplace"),
+        failed_at=now,
+    )
+    return key or b"unkeyed", wire.encode(letter)
+
+
+def triage(
+    events: Sequence[EventT[Any]], *, now: datetime
+) -> tuple[list[Reading], list[tuple[bytes, bytes]]]:
+    """Split a batch into readings and dead letters."""
+    readings: list[Reading] = []
+    letters: list[tuple[bytes, bytes]] = []
+    for event in events:
+        value = event.value
+        if isinstance(value, Undecodable):
+            letters.append(dead_letter(event, value.reason, now=now))
+        elif not isinstance(value, Measurement):
+            letters.append(dead_letter(event, f"unexpected {type(value).__name__}", now=now))
+        elif event.message.key != value.patient_id.encode():
+            reason = "message key must be the reading's patient_id"
+            letters.append(dead_letter(event, reason, now=now))
+        else:
+            readings.append((event, value))
+    return readings, letters
+
+
+def last_event_of_each_patient(readings: Sequence[Reading]) -> dict[str, EventT[Any]]:
+    """Each patient's event with the highest offset (a patient's readings share a partition)."""
+    last: dict[str, EventT[Any]] = {}
+    for event, reading in readings:
+        held = last.get(reading.patient_id)
+        if held is None or event.message.offset > held.message.offset:
+            last[reading.patient_id] = event
+    return last
+
+
+class Processors:
+    """One processors worker's topics, state and agent, registered on ``app``."""
+
+    def __init__(self, app: faust.App, settings: ProcessorSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.params = settings.judge_params()
+        self.policy = settings.episode_policy()
+        self.window_ms = int(settings.dedup_window_s * 1000)
+        self.measurements = app.topic(
+            topics.MEASUREMENTS, key_type=bytes, key_serializer="raw", value_serializer=CODEC_NAME
+        )
+        self.anomalies_topic = app.topic(topics.ANOMALIES, key_type=bytes, value_type=bytes)
+        self.points_topic = app.topic(topics.POINTS, key_type=bytes, value_type=bytes)
+        self.dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
+        self.state = StateStore(
+            app, partitions=settings.topic_partitions, cache_size=settings.state_cache_patients
+        )
+        # Care plans (pghd.care-plans.v1 -> table, own agent).
+        self.care_plans = CarePlanBook(
+            app, partitions=settings.topic_partitions, dlq=self.dlq_topic, deliver=deliver
+        )
+        self.outbox = AnomalyOutbox(
+            bootstrap=settings.kafka_bootstrap,
+            client_id=f"{settings.app_id}-verify",
+            lookback_s=settings.verify_lookback_s,
+        )
+        self._lock = asyncio.Lock()
+        self._settled_generation = -1
+        # Prometheus metrics at /metrics on the Faust web server (processors.metrics).
+        self.metrics: ProcessorMetrics = install_metrics(
+            app,
+            bootstrap=settings.kafka_bootstrap,
+            group=settings.app_id,
+            topics=[topics.MEASUREMENTS],
+            lag_interval_s=settings.metrics_lag_interval_s,
+            more_groups=(
+                [(settings.store_group_id, [topics.POINTS])] if settings.store_in_worker else []
+            ),
+        )
+        stall_watchdog.install(
+            app,
+            topics={topics.MEASUREMENTS, topics.CARE_PLANS},
+            after_s=settings.stall_reseek_after_s,
+            clock=time.monotonic,
+            on_reseek=lambda topic: self.metrics.partitions_reread.labels(topic=topic).inc(),
+        )
+        # The store stage (pghd.points.v1 -> InfluxDB), its own consumer group, this process.
+        if settings.store_in_worker:
+            app.service(store_service(settings, counters=self.metrics))
+        app.agent(self.measurements, name="processors.agents.judge_measurements")(
+            self._judge_measurements
+        )
+        app.timer(interval=settings.dedup_sweep_s, name="processors.agents.sweep")(self._sweep)
+        app.timer(interval=settings.intent_check_s, name="processors.agents.settle")(
+            self._settle_after_assignment
+        )
+
+    async def _judge_measurements(self, stream: faust.StreamT[Any]) -> None:
+        """Judge readings batch by batch (the module docstring's steps)."""
+        batches = cast("faust.Stream[Any]", stream).take_events(
+            self.settings.batch_size, within=self.settings.batch_within_s
+        )
+        async for events in batches:
+            async with self._lock:
+                try:
+                    await self.process_batch(events)
+                except BaseException:
+                    self.state.forget()  # judged records may be ahead of the table now
+                    raise
+
+    # -- step 2: records with intents ----------------------------------------------------
+
+    async def _settle(self, records: Mapping[str, PatientRecord]) -> list[str]:
+        """Send the intents of ``records`` not found on the topic; return the patients
+        whose records must be written again (their intents are cleared here)."""
+        pending = {pid: rec for pid, rec in records.items() if rec.intents}
+        if not pending:
+            return []
+        anomalies = [wire.decode(Anomaly, raw) for rec in pending.values() for raw in rec.intents]
+        since = min(rec.intent_ms for rec in pending.values())
+        found = await self.outbox.already_sent({a.anomaly_id for a in anomalies}, intent_ms=since)
+        missing = [a for a in anomalies if a.anomaly_id not in found]
+        await deliver(
+            self.anomalies_topic, [(a.patient_id.encode(), wire.encode(a)) for a in missing]
+        )
+        self.metrics.anomalies_sent(missing)
+        logger.info(
+            "replay: %d anomalies were sent before a restart; %d sent now",
+            len(anomalies) - len(missing),
+            len(missing),
+        )
+        for rec in pending.values():
+            rec.intents = []
+        return list(pending)
+
+    async def _settle_after_assignment(self) -> None:
+        """Once per assignment, after recovery: settle the intents of every record of the
+        active partitions (a patient may send nothing more for a long time)."""
+        generation = self.state.generation
+        if generation == self._settled_generation or not self._recovered():
+            return
+        active = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == topics.MEASUREMENTS
+        }
+        async with self._lock:
+            if self.state.generation != generation:
+                return
+            partition_of: dict[str, int] = {}
+            for key, raw in self.state.items():
+                if is_bucket_key(key) or b'"intents"' not in raw:
+                    continue
+                partition = record_partition(raw)
+                if partition is not None and partition in active:
+                    partition_of[key] = partition
+            records = self.state.load(partition_of)
+            settled = await self._settle(records)
+            await self.state.write(
+                [
+                    (partition_of[p], p, encode_record(records[p], partition=partition_of[p]))
+                    for p in settled
+                ]
+            )
+            self._settled_generation = generation
+
+    def _recovered(self) -> bool:
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]
+        return bool(recovery.completed.is_set()) and not self.app.rebalancing
+
+    # -- the batch ---------------------------------------------------------------------
+
+    async def process_batch(self, events: Sequence[EventT[Any]]) -> None:
+        """Steps 1-6 of the module docstring for one batch of events."""
+        now = datetime.now(UTC)
+        now_ms = _ms(now)
+        decoded, letters = triage(events, now=now)
+        first_events = last_event_of_each_patient(decoded)
+        records = self.state.load({p: e.message.partition for p, e in first_events.items()})
+        rewrite = set(await self._settle(records))
+
+        readings: list[Reading] = []
+        digests: dict[str, list[bytes]] = defaultdict(list)
+        for event, reading in decoded:
+            record = records[reading.patient_id]
+            mark = digest(reading)
+            message = event.message
+            if is_repeat(
+                partition=message.partition,
+                offset=message.offset,
+                through=record.patient.through,
+                known=record.is_known(mark),
+            ):
+                continue
+            readings.append((event, reading))
+            digests[reading.patient_id].append(mark)
+        judged = {reading.patient_id for _, reading in readings}
+        result = judge(
+            {k: s for pid in judged for k, s in records[pid].baselines.items()},
+            [r for _, r in readings],
+            params=self.params,
+            now=now,
+            plans=self.care_plans.plans_for(readings, within=on_behalf_of),
+            news2_states={pid: n for pid in judged if (n := records[pid].news2) is not None},
+            patients={pid: records[pid].patient for pid in judged},
+            policy=self.policy,
+        )
+        if result.failed:
+            by_id = {reading.event_id: event for event, reading in readings}
+            letters += [dead_letter(by_id[eid], why, now=now) for eid, why in result.failed]
+            failed = {eid for eid, _ in result.failed}
+            readings = [(e, r) for e, r in readings if r.event_id not in failed]
+
+        patient_event = last_event_of_each_patient(readings)
+        anomalies_of: dict[str, list[Anomaly]] = defaultdict(list)
+        for anomaly in result.anomalies:
+            anomalies_of[anomaly.patient_id].append(anomaly)
+        writes: list[Write] = []
+        for pid, event in patient_event.items():
+            record = records[pid]
+            record.patient = result.patients.get(pid, record.patient)
+            record.patient.through = (event.message.partition, event.message.offset)
+            for key, state in result.states.items():
+                if key.split("|", 1)[0] == pid:
+                    record.baselines[key] = state
+            if pid in result.news2:
+                record.news2 = result.news2[pid]
+            sealed = record.remember(digests[pid], now_ms=now_ms)
+            partition = event.message.partition
+            for number in record.expire(now_ms=now_ms, window_ms=self.window_ms):
+                writes.append((partition, bucket_key(pid, number), None))
+            for number, bucket in sealed.items():
+                bucket_value = encode_bucket(bucket, partition=partition)
+                writes.append((partition, bucket_key(pid, number), bucket_value))
+            record.intents = [wire.encode(a).decode() for a in anomalies_of.get(pid, [])]
+            record.intent_ms = now_ms
+            writes.append((partition, pid, encode_record(record, partition=partition)))
+        for pid in rewrite - patient_event.keys():
+            partition = first_events[pid].message.partition
+            writes.append((partition, pid, encode_record(records[pid], partition=partition)))
+
+        points = encode_records(result.points())
+        await asyncio.gather(
+            deliver(self.dlq_topic, letters),
+            deliver(self.points_topic, points),
+            self.state.write(writes),
+        )
+        self.state.keep({pid: records[pid] for pid in patient_event.keys() | rewrite})
+
+        if result.anomalies:
+            await deliver(
+                self.anomalies_topic,
+                [(a.patient_id.encode(), wire.encode(a)) for a in result.anomalies],
+            )
+            self.metrics.anomalies_sent(result.anomalies)
+            cleared: list[Write] = []
+            for pid in anomalies_of:
+                record = records[pid]
+                record.intents = []
+                partition = (patient_event.get(pid) or first_events[pid]).message.partition
+                cleared.append((partition, pid, encode_record(record, partition=partition)))
+            await self.state.write(cleared)
+
+        self.metrics.observe_batch(
+            events=len(events),
+            readings=[r for _, r in readings],
+            repeats=result.duplicates,
+            letters=letters,
+        )
+        log = logger.info if letters or result.anomalies else logger.debug
+        log(
+            "batch: %d events, %d judged, %d already seen, %d repeated, %d dead letters,"
+            " %d anomalies sent",
+            len(events),
+            len(readings) - len(result.duplicates),
+            len(events) - len(readings) - len(letters),
+            len(result.duplicates),
+            len(letters),
+            len(result.anomalies),
+        )
+
+    async def _sweep(self) -> None:
+        """Delete sealed dedup buckets older than the window (local store and changelog)."""
+        owned = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == topics.MEASUREMENTS
+        }
+        now_ms = _ms(datetime.now(UTC))
+        stale: list[tuple[int, str]] = []
+        for key, raw in self.state.items():
+            if not is_bucket_key(key):
+                continue
+            try:
+                last_ms, partition = bucket_partition(raw)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if now_ms - last_ms >= self.window_ms and partition in owned:
+                stale.append((partition, key))
+        async with self._lock:
+            await self.state.delete(stale)
+        if stale:
+            logger.info(
+                "dedup sweep: %d buckets older than %.0fs deleted",
+                len(stale),
+                self.settings.dedup_window_s,
+            )

@@ -1,0 +1,136 @@
+"""Sending to Kafka from the processors: retried until acknowledged, anomalies only once.
+
+:func:`deliver` sends a list of ``(key, value)`` messages and returns when Kafka
+acknowledged every one, retrying with backoff (a broker outage stalls the batch; it never
+skips it).
+
+:class:`AnomalyOutbox` decides, for anomalies a patient's record still lists as *intents*
+(written before the send, cleared after it: :mod:`processors.state`), which ones reached
+``pghd.anomalies.v1`` before a crash, by reading that topic from ``intent_ms -
+verify_lookback_s`` to its end (:func:`scan_anomaly_ids`). Only a record loaded after a
+crash between the two writes has intents, so the topic is read only then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import faust
+from kafka import KafkaConsumer, TopicPartition
+
+from pghd import topics, wire
+from pghd.contracts import Anomaly
+
+__all__ = ["MAX_SEND_BACKOFF_S", "AnomalyOutbox", "deliver", "scan_anomaly_ids"]
+
+logger = logging.getLogger(__name__)
+
+MAX_SEND_BACKOFF_S = 30.0
+VERIFY_TIMEOUT_S = 120.0
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(MAX_SEND_BACKOFF_S, 0.2 * 2 ** min(attempt, 10)))
+
+
+async def deliver(topic: faust.TopicT, messages: Sequence[tuple[bytes, bytes | None]]) -> None:
+    """Send ``(key, value)`` messages and wait until Kafka acknowledged all, retrying."""
+    attempt = 0
+    while messages:
+        attempt += 1
+        try:
+            futures = [await topic.send(key=key, value=value) for key, value in messages]
+            await asyncio.gather(*futures)
+            return
+        except Exception as exc:
+            delay = _backoff(attempt)
+            logger.warning(
+                "sending %d messages to %s failed (attempt %d, retry in %.1fs): %r",
+                len(messages),
+                topic.get_topic_name(),
+                attempt,
+                delay,
+                exc,
+            )
+            await asyncio.sleep(delay)
+
+
+def scan_anomaly_ids(
+    bootstrap: str, client_id: str, wanted: set[str], *, since_ms: int
+) -> set[str]:
+    """Which of ``wanted`` are on the anomalies topic at or after ``since_ms`` (blocking)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, client_id=client_id
+    )
+    try:
+        numbers = consumer.partitions_for_topic(topics.ANOMALIES) or set()
+        parts = [TopicPartition(topics.ANOMALIES, p) for p in sorted(numbers)]
+        consumer.assign(parts)
+        starts = consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+        ends = consumer.end_offsets(parts)
+        todo = {tp for tp in parts if starts.get(tp) is not None}
+        for tp in todo:
+            consumer.seek(tp, starts[tp].offset)
+        found: set[str] = set()
+        deadline = time.monotonic() + VERIFY_TIMEOUT_S
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topics.ANOMALIES} not read to its end in time")
+            for messages in consumer.poll(timeout_ms=1000).values():
+                for message in messages:
+                    if message.value is None:
+                        continue
+                    try:
+                        anomaly_id = wire.decode(Anomaly, message.value).anomaly_id
+                    except ValueError:
+                        continue
+                    if anomaly_id in wanted:
+                        found.add(anomaly_id)
+            todo = {tp for tp in todo if consumer.position(tp) < ends[tp]}
+        return found
+    finally:
+        consumer.close()
+
+
+class AnomalyOutbox:
+    """Finds out which unconfirmed anomalies are on the topic already."""
+
+    def __init__(self, *, bootstrap: str, client_id: str, lookback_s: float) -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._lookback_ms = int(lookback_s * 1000)
+
+    async def already_sent(self, wanted: set[str], *, intent_ms: int) -> set[str]:
+        """The ids of ``wanted`` found on the topic (read in a thread, retried until read)."""
+        if not wanted:
+            return set()
+        since_ms = intent_ms - self._lookback_ms
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                found = await asyncio.to_thread(
+                    scan_anomaly_ids, self._bootstrap, self._client_id, wanted, since_ms=since_ms
+                )
+            except Exception as exc:
+                delay = _backoff(attempt)
+                logger.warning(
+                    "reading %s to check %d anomalies failed (attempt %d, retry in %.1fs): %r",
+                    topics.ANOMALIES,
+                    len(wanted),
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                continue
+            logger.info(
+                "replay: %d anomalies had an unconfirmed send, %d of them are on %s already",
+                len(wanted),
+                len(found),
+                topics.ANOMALIES,
+            )
+            return found

@@ -1,0 +1,212 @@
+"""The ``state`` table: patient records (:mod:`processors.state`) read, cached and written.
+
+Faust keeps the table: it recovers it from its changelog topic (``<app id>-state-changelog``,
+compacted, as many partitions as the readings) on every assignment before the agent gets
+a reading, and keeps standby copies. This module reads it, but writes *around* Faust's
+per-key changelog buffer: a batch's records are sent straight to the changelog, on the
+partition of the readings they came from, and awaited together, once, before the batch
+returns (and so before its offsets can be committed); only then does the local store take
+them. (Faust's own table writes publish one message at a time from a bounded buffer, and
+stop handing out input while it is full.)
+
+Decoded records are cached in process (least recently used first out, ``cache_size``
+patients); the cache is emptied whenever partitions are assigned or revoked, since the
+table may then hold records another worker wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import faust
+import faust.streams
+from faust.types import EventT
+
+from processors.outbox import _backoff
+from processors.state import (
+    PatientRecord,
+    bucket_key,
+    decode_bucket,
+    decode_record,
+    record_partition,
+)
+
+__all__ = ["StateStore", "Write", "in_partition", "on_behalf_of", "record_partition"]
+
+logger = logging.getLogger(__name__)
+
+#: ``(partition, table key, value or None to delete)``
+Write = tuple[int, str, bytes | None]
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _At:
+    """Stands in for an event of ``partition``: Faust's stores pick the partition a key
+    lives in from the current event's message."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+@contextmanager
+def on_behalf_of(event: EventT[Any] | _At) -> Iterator[None]:
+    """Make ``event`` current, so table reads and writes use its partition."""
+    # Faust keeps the current event in this context variable; its public setter lives on
+    # Stream and also rebinds Stream.current_event, which take_events() relies on.
+    token = faust.streams._current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
+
+
+@contextmanager
+def in_partition(partition: int) -> Iterator[None]:
+    """Table reads and writes in ``partition`` (outside any stream)."""
+    stand_in = _At(partition)
+    with on_behalf_of(stand_in):
+        yield
+
+
+class StateStore:
+    """Patient records in a Faust table, written one record per patient per batch."""
+
+    def __init__(self, app: faust.App, *, partitions: int, cache_size: int) -> None:
+        self.table = app.Table(
+            "state",
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            help="patient_id -> the patient's state record (processors.state);"
+            " <patient_id>|dedup|<n> -> a sealed bucket of reading digests",
+        )
+        self._cache: OrderedDict[str, PatientRecord] = OrderedDict()
+        self._cache_size = cache_size
+        self._generation = 0
+        self._cached_generation = 0
+        app.on_partitions_revoked.connect(self._moved)
+        app.on_partitions_assigned.connect(self._moved)
+
+    async def _moved(self, *args: Any, **kwargs: Any) -> None:
+        self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """Counts assignments and revocations (the cache is emptied on each)."""
+        return self._generation
+
+    def forget(self) -> None:
+        """Drop every cached record (they are read from the table again)."""
+        self._cache.clear()
+
+    def load(self, partition_of: Mapping[str, int]) -> dict[str, PatientRecord]:
+        """The records of the patients of ``partition_of`` (patient id -> the partition
+        of their readings); a fresh one for a newcomer."""
+        if self._cached_generation != self._generation:
+            self._cache.clear()
+            self._cached_generation = self._generation
+        found: dict[str, PatientRecord] = {}
+        for pid, partition in partition_of.items():
+            record = self._cache.get(pid)
+            if record is None:
+                with in_partition(partition):
+                    record = self._read(pid)
+            else:
+                self._cache.move_to_end(pid)
+            found[pid] = record
+        return found
+
+    def _read(self, pid: str) -> PatientRecord:
+        raw = self.table.get(pid.encode())
+        if raw is None:
+            return PatientRecord()
+        try:
+            record = decode_record(raw)
+        except (KeyError, TypeError, ValueError):
+            logger.warning("state record of %s is unreadable; starting it afresh", pid)
+            return PatientRecord()
+        for number in record.sealed:
+            bucket = self.table.get(bucket_key(pid, number).encode())
+            if bucket is None:
+                continue
+            try:
+                record.remember_bucket(decode_bucket(bucket))
+            except (KeyError, TypeError, ValueError):
+                logger.warning("dedup bucket %d of %s is unreadable; skipped", number, pid)
+        return record
+
+    def keep(self, records: Mapping[str, PatientRecord]) -> None:
+        """Cache ``records`` (after they were written)."""
+        for pid, record in records.items():
+            self._cache[pid] = record
+            self._cache.move_to_end(pid)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Send ``writes`` to the changelog, wait until Kafka acknowledged every one
+        (retrying), then apply them to the local store."""
+        if not writes:
+            return
+        topic = self.table.changelog_topic
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                futures = [
+                    await topic.send(
+                        key=key.encode(),
+                        value=value,
+                        partition=partition,
+                        # the RocksDB store's mark of how far it holds the changelog
+                        callback=self.table._on_changelog_sent,  # type: ignore[attr-defined]
+                    )
+                    for partition, key, value in writes
+                ]
+                await asyncio.gather(*futures)
+                break
+            except Exception as exc:
+                delay = _backoff(attempt)
+                logger.warning(
+                    "writing %d state records failed (attempt %d, retry in %.1fs): %r",
+                    len(writes),
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+        for partition, key, value in writes:
+            with in_partition(partition):
+                if value is None:
+                    self.table.data.pop(key.encode(), None)
+                else:
+                    self.table.data[key.encode()] = value
+
+    async def delete(self, keys: Sequence[tuple[int, str]]) -> None:
+        """Delete ``(partition, key)`` entries: tombstones to the changelog, then locally."""
+        if not keys:
+            return
+        topic = self.table.changelog_topic
+        futures = [
+            await topic.send(key=key.encode(), value=None, partition=partition)
+            for partition, key in keys
+        ]
+        await asyncio.gather(*futures)
+        for _, key in keys:
+            self.table.data.pop(key.encode(), None)
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        """Every ``(key, value)`` the local store holds (all partitions it has)."""
+        for key, value in self.table.data.items():
+            if isinstance(key, bytes) and isinstance(value, bytes):
+                yield key.decode("utf-8", errors="replace"), value
