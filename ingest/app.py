@@ -52,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connect_timeout_s=settings.connect_timeout_s,
         linger_ms=settings.kafka_linger_ms,
         compression=None if settings.kafka_compression == "none" else settings.kafka_compression,
+        envelope=settings.envelope,
     )
     await gateway.start()
     app.state.gateway = gateway

@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from ingest.kafka_gateway import Gateway, KafkaUnavailable, Record
 from ingest.metrics import IngestMetrics
 from ingest.problems import ProblemError
-from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import Measurement
+from pghd.envelope import encode_readings
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 
 __all__ = [
@@ -201,7 +201,7 @@ async def produce(
     """
     if not good:
         return
-    records: list[Record] = [(m.patient_id.encode(), wire.encode(m)) for m in good]
+    records: list[Record] = encode_readings(good, envelope=getattr(gateway, "envelope", "v2"))
     started = time.perf_counter()
     try:
         await gateway.send_batch(records)

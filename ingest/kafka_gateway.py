@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from pghd.contracts import SCHEMA_VERSION
+from pghd.envelope import ENVELOPE_VERSION
 from pghd.topics import MEASUREMENTS
 
 __all__ = ["Gateway", "KafkaGateway", "KafkaUnavailable", "Record"]
@@ -62,6 +63,7 @@ class KafkaGateway:
         linger_ms: int = 5,
         compression: str | None = "gzip",
         client_id: str = "pghd-ingest",
+        envelope: Literal["v1", "v2"] = "v2",
         reconnect_backoff_s: tuple[float, float] = (0.25, 2.0),
         producer_factory: ProducerFactory | None = None,
     ) -> None:
@@ -69,8 +71,11 @@ class KafkaGateway:
         self._produce_timeout_s = produce_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._backoff_min_s, self._backoff_max_s = reconnect_backoff_s
+        self.envelope: Literal["v1", "v2"] = envelope
+        """How readings are written to the topic (:mod:`pghd.envelope`); the header says it."""
+        version = ENVELOPE_VERSION if envelope == "v2" and topic == MEASUREMENTS else SCHEMA_VERSION
         self._headers = [
-            ("schema_version", str(SCHEMA_VERSION).encode()),
+            ("schema_version", str(version).encode()),
             ("content-type", b"application/json"),
             ("producer", client_id.encode()),
         ]

@@ -64,6 +64,11 @@ class IngestSettings(BaseSettings):
     retry_after_s: Annotated[int, Field(ge=1)] = 5
     kafka_linger_ms: Annotated[int, Field(ge=0)] = 5
     kafka_compression: Literal["gzip", "none"] = "gzip"
+    envelope: Literal["v1", "v2"] = Field(
+        default="v2",
+        description="v2: one record per patient per request holding its readings; v1: one"
+        " record per reading (for consumers that read only those; pghd/envelope.py)",
+    )
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     log_level: str = "info"

@@ -48,6 +48,7 @@ from faust.types import EventT
 
 from pghd import stall_watchdog, topics, wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
+from pghd.table_partition import on_behalf_of
 from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
 from processors.dedup import is_repeat
@@ -65,7 +66,7 @@ from processors.state import (
     is_bucket_key,
     record_partition,
 )
-from processors.state_store import StateStore, Write, on_behalf_of
+from processors.state_store import StateStore, Write
 from processors.store.records import encode_records
 from processors.store.service import store_service
 
@@ -81,11 +82,14 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def dead_letter(event: EventT[Any], reason: str, *, now: datetime) -> tuple[bytes, bytes]:
-    """The ``pghd.dlq.v1`` message for ``event``, refused for ``reason``."""
+def dead_letter(
+    event: EventT[Any], reason: str, *, now: datetime, payload: bytes | None = None
+) -> tuple[bytes, bytes]:
+    """The ``pghd.dlq.v1`` message for ``event`` (or ``payload``, one reading of it),
+    refused for ``reason``."""
     message = event.message
-    value = event.value
-    payload = value.payload if isinstance(value, Undecodable) else (message.value or b"")
+    if payload is None:
+        payload = message.value if isinstance(message.value, bytes) else b""
     key = message.key if isinstance(message.key, bytes) else None
     letter = DeadLetter(
         stage=STAGE,
@@ -103,20 +107,23 @@ def dead_letter(event: EventT[Any], reason: str, *, now: datetime) -> tuple[byte
 def triage(
     events: Sequence[EventT[Any]], *, now: datetime
 ) -> tuple[list[Reading], list[tuple[bytes, bytes]]]:
-    """Split a batch into readings and dead letters."""
+    """Split a batch into readings and dead letters (a record may hold several readings:
+    :mod:`pghd.envelope`)."""
     readings: list[Reading] = []
     letters: list[tuple[bytes, bytes]] = []
     for event in events:
-        value = event.value
-        if isinstance(value, Undecodable):
-            letters.append(dead_letter(event, value.reason, now=now))
-        elif not isinstance(value, Measurement):
-            letters.append(dead_letter(event, f"unexpected {type(value).__name__}", now=now))
-        elif event.message.key != value.patient_id.encode():
-            reason = "message key must be the reading's patient_id"
-            letters.append(dead_letter(event, reason, now=now))
-        else:
-            readings.append((event, value))
+        values = event.value if isinstance(event.value, list) else [event.value]
+        for value in values:
+            if isinstance(value, Undecodable):
+                letters.append(dead_letter(event, value.reason, now=now, payload=value.payload))
+            elif not isinstance(value, Measurement):
+                reason = f"unexpected {type(value).__name__}"
+                letters.append(dead_letter(event, reason, now=now))
+            elif event.message.key != value.patient_id.encode():
+                reason = "message key must be the reading's patient_id"
+                letters.append(dead_letter(event, reason, now=now, payload=wire.encode(value)))
+            else:
+                readings.append((event, value))
     return readings, letters
 
 
@@ -268,6 +275,7 @@ class Processors:
         now = datetime.now(UTC)
         now_ms = _ms(now)
         decoded, letters = triage(events, now=now)
+        items = len(decoded) + len(letters)
         first_events = last_event_of_each_patient(decoded)
         records = self.state.load({p: e.message.partition for p, e in first_events.items()})
         rewrite = set(await self._settle(records))
@@ -299,8 +307,10 @@ class Processors:
             policy=self.policy,
         )
         if result.failed:
-            by_id = {reading.event_id: event for event, reading in readings}
-            letters += [dead_letter(by_id[eid], why, now=now) for eid, why in result.failed]
+            by_id = {reading.event_id: (event, reading) for event, reading in readings}
+            for eid, why in result.failed:
+                event, reading = by_id[eid]
+                letters.append(dead_letter(event, why, now=now, payload=wire.encode(reading)))
             failed = {eid for eid, _ in result.failed}
             readings = [(e, r) for e, r in readings if r.event_id not in failed]
 
@@ -339,7 +349,6 @@ class Processors:
             self.state.write(writes),
         )
         self.state.keep({pid: records[pid] for pid in patient_event.keys() | rewrite})
-
         if result.anomalies:
             await deliver(
                 self.anomalies_topic,
@@ -355,18 +364,19 @@ class Processors:
             await self.state.write(cleared)
 
         self.metrics.observe_batch(
-            events=len(events),
+            events=items,
             readings=[r for _, r in readings],
             repeats=result.duplicates,
             letters=letters,
         )
         log = logger.info if letters or result.anomalies else logger.debug
         log(
-            "batch: %d events, %d judged, %d already seen, %d repeated, %d dead letters,"
-            " %d anomalies sent",
+            "batch: %d records, %d readings, %d judged, %d already seen, %d repeated,"
+            " %d dead letters, %d anomalies sent",
             len(events),
+            items,
             len(readings) - len(result.duplicates),
-            len(events) - len(readings) - len(letters),
+            items - len(readings) - len(letters),
             len(result.duplicates),
             len(letters),
             len(result.anomalies),

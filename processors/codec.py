@@ -1,4 +1,5 @@
-"""The one Faust codec of this service: JSON bytes <-> :class:`pghd.contracts.Measurement`.
+"""The one Faust codec of this service: a record of ``pghd.measurements.v1`` (one reading or
+an envelope of one patient's readings, :mod:`pghd.envelope`) <-> its readings.
 
 Decoding never raises: a payload that is not a valid measurement decodes to an
 :class:`Undecodable` marker carrying the bytes and the reason, so the agent can send it
@@ -14,14 +15,22 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from faust.serializers import codecs
 from pydantic import BaseModel, ValidationError
 
 from pghd import wire
 from pghd.catalogue import CATALOGUE
 from pghd.contracts import Measurement
+from pghd.envelope import ENVELOPE_VERSION, decode_items
 
-__all__ = ["CODEC_NAME", "MeasurementCodec", "Undecodable", "decode_measurement"]
+__all__ = [
+    "CODEC_NAME",
+    "MeasurementCodec",
+    "Undecodable",
+    "decode_measurement",
+    "decode_record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +66,7 @@ def _range_problem(measurement: Measurement) -> str | None:
 
 
 def decode_measurement(payload: bytes | None) -> Measurement | Undecodable:
-    """Parse and validate ``payload``; never raises."""
+    """Parse and validate ``payload`` as one measurement; never raises."""
     if payload is None:
         return Undecodable(payload=b"", reason="message has no value (tombstone)")
     try:
@@ -67,17 +76,47 @@ def decode_measurement(payload: bytes | None) -> Measurement | Undecodable:
         return Undecodable(payload=payload, reason=reason[:_MAX_REASON])
     except Exception as exc:  # decoding must not stop the stream, whatever the input
         return Undecodable(payload=payload, reason=f"cannot decode: {exc!r}"[:_MAX_REASON])
+    return _checked(measurement, payload)
+
+
+def _checked(measurement: Measurement, payload: bytes) -> Measurement | Undecodable:
     problem = _range_problem(measurement)
     if problem is not None:
         return Undecodable(payload=payload, reason=problem)
     return measurement
 
 
+def decode_record(payload: bytes | None) -> list[Measurement | Undecodable]:
+    """The readings of one record of either shape (:mod:`pghd.envelope`), each validated on
+    its own: a bad reading in an envelope is one :class:`Undecodable`, the others stand.
+    Never raises."""
+    if payload is None:
+        return [Undecodable(payload=b"", reason="message has no value (tombstone)")]
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or data.get("schema_version") != ENVELOPE_VERSION:
+        return [decode_measurement(payload)]
+    try:
+        items = decode_items(payload)
+    except Exception as exc:  # decoding must not stop the stream, whatever the input
+        return [Undecodable(payload=payload, reason=f"cannot decode: {exc}"[:_MAX_REASON])]
+    out: list[Measurement | Undecodable] = []
+    for item in items:
+        if isinstance(item, tuple):
+            raw, reason = item
+            out.append(Undecodable(payload=raw, reason=reason[:_MAX_REASON]))
+        else:
+            out.append(_checked(item, wire.encode(item)))
+    return out
+
+
 class MeasurementCodec(codecs.Codec):
     """Faust codec: bytes to :class:`Measurement` (or :class:`Undecodable`), models to bytes."""
 
     def _loads(self, s: bytes) -> Any:
-        return decode_measurement(s)
+        return decode_record(s)
 
     def _dumps(self, s: Any) -> bytes:
         if isinstance(s, BaseModel):
@@ -86,6 +125,8 @@ class MeasurementCodec(codecs.Codec):
             return s.payload
         if isinstance(s, bytes):
             return s
+        if isinstance(s, list) and len(s) == 1:
+            return self._dumps(s[0])
         raise TypeError(f"cannot encode {type(s).__name__} as a measurement")
 
 

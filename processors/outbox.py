@@ -23,39 +23,23 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pghd import topics, wire
 from pghd.contracts import Anomaly
+from pghd.kafka_send import backoff_s, send_all
 
-__all__ = ["MAX_SEND_BACKOFF_S", "AnomalyOutbox", "deliver", "scan_anomaly_ids"]
+__all__ = [
+    "AnomalyOutbox",
+    "deliver",
+    "scan_anomaly_ids",
+]
 
 logger = logging.getLogger(__name__)
 
-MAX_SEND_BACKOFF_S = 30.0
 VERIFY_TIMEOUT_S = 120.0
-
-
-def _backoff(attempt: int) -> float:
-    return float(min(MAX_SEND_BACKOFF_S, 0.2 * 2 ** min(attempt, 10)))
 
 
 async def deliver(topic: faust.TopicT, messages: Sequence[tuple[bytes, bytes | None]]) -> None:
     """Send ``(key, value)`` messages and wait until Kafka acknowledged all, retrying."""
-    attempt = 0
-    while messages:
-        attempt += 1
-        try:
-            futures = [await topic.send(key=key, value=value) for key, value in messages]
-            await asyncio.gather(*futures)
-            return
-        except Exception as exc:
-            delay = _backoff(attempt)
-            logger.warning(
-                "sending %d messages to %s failed (attempt %d, retry in %.1fs): %r",
-                len(messages),
-                topic.get_topic_name(),
-                attempt,
-                delay,
-                exc,
-            )
-            await asyncio.sleep(delay)
+    name = topic.get_topic_name()
+    await send_all(topic.app.producer, [(name, key, value, None) for key, value in messages])
 
 
 def scan_anomaly_ids(
@@ -116,7 +100,7 @@ class AnomalyOutbox:
                     scan_anomaly_ids, self._bootstrap, self._client_id, wanted, since_ms=since_ms
                 )
             except Exception as exc:
-                delay = _backoff(attempt)
+                delay = backoff_s(attempt)
                 logger.warning(
                     "reading %s to check %d anomalies failed (attempt %d, retry in %.1fs): %r",
                     topics.ANOMALIES,

@@ -16,66 +16,30 @@ table may then hold records another worker wrote.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import faust
 import faust.streams
-from faust.types import EventT
+from faust.types import TP
 
-from processors.outbox import _backoff
+from pghd.kafka_send import send_all
+from pghd.table_partition import in_partition
 from processors.state import (
     PatientRecord,
     bucket_key,
     decode_bucket,
     decode_record,
-    record_partition,
 )
 
-__all__ = ["StateStore", "Write", "in_partition", "on_behalf_of", "record_partition"]
+__all__ = ["StateStore", "Write"]
 
 logger = logging.getLogger(__name__)
 
 #: ``(partition, table key, value or None to delete)``
 Write = tuple[int, str, bytes | None]
-
-
-class _Message:
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-
-
-class _At:
-    """Stands in for an event of ``partition``: Faust's stores pick the partition a key
-    lives in from the current event's message."""
-
-    def __init__(self, partition: int) -> None:
-        self.message = _Message(partition)
-
-
-@contextmanager
-def on_behalf_of(event: EventT[Any] | _At) -> Iterator[None]:
-    """Make ``event`` current, so table reads and writes use its partition."""
-    # Faust keeps the current event in this context variable; its public setter lives on
-    # Stream and also rebinds Stream.current_event, which take_events() relies on.
-    token = faust.streams._current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        faust.streams._current_event.reset(token)
-
-
-@contextmanager
-def in_partition(partition: int) -> Iterator[None]:
-    """Table reads and writes in ``partition`` (outside any stream)."""
-    stand_in = _At(partition)
-    with on_behalf_of(stand_in):
-        yield
 
 
 class StateStore:
@@ -158,33 +122,19 @@ class StateStore:
         (retrying), then apply them to the local store."""
         if not writes:
             return
-        topic = self.table.changelog_topic
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                futures = [
-                    await topic.send(
-                        key=key.encode(),
-                        value=value,
-                        partition=partition,
-                        # the RocksDB store's mark of how far it holds the changelog
-                        callback=self.table._on_changelog_sent,  # type: ignore[attr-defined]
-                    )
-                    for partition, key, value in writes
-                ]
-                await asyncio.gather(*futures)
-                break
-            except Exception as exc:
-                delay = _backoff(attempt)
-                logger.warning(
-                    "writing %d state records failed (attempt %d, retry in %.1fs): %r",
-                    len(writes),
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await asyncio.sleep(delay)
+        topic = self.table.changelog_topic.get_topic_name()
+        sent = await send_all(
+            self.table.app.producer,
+            [(topic, key.encode(), value, partition) for partition, key, value in writes],
+        )
+        # the RocksDB store's mark of how far it holds the changelog, as Faust's own writes
+        # leave it (the in-memory store ignores it)
+        newest: dict[int, int] = {}
+        for meta in sent:
+            newest[meta.partition] = max(newest.get(meta.partition, -1), meta.offset)
+        for partition, offset in newest.items():
+            store: Any = self.table.data
+            store.set_persisted_offset(TP(topic, partition), offset)
         for partition, key, value in writes:
             with in_partition(partition):
                 if value is None:
@@ -196,12 +146,8 @@ class StateStore:
         """Delete ``(partition, key)`` entries: tombstones to the changelog, then locally."""
         if not keys:
             return
-        topic = self.table.changelog_topic
-        futures = [
-            await topic.send(key=key.encode(), value=None, partition=partition)
-            for partition, key in keys
-        ]
-        await asyncio.gather(*futures)
+        topic = self.table.changelog_topic.get_topic_name()
+        await send_all(self.table.app.producer, [(topic, key.encode(), None, p) for p, key in keys])
         for _, key in keys:
             self.table.data.pop(key.encode(), None)
 

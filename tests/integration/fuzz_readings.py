@@ -27,8 +27,9 @@ from typing import Any
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
 
-from pghd import topics, wire
+from pghd import topics
 from pghd.contracts import Measurement
+from pghd.envelope import decode_readings
 
 __all__ = [
     "NEAR_VALID",
@@ -420,7 +421,7 @@ def landed(bootstrap: str, start_offsets: dict[TopicPartition, int]) -> list[Mea
         found: list[Measurement] = []
         while any(consumer.position(p) < end[p] for p in parts):
             for message in consumer:
-                found.append(wire.decode(Measurement, message.value))
+                found.extend(decode_readings(message.value))
                 if all(consumer.position(p) >= end[p] for p in parts):
                     break
         return found

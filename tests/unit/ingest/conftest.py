@@ -25,9 +25,14 @@ PAST = (ANCHOR - timedelta(hours=1)).isoformat()
 
 
 class RecordingGateway:
-    """Stands in for :class:`KafkaGateway`: keeps what was sent, or fails on demand."""
+    """Stands in for :class:`KafkaGateway`: keeps what was sent, or fails on demand.
 
-    def __init__(self) -> None:
+    It asks for one record per reading (``envelope = "v1"``), so these tests see each
+    reading as a record; ``test_envelope_route.py`` covers the default, one per patient.
+    """
+
+    def __init__(self, envelope: str = "v1") -> None:
+        self.envelope = envelope
         self.records: list[Record] = []
         self.calls = 0
         self.failure: Exception | None = None

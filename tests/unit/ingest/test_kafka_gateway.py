@@ -125,7 +125,7 @@ async def test_send_batch_produces_keyed_records_with_headers() -> None:
         (MEASUREMENTS, b"p-1"),
         (MEASUREMENTS, b"p-2"),
     ]
-    assert ("schema_version", b"1") in sent[0][3]
+    assert ("schema_version", b"2") in sent[0][3]  # one record per patient: pghd.envelope
     await gateway.stop()
 
 

@@ -8,7 +8,14 @@ from faust.serializers import codecs
 
 from pghd import wire
 from pghd.catalogue import Metric
-from processors.codec import CODEC_NAME, MeasurementCodec, Undecodable, decode_measurement
+from pghd.envelope import encode_readings
+from processors.codec import (
+    CODEC_NAME,
+    MeasurementCodec,
+    Undecodable,
+    decode_measurement,
+    decode_record,
+)
 
 from .conftest import MakeReading
 
@@ -17,9 +24,9 @@ def test_round_trip_through_the_registered_codec(make_reading: MakeReading) -> N
     reading = make_reading(72.0)
     data = codecs.dumps(CODEC_NAME, reading)
     assert data == wire.encode(reading)
-    assert codecs.loads(CODEC_NAME, data) == reading
+    assert codecs.loads(CODEC_NAME, data) == [reading]
     bp = make_reading(metric=Metric.BLOOD_PRESSURE, components={"systolic": 120, "diastolic": 80})
-    assert MeasurementCodec().loads(MeasurementCodec().dumps(bp)) == bp
+    assert MeasurementCodec().loads(MeasurementCodec().dumps(bp)) == [bp]
 
 
 @pytest.mark.parametrize(
@@ -32,7 +39,7 @@ def test_round_trip_through_the_registered_codec(make_reading: MakeReading) -> N
     ],
 )
 def test_garbage_and_wrong_schema_decode_to_undecodable(payload: bytes, reason: str) -> None:
-    result = codecs.loads(CODEC_NAME, payload)
+    (result,) = codecs.loads(CODEC_NAME, payload)
     assert isinstance(result, Undecodable)
     assert result.payload == payload
     assert reason in result.reason
@@ -59,3 +66,26 @@ def test_encoding_other_objects_is_refused() -> None:
     assert MeasurementCodec().dumps(Undecodable(payload=b"x", reason="r")) == b"x"
     with pytest.raises(TypeError):
         MeasurementCodec().dumps(42)
+
+
+def test_an_envelope_decodes_to_its_readings_and_a_bad_one_stands_alone(
+    make_reading: MakeReading,
+) -> None:
+    first, second = make_reading(61.0, event_id="e-1"), make_reading(62.0, event_id="e-2")
+    ((key, value),) = encode_readings([first, second])
+    assert key == b"p-1"
+    assert codecs.loads(CODEC_NAME, value) == [first, second]
+    envelope = orjson.loads(value)
+    envelope["readings"][1]["value"] = 400  # impossible for a heart rate
+    envelope["readings"].append({"hello": "world"})
+    good, too_high, garbage = codecs.loads(CODEC_NAME, orjson.dumps(envelope))
+    assert good == first
+    assert isinstance(too_high, Undecodable) and "outside the possible range" in too_high.reason
+    assert orjson.loads(too_high.payload)["event_id"] == "e-2"  # the reading, not the record
+    assert isinstance(garbage, Undecodable) and "event_id: Field required" in garbage.reason
+    assert orjson.loads(garbage.payload) == {"hello": "world"}
+
+
+def test_an_envelope_without_readings_is_undecodable() -> None:
+    (result,) = decode_record(b'{"schema_version": 2, "patient_id": "p-1", "readings": []}')
+    assert isinstance(result, Undecodable) and "non-empty list" in result.reason

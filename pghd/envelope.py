@@ -1,0 +1,102 @@
+"""The records of ``pghd.measurements.v1``: one reading, or one patient's readings of a request.
+
+Two shapes share the topic, both keyed by patient id:
+
+- **version 1**, one :class:`~pghd.contracts.Measurement` per record (its JSON, with
+  ``"schema_version": 1``);
+- **version 2**, an envelope holding every reading one request brought for one patient::
+
+      {"schema_version": 2, "patient_id": "p-1", "readings": [<Measurement JSON>, ...]}
+
+  A POST of 1,000 readings for a handful of patients is a handful of records, so every
+  consumer pays its per-record cost (Kafka, Faust, the commit) once per patient and request
+  instead of once per reading. A request's records still all land before ingest answers.
+
+Ingest writes version 2 (``PGHD_INGEST_ENVELOPE=v2``, the default); the processors read
+both. Migrating a running deployment: upgrade the processors first (they read both shapes),
+then ingest; set ``PGHD_INGEST_ENVELOPE=v1`` on ingest to keep writing single readings for
+a consumer that reads only those. Each record carries a ``schema_version`` header with its
+version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import orjson
+from pydantic import ValidationError
+
+from pghd import wire
+from pghd.contracts import Measurement
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "Item",
+    "decode_items",
+    "decode_readings",
+    "encode_readings",
+]
+
+ENVELOPE_VERSION = 2
+
+#: One reading of a record: the measurement, or ``(its raw JSON, why it is not one)``.
+Item = Measurement | tuple[bytes, str]
+
+
+def encode_readings(
+    readings: Sequence[Measurement], *, envelope: Literal["v1", "v2"] = "v2"
+) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` records for ``readings``: with ``v2`` one per patient (in the order
+    each patient first appears, readings in their order), with ``v1`` one per reading."""
+    if envelope == "v1":
+        return [(m.patient_id.encode(), wire.encode(m)) for m in readings]
+    by_patient: dict[str, list[dict[str, Any]]] = {}
+    for m in readings:
+        by_patient.setdefault(m.patient_id, []).append(m.model_dump(mode="json", exclude_none=True))
+    return [
+        (
+            patient.encode(),
+            orjson.dumps(
+                {"schema_version": ENVELOPE_VERSION, "patient_id": patient, "readings": items}
+            ),
+        )
+        for patient, items in by_patient.items()
+    ]
+
+
+def decode_items(payload: bytes) -> list[Item]:
+    """The readings of one record, each validated on its own; raises ``ValueError`` when
+    the record is neither shape (not JSON, or an envelope without its list)."""
+    data = orjson.loads(payload)
+    if not isinstance(data, dict) or data.get("schema_version") != ENVELOPE_VERSION:
+        return [Measurement.model_validate_json(payload)]
+    readings = data.get("readings")
+    if not isinstance(readings, list) or not readings:
+        raise ValueError("envelope: readings must be a non-empty list")
+    items: list[Item] = []
+    for raw in readings:
+        try:
+            items.append(Measurement.model_validate(raw))
+        except ValidationError as exc:
+            items.append((orjson.dumps(raw), _reason(exc)))
+    return items
+
+
+def decode_readings(payload: bytes) -> list[Measurement]:
+    """Every reading of one record (either shape); raises ``ValueError`` (a
+    ``ValidationError`` among them) when one is not valid."""
+    out: list[Measurement] = []
+    for item in decode_items(payload):
+        if isinstance(item, tuple):
+            raise ValueError(item[1])
+        out.append(item)
+    return out
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"]) or "(message)"
+        parts.append(f"{where}: {error['msg']}")
+    return "not a valid Measurement: " + "; ".join(parts)
