@@ -3,17 +3,20 @@
 Start a worker with ``python -m alerts.main`` (or ``faust -A alerts.app worker``).
 
 One agent reads ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1`` (both keyed by patient
-id, co-partitioned) in order; the ``alert_state`` table holds each patient's
-:class:`~alerts.state.PatientState`. Per message:
+id, co-partitioned) in order, a batch at a time (at most ``batch_size`` messages, waiting at
+most ``batch_within_s`` for more: :func:`handle_batch`); the ``alert_state`` table holds
+each patient's :class:`~alerts.state.PatientState`. Per batch:
 
-1. an undecodable message (or one whose key is not its patient id) goes to ``pghd.dlq.v1``;
-2. the pure transition (:func:`~alerts.state.on_anomaly` / :func:`~alerts.state.on_command`)
-   gives the new state, the changed alerts, the deliveries to make and the annotations; an
-   anomaly detected longer ago than ``notify_max_age_s`` makes its alert ``late``;
-3. the state goes to the table (changelog), each changed alert to the compacted
-   ``pghd.alerts.v1`` (key = fingerprint), and the producer is flushed: the *intent*
-   (outbox entries with deterministic notification ids, marked ``sending``) is durable
-   before any send;
+1. an undecodable message (or one whose key is not its patient id) becomes a dead letter;
+2. each message's pure transition (:func:`~alerts.state.on_anomaly` /
+   :func:`~alerts.state.on_command`) steps its patient's state in memory (loaded and
+   validated once per patient and batch), giving the changed alerts, the deliveries to
+   make and the annotations; an anomaly detected longer ago than ``notify_max_age_s``
+   makes its alert ``late``;
+3. each changed patient's state (once per batch, to the table's changelog), each changed
+   alert (to the compacted ``pghd.alerts.v1``, key = fingerprint) and the dead letters are
+   sent together and awaited: the *intents* (outbox entries with deterministic
+   notification ids, marked ``sending``) are durable before any send;
 4. each first attempt runs in its own task (:meth:`alerts.delivery.Courier.attempt`:
    Apprise, the outcome written to the alert's notification history and published);
    annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
@@ -36,11 +39,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
+import orjson
+from faust.types import TP, EventT
 from pydantic import ValidationError
 
 from alerts import outbox
@@ -64,9 +69,11 @@ from alerts.state import (
 )
 from pghd import stall_watchdog, topics, wire
 from pghd.alert_commands import AlertCommand
-from pghd.alerting import DigestRecord
+from pghd.alerting import Alert, DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
 from pghd.faust_fixes import apply as apply_faust_fixes
+from pghd.kafka_send import Outgoing, send_all
+from pghd.table_partition import in_partition
 
 __all__ = ["alert_state", "alerts_topic", "app", "handle", "inputs", "settings", "tick"]
 
@@ -256,13 +263,20 @@ async def _send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
             await asyncio.sleep(delay)
 
 
-def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | DeadLetter:
-    """One input message against its patient's state."""
+def handle(
+    payload: bytes | None,
+    *,
+    where: Where,
+    now: datetime,
+    state_of: Callable[[str], PatientState | None] = _load,
+) -> Step | DeadLetter:
+    """One input message against its patient's state (``state_of``: the table's, or the
+    batch's own for a patient it already changed)."""
     if where.topic == topics.ALERT_COMMANDS:
         command = decode(AlertCommand, payload, where=where, now=now)
         if isinstance(command, DeadLetter):
             return command
-        state = _load(command.patient_id) or PatientState(
+        state = state_of(command.patient_id) or PatientState(
             patient_id=command.patient_id, partition=where.partition or 0
         )
         step, outcome = on_command(state, command, now=now)
@@ -278,7 +292,7 @@ def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | Dead
     anomaly = decode(Anomaly, payload, where=where, now=now)
     if isinstance(anomaly, DeadLetter):
         return anomaly
-    state = _load(anomaly.patient_id) or PatientState(
+    state = state_of(anomaly.patient_id) or PatientState(
         patient_id=anomaly.patient_id, partition=where.partition or 0
     )
     return on_anomaly(
@@ -292,19 +306,41 @@ def handle(payload: bytes | None, *, where: Where, now: datetime) -> Step | Dead
     )
 
 
-@app.agent(inputs)
-async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
-    """Anomalies and commands, in order per patient; see the module docstring."""
-    async for event in stream.events():
-        message = event.message
-        key = message.key if isinstance(message.key, bytes) else None
-        where = Where(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
-        )
-        result = handle(event.value, where=where, now=datetime.now(UTC))
+def _where(event: EventT[Any]) -> tuple[Where, bytes | None]:
+    message = event.message
+    key = message.key if isinstance(message.key, bytes) else None
+    where = Where(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
+    )
+    return where, key
+
+
+async def handle_batch(events: Sequence[EventT[Any]]) -> None:
+    """A batch of anomalies and commands, in order per patient: each patient's state is
+    loaded (and validated) once, stepped through its messages in memory, and written once;
+    the batch's states, changed alerts and dead letters go to Kafka together, awaited once,
+    and only then are its notifications attempted (their intents are in the states)."""
+    now = datetime.now(UTC)
+    before: dict[str, PatientState | None] = {}
+    current: dict[str, PatientState] = {}
+
+    def state_of(patient_id: str) -> PatientState | None:
+        if patient_id in current:
+            return current[patient_id]
+        if patient_id not in before:
+            before[patient_id] = _load(patient_id)
+        return before[patient_id]
+
+    changed: dict[str, list[Alert]] = {}
+    deliveries: list[PendingDelivery] = []
+    annotations: list[Annotate] = []
+    letters: list[tuple[bytes, bytes]] = []
+    for event in events:
+        where, key = _where(event)
+        result = handle(event.value, where=where, now=now, state_of=state_of)
         metrics.consumed(where.topic)
         if isinstance(result, DeadLetter):
             logger.warning(
@@ -313,24 +349,71 @@ async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
                 where.partition,
                 where.offset,
             )
-            await _send_dead_letter(result, key)
+            letters.append((key or b"unkeyed", wire.encode(result)))
             metrics.dead_letter(result)
-        elif result.dirty:
-            _apply(result)
-            for alert in result.changed:
-                log = logger.info if result.deliveries or alert.anomaly_count <= 1 else logger.debug
-                log(
-                    "alert %s patient %s: %s, %s%s, %d anomalies, %d notifications planned",
-                    alert.alert_id,
-                    alert.patient_id,
-                    alert.status.value,
-                    alert.severity.value,
-                    " (late)" if alert.late else "",
-                    alert.anomaly_count,
-                    len(result.deliveries),
-                )
-            if result.deliveries:
-                await _flush_and_send(result.deliveries)
+            continue
+        if not result.dirty:
+            continue
+        patient_id = result.state.patient_id
+        current[patient_id] = result.state
+        changed.setdefault(patient_id, []).extend(result.changed)
+        deliveries += result.deliveries
+        annotations += result.annotations
+        for alert in result.changed:
+            log = logger.info if result.deliveries or alert.anomaly_count <= 1 else logger.debug
+            log(
+                "alert %s patient %s: %s, %s%s, %d anomalies, %d notifications planned",
+                alert.alert_id,
+                alert.patient_id,
+                alert.status.value,
+                alert.severity.value,
+                " (late)" if alert.late else "",
+                alert.anomaly_count,
+                len(result.deliveries),
+            )
+    for patient_id, alerts in changed.items():
+        previous = before.get(patient_id)
+        metrics.alert_changes(
+            None if previous is None else previous.model_dump(mode="json"), alerts
+        )
+    changelog = alert_state.changelog_topic.get_topic_name()
+    values = {pid: state.model_dump(mode="json") for pid, state in current.items()}
+    outgoing: list[Outgoing] = [  # keys and values as the table's JSON serializer writes them
+        (changelog, orjson.dumps(pid), orjson.dumps(values[pid]), current[pid].partition)
+        for pid in current
+    ]
+    outgoing += [
+        (topics.ALERTS, alert.fingerprint.encode(), wire.encode(alert), None)
+        for alerts in changed.values()
+        for alert in alerts
+    ]
+    outgoing += [(topics.DLQ, key, value, None) for key, value in letters]
+    sent = await send_all(app.producer, outgoing)
+    newest: dict[int, int] = {}
+    for meta in sent[: len(current)]:
+        newest[meta.partition] = max(newest.get(meta.partition, -1), meta.offset)
+    store: Any = alert_state.data
+    for pid, value in values.items():
+        with in_partition(current[pid].partition):
+            store[pid] = value
+    for partition, offset in newest.items():  # RocksDB's mark of how far it holds the log
+        store.set_persisted_offset(TP(changelog, partition), offset)
+    if annotation_queue is not None:
+        for action in annotations:
+            annotation_queue.submit(action)
+    courier.in_flight.update(d.notification_id for d in deliveries)
+    for delivery in deliveries:
+        _spawn(courier.attempt(delivery))
+
+
+@app.agent(inputs)
+async def alert_on_inputs(stream: faust.StreamT[Any]) -> None:
+    """Anomalies and commands, batch by batch (:func:`handle_batch`)."""
+    batches = cast("faust.Stream[Any]", stream).take_events(
+        settings.batch_size, within=settings.batch_within_s
+    )
+    async for events in batches:
+        await handle_batch(events)
 
 
 @app.timer(interval=settings.tick_s)  # type: ignore[untyped-decorator]

@@ -111,6 +111,12 @@ class AlertsSettings(BaseSettings):
         description="an input partition fetched ahead of what was processed, with no progress"
         " for this long, is read again from its committed offset (pghd.stall_watchdog)",
     )
+    batch_size: int = Field(
+        default=1000, ge=1, description="most input messages handled as one batch"
+    )
+    batch_within_s: float = Field(
+        default=0.02, gt=0, description="longest wait for a batch to fill"
+    )
     tick_s: float = Field(
         default=5.0, gt=0, description="how often escalations and auto-resolve are checked"
     )
