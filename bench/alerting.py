@@ -7,9 +7,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from alerts.lifecycle import apply_anomaly, fingerprint, group_key
+from alerts.settings import default_routing
+from alerts.state import PatientState, on_anomaly
 from deploy.local.harness import Pipeline
 from pghd import topics, wire
 from pghd.alerting import Alert, GroupingPolicy
@@ -17,6 +19,9 @@ from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, Severity
 
 __all__ = ["anomaly_records", "bare_lifecycle_rate", "notification_latencies"]
+
+BARE_ALERTS = "pghd.bench.alerts.v1"
+BARE_STATES = "pghd.bench.alert-states.v1"
 
 
 def _anomaly(patient: str, n: int, *, now: datetime) -> Anomaly:
@@ -48,35 +53,56 @@ def anomaly_records(*, patients: int, per_patient: int) -> list[tuple[bytes, byt
 
 
 async def bare_lifecycle_rate(bootstrap: str, *, count: int) -> float:
-    """Consume ``count`` anomalies, decode them and run the pure lifecycle on an in-memory
-    dict of alerts (no table, no notifications, no publishing); return anomalies/s."""
+    """Consume ``count`` anomalies, decode them and run the alerts service's own pure
+    transition (:func:`alerts.state.on_anomaly`: grouping, routing to a one-channel config,
+    notifications planned) on a plain dict of patient states, then per batch of 500 produce
+    every changed alert and every changed state (acks=all) and wait for them; no table, no
+    notifications sent. Return anomalies/s."""
     consumer = AIOKafkaConsumer(
         topics.ANOMALIES,
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
+    await producer.start()
     try:
-        alerts: dict[str, Alert] = {}
-        policy = GroupingPolicy()
+        config = default_routing(["json://127.0.0.1:9/hook"], grouping=GroupingPolicy())
+        policy = GroupingPolicy() if config is None else config.grouping
+        states: dict[str, PatientState] = {}
         seen = 0
         began = time.perf_counter()
         while seen < count:
-            for messages in (await consumer.getmany(timeout_ms=1000, max_records=500)).values():
+            now = datetime.now(UTC)
+            changed: dict[str, PatientState] = {}
+            alerts: list[Alert] = []
+            for tp, messages in (await consumer.getmany(timeout_ms=1000, max_records=500)).items():
                 for message in messages:
                     if message.value is None:
                         continue
                     anomaly = wire.decode(Anomaly, message.value)
-                    key = fingerprint(group_key(anomaly))
-                    alert, _ = apply_anomaly(
-                        alerts.get(key), anomaly, policy=policy, now=datetime.now(UTC)
+                    state = states.get(anomaly.patient_id) or PatientState(
+                        patient_id=anomaly.patient_id, partition=tp.partition
                     )
-                    if alert is not None:
-                        alerts[key] = alert
+                    step = on_anomaly(state, anomaly, config=config, policy=policy, now=now)
+                    states[anomaly.patient_id] = changed[anomaly.patient_id] = step.state
+                    alerts += step.changed
                     seen += 1
+            futures = [
+                await producer.send(BARE_ALERTS, key=a.fingerprint.encode(), value=wire.encode(a))
+                for a in alerts
+            ]
+            futures += [
+                await producer.send(
+                    BARE_STATES, key=pid.encode(), value=orjson.dumps(s.model_dump(mode="json"))
+                )
+                for pid, s in changed.items()
+            ]
+            await asyncio.gather(*futures)
         return seen / (time.perf_counter() - began)
     finally:
+        await producer.stop()
         await consumer.stop()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,7 +16,13 @@ from kafka.errors import KafkaError
 from deploy.local.harness import API_KEY, Pipeline, reading
 from pghd import topics
 
-__all__ = ["OffsetWatch", "ingest_rate", "post_to_anomaly_latencies"]
+__all__ = [
+    "OffsetWatch",
+    "OpenLoop",
+    "ingest_rate",
+    "open_loop_latencies",
+    "post_to_anomaly_latencies",
+]
 
 
 async def ingest_rate(
@@ -80,6 +87,13 @@ class OffsetWatch:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the group did not commit {target} offsets in {timeout} s")
             time.sleep(0.5)
+
+    def first_moving(self) -> float:
+        """When the group's first commit was seen (perf_counter seconds)."""
+        moving = [t for t, n in self.samples if n > 0]
+        if not moving:
+            raise RuntimeError("the group never committed")
+        return moving[0]
 
     def rate(self, target: int) -> float:
         """Readings/s between the group's first commit and the commit that reached ``target``."""
@@ -153,3 +167,156 @@ async def post_to_anomaly_latencies(
         return latencies
     finally:
         await consumer.stop()
+
+
+@dataclass
+class OpenLoop:
+    """What :func:`open_loop_latencies` measured."""
+
+    offered_per_s: float  # readings/s the schedule offered (posted on time, answered or not)
+    latencies: list[float]  # seconds, POST of a probe's extreme -> its anomaly on the topic
+    late_posts: int  # posts that went out more than 100 ms after their slot
+    lag: list[tuple[float, int]]  # (seconds into the run, processors lag in records)
+
+
+async def open_loop_latencies(
+    pipeline: Pipeline,
+    *,
+    rate: int,
+    seconds: float,
+    per_request: int,
+    patients: int,
+    group: str,
+    warmup: int,
+) -> OpenLoop:
+    """Offer ``rate`` readings/s for ``seconds`` on a fixed schedule (open loop: a slow
+    answer does not slow the next post): every patient's phone posts ``per_request``
+    heart rates at a time, spread evenly. Once a second one warmed-up probe patient's post
+    carries an SpO2 of 84 % (critical on its own), and the time from that POST to the
+    probe's anomaly on the topic is recorded. ``group``'s lag on the measurements topic
+    is sampled every 5 s, to see whether the processors keep up."""
+    start = datetime.now(UTC) - timedelta(hours=8)
+    stream_start = start + timedelta(minutes=5 * (warmup + 4))
+    if (total_minutes := rate * seconds / patients) > 6 * 60:
+        raise ValueError(f"{total_minutes:.0f} min of readings per patient: add patients")
+    names = [f"open-{time.time_ns()}-{i}" for i in range(patients)]
+    probes = [f"probe-{time.time_ns()}-{i}" for i in range(int(seconds) + 5)]
+    warm = [
+        reading(name, 70 + (j % 3), start + timedelta(minutes=5 * j), context="rest")
+        for name in probes
+        for j in range(warmup + 2)
+    ]
+    warm += [reading(name, 97, start, metric="spo2", unit="%") for name in probes]
+    await asyncio.to_thread(
+        pipeline.enroll_for,
+        warm
+        + [reading(n, 70, start) for n in names]
+        + [reading(n, 97, start, metric="spo2", unit="%") for n in probes],
+    )
+    requests_per_s = rate / per_request
+    total = int(requests_per_s * seconds)
+    arrivals: dict[str, float] = {}
+    posted: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(
+        topics.ANOMALIES, bootstrap_servers=pipeline.kafka_bootstrap, auto_offset_reset="latest"
+    )
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.kafka_bootstrap, client_id="pghd-bench")
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=2000)
+        stop = asyncio.Event()
+
+        async def listen() -> None:
+            while not stop.is_set():
+                for messages in (await consumer.getmany(timeout_ms=100)).values():
+                    for m in messages:
+                        if m.key is not None:
+                            arrivals.setdefault(m.key.decode(), time.perf_counter())
+
+        listener = asyncio.create_task(listen())
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(
+            base_url=pipeline.ingest_url, headers={"X-API-Key": API_KEY}, timeout=60, limits=limits
+        ) as http:
+            for i in range(0, len(warm), 500):
+                (await http.post("/v1/measurements", json=warm[i : i + 500])).raise_for_status()
+            await asyncio.to_thread(pipeline.wait_vitals, probes[-1], warmup + 3, timeout=180)
+            late = 0
+            lag: list[tuple[float, int]] = []
+            failures: list[str] = []
+            tasks: set[asyncio.Task[None]] = set()
+
+            async def post(body: list[dict[str, object]], probe: str | None) -> None:
+                if probe is not None:
+                    posted[probe] = time.perf_counter()
+                response = await http.post("/v1/measurements", json=body)
+                if response.status_code != 202 or response.json()["rejected"]:
+                    failures.append(response.text[:300])
+
+            began = time.perf_counter()
+            next_lag = 0.0
+            for n in range(total):
+                slot = began + n / requests_per_s
+                wait = slot - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -0.1:
+                    late += 1
+                patient = names[n % patients]
+                round_ = n // patients
+                body = [
+                    reading(
+                        patient,
+                        68 + (k % 5),
+                        stream_start + timedelta(minutes=round_ * per_request + k),
+                    )
+                    for k in range(per_request)
+                ]
+                probe = None
+                second = int(n / requests_per_s)
+                if n == int(second * requests_per_s) and second < len(probes):
+                    probe = probes[second]
+                    when = start + timedelta(minutes=5 * (warmup + 3))
+                    body.append(reading(probe, 84, when, metric="spo2", unit="%"))
+                task = asyncio.create_task(post(body, probe))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                if slot - began >= next_lag:
+                    lag.append((slot - began, await asyncio.to_thread(_lag, admin, group)))
+                    next_lag += 5.0
+            offered = total * per_request / (time.perf_counter() - began)
+            await asyncio.gather(*tasks)
+            if failures:
+                raise RuntimeError(f"ingest refused open-loop posts: {failures[:3]}")
+            deadline = time.perf_counter() + 60
+            while not posted.keys() <= arrivals.keys() and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+            lag.append((time.perf_counter() - began, await asyncio.to_thread(_lag, admin, group)))
+        stop.set()
+        await listener
+        missing = posted.keys() - arrivals.keys()
+        if missing:
+            raise RuntimeError(f"no anomaly within 60 s for {len(missing)} probes")
+        latencies = [arrivals[p] - posted[p] for p in posted]
+        return OpenLoop(offered_per_s=offered, latencies=latencies, late_posts=late, lag=lag)
+    finally:
+        admin.close()
+        await consumer.stop()
+
+
+def _lag(admin: KafkaAdminClient, group: str) -> int:
+    """Records of the measurements topic not yet committed by ``group``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    offsets = admin.list_group_offsets(group).get(group, {})
+    consumer = KafkaConsumer(bootstrap_servers=admin.config["bootstrap_servers"])
+    try:
+        parts = [
+            TopicPartition(topics.MEASUREMENTS, p)
+            for p in consumer.partitions_for_topic(topics.MEASUREMENTS) or set()
+        ]
+        ends = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+    done = {tp: o.offset for tp, o in offsets.items() if tp.topic == topics.MEASUREMENTS}
+    return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
