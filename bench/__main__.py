@@ -361,7 +361,8 @@ def main() -> None:
                 )
             )
         print(
-            f"    offered {loop.offered_per_s:,.0f} readings/s, {loop.late_posts} posts late;"
+            f"    offered {loop.offered_per_s:,.0f} readings/s, {loop.late_posts} posts late,"
+            f" {loop.queued_at_end} still queued at the end;"
             f" processors lag (records) every 5 s: {[n for _, n in loop.lag]}"
         )
         print(f"==> recovery: a worker starting on {args.recovery_patients:,} patients' state")

@@ -7,8 +7,8 @@ like ``pghd.measurements.v1``::
      "lines": ["vitals,patient_id=p-1,... value=61 1733..."]}
 
 ``lines`` are InfluxDB line protocol with nanosecond timestamps, as influxdb-client's
-``Point`` writes them (escaping included), so the store stage can send them as they are
-and name the one line InfluxDB refuses.
+``Point`` writes them (escaping included; built by :mod:`processors.store.line_protocol`),
+so the store stage can send them as they are and name the one line InfluxDB refuses.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import orjson
-from influxdb_client.client.write.point import Point
-from influxdb_client.domain.write_precision import WritePrecision
 from pydantic import BaseModel, ConfigDict
 
 from pghd.contracts import SCHEMA_VERSION, PatientId
 from processors.points import InfluxPoint
+from processors.store.line_protocol import to_line
 
 __all__ = ["PointsRecord", "decode_record", "encode_records", "lines_of", "to_line"]
 
@@ -36,18 +35,6 @@ class PointsRecord(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     patient_id: PatientId
     lines: list[str]
-
-
-def to_line(point: InfluxPoint) -> str:
-    """``point`` as one line of InfluxDB line protocol (nanosecond precision)."""
-    out: Point = Point(point.measurement)  # type: ignore[no-untyped-call]
-    out.time(point.time, WritePrecision.NS)  # type: ignore[no-untyped-call]
-    for key, tag in point.tags.items():
-        out.tag(key, tag)  # type: ignore[no-untyped-call]
-    for key, value in point.fields.items():
-        out.field(key, value)  # type: ignore[no-untyped-call]
-    line: str = out.to_line_protocol()  # type: ignore[no-untyped-call]
-    return line
 
 
 def encode_records(points: Iterable[InfluxPoint]) -> list[tuple[bytes, bytes]]:
