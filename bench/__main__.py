@@ -140,7 +140,12 @@ def main() -> None:
     parser.add_argument("--open-patients", type=int, default=2_000)
     parser.add_argument("--recovery-patients", type=int, default=100_000)
     parser.add_argument("--latency-samples", type=int, default=60)
-    parser.add_argument("--alert-anomalies", type=int, default=10_000)
+    parser.add_argument(
+        "--alert-anomalies",
+        type=int,
+        default=40_000,
+        help="enough for many commits (every 2.8 s): a short drain measures the interval",
+    )
     parser.add_argument("--cohort-patients", type=int, default=100, help="in-process figures")
     parser.add_argument("--cohort-days", type=float, default=3.0, help="in-process figures")
     parser.add_argument("--fhir-readings", type=int, default=20_000)
