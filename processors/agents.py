@@ -49,6 +49,7 @@ from faust.types import EventT
 from pghd import stall_watchdog, topics, wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
 from pghd.table_partition import on_behalf_of
+from processors.baseline import BaselineState
 from processors.care_plans import CarePlanBook
 from processors.codec import CODEC_NAME, Undecodable
 from processors.dedup import is_repeat
@@ -318,14 +319,15 @@ class Processors:
         anomalies_of: dict[str, list[Anomaly]] = defaultdict(list)
         for anomaly in result.anomalies:
             anomalies_of[anomaly.patient_id].append(anomaly)
+        states_of: dict[str, dict[str, BaselineState]] = defaultdict(dict)
+        for key, state in result.states.items():  # state keys begin with the patient id
+            states_of[key.split("|", 1)[0]][key] = state
         writes: list[Write] = []
         for pid, event in patient_event.items():
             record = records[pid]
             record.patient = result.patients.get(pid, record.patient)
             record.patient.through = (event.message.partition, event.message.offset)
-            for key, state in result.states.items():
-                if key.split("|", 1)[0] == pid:
-                    record.baselines[key] = state
+            record.baselines.update(states_of.get(pid, {}))
             if pid in result.news2:
                 record.news2 = result.news2[pid]
             sealed = record.remember(digests[pid], now_ms=now_ms)
