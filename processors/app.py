@@ -21,39 +21,37 @@ matters more than tolerance of long pauses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
-from pghd.faust_fixes import apply as apply_faust_fixes
+from pghd.faust_app import new_app
 from processors.agents import Processors
 from processors.settings import ProcessorSettings
 
-__all__ = ["app", "build_app", "processors", "settings"]
+__all__ = ["build_app"]  # and, built on first use: app, processors, settings
 
 
 def build_app(settings: ProcessorSettings) -> tuple[faust.App, Processors]:
     """A processors Faust app for ``settings``, with its topics, tables, agents and timers."""
-    apply_faust_fixes()  # faust-streaming #596: seek after recovery; pghd/faust_fixes.py
-    app = faust.App(
-        settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
-        store=settings.store,
-        datadir=settings.data_dir,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.replication_factor,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
+    app = new_app(
+        settings,
         broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_interval_s,
         stream_wait_empty=True,
-        web_port=settings.web_port,
-        web_host=settings.web_host,
-        web_bind=settings.web_host,
     )
     return app, Processors(app, settings)
 
 
-settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token comes from env
-app, processors = build_app(settings)
+_built: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, ``processors`` and ``settings`` of this process (from the environment), built
+    on first use, so importing :func:`build_app` needs no environment."""
+    if name not in ("app", "processors", "settings"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _built:
+        settings = ProcessorSettings()  # type: ignore[call-arg]  # influx_token: from env
+        _built["settings"] = settings
+        _built["app"], _built["processors"] = build_app(settings)
+    return _built[name]

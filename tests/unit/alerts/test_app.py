@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.app import handle
+from alerts.app import alerts
 from alerts.state import Step, Where
 from pghd import topics, wire
 from pghd.contracts import DeadLetter
@@ -26,7 +26,7 @@ WHERE = Where(topic=topics.ANOMALIES, partition=3, offset=42, key="p1")
     ],
 )
 def test_undecodable_anomaly_becomes_a_dead_letter(payload: bytes | None, reason: str) -> None:
-    outcome = handle(payload, where=WHERE, now=datetime.now(UTC))
+    outcome = alerts.handle(payload, where=WHERE, now=datetime.now(UTC))
     assert isinstance(outcome, DeadLetter)
     assert outcome.stage == "alerts" and reason in outcome.reason
     assert (outcome.topic, outcome.partition, outcome.offset, outcome.key) == (
@@ -40,16 +40,16 @@ def test_undecodable_anomaly_becomes_a_dead_letter(payload: bytes | None, reason
 
 def test_undecodable_command_becomes_a_dead_letter() -> None:
     where = Where(topic=topics.ALERT_COMMANDS, partition=3, offset=7, key="p1")
-    outcome = handle(b'{"kind": "acknowledge"}', where=where, now=datetime.now(UTC))
+    outcome = alerts.handle(b'{"kind": "acknowledge"}', where=where, now=datetime.now(UTC))
     assert isinstance(outcome, DeadLetter) and outcome.topic == topics.ALERT_COMMANDS
 
 
 def test_an_anomaly_older_than_the_age_limit_opens_a_late_alert() -> None:
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     old = make_anomaly(detected_at=now - timedelta(days=2))
-    step = handle(wire.encode(old), where=WHERE, now=now)
+    step = alerts.handle(wire.encode(old), where=WHERE, now=now)
     assert isinstance(step, Step) and step.dirty
     (alert,) = step.changed
     assert alert.late and alert.anomaly_ids == [old.anomaly_id]
-    timely = handle(wire.encode(make_anomaly(detected_at=now)), where=WHERE, now=now)
+    timely = alerts.handle(wire.encode(make_anomaly(detected_at=now)), where=WHERE, now=now)
     assert isinstance(timely, Step) and not timely.changed[0].late

@@ -1,0 +1,458 @@
+"""The alerts worker's work: anomalies and care-team commands in; alerts, pages, annotations out.
+
+:class:`Alerts` owns what one worker needs (topics, the ``alert_state`` table, the courier of
+notifications, the Grafana annotation queue, metrics) and registers on a Faust app
+(:func:`alerts.app.build_app`):
+
+One agent reads ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1`` (both keyed by patient
+id, co-partitioned) in order, a batch at a time (at most ``batch_size`` messages, waiting at
+most ``batch_within_s`` for more: :meth:`Alerts.handle_batch`); the ``alert_state`` table
+holds each patient's :class:`~alerts.state.PatientState`. Per batch:
+
+1. an undecodable message (or one whose key is not its patient id) becomes a dead letter;
+2. each message's pure transition (:func:`~alerts.state.on_anomaly` /
+   :func:`~alerts.state.on_command`) steps its patient's state in memory (loaded and
+   validated once per patient and batch), giving the changed alerts, the deliveries to
+   make and the annotations; an anomaly detected longer ago than ``notify_max_age_s``
+   makes its alert ``late``;
+3. each changed patient's state (once per batch, to the table's changelog), each changed
+   alert (to the compacted ``pghd.alerts.v1``, key = fingerprint) and the dead letters are
+   sent together and awaited: the *intents* (outbox entries with deterministic
+   notification ids, marked ``sending``) are durable before any send;
+4. each first attempt runs in its own task (:meth:`alerts.delivery.Courier.attempt`:
+   Apprise, the outcome written to the alert's notification history and published);
+   annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
+
+A leader-only timer (every ``digest_check_s``) sends the daily digest of findings held back
+by the per-patient budget, once per care team and day (:mod:`alerts.digest_sender`).
+
+A timer (every ``tick_s``) runs :func:`~alerts.state.on_tick` (escalations, repeats,
+auto-resolve) over the patients of this worker's partitions, then the outbox
+(:meth:`alerts.delivery.Courier.plan`): retries that are due, fallbacks, and attempts left
+unsettled by a restart or rebalance (re-sent per :func:`alerts.delivery.resume_policy`);
+it refreshes the ``alerts_undelivered`` gauge.
+
+Table writes outside an event (timer, delivery tasks) name the partition explicitly: each
+state remembers the partition of its patient's messages, which is the changelog partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+import orjson
+from faust.types import TP, EventT
+from pydantic import ValidationError
+
+from alerts import outbox
+from alerts.delivery import Courier
+from alerts.digest_sender import read_compacted, send_due_digests
+from alerts.grafana import AnnotationQueue, GrafanaAnnotator
+from alerts.lifecycle import Annotate
+from alerts.metrics import AlertsMetrics, install_metrics
+from alerts.notify import send_notification
+from alerts.pending import PendingDelivery
+from alerts.settings import AlertsSettings
+from alerts.state import (
+    PatientState,
+    Step,
+    Where,
+    decode,
+    on_anomaly,
+    on_command,
+    on_tick,
+    remember_annotation,
+)
+from pghd import stall_watchdog, topics, wire
+from pghd.alert_commands import AlertCommand
+from pghd.alerting import Alert, DigestRecord
+from pghd.contracts import Anomaly, DeadLetter, Severity
+from pghd.kafka_send import Outgoing, send_all
+from pghd.table_partition import in_partition
+
+__all__ = ["Alerts", "where_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def where_of(event: EventT[Any]) -> tuple[Where, bytes | None]:
+    """Where ``event`` came from, and its raw key."""
+    message = event.message
+    key = message.key if isinstance(message.key, bytes) else None
+    where = Where(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
+    )
+    return where, key
+
+
+class Alerts:
+    """One alerts worker's topics, state, courier and agents, registered on ``app``."""
+
+    def __init__(self, app: faust.App, settings: AlertsSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.config = settings.routing_config()
+        self.policy = settings.grouping_policy(self.config)
+        if self.config is None:
+            logger.warning("no routing file or notify URLs: alerts are tracked, nobody is notified")
+        self.inputs = app.topic(
+            topics.ANOMALIES, topics.ALERT_COMMANDS, key_type=bytes, value_type=bytes
+        )
+        self.alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes)
+        self.digests_topic = app.topic(topics.DIGESTS, key_type=bytes, value_type=bytes)
+        # Prometheus metrics at /metrics on the Faust web server (alerts.metrics).
+        self.metrics: AlertsMetrics = install_metrics(
+            app,
+            bootstrap=settings.kafka_bootstrap,
+            group=settings.app_id,
+            topics=[topics.ANOMALIES, topics.ALERT_COMMANDS],
+            lag_interval_s=settings.metrics_lag_interval_s,
+        )
+        stall_watchdog.install(
+            app,
+            topics={topics.ANOMALIES, topics.ALERT_COMMANDS},
+            after_s=settings.stall_reseek_after_s,
+            clock=time.monotonic,
+            on_reseek=lambda topic: self.metrics.partitions_reread.labels(topic=topic).inc(),
+        )
+        self.alert_state = app.Table(
+            "alert_state",
+            partitions=settings.topic_partitions,
+            key_type=str,
+            help="patient_id -> PatientState (alerts, silences, pending deliveries,"
+            " annotation ids)",
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.courier = Courier(
+            send=self._send,
+            load=self.load,
+            apply=self._apply,
+            owned=self._owned,
+            policy=settings.retry_policy(),
+            metrics=self.metrics,
+            config=self.config,
+        )
+        self.annotation_queue = (
+            None
+            if settings.grafana_url is None
+            else AnnotationQueue(
+                GrafanaAnnotator(
+                    settings.grafana_url,
+                    token=None
+                    if settings.grafana_token is None
+                    else settings.grafana_token.get_secret_value(),
+                    dashboard_uid=settings.grafana_dashboard_uid,
+                    panel_id=settings.grafana_panel_id,
+                    timeout_s=settings.grafana_timeout_s,
+                ),
+                lookup=self._lookup_annotation,
+                remember=self._remember_annotation,
+                attempts=settings.grafana_attempts,
+                backoff_s=settings.grafana_backoff_s,
+                on_outcome=self.metrics.annotation,
+            )
+        )
+        app.agent(self.inputs, name="alerts.agents.alert_on_inputs")(self._alert_on_inputs)
+        app.timer(interval=settings.tick_s, name="alerts.agents.tick")(self.tick)
+        app.timer(interval=settings.digest_check_s, on_leader=True, name="alerts.agents.digest")(
+            self.digest_tick
+        )
+        app.task(self._annotate)
+
+    # -- the table ---------------------------------------------------------------------
+
+    def load(self, patient_id: str) -> PatientState | None:
+        """``patient_id``'s state from the table (None if none, or unreadable)."""
+        raw = self.alert_state.get(patient_id)
+        if raw is None:
+            return None
+        try:
+            return PatientState.model_validate(raw)
+        except ValidationError:
+            logger.error("alert state of patient %s is unreadable; starting afresh", patient_id)
+            return None
+
+    def _store(self, state: PatientState) -> None:
+        """Write to the local store and the changelog partition of the patient."""
+        value = state.model_dump(mode="json")
+        self.alert_state.data[state.patient_id] = value
+        self.alert_state.send_changelog(state.partition, state.patient_id, value)
+
+    def _owned(self) -> set[int]:
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == topics.ANOMALIES
+        }
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _apply(self, step: Step) -> None:
+        """Store the state, publish changed alerts, queue annotations (no waiting)."""
+        if not step.dirty:
+            return
+        self.metrics.alert_changes(self.alert_state.get(step.state.patient_id), step.changed)
+        self._store(step.state)
+        for alert in step.changed:
+            self.alerts_topic.send_soon(key=alert.fingerprint.encode(), value=wire.encode(alert))
+        for action in step.annotations:
+            if self.annotation_queue is not None:
+                self.annotation_queue.submit(action)
+        self.courier.in_flight.update(d.notification_id for d in step.deliveries)
+
+    # -- notifications and annotations ---------------------------------------------------
+
+    async def _send(self, delivery: PendingDelivery) -> bool:
+        url = None if self.config is None else self.config.channels.get(delivery.channel)
+        if url is None:
+            logger.error(
+                "notification %s: channel %s is not configured",
+                delivery.notification_id,
+                delivery.channel,
+            )
+            return False
+        return await send_notification(
+            url,
+            title=delivery.title,
+            body=delivery.body,
+            severity=delivery.severity,
+            notification_id=delivery.notification_id,
+        )
+
+    async def _flush_and_send(self, deliveries: list[PendingDelivery]) -> None:
+        """Wait until the outbox entries (and alert states) are in Kafka, then send."""
+        await self.app.producer.flush()
+        for delivery in deliveries:
+            self._spawn(self.courier.attempt(delivery))
+
+    def _lookup_annotation(self, action: Annotate) -> int | None:
+        state = self.load(action.patient_id)
+        return None if state is None else state.annotations.get(action.alert_id)
+
+    def _remember_annotation(self, action: Annotate, annotation_id: int) -> None:
+        state = self.load(action.patient_id)
+        if state is not None and state.partition in self._owned():
+            new = remember_annotation(state, action.alert_id, annotation_id)
+            self._apply(Step(state=new, dirty=new != state))
+
+    async def _annotate(self) -> None:
+        if self.annotation_queue is not None:
+            await self.annotation_queue.run()
+
+    # -- the input ---------------------------------------------------------------------
+
+    def handle(
+        self,
+        payload: bytes | None,
+        *,
+        where: Where,
+        now: datetime,
+        state_of: Callable[[str], PatientState | None] | None = None,
+    ) -> Step | DeadLetter:
+        """One input message against its patient's state (``state_of``: the batch's own for
+        a patient it already changed; the table's by default)."""
+        state_of = state_of or self.load
+        if where.topic == topics.ALERT_COMMANDS:
+            command = decode(AlertCommand, payload, where=where, now=now)
+            if isinstance(command, DeadLetter):
+                return command
+            state = state_of(command.patient_id) or PatientState(
+                patient_id=command.patient_id, partition=where.partition or 0
+            )
+            step, outcome = on_command(state, command, now=now)
+            logger.info(
+                "command %s (%s) patient %s alert %s: %s",
+                command.command_id,
+                command.kind.value,
+                command.patient_id,
+                command.alert_id,
+                outcome,
+            )
+            return step
+        anomaly = decode(Anomaly, payload, where=where, now=now)
+        if isinstance(anomaly, DeadLetter):
+            return anomaly
+        state = state_of(anomaly.patient_id) or PatientState(
+            patient_id=anomaly.patient_id, partition=where.partition or 0
+        )
+        return on_anomaly(
+            state,
+            anomaly,
+            config=self.config,
+            policy=self.policy,
+            now=now,
+            late_after_s=self.settings.notify_max_age_s,
+            page_late=self.settings.page_late,
+        )
+
+    async def _alert_on_inputs(self, stream: faust.StreamT[Any]) -> None:
+        """Anomalies and commands, batch by batch (:meth:`handle_batch`)."""
+        batches = cast("faust.Stream[Any]", stream).take_events(
+            self.settings.batch_size, within=self.settings.batch_within_s
+        )
+        async for events in batches:
+            await self.handle_batch(events)
+
+    async def handle_batch(self, events: Sequence[EventT[Any]]) -> None:
+        """A batch of anomalies and commands, in order per patient: each patient's state is
+        loaded (and validated) once, stepped through its messages in memory, and written
+        once; the batch's states, changed alerts and dead letters go to Kafka together,
+        awaited once, and only then are its notifications attempted (their intents are in
+        the states)."""
+        now = datetime.now(UTC)
+        before: dict[str, PatientState | None] = {}
+        current: dict[str, PatientState] = {}
+
+        def state_of(patient_id: str) -> PatientState | None:
+            if patient_id in current:
+                return current[patient_id]
+            if patient_id not in before:
+                before[patient_id] = self.load(patient_id)
+            return before[patient_id]
+
+        changed: dict[str, list[Alert]] = {}
+        deliveries: list[PendingDelivery] = []
+        annotations: list[Annotate] = []
+        letters: list[tuple[bytes, bytes]] = []
+        for event in events:
+            where, key = where_of(event)
+            result = self.handle(event.value, where=where, now=now, state_of=state_of)
+            self.metrics.consumed(where.topic)
+            if isinstance(result, DeadLetter):
+                logger.warning(
+                    "undecodable message at %s[%s]@%s: to the DLQ",
+                    where.topic,
+                    where.partition,
+                    where.offset,
+                )
+                letters.append((key or b"unkeyed", wire.encode(result)))
+                self.metrics.dead_letter(result)
+                continue
+            if not result.dirty:
+                continue
+            patient_id = result.state.patient_id
+            current[patient_id] = result.state
+            changed.setdefault(patient_id, []).extend(result.changed)
+            deliveries += result.deliveries
+            annotations += result.annotations
+            for alert in result.changed:
+                many = result.deliveries or alert.anomaly_count <= 1
+                log = logger.info if many else logger.debug
+                log(
+                    "alert %s patient %s: %s, %s%s, %d anomalies, %d notifications planned",
+                    alert.alert_id,
+                    alert.patient_id,
+                    alert.status.value,
+                    alert.severity.value,
+                    " (late)" if alert.late else "",
+                    alert.anomaly_count,
+                    len(result.deliveries),
+                )
+        for patient_id, alerts in changed.items():
+            previous = before.get(patient_id)
+            self.metrics.alert_changes(
+                None if previous is None else previous.model_dump(mode="json"), alerts
+            )
+        changelog = self.alert_state.changelog_topic.get_topic_name()
+        values = {pid: state.model_dump(mode="json") for pid, state in current.items()}
+        outgoing: list[Outgoing] = [  # keys and values as the table's JSON serializer writes
+            (changelog, orjson.dumps(pid), orjson.dumps(values[pid]), current[pid].partition)
+            for pid in current
+        ]
+        outgoing += [
+            (topics.ALERTS, alert.fingerprint.encode(), wire.encode(alert), None)
+            for alerts in changed.values()
+            for alert in alerts
+        ]
+        outgoing += [(topics.DLQ, key, value, None) for key, value in letters]
+        sent = await send_all(self.app.producer, outgoing)
+        newest: dict[int, int] = {}
+        for meta in sent[: len(current)]:
+            newest[meta.partition] = max(newest.get(meta.partition, -1), meta.offset)
+        store: Any = self.alert_state.data
+        for pid, value in values.items():
+            with in_partition(current[pid].partition):
+                store[pid] = value
+        for partition, offset in newest.items():  # RocksDB's mark of how far it holds the log
+            store.set_persisted_offset(TP(changelog, partition), offset)
+        if self.annotation_queue is not None:
+            for action in annotations:
+                self.annotation_queue.submit(action)
+        self.courier.in_flight.update(d.notification_id for d in deliveries)
+        for delivery in deliveries:
+            self._spawn(self.courier.attempt(delivery))
+
+    # -- timers ------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Escalate, repeat, auto-resolve; then the outbox: retries, fallbacks, resumed
+        sends."""
+        if self.app.rebalancing or self.app.in_recovery:
+            return
+        owned, now = self._owned(), datetime.now(UTC)
+        deliveries: list[PendingDelivery] = []
+        states: list[PatientState] = []
+        for patient_id in list(self.alert_state.data.keys()):
+            state = self.load(patient_id)
+            if state is None or state.partition not in owned:
+                continue
+            step = on_tick(state, config=self.config, policy=self.policy, now=now)
+            self._apply(step)  # its new deliveries are in flight from here: the outbox skips
+            planned = self.courier.plan(step.state, now=now)
+            self._apply(planned.step)
+            deliveries += [*step.deliveries, *planned.step.deliveries]
+            states.append(planned.step.state)
+        self.metrics.set_undelivered(outbox.undelivered(states))
+        if deliveries:
+            await self._flush_and_send(deliveries)
+
+    async def _read_compacted(self, topic: str) -> dict[bytes, bytes]:
+        return await read_compacted(self.settings.kafka_bootstrap, topic)
+
+    async def _publish_digest(self, record: DigestRecord) -> None:
+        sent = await self.digests_topic.send(key=record.key.encode(), value=wire.encode(record))
+        await sent
+
+    async def _send_digest(self, url: str, title: str, body: str, notification_id: str) -> bool:
+        delay = self.settings.notify_backoff_s
+        for attempt in range(1, self.settings.notify_attempts + 1):
+            if await send_notification(
+                url,
+                title=title,
+                body=body,
+                severity=Severity.INFO,
+                notification_id=notification_id,
+            ):
+                return True
+            if attempt < self.settings.notify_attempts:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.notify_max_backoff_s)
+        return False
+
+    async def digest_tick(self) -> None:
+        """Send the daily digests that are due (leader only: one digest per team, not per
+        worker)."""
+        if self.config is None or self.config.digest is None or self.app.rebalancing:
+            return
+        try:
+            await send_due_digests(
+                read=self._read_compacted,
+                config=self.config,
+                now=datetime.now(UTC),
+                send=self._send_digest,
+                publish=self._publish_digest,
+            )
+        except Exception as exc:  # Kafka away: the next check tries again
+            logger.warning("daily digest not sent now (%s: %s); retrying", type(exc).__name__, exc)
