@@ -377,20 +377,35 @@ class Alerts:
             for alert in alerts
         ]
         outgoing += [(topics.DLQ, key, value, None) for key, value in letters]
-        sent = await send_all(self.app.producer, outgoing)
-        newest: dict[int, int] = {}
-        for meta in sent[: len(current)]:
-            newest[meta.partition] = max(newest.get(meta.partition, -1), meta.offset)
+        # The local store and the deliveries in flight change before the await: a delivery
+        # of an earlier batch may settle during it (load, change, store), and a state kept
+        # aside until after it would overwrite that outcome and send the page again.
         store: Any = self.alert_state.data
+        undo = {pid: self.alert_state.get(pid) for pid in current}
         for pid, value in values.items():
             with in_partition(current[pid].partition):
                 store[pid] = value
+        flying = {d.notification_id for d in deliveries}
+        self.courier.in_flight.update(flying)
+        try:
+            sent = await send_all(self.app.producer, outgoing)
+        except BaseException:  # not in Kafka: the batch will be read again
+            for pid, old in undo.items():
+                with in_partition(current[pid].partition):
+                    if old is None:
+                        store.pop(pid, None)
+                    else:
+                        store[pid] = old
+            self.courier.in_flight.difference_update(flying)
+            raise
+        newest: dict[int, int] = {}
+        for meta in sent[: len(current)]:
+            newest[meta.partition] = max(newest.get(meta.partition, -1), meta.offset)
         for partition, offset in newest.items():  # RocksDB's mark of how far it holds the log
             store.set_persisted_offset(TP(changelog, partition), offset)
         if self.annotation_queue is not None:
             for action in annotations:
                 self.annotation_queue.submit(action)
-        self.courier.in_flight.update(d.notification_id for d in deliveries)
         for delivery in deliveries:
             self._spawn(self.courier.attempt(delivery))
 
