@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,9 +128,9 @@ def triage(
         for c in candidates
     ]
     if metrics is not None:
-        for outcome in outcomes:
-            if outcome.reason is not None:
-                metrics.readings_rejected.labels(reason=outcome.reason).inc()
+        refused = Counter(o.reason for o in outcomes if o.reason is not None)
+        for reason, count in refused.items():
+            metrics.readings_rejected.labels(reason=reason).inc(count)
     return outcomes
 
 
@@ -215,5 +216,5 @@ async def produce(
             headers={"Retry-After": str(retry_after_s)},
         ) from exc
     metrics.produce_seconds.labels(outcome="ok").observe(time.perf_counter() - started)
-    for measurement in good:
-        metrics.readings_accepted.labels(metric=measurement.metric.value).inc()
+    for metric, count in Counter(m.metric.value for m in good).items():
+        metrics.readings_accepted.labels(metric=metric).inc(count)

@@ -22,10 +22,10 @@ version.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from pghd import wire
 from pghd.contracts import Measurement
@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 ENVELOPE_VERSION = 2
+_MEASUREMENTS = TypeAdapter(list[Measurement])
 
 #: One reading of a record: the measurement, or ``(its raw JSON, why it is not one)``.
 Item = Measurement | tuple[bytes, str]
@@ -51,18 +52,21 @@ def encode_readings(
     each patient first appears, readings in their order), with ``v1`` one per reading."""
     if envelope == "v1":
         return [(m.patient_id.encode(), wire.encode(m)) for m in readings]
-    by_patient: dict[str, list[dict[str, Any]]] = {}
+    by_patient: dict[str, list[Measurement]] = {}
     for m in readings:
-        by_patient.setdefault(m.patient_id, []).append(m.model_dump(mode="json", exclude_none=True))
-    return [
+        by_patient.setdefault(m.patient_id, []).append(m)
+    head = b'{"schema_version":%d,"patient_id":' % ENVELOPE_VERSION
+    return [  # the readings serialised in one call per patient (pydantic-core), then framed
         (
             patient.encode(),
-            orjson.dumps(
-                {"schema_version": ENVELOPE_VERSION, "patient_id": patient, "readings": items}
-            ),
+            b"".join((head, orjson.dumps(patient), b',"readings":', _dump(items), b"}")),
         )
         for patient, items in by_patient.items()
     ]
+
+
+def _dump(items: list[Measurement]) -> bytes:
+    return _MEASUREMENTS.dump_json(items, exclude_none=True)
 
 
 def decode_items(payload: bytes) -> list[Item]:
