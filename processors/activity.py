@@ -92,6 +92,12 @@ class StepTimeline:
     """device -> the start (epoch s) of the earliest interval it reported."""
     _starts: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
     """device -> its interval starts, sorted (a cache, rebuilt when an interval is added)."""
+    _moving: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
+    """device -> the starts of its intervals with steps, sorted (a cache like ``_starts``):
+    a still night is hundreds of zero-step minutes the search for the last step skips."""
+    _longest: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    """device -> the longest interval (s) it reported (a cache like ``_starts``): how far
+    before a window an interval can start and still reach into it."""
     _pruned_to: int = field(default=0, repr=False, compare=False)
     """The cut-off (epoch s) of the last prune: the next one waits until it moved on by
     :data:`PRUNE_EVERY_S` (a prune scans every interval)."""
@@ -106,8 +112,16 @@ class StepTimeline:
         device = interval.device
         spans = self.intervals.setdefault(device, {})
         starts = self._starts.get(device)
-        if starts is not None and start not in spans:
-            bisect.insort(starts, start)
+        if starts is not None:
+            before = spans.get(start)
+            if before is None:
+                bisect.insort(starts, start)
+            moving = self._moving[device]
+            if interval.count > 0 and (before is None or before[1] <= 0):
+                bisect.insort(moving, start)
+            elif interval.count <= 0 and before is not None and before[1] > 0:
+                moving.remove(start)
+            self._longest[device] = max(self._longest[device], end - start)
         spans[start] = (end, interval.count)
         self.watermark[device] = max(self.watermark.get(device, end), end)
         self.first[device] = min(self.first.get(device, start), start)
@@ -129,10 +143,8 @@ class StepTimeline:
         best: list[float] | None = None
         for device, spans in self.intervals.items():
             mine = [0.0] * (last - first)
-            starts = self._starts.get(device)
-            if starts is None:
-                starts = self._starts[device] = sorted(spans)
-            lo_i = bisect.bisect_left(starts, lo_s - _MAX_SPAN_S)
+            starts, _, longest = self._index(device)
+            lo_i = bisect.bisect_left(starts, lo_s - longest)
             hi_i = bisect.bisect_left(starts, hi_s)
             for start in starts[lo_i:hi_i]:
                 end, count = spans[start]
@@ -199,14 +211,12 @@ class StepTimeline:
         lo_s, hi_s = first * MINUTE_S, last * MINUTE_S
         found: int | None = None
         for device, spans in self.intervals.items():
-            starts = self._starts.get(device)
-            if starts is None:
-                starts = self._starts[device] = sorted(spans)
-            lo_i = bisect.bisect_left(starts, lo_s - _MAX_SPAN_S)
+            _, starts, longest = self._index(device)  # only intervals with steps
+            lo_i = bisect.bisect_left(starts, lo_s - longest)
             for index in range(bisect.bisect_left(starts, hi_s) - 1, lo_i - 1, -1):
                 start = starts[index]
-                end, count = spans[start]
-                if count <= 0 or end <= lo_s:
+                end = spans[start][0]
+                if end <= lo_s:
                     continue
                 minute = (min(end, hi_s) - 1) // MINUTE_S
                 if found is None or minute > found:
@@ -214,9 +224,20 @@ class StepTimeline:
                 # starts only fall from here; an interval that starts before the latest
                 # moving minute found can still end after it (they overlap), so keep going
                 # until the starts are a whole span behind it
-                if start < found * MINUTE_S - _MAX_SPAN_S:
+                if start < found * MINUTE_S - longest:
                     break
         return found
+
+    def _index(self, device: str) -> tuple[list[int], list[int], int]:
+        """``device``'s sorted starts, sorted starts with steps, and longest interval (s),
+        rebuilt from its intervals when a prune dropped them."""
+        starts = self._starts.get(device)
+        if starts is None:
+            spans = self.intervals[device]
+            starts = self._starts[device] = sorted(spans)
+            self._moving[device] = [s for s in starts if spans[s][1] > 0]
+            self._longest[device] = max((e - s for s, (e, _) in spans.items()), default=0)
+        return starts, self._moving[device], self._longest[device]
 
     def steps_between(self, lo: datetime, hi: datetime) -> bool | None:
         """Whether any device counted steps in ``[lo, hi)`` as far as known (None: nothing
@@ -241,7 +262,7 @@ class StepTimeline:
             for start in stale:
                 del spans[start]
             if stale:
-                self._starts.pop(device, None)
+                self._starts.pop(device, None)  # and so the other caches are rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         return {
