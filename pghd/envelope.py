@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pghd import wire
 from pghd.contracts import Measurement
@@ -36,6 +36,7 @@ __all__ = [
     "decode_items",
     "decode_readings",
     "encode_readings",
+    "envelope_readings",
 ]
 
 ENVELOPE_VERSION = 2
@@ -69,9 +70,35 @@ def _dump(items: list[Measurement]) -> bytes:
     return _MEASUREMENTS.dump_json(items, exclude_none=True)
 
 
+class _Envelope(BaseModel):
+    schema_version: Literal[2]
+    patient_id: str
+    readings: list[Measurement]
+
+
+_ENVELOPE = TypeAdapter(_Envelope)
+_ENVELOPE_PREFIX = b'{"schema_version":%d,' % ENVELOPE_VERSION
+
+
+def envelope_readings(payload: bytes) -> list[Measurement] | None:
+    """The readings of a version 2 record as ingest writes it when every one of them is
+    valid, in one validation pass; None otherwise (not that shape, or a reading is not
+    valid: :func:`decode_items` then says which)."""
+    if not payload.startswith(_ENVELOPE_PREFIX):
+        return None
+    try:
+        readings = _ENVELOPE.validate_json(payload).readings
+    except ValidationError:
+        return None
+    return readings or None
+
+
 def decode_items(payload: bytes) -> list[Item]:
     """The readings of one record, each validated on its own; raises ``ValueError`` when
     the record is neither shape (not JSON, or an envelope without its list)."""
+    valid = envelope_readings(payload)
+    if valid is not None:
+        return list(valid)
     data = orjson.loads(payload)
     if not isinstance(data, dict) or data.get("schema_version") != ENVELOPE_VERSION:
         return [Measurement.model_validate_json(payload)]

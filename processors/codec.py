@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pghd import wire
 from pghd.catalogue import CATALOGUE
 from pghd.contracts import Measurement
-from pghd.envelope import ENVELOPE_VERSION, decode_items
+from pghd.envelope import ENVELOPE_VERSION, decode_items, envelope_readings
 
 __all__ = [
     "CODEC_NAME",
@@ -79,10 +79,12 @@ def decode_measurement(payload: bytes | None) -> Measurement | Undecodable:
     return _checked(measurement, payload)
 
 
-def _checked(measurement: Measurement, payload: bytes) -> Measurement | Undecodable:
+def _checked(measurement: Measurement, payload: bytes | None) -> Measurement | Undecodable:
+    """``measurement``, or why its value is impossible (``payload``: its bytes; None: the
+    reading's own JSON, made only then)."""
     problem = _range_problem(measurement)
     if problem is not None:
-        return Undecodable(payload=payload, reason=problem)
+        return Undecodable(payload=payload or wire.encode(measurement), reason=problem)
     return measurement
 
 
@@ -92,6 +94,9 @@ def decode_record(payload: bytes | None) -> list[Measurement | Undecodable]:
     Never raises."""
     if payload is None:
         return [Undecodable(payload=b"", reason="message has no value (tombstone)")]
+    valid = envelope_readings(payload)  # the usual case: an envelope of valid readings
+    if valid is not None:
+        return [_checked(m, None) for m in valid]
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -108,7 +113,7 @@ def decode_record(payload: bytes | None) -> list[Measurement | Undecodable]:
             raw, reason = item
             out.append(Undecodable(payload=raw, reason=reason[:_MAX_REASON]))
         else:
-            out.append(_checked(item, wire.encode(item)))
+            out.append(_checked(item, None))
     return out
 
 

@@ -8,7 +8,7 @@ from faust.serializers import codecs
 
 from pghd import wire
 from pghd.catalogue import Metric
-from pghd.envelope import encode_readings
+from pghd.envelope import decode_items, encode_readings, envelope_readings
 from processors.codec import (
     CODEC_NAME,
     MeasurementCodec,
@@ -89,3 +89,26 @@ def test_an_envelope_decodes_to_its_readings_and_a_bad_one_stands_alone(
 def test_an_envelope_without_readings_is_undecodable() -> None:
     (result,) = decode_record(b'{"schema_version": 2, "patient_id": "p-1", "readings": []}')
     assert isinstance(result, Undecodable) and "non-empty list" in result.reason
+
+
+def test_an_impossible_value_in_an_otherwise_valid_envelope_stands_alone(
+    make_reading: MakeReading,
+) -> None:
+    first, second = make_reading(61.0, event_id="e-1"), make_reading(62.0, event_id="e-2")
+    ((_, value),) = encode_readings([first, second])
+    envelope = orjson.loads(value)
+    envelope["readings"][0]["value"] = 400  # valid as a Measurement, impossible as a pulse
+    payload = orjson.dumps(envelope)
+    assert envelope_readings(payload) is not None  # the one-pass path reads it
+    too_high, good = decode_record(payload)
+    assert good == second
+    assert isinstance(too_high, Undecodable) and "outside the possible range" in too_high.reason
+    assert orjson.loads(too_high.payload)["event_id"] == "e-1"
+
+
+def test_one_pass_and_per_reading_decoding_agree(make_reading: MakeReading) -> None:
+    readings = [make_reading(60.0 + n, event_id=f"e-{n}") for n in range(12)]
+    ((_, value),) = encode_readings(readings)
+    assert envelope_readings(value) == readings == decode_items(b" " + value)  # not the prefix
+    assert envelope_readings(b'{"schema_version":2,"patient_id":"p-1","readings":[{}]}') is None
+    assert envelope_readings(wire.encode(readings[0])) is None  # version 1
