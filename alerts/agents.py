@@ -381,7 +381,6 @@ class Alerts:
         # of an earlier batch may settle during it (load, change, store), and a state kept
         # aside until after it would overwrite that outcome and send the page again.
         store: Any = self.alert_state.data
-        undo = {pid: self.alert_state.get(pid) for pid in current}
         for pid, value in values.items():
             with in_partition(current[pid].partition):
                 store[pid] = value
@@ -390,12 +389,13 @@ class Alerts:
         try:
             sent = await send_all(self.app.producer, outgoing)
         except BaseException:  # not in Kafka: the batch will be read again
-            for pid, old in undo.items():
+            for pid in current:  # as loaded at the start of the batch
+                old = before.get(pid)
                 with in_partition(current[pid].partition):
                     if old is None:
                         store.pop(pid, None)
                     else:
-                        store[pid] = old
+                        store[pid] = old.model_dump(mode="json")
             self.courier.in_flight.difference_update(flying)
             raise
         newest: dict[int, int] = {}

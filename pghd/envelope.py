@@ -36,6 +36,7 @@ __all__ = [
     "decode_items",
     "decode_readings",
     "encode_readings",
+    "envelope_items",
     "envelope_readings",
 ]
 
@@ -60,14 +61,18 @@ def encode_readings(
     return [  # the readings serialised in one call per patient (pydantic-core), then framed
         (
             patient.encode(),
-            b"".join((head, orjson.dumps(patient), b',"readings":', _dump(items), b"}")),
+            b"".join(
+                (
+                    head,
+                    orjson.dumps(patient),
+                    b',"readings":',
+                    _MEASUREMENTS.dump_json(items, exclude_none=True),
+                    b"}",
+                )
+            ),
         )
         for patient, items in by_patient.items()
     ]
-
-
-def _dump(items: list[Measurement]) -> bytes:
-    return _MEASUREMENTS.dump_json(items, exclude_none=True)
 
 
 class _Envelope(BaseModel):
@@ -102,6 +107,12 @@ def decode_items(payload: bytes) -> list[Item]:
     data = orjson.loads(payload)
     if not isinstance(data, dict) or data.get("schema_version") != ENVELOPE_VERSION:
         return [Measurement.model_validate_json(payload)]
+    return envelope_items(data)
+
+
+def envelope_items(data: dict[str, object]) -> list[Item]:
+    """The readings of a parsed version 2 record, each validated on its own (the path for a
+    record :func:`envelope_readings` refused); raises ``ValueError`` without its list."""
     readings = data.get("readings")
     if not isinstance(readings, list) or not readings:
         raise ValueError("envelope: readings must be a non-empty list")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pghd import wire
 from pghd.catalogue import CATALOGUE
 from pghd.contracts import Measurement
-from pghd.envelope import ENVELOPE_VERSION, decode_items, envelope_readings
+from pghd.envelope import ENVELOPE_VERSION, envelope_items, envelope_readings
 
 __all__ = [
     "CODEC_NAME",
@@ -104,7 +104,7 @@ def decode_record(payload: bytes | None) -> list[Measurement | Undecodable]:
     if not isinstance(data, dict) or data.get("schema_version") != ENVELOPE_VERSION:
         return [decode_measurement(payload)]
     try:
-        items = decode_items(payload)
+        items = envelope_items(data)  # the one-pass path above refused it: say which
     except Exception as exc:  # decoding must not stop the stream, whatever the input
         return [Undecodable(payload=payload, reason=f"cannot decode: {exc}"[:_MAX_REASON])]
     out: list[Measurement | Undecodable] = []
