@@ -1,8 +1,8 @@
 """The processors' work: readings in, judged batch by batch; anomalies, points and state out.
 
 :class:`Processors` owns what one worker needs (topics, the ``state`` table, care plans,
-metrics) and registers on the Faust app, for each batch of readings (``stream.take_events``,
-at most ``batch_size`` readings, waiting at most ``batch_within_s`` for more):
+metrics) and registers on the Faust app, for each batch of records (``stream.noack_take``,
+at most ``batch_size`` records, waiting at most ``batch_within_s`` for more):
 
 1. **Triage.** Undecodable messages, and readings whose key is not their patient id, become
    :class:`~pghd.contracts.DeadLetter` s for ``pghd.dlq.v1``.
@@ -22,8 +22,13 @@ at most ``batch_size`` readings, waiting at most ``batch_within_s`` for more):
 6. **Send the anomalies** and await them; then the records that listed them as intents are
    written again without them.
 
-Only when the batch returns are its readings acked, so their offsets commit (every
-``commit_interval_s``) only after everything above is durable. A crash anywhere replays the
+Steps 1-4 run while the batch before is still in steps 5-6 (judging is CPU, making durable
+is waiting on Kafka), but a batch's sends start only once the batch before is durable, so
+what reaches Kafka keeps the order of the readings. A batch's records are acked once its
+steps 5-6 are done, so their offsets commit (every ``commit_interval_s``) only after
+everything above is durable; until then the next batch reads its patients' new records from
+memory (:meth:`StateStore.keep`). When partitions move, the batch in flight is finished
+first. A crash anywhere replays the
 batch: a patient whose new record was written skips the readings it holds (step 3) and its
 anomalies are settled from the intents (step 2); a patient whose record was not written is
 judged again from the old one, with the same ids for the same anomalies. An anomaly is
@@ -39,6 +44,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -77,6 +83,22 @@ logger = logging.getLogger(__name__)
 
 STAGE = "processors"
 Reading = tuple[EventT[Any], Measurement]
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """What one judged batch must make durable (steps 5 and 6), and what to report."""
+
+    events: Sequence[EventT[Any]]
+    items: int
+    letters: list[tuple[bytes, bytes]]
+    points: list[tuple[bytes, bytes]]
+    writes: list[Write]
+    anomalies: Sequence[Anomaly]
+    cleared: list[Write]  # the records of ``writes`` that list intents, without them
+    readings: list[Measurement]
+    judged: int
+    repeats: Sequence[str]
 
 
 def _ms(moment: datetime) -> int:
@@ -166,6 +188,8 @@ class Processors:
             lookback_s=settings.verify_lookback_s,
         )
         self._lock = asyncio.Lock()
+        self._flight: asyncio.Task[None] | None = None  # the batch being made durable
+        self._flight_generation = -1
         self._settled_generation = -1
         # Prometheus metrics at /metrics on the Faust web server (processors.metrics).
         self.metrics: ProcessorMetrics = install_metrics(
@@ -197,17 +221,40 @@ class Processors:
         )
 
     async def _judge_measurements(self, stream: faust.StreamT[Any]) -> None:
-        """Judge readings batch by batch (the module docstring's steps)."""
-        batches = cast("faust.Stream[Any]", stream).take_events(
+        """Judge readings batch by batch (the module docstring's steps), one batch judged
+        while the one before it is made durable."""
+        faust_stream = cast("faust.Stream[Any]", stream)
+        batches = faust_stream.noack_take(
             self.settings.batch_size, within=self.settings.batch_within_s
         )
-        async for events in batches:
-            async with self._lock:
-                try:
-                    await self.process_batch(events)
-                except BaseException:
-                    self.state.forget()  # judged records may be ahead of the table now
-                    raise
+        try:
+            async for events in batches:
+                async with self._lock:
+                    if self.state.generation != self._flight_generation:
+                        await self._drain()  # partitions moved: judge from durable state
+                    try:
+                        outgoing = await self.prepare(events)
+                        await self._drain()
+                    except BaseException:
+                        self.state.forget()  # judged records may be ahead of the table now
+                        raise
+                    self._flight_generation = self.state.generation
+                    self._flight = asyncio.create_task(self._send(outgoing, faust_stream))
+        finally:
+            flight, self._flight = self._flight, None
+            if flight is not None and not flight.done():
+                flight.cancel()  # its readings were not acked: they are judged again
+                self.state.forget()
+
+    async def _drain(self) -> None:
+        """Wait until the batch in flight is durable and acked (raises what it raised)."""
+        flight, self._flight = self._flight, None
+        if flight is None:
+            return
+        try:
+            await flight
+        finally:
+            self.state.settled()
 
     # -- step 2: records with intents ----------------------------------------------------
 
@@ -246,6 +293,7 @@ class Processors:
             if tp.topic == topics.MEASUREMENTS
         }
         async with self._lock:
+            await self._drain()
             if self.state.generation != generation:
                 return
             partition_of: dict[str, int] = {}
@@ -271,8 +319,9 @@ class Processors:
 
     # -- the batch ---------------------------------------------------------------------
 
-    async def process_batch(self, events: Sequence[EventT[Any]]) -> None:
-        """Steps 1-6 of the module docstring for one batch of events."""
+    async def prepare(self, events: Sequence[EventT[Any]]) -> _Outgoing:
+        """Steps 1-4 for one batch: what step 5 and 6 must make durable. The new records
+        are cached as pending (the next batch reads them) until :meth:`_send` wrote them."""
         now = datetime.now(UTC)
         now_ms = _ms(now)
         decoded, letters = triage(events, now=now)
@@ -323,6 +372,7 @@ class Processors:
         for key, state in result.states.items():  # state keys begin with the patient id
             states_of[key.split("|", 1)[0]][key] = state
         writes: list[Write] = []
+        cleared: list[Write] = []
         for pid, event in patient_event.items():
             record = records[pid]
             record.patient = result.patients.get(pid, record.patient)
@@ -340,48 +390,58 @@ class Processors:
             record.intents = [wire.encode(a).decode() for a in anomalies_of.get(pid, [])]
             record.intent_ms = now_ms
             writes.append((partition, pid, encode_record(record, partition=partition)))
+            if record.intents:  # written again once the anomalies are sent (step 6)
+                record.intents = []
+                cleared.append((partition, pid, encode_record(record, partition=partition)))
         for pid in rewrite - patient_event.keys():
             partition = first_events[pid].message.partition
             writes.append((partition, pid, encode_record(records[pid], partition=partition)))
 
-        points = encode_records(result.points())
-        await asyncio.gather(
-            deliver(self.dlq_topic, letters),
-            deliver(self.points_topic, points),
-            self.state.write(writes),
-        )
         self.state.keep({pid: records[pid] for pid in patient_event.keys() | rewrite})
-        if result.anomalies:
+        return _Outgoing(
+            events=events,
+            items=items,
+            letters=letters,
+            points=encode_records(result.points()),
+            writes=writes,
+            anomalies=result.anomalies,
+            cleared=cleared,
+            readings=[r for _, r in readings],
+            judged=len(readings) - len(result.duplicates),
+            repeats=result.duplicates,
+        )
+
+    async def _send(self, out: _Outgoing, stream: faust.Stream[Any] | None) -> None:
+        """Steps 5 and 6 for a prepared batch; then ack its events (when ``stream``)."""
+        await asyncio.gather(
+            deliver(self.dlq_topic, out.letters),
+            deliver(self.points_topic, out.points),
+            self.state.write(out.writes),
+        )
+        if out.anomalies:
             await deliver(
                 self.anomalies_topic,
-                [(a.patient_id.encode(), wire.encode(a)) for a in result.anomalies],
+                [(a.patient_id.encode(), wire.encode(a)) for a in out.anomalies],
             )
-            self.metrics.anomalies_sent(result.anomalies)
-            cleared: list[Write] = []
-            for pid in anomalies_of:
-                record = records[pid]
-                record.intents = []
-                partition = (patient_event.get(pid) or first_events[pid]).message.partition
-                cleared.append((partition, pid, encode_record(record, partition=partition)))
-            await self.state.write(cleared)
-
+            self.metrics.anomalies_sent(out.anomalies)
+            await self.state.write(out.cleared)
+        if stream is not None:
+            for event in out.events:
+                await stream.ack(event)
         self.metrics.observe_batch(
-            events=items,
-            readings=[r for _, r in readings],
-            repeats=result.duplicates,
-            letters=letters,
+            events=out.items, readings=out.readings, repeats=out.repeats, letters=out.letters
         )
-        log = logger.info if letters or result.anomalies else logger.debug
+        log = logger.info if out.letters or out.anomalies else logger.debug
         log(
             "batch: %d records, %d readings, %d judged, %d already seen, %d repeated,"
             " %d dead letters, %d anomalies sent",
-            len(events),
-            items,
-            len(readings) - len(result.duplicates),
-            items - len(readings) - len(letters),
-            len(result.duplicates),
-            len(letters),
-            len(result.anomalies),
+            len(out.events),
+            out.items,
+            out.judged,
+            out.items - len(out.readings) - len(out.letters),
+            len(out.repeats),
+            len(out.letters),
+            len(out.anomalies),
         )
 
     async def _sweep(self) -> None:
@@ -403,6 +463,7 @@ class Processors:
             if now_ms - last_ms >= self.window_ms and partition in owned:
                 stale.append((partition, key))
         async with self._lock:
+            await self._drain()
             await self.state.delete(stale)
         if stale:
             logger.info(

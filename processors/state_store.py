@@ -17,7 +17,7 @@ table may then hold records another worker wrote.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +55,8 @@ class StateStore:
             " <patient_id>|dedup|<n> -> a sealed bucket of reading digests",
         )
         self._cache: OrderedDict[str, PatientRecord] = OrderedDict()
+        # records kept but not yet written, one dict per batch in flight, oldest first
+        self._pending: deque[dict[str, PatientRecord]] = deque()
         self._cache_size = cache_size
         self._generation = 0
         self._cached_generation = 0
@@ -72,6 +74,7 @@ class StateStore:
     def forget(self) -> None:
         """Drop every cached record (they are read from the table again)."""
         self._cache.clear()
+        self._pending.clear()
 
     def load(self, partition_of: Mapping[str, int]) -> dict[str, PatientRecord]:
         """The records of the patients of ``partition_of`` (patient id -> the partition
@@ -82,11 +85,13 @@ class StateStore:
         found: dict[str, PatientRecord] = {}
         for pid, partition in partition_of.items():
             record = self._cache.get(pid)
+            if record is not None:
+                self._cache.move_to_end(pid)
+            else:
+                record = self._unwritten(pid)
             if record is None:
                 with in_partition(partition):
                     record = self._read(pid)
-            else:
-                self._cache.move_to_end(pid)
             found[pid] = record
         return found
 
@@ -109,13 +114,26 @@ class StateStore:
                 logger.warning("dedup bucket %d of %s is unreadable; skipped", number, pid)
         return record
 
+    def _unwritten(self, pid: str) -> PatientRecord | None:
+        for batch in reversed(self._pending):
+            if (record := batch.get(pid)) is not None:
+                return record
+        return None
+
     def keep(self, records: Mapping[str, PatientRecord]) -> None:
-        """Cache ``records`` (after they were written)."""
+        """Cache ``records``, the newest state of their patients; until :meth:`settled`
+        says their batch was written, they are read from here whatever the cache drops."""
+        self._pending.append(dict(records))
         for pid, record in records.items():
             self._cache[pid] = record
             self._cache.move_to_end(pid)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+    def settled(self) -> None:
+        """The oldest batch :meth:`keep` was given is written (or was given up)."""
+        if self._pending:
+            self._pending.popleft()
 
     async def write(self, writes: Sequence[Write]) -> None:
         """Send ``writes`` to the changelog, wait until Kafka acknowledged every one
