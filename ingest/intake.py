@@ -56,6 +56,11 @@ class Registry(Protocol):
         """Why a reading of ``metric`` for ``patient_id`` may not be stored; None if it may."""
         ...
 
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+        """Why ``source`` may not write for ``patient_id`` (none of its accounts or devices
+        is linked to the patient); None if it may."""
+        ...
+
 
 class AllowAll:
     """A registry that refuses nothing (``PGHD_INGEST_CONSENT=off``: local trials only)."""
@@ -64,6 +69,9 @@ class AllowAll:
         return None
 
     def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
+        return None
+
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
         return None
 
 
@@ -121,7 +129,8 @@ def triage(
     than ``max_age`` older than ``received_at`` (the raw retention) is refused (``time``).
 
     Reasons of refusal (``invalid``, ``unit``, ``range``, ``time``, ``consent``,
-    ``unknown-account`` or an adapter's own) are counted in ``readings_rejected``.
+    ``unknown-account``, ``unlinked-source`` or an adapter's own) are counted in
+    ``readings_rejected``.
     """
     outcomes = [
         _triage_one(c, source=source, received_at=received_at, registry=registry, max_age=max_age)
@@ -179,6 +188,11 @@ def _triage_one(
     refused = registry.refusal(patient_id=measurement.patient_id, metric=measurement.metric)
     if refused is not None:
         return ItemOutcome(candidate, errors=[error(candidate.pointer, refused)], reason="consent")
+    unlinked = registry.source_refusal(source=source, patient_id=measurement.patient_id)
+    if unlinked is not None:
+        return ItemOutcome(
+            candidate, errors=[error(candidate.pointer, unlinked)], reason="unlinked-source"
+        )
     return ItemOutcome(candidate, measurement=measurement)
 
 

@@ -7,7 +7,9 @@ enrolled or withdrawn, the vendor accounts and devices linked to the patient, an
 :func:`grant`, :func:`revoke`, :func:`withdraw`, or :func:`apply` with an
 :class:`EnrollmentCommand`) return a new Enrollment, the same one when nothing changes, or
 raise :class:`EnrollmentError`. :func:`refusal` says, in words a person understands, why a
-reading of a metric may not be stored.
+reading of a metric may not be stored, and :func:`source_refusal` why a source (the holder
+of an API key or webhook secret) may not write for a patient: a source writes only for the
+patients one of its accounts or devices is linked to.
 
 Consent governs storage: once revoked, no reading of that metric is stored any more,
 whenever it was taken. Withdrawing revokes every consent and drops every link (the
@@ -43,6 +45,7 @@ __all__ = [
     "link",
     "refusal",
     "revoke",
+    "source_refusal",
     "unlink",
     "withdraw",
 ]
@@ -320,3 +323,14 @@ def refusal(enrollment: Enrollment | None, *, patient_id: str, metric: Metric) -
             f"patient {patient_id} revoked consent to {metric.value} at {_when(consent.revoked_at)}"
         )
     return None
+
+
+def source_refusal(enrollment: Enrollment | None, *, patient_id: str, source: str) -> str | None:
+    """Why ``source`` may not write readings for ``patient_id``: none of its accounts or
+    devices is linked to the patient. None when one is, and also when the patient is not
+    enrolled (:func:`refusal` says so, in those words)."""
+    if enrollment is None or enrollment.status is not EnrollmentStatus.ENROLLED:
+        return None
+    if any(k.source == source for k in enrollment.links):
+        return None
+    return f"source {source} has no account or device linked to patient {patient_id}"

@@ -104,14 +104,19 @@ class Pipeline:
             time.sleep(0.5)
 
     def enroll(self, patient_id: str, metrics: Iterable[str] = ("heart_rate",)) -> None:
-        """Enroll ``patient_id`` with consent to ``metrics`` through the patients API."""
+        """Enroll ``patient_id`` with consent to ``metrics`` through the patients API, linked
+        to the harness's source (account: the patient id), which may then write for them."""
         wanted = set(metrics) - self.consented.get(patient_id, set())
         if patient_id not in self.consented:
-            body = {"patient_id": patient_id, "consents": sorted(wanted)}
+            link = {"source": SOURCE, "account": patient_id}
+            body = {"patient_id": patient_id, "consents": sorted(wanted), "links": [link]}
             response = self.admin("POST", "/v1/patients", body)
             assert response.status_code in (201, 409), response.text
             if response.status_code == 201:
                 wanted = set()
+            else:
+                linked = self.admin("POST", f"/v1/patients/{patient_id}/links", link)
+                assert linked.status_code == 200, linked.text
             self.consented[patient_id] = set()
         for metric in sorted(wanted):
             response = self.admin("PUT", f"/v1/patients/{patient_id}/consents/{metric}")

@@ -34,6 +34,7 @@ _CODE_BY_REASON = {
     "range": "value",
     "time": "value",
     "consent": "forbidden",
+    "unlinked-source": "forbidden",
     "unknown-account": "not-found",
     "unsupported": "not-supported",
     "status": "business-rule",
@@ -48,6 +49,9 @@ _CODE_BY_STATUS = {
     429: "throttled",
     503: "transient",
 }
+
+
+_FORBIDDEN = {"consent", "unlinked-source"}
 
 
 class FhirResponse(JsonResponse):
@@ -88,7 +92,7 @@ def entry_status(*, accepted: bool, reason: str | None) -> str:
     """``Bundle.entry.response.status`` of one entry of a batch or transaction."""
     if accepted:
         return "201 Created"
-    return "403 Forbidden" if reason == "consent" else "400 Bad Request"
+    return "403 Forbidden" if reason in _FORBIDDEN else "400 Bad Request"
 
 
 def _from_problem(exc: ProblemError) -> FhirResponse:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pghd import wire
 from pghd.catalogue import Metric
-from pghd.enrollment import Enrollment, EnrollmentStatus, refusal
+from pghd.enrollment import Enrollment, EnrollmentStatus, refusal, source_refusal
 
 __all__ = ["EnrollmentBook"]
 
@@ -92,3 +92,8 @@ class EnrollmentBook:
     def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
         """Why a reading of ``metric`` for ``patient_id`` may not be stored; None if it may."""
         return refusal(self._by_patient.get(patient_id), patient_id=patient_id, metric=metric)
+
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+        """Why ``source`` may not write for ``patient_id`` (no link of it); None if it may."""
+        enrollment = self._by_patient.get(patient_id)
+        return source_refusal(enrollment, patient_id=patient_id, source=source)

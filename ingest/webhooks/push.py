@@ -50,7 +50,9 @@ class RefusedItem(BaseModel):
     """An item of the push that went to the dead-letter topic instead of the readings."""
 
     pointer: str = Field(description="JSON pointer into the push")
-    reason: str | None = Field(description="unknown-account, consent, invalid, unit, range...")
+    reason: str | None = Field(
+        description="unknown-account, consent, unlinked-source, invalid, unit, range..."
+    )
     errors: list[ItemError]
 
 

@@ -245,15 +245,24 @@ def withdraw(patient_id: Patient, url: UrlOption = DEFAULT_URL, token: TokenOpti
     typer.echo(f"patient {patient_id} withdrawn: every consent revoked, every link dropped")
 
 
-def enroll_cohort(client: httpx.Client, consents: Mapping[str, set[str]]) -> int:
-    """Enroll each patient with consent to its metrics (already enrolled: consents added).
+def enroll_cohort(
+    client: httpx.Client, consents: Mapping[str, set[str]], *, source: str | None = None
+) -> int:
+    """Enroll each patient with consent to its metrics (already enrolled: consents added),
+    and, with ``source``, link that source to each patient (account: the patient id, as an
+    app that addresses readings by patient id has), so that it may write for them.
 
     ``client`` carries the base URL and admin token. Returns how many patients were newly
     enrolled; raises :class:`ApiRefused` when the API refuses.
     """
     enrolled = 0
     for patient_id, metrics in consents.items():
-        body = {"patient_id": patient_id, "consents": sorted(metrics)}
+        link = {"source": source, "account": patient_id} if source else None
+        body = {
+            "patient_id": patient_id,
+            "consents": sorted(metrics),
+            "links": [link] if link else [],
+        }
         try:
             request(client, "POST", "/v1/patients", body)
             enrolled += 1
@@ -263,4 +272,6 @@ def enroll_cohort(client: httpx.Client, consents: Mapping[str, set[str]]) -> int
                 raise
         for metric in sorted(metrics):
             request(client, "PUT", f"/v1/patients/{patient_id}/consents/{metric}")
+        if link:
+            request(client, "POST", f"/v1/patients/{patient_id}/links", link)
     return enrolled

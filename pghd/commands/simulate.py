@@ -254,12 +254,13 @@ def parse_end(value: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def _enroll(url: str, token: str, consents: dict[str, set[str]]) -> None:
-    """Enroll the cohort through the patients API, with consent to the metrics it posts."""
+def _enroll(url: str, token: str, consents: dict[str, set[str]], source: str) -> None:
+    """Enroll the cohort through the patients API, with consent to the metrics it posts,
+    linked to ``source`` (the API key's source: a source writes only for linked patients)."""
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "pghd-simulator"}
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
-            enrolled = enroll_cohort(client, consents)
+            enrolled = enroll_cohort(client, consents, source=source)
     except ApiRefused as exc:
         typer.echo(f"error: cannot enroll the cohort: {exc}", err=True)
         raise typer.Exit(code=1) from None
@@ -303,6 +304,15 @@ def simulate(
             show_default=False,
         ),
     ] = "",
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            envvar="PGHD_SOURCE",
+            help="the source (vendor) name the API key belongs to; with --admin-token, the"
+            " cohort is linked to it, since a source writes only for patients linked to it",
+        ),
+    ] = "demo",
     oracle_context: Annotated[
         bool,
         typer.Option(
@@ -329,7 +339,7 @@ def simulate(
         consents.setdefault(str(item["patient_id"]), set()).add(str(item["metric"]))
         total += 1
     if admin_token:
-        _enroll(url, admin_token, consents)
+        _enroll(url, admin_token, consents, source)
     tally = Tally()
     started = time.monotonic()
     headers = {"X-API-Key": api_key, "User-Agent": "pghd-simulator"}

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from deploy.local.harness import (
     ADMIN_TOKEN,
     API_KEY,
+    SOURCE,
     Pipeline,
     new_patient,
     reading,
@@ -61,8 +62,10 @@ def second(
         yield pipeline
 
 
-def _enroll(via: Pipeline, patient: str, *metrics: str) -> None:
-    response = via.admin("POST", "/v1/patients", {"patient_id": patient, "consents": list(metrics)})
+def _enroll(via: Pipeline, patient: str, *metrics: str, source: str = SOURCE) -> None:
+    link = {"source": source, "account": f"app-{patient}"}
+    body = {"patient_id": patient, "consents": list(metrics), "links": [link]}
+    response = via.admin("POST", "/v1/patients", body)
     assert response.status_code == 201, response.text
 
 
@@ -131,6 +134,30 @@ def test_only_enrolled_and_consented_readings_are_stored(first: Pipeline) -> Non
     stranger_marker = reading(stranger, 74, start + timedelta(minutes=4))
     assert first.post(stranger_marker, enroll=False).status_code == 202
     assert [r["value"] for r in _stored_up_to(first, stranger, stranger_marker)] == [74]
+
+
+def test_a_source_key_cannot_write_for_a_patient_linked_only_to_another_source(
+    first: Pipeline,
+) -> None:
+    """The harness's key belongs to source ``acme``; the patient's only device is another
+    vendor's. Refused item by item, never stored, until ``acme`` is linked too."""
+    patient, neighbour = new_patient("other-vendor"), new_patient("acme-linked")
+    _enroll(first, patient, "heart_rate", source="withings")
+    _enroll(first, neighbour, "heart_rate")
+    start = ANCHOR - timedelta(hours=1)
+    refused = first.post(reading(patient, 71, start), enroll=False)
+    assert (
+        _refused(refused) == f"source {SOURCE} has no account or device linked to patient {patient}"
+    )
+    batch = [reading(patient, 72, start), reading(neighbour, 72, start)]
+    items = first.post(batch, enroll=False).json()["items"]
+    assert [i["status"] for i in items] == ["rejected", "accepted"]
+
+    link = {"source": SOURCE, "account": "watch-3"}
+    assert first.admin("POST", f"/v1/patients/{patient}/links", link).status_code == 200
+    marker = reading(patient, 73, start + timedelta(minutes=1))
+    assert first.post(marker, enroll=False).status_code == 202
+    assert [r["value"] for r in _stored_up_to(first, patient, marker)] == [73]
 
 
 def test_revocation_takes_effect_within_seconds_on_every_instance(

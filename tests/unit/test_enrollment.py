@@ -24,6 +24,7 @@ from pghd.enrollment import (
     link,
     refusal,
     revoke,
+    source_refusal,
     unlink,
     withdraw,
 )
@@ -189,3 +190,19 @@ def test_wire_round_trip_keeps_everything() -> None:
     payload = wire.encode(e)
     assert b'"schema_version":1' in payload
     assert wire.decode(Enrollment, payload) == e
+
+
+def test_a_source_writes_only_for_patients_one_of_its_accounts_is_linked_to() -> None:
+    e = link(enrolled(), source="terra", account="u-1", change=change(Action.LINK, 1))
+    assert source_refusal(e, patient_id="p1", source="terra") is None
+    assert source_refusal(e, patient_id="p1", source="acme") == (
+        "source acme has no account or device linked to patient p1"
+    )
+    e = link(e, source="acme", account="watch-2", change=change(Action.LINK, 2))
+    assert source_refusal(e, patient_id="p1", source="acme") is None
+    e = unlink(e, source="acme", account="watch-2", change=change(Action.UNLINK, 3))
+    assert source_refusal(e, patient_id="p1", source="acme") is not None
+    # not enrolled (or withdrawn): refusal() says so; the source check adds nothing
+    assert source_refusal(None, patient_id="p9", source="acme") is None
+    gone = withdraw(e, change=change(Action.WITHDRAW, 4))
+    assert source_refusal(gone, patient_id="p1", source="terra") is None

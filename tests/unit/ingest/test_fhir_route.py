@@ -169,6 +169,9 @@ def test_refused_consent_is_403_entry(app: FastAPI, client: TestClient) -> None:
         def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
             return "no consent" if patient_id == "nope" else None
 
+        def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+            return None
+
     app.dependency_overrides[get_registry] = NoConsentFor
     response = post(client, bundle("batch", heart_rate(), heart_rate(patient="nope")))
     entries = response.json()["entry"]

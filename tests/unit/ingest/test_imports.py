@@ -121,6 +121,9 @@ class RefuseSteps:
     def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
         return "no consent to steps" if metric is Metric.STEPS else None
 
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+        return None
+
 
 async def test_consent_is_checked_for_every_imported_reading(
     app: FastAPI, http: httpx.AsyncClient, gateway: RecordingGateway, export: ExportSummary

@@ -76,6 +76,9 @@ def client(
     yield TestClient(app, headers={"X-API-Key": API_KEY, "Authorization": f"Bearer {ADMIN}"})
 
 
+_ACME = {"source": SOURCE, "account": "w1"}
+
+
 def _refusal(response: object) -> str:
     body = response.json()  # type: ignore[attr-defined]
     return str(body["errors"][0]["detail"])
@@ -135,10 +138,32 @@ def test_enrolling_twice_is_409(client: TestClient) -> None:
     assert again.status_code == 409 and again.json()["detail"] == "patient p1 is already enrolled"
 
 
+def test_a_source_writes_only_for_patients_linked_to_it(client: TestClient) -> None:
+    other = {"source": "other-vendor", "account": "band-9"}
+    body = {"patient_id": "p1", "consents": ["heart_rate"], "links": [other]}
+    assert client.post("/v1/patients", json=body).status_code == 201
+    refused = client.post("/v1/measurements", json=reading(patient_id="p1"))
+    assert _refusal(refused) == f"source {SOURCE} has no account or device linked to patient p1"
+
+    batch = [reading(patient_id="p1"), reading(patient_id="p2")]
+    body = {"patient_id": "p2", "consents": ["heart_rate"], "links": [_ACME]}
+    assert client.post("/v1/patients", json=body).status_code == 201
+    items = client.post("/v1/measurements", json=batch).json()["items"]
+    assert [i["status"] for i in items] == ["rejected", "accepted"]
+
+    watch = {"source": SOURCE, "account": "w2"}
+    assert client.post("/v1/patients/p1/links", json=watch).status_code == 200
+    assert client.post("/v1/measurements", json=reading(patient_id="p1")).status_code == 202
+    assert client.delete(f"/v1/patients/p1/links/{SOURCE}/w2").status_code == 200
+    refused_again = client.post("/v1/measurements", json=reading(patient_id="p1"))
+    assert _refusal(refused_again).startswith(f"source {SOURCE} has no account")
+
+
 def test_revoke_refuses_from_then_on_and_grant_restores(
     client: TestClient, loopback: Loopback
 ) -> None:
-    client.post("/v1/patients", json={"patient_id": "p1", "consents": ["heart_rate"]})
+    body = {"patient_id": "p1", "consents": ["heart_rate"], "links": [_ACME]}
+    client.post("/v1/patients", json=body)
     revoked = client.delete("/v1/patients/p1/consents/heart_rate")
     assert revoked.status_code == 200 and revoked.json()["consents"]["heart_rate"]["revoked_at"]
     refused = client.post("/v1/measurements", json=reading(patient_id="p1"))

@@ -36,6 +36,10 @@ class Links:
     def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
         return None
 
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+        linked = any(s == source and p == patient_id for (s, _), p in self.links.items())
+        return None if linked else f"{source} is not linked to {patient_id}"
+
 
 def run(extraction: Extraction, source: str, account: str) -> list[ItemOutcome]:
     registry = Links({(source, account): "patient-007"})

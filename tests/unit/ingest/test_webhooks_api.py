@@ -40,7 +40,11 @@ class Links:
     """The registry: vendor accounts linked to patients, consent for all but ``no_consent``."""
 
     def __init__(self) -> None:
-        self.links = {("terra", "terra-u1"): "patient-t1", ("junction", "jn-u1"): "patient-j1"}
+        self.links = {
+            ("terra", "terra-u1"): "patient-t1",
+            ("junction", "jn-u1"): "patient-j1",
+            ("acme-push", "app-user-g1"): "patient-g1",
+        }
         self.no_consent: set[tuple[str, Metric]] = set()
 
     def patient_for(self, *, source: str, account: str) -> str | None:
@@ -50,6 +54,10 @@ class Links:
         if (patient_id, metric) in self.no_consent:
             return f"patient {patient_id} has not consented to {metric.value}"
         return None
+
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+        linked = any(s == source and p == patient_id for (s, _), p in self.links.items())
+        return None if linked else f"{source} is not linked to {patient_id}"
 
 
 class Env:
@@ -117,6 +125,17 @@ def test_generic_push_takes_pghd_reading_json(env: Env) -> None:
     assert (response.json()["accepted"], response.json()["dead_lettered"]) == (1, 1)
     (letter,) = env.letters()
     assert letter.reason.startswith("range: /1/value") and letter.stage == "ingest.webhooks"
+
+
+def test_generic_push_for_a_patient_not_linked_to_the_source_is_refused(env: Env) -> None:
+    body = body_of([reading(patient_id="patient-t1", value=71)])  # linked to terra only
+    response = env.post("acme-push", body, generic_headers(body))
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["dead_lettered"]) == (0, 1)
+    (letter,) = env.letters()
+    assert letter.reason.startswith("unlinked-source: /0")
+    assert "acme-push is not linked to patient-t1" in letter.reason
+    assert env.measurements() == []
 
 
 def test_generic_push_takes_the_end_of_a_step_count(env: Env) -> None:
