@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import pghd
-from alerts.api.auth import TokenAuthenticator
 from alerts.api.follower import TopicFollower
 from alerts.api.metrics import CareApiMetrics, RequestCounter
 from alerts.api.problems import PROBLEM_SCHEMAS, JsonResponse, install_handlers
@@ -23,6 +22,7 @@ from alerts.api.producer import KafkaCommandProducer
 from alerts.api.read_model import ReadModel
 from alerts.api.routes import api_router
 from alerts.api.settings import CareApiSettings
+from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
 
 __all__ = ["create_app", "load_routing"]
@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 _DESCRIPTION = """\
 Care teams list alerts and act on them. Authenticate with `Authorization: Bearer <token>`
-(tokens configured as SHA-256 digests in `PGHD_CARE_API_TOKENS`, separate from the device
-sources' API keys). Alerts are read from the compacted `pghd.alerts.v1` topic; actions are
+(tokens configured as SHA-256 digests in the users file `PGHD_CARE_API_USERS_FILE`, with
+each user's role and care teams; separate from the device sources' API keys). A viewer
+reads, a clinician also acknowledges, resolves, silences and sets care plans, both only
+for the patients assigned to their teams (`403` otherwise); an admin reaches every
+patient. Alerts are read from the compacted `pghd.alerts.v1` topic; actions are
 written as commands to `pghd.alert-commands.v1` (key = patient id) and answered `202` once
 Kafka acknowledged them; the alerts worker applies them and the new alert state shows here
 shortly after. Silences are not on the alerts topic: `GET /v1/silences` lists those found in
@@ -91,11 +94,24 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.read_model = model
     app.state.metrics = metrics
-    app.state.authenticator = TokenAuthenticator(settings.tokens)
+    app.state.credentials = CredentialBook(
+        settings.users_file,
+        fixed=settings.tokens,
+        recheck_s=settings.users_recheck_s,
+        on_reload=lambda outcome: metrics.users_reloads.labels(outcome=outcome).inc(),
+    )
     app.state.routing = load_routing(settings)
     app.state.producer = None
-    if not settings.tokens:
-        logger.warning("no tokens configured (PGHD_CARE_API_TOKENS): every request is refused")
+    if not app.state.credentials.configured:
+        logger.warning(
+            "no users configured (PGHD_CARE_API_USERS_FILE, PGHD_CARE_API_TOKENS):"
+            " every request is refused"
+        )
+    elif settings.tokens:
+        logger.warning(
+            "PGHD_CARE_API_TOKENS holders are admins (every patient); give people a role and"
+            " teams in PGHD_CARE_API_USERS_FILE instead"
+        )
     install_handlers(app)
     app.add_middleware(RequestCounter, metrics=metrics)
     app.include_router(api_router)

@@ -13,24 +13,26 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from alerts.api.auth import TokenAuthenticator
 from alerts.api.metrics import CareApiMetrics
 from alerts.api.problems import ProblemError
 from alerts.api.producer import CommandProducer, RecordPublisher
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
+from pghd.access import CredentialBook, Permission, Principal
 from pghd.alerting import RoutingConfig
 
 __all__ = [
+    "ClinicianDep",
     "MetricsDep",
+    "PrincipalDep",
     "ProducerDep",
     "PublisherDep",
     "ReadModelDep",
     "SettingsDep",
     "TeamOfDep",
-    "UserDep",
     "authenticate",
-    "get_authenticator",
+    "check_patient",
+    "get_credentials",
     "get_metrics",
     "get_producer",
     "get_publisher",
@@ -59,10 +61,10 @@ def get_metrics(request: Request) -> CareApiMetrics:
     return metrics
 
 
-def get_authenticator(request: Request) -> TokenAuthenticator:
-    """The app's bearer-token authenticator."""
-    authenticator: TokenAuthenticator = request.app.state.authenticator
-    return authenticator
+def get_credentials(request: Request) -> CredentialBook:
+    """The app's care-team members and their token digests."""
+    credentials: CredentialBook = request.app.state.credentials
+    return credentials
 
 
 def get_read_model(request: Request) -> ReadModel:
@@ -116,20 +118,58 @@ PublisherDep = Annotated[RecordPublisher, Depends(get_publisher)]
 
 
 def authenticate(
-    authenticator: Annotated[TokenAuthenticator, Depends(get_authenticator)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> str:
-    """The user name of the presented bearer token; 401 problem when none matches."""
-    token = credentials.credentials if credentials is not None else None
-    user = authenticator.identify(token)
-    if user is None:
+    credentials: Annotated[CredentialBook, Depends(get_credentials)],
+    presented: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    """The care-team member presenting the bearer token; 401 problem when none matches."""
+    token = presented.credentials if presented is not None else None
+    principal = credentials.identify(token)
+    if principal is None:
         raise ProblemError(
             status=401,
             slug="unauthorized",
             detail="missing bearer token" if not token else "unknown bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return user
+    return principal
 
 
-UserDep = Annotated[str, Depends(authenticate)]
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def authorize_action(principal: PrincipalDep) -> Principal:
+    """The principal, if their role may act on alerts and care plans; else 403 problem."""
+    if not principal.may(Permission.ACT):
+        raise ProblemError(
+            status=403,
+            slug="forbidden-role",
+            detail=f"{principal.name} is a {principal.role.value}: a {principal.role.value}"
+            " may read, not act (acknowledge, resolve, silence, care plans)",
+        )
+    return principal
+
+
+ClinicianDep = Annotated[Principal, Depends(authorize_action)]
+"""A principal that may act: a clinician or an admin."""
+
+
+def check_patient(
+    principal: Principal, patient_id: str, *, model: ReadModel, settings: CareApiSettings
+) -> None:
+    """403 problem unless ``principal`` may see ``patient_id`` (one of the patient's teams
+    is theirs, or they are an admin); 503 while the enrollments are still being read."""
+    if principal.may(Permission.ALL_PATIENTS):
+        return
+    if not model.ready:
+        raise ProblemError(
+            status=503,
+            slug="not-ready",
+            detail="still reading the enrollments topic; care-team access is not known yet",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+    if not principal.sees(model.teams_of(patient_id)):
+        raise ProblemError(
+            status=403,
+            slug="forbidden-patient",
+            detail=f"patient {patient_id} is not in a care team of {principal.name}",
+        )

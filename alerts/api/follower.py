@@ -1,8 +1,9 @@
 """Keeps the :class:`ReadModel` up to date from Kafka, in a background task.
 
 One consumer without a group is assigned every partition of ``pghd.alerts.v1`` (compacted:
-the latest alert per fingerprint), ``pghd.alert-commands.v1`` (for silences) and
-``pghd.care-plans.v1`` (compacted: the latest care plan per patient), reads them
+the latest alert per fingerprint), ``pghd.alert-commands.v1`` (for silences),
+``pghd.care-plans.v1`` (compacted: the latest care plan per patient) and
+``pghd.enrollments.v1`` (compacted: each patient's care teams), reads them
 from the beginning and keeps following. The model is marked ready once every partition was
 read up to the end offset it had at startup. If Kafka goes away the consumer is rebuilt with
 backoff and resumes where it stopped; the model keeps answering meanwhile.
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from alerts.api.metrics import CareApiMetrics
 from alerts.api.read_model import ReadModel
-from pghd.topics import ALERT_COMMANDS, ALERTS, CARE_PLANS
+from pghd.topics import ALERT_COMMANDS, ALERTS, CARE_PLANS, ENROLLMENTS
 
 __all__ = ["TopicFollower"]
 
@@ -95,7 +96,7 @@ class TopicFollower:
         # subscribed) consumer tracks none until assigned: ask the cluster directly.
         cluster = await consumer._client.fetch_all_metadata()
         found: list[TopicPartition] = []
-        for topic in (ALERTS, ALERT_COMMANDS, CARE_PLANS):
+        for topic in (ALERTS, ALERT_COMMANDS, CARE_PLANS, ENROLLMENTS):
             partitions = cluster.partitions_for_topic(topic)
             if not partitions:
                 raise RuntimeError(f"topic {topic} does not exist (yet)")
@@ -137,6 +138,8 @@ class TopicFollower:
                 self._model.apply_alert_record(record.key, record.value)
             elif tp.topic == CARE_PLANS:
                 self._model.apply_care_plan_record(record.key, record.value)
+            elif tp.topic == ENROLLMENTS:
+                self._model.apply_enrollment_record(record.key, record.value)
             else:
                 self._model.apply_command_record(record.value)
         except (ValidationError, ValueError, UnicodeDecodeError) as exc:

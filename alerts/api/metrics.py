@@ -39,6 +39,12 @@ class CareApiMetrics:
             ["topic", "outcome"],
             registry=self.registry,
         )
+        self.users_reloads = Counter(
+            "users_file_reloads",
+            "Reloads of the users file, by outcome (reloaded, refused: kept the previous)",
+            ["outcome"],
+            registry=self.registry,
+        )
         alerts = Gauge("alerts_known", "Alerts in the read model", registry=self.registry)
         alerts.set_function(lambda: float(len(model.alerts)))
         ready = Gauge(

@@ -13,6 +13,9 @@ plus the ones this process issued (added as soon as Kafka acknowledged them).
 Care plans: :meth:`ReadModel.apply_care_plan_record` takes one record of the compacted
 ``pghd.care-plans.v1`` (key = patient id, value = a wire-encoded :class:`CarePlan`,
 ``None`` = cleared); the latest per patient is kept in ``care_plans``.
+
+Care teams: :meth:`ReadModel.apply_enrollment_record` takes one record of the compacted
+``pghd.enrollments.v1``; each patient's ``teams`` decide which care-team members see them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pghd.alert_commands import AlertCommand, CommandKind, Silence
 from pghd.alerting import Alert, AlertState
 from pghd.care_plans import CarePlan
 from pghd.contracts import Severity
+from pghd.enrollment import Enrollment
 
 __all__ = ["AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
 
@@ -67,13 +71,16 @@ class AlertIndex:
         severity: Severity | None = None,
         team: str | None = None,
         team_of: Callable[[str], str | None] | None = None,
+        visible: Callable[[str], bool] | None = None,
         limit: int | None = None,
     ) -> list[Alert]:
-        """Alerts matching every given filter, most recently updated first."""
+        """Alerts matching every given filter (``visible``: of the patients it accepts),
+        most recently updated first."""
         found = [
             alert
             for alert in self._by_fingerprint.values()
-            if (state is None or alert.status is state)
+            if (visible is None or visible(alert.patient_id))
+            and (state is None or alert.status is state)
             and (patient_id is None or alert.patient_id == patient_id)
             and (severity is None or alert.severity is severity)
             and (team is None or (team_of is not None and team_of(alert.patient_id) == team))
@@ -129,12 +136,15 @@ class SilenceBook:
         now: datetime,
         state: SilenceState | None = None,
         patient_id: str | None = None,
+        visible: Callable[[str], bool] | None = None,
     ) -> list[SilenceEntry]:
-        """Silences in ``state`` (any when None) for ``patient_id`` (any when None)."""
+        """Silences in ``state`` (any when None) for ``patient_id`` (any when None), of
+        the patients ``visible`` accepts (all when None)."""
         return [
             entry
             for entry in self._entries.values()
-            if (state is None or entry.state(now) == state)
+            if (visible is None or visible(entry.silence.matchers.get("patient_id", "")))
+            and (state is None or entry.state(now) == state)
             and (patient_id is None or entry.silence.matchers.get("patient_id") == patient_id)
         ]
 
@@ -146,6 +156,7 @@ class ReadModel:
     alerts: AlertIndex = field(default_factory=AlertIndex)
     silences: SilenceBook = field(default_factory=SilenceBook)
     care_plans: dict[str, CarePlan] = field(default_factory=dict)
+    patient_teams: dict[str, frozenset[str]] = field(default_factory=dict)
     ready: bool = False
     """True once the topics were read up to their end offsets at startup."""
 
@@ -187,6 +198,24 @@ class ReadModel:
         if plan.patient_id != patient_id:
             raise ValueError("care plan keyed by another patient")
         self.care_plans[patient_id] = plan
+
+    def apply_enrollment_record(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one ``pghd.enrollments.v1`` record (only the patient's teams matter here);
+        raises ``ValueError`` on a bad one."""
+        if key is None:
+            raise ValueError("enrollment record without a key")
+        patient_id = key.decode("utf-8")
+        if value is None:
+            self.patient_teams.pop(patient_id, None)
+            return
+        enrollment = wire.decode(Enrollment, value)
+        if enrollment.patient_id != patient_id:
+            raise ValueError("enrollment keyed by another patient")
+        self.patient_teams[patient_id] = frozenset(enrollment.teams)
+
+    def teams_of(self, patient_id: str) -> frozenset[str]:
+        """The care teams ``patient_id`` is assigned to (none when unknown)."""
+        return self.patient_teams.get(patient_id, frozenset())
 
     def load_alerts(self, alerts: Iterable[Alert]) -> None:
         """Put several alerts at once (tests and tools)."""

@@ -1,10 +1,15 @@
 """Configuration of the care-team API, read from ``PGHD_CARE_API_*`` environment variables.
 
-``tokens`` maps each user (or team) name to the SHA-256 hex digest of its bearer token, as
-JSON, e.g. ``PGHD_CARE_API_TOKENS='{"nurse-ward-3": "5e88...42"}'``. There is no default
-token: with an empty mapping every request is refused. ``kafka_bootstrap`` falls back to the
-platform-wide ``PGHD_KAFKA_BOOTSTRAP`` and ``routing_file`` to the alerts worker's
-``PGHD_ALERTS_ROUTING_FILE`` (it gives the patient -> care-team map the ``team`` filter uses).
+``users_file`` names the users file (:mod:`pghd.access`): each user's role (viewer,
+clinician, admin), care teams and the SHA-256 digests of their bearer tokens; it is read
+again when it changes, so tokens are issued, rotated and revoked without a restart.
+``tokens`` is the older form, a JSON map of name -> digest, e.g.
+``PGHD_CARE_API_TOKENS='{"ops": "5e88...42"}'``, whose holders are admins (every patient).
+There is no default credential: with neither, every request is refused.
+``kafka_bootstrap`` falls back to the platform-wide ``PGHD_KAFKA_BOOTSTRAP`` and
+``routing_file`` to the alerts worker's ``PGHD_ALERTS_ROUTING_FILE`` (it gives the
+patient -> notification team map the ``team`` filter uses). ``max_silence_s`` is the
+longest silence anyone may set (policy: a silence hides a patient's alerts from everyone).
 """
 
 from __future__ import annotations
@@ -39,9 +44,18 @@ class CareApiSettings(BaseSettings):
         ),
         description="Kafka bootstrap servers, comma separated host:port",
     )
+    users_file: Path | None = Field(
+        default=None, description="the users file: roles, teams, token digests (pghd.access)"
+    )
+    users_recheck_s: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="how often the users file is checked for changes"
+    )
     tokens: dict[str, str] = Field(
         default_factory=dict,
-        description="user or team name -> SHA-256 hex digest of its bearer token",
+        description="older form: name -> SHA-256 hex digest of a bearer token (an admin)",
+    )
+    max_silence_s: Annotated[float, Field(gt=0)] = Field(
+        default=7 * 86400.0, description="the longest silence that may be set (seconds)"
     )
     routing_file: Path | None = Field(
         default=None,

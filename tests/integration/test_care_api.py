@@ -23,9 +23,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from alerts.api.auth import hash_token
 from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
 from pghd import topics, wire
+from pghd.access import hash_token
 from pghd.alert_commands import AlertCommand, CommandKind
 from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
 from pghd.cli import app as cli

@@ -30,11 +30,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from alerts.api.auth import hash_token
 from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline, service_env
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
 from pghd import topics, wire
+from pghd.access import hash_token
 from pghd.care_plans import CarePlan
 from pghd.cli import app as cli
 from pghd.contracts import Anomaly

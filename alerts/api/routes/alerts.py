@@ -4,6 +4,9 @@ Reads come from the read model (the compacted alerts topic). Acknowledge and res
 an :class:`~pghd.alert_commands.AlertCommand` keyed by the alert's patient id and answer
 ``202`` once Kafka acknowledged it; the alerts worker applies it and publishes the new alert
 state, which then shows here. ``by`` is the authenticated user.
+
+A viewer or clinician lists and reads only the alerts of their teams' patients (``403`` on
+another team's); acknowledging and resolving take a clinician or an admin.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from alerts.api.commands import issue, new_command
 from alerts.api.deps import (
+    ClinicianDep,
     MetricsDep,
+    PrincipalDep,
     ProducerDep,
     ReadModelDep,
     SettingsDep,
     TeamOfDep,
-    UserDep,
     authenticate,
+    check_patient,
 )
 from alerts.api.problems import ProblemError, problem_responses
 from alerts.api.read_model import ReadModel
@@ -33,6 +38,7 @@ from alerts.api.schemas import (
     ResolveIn,
 )
 from alerts.api.settings import CareApiSettings
+from pghd.access import Principal
 from pghd.alert_commands import CommandKind
 from pghd.alerting import Alert, AlertState
 from pghd.contracts import Severity
@@ -41,9 +47,13 @@ __all__ = ["find_alert", "router"]
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(authenticate)])
 
-_READ_ERRORS = {401: "Missing or unknown bearer token"}
+_READ_ERRORS = {
+    401: "Missing or unknown bearer token",
+    403: "The alert's patient is not in a care team of the caller",
+}
 _COMMAND_ERRORS = {
     **_READ_ERRORS,
+    403: "The caller's role may not act, or the patient is not in a care team of theirs",
     404: "No such alert",
     409: "The alert is already resolved",
     422: "The body is not valid",
@@ -74,6 +84,7 @@ def find_alert(model: ReadModel, alert_id: str, *, settings: CareApiSettings) ->
     responses=problem_responses({**_READ_ERRORS, 400: "team filter without routing config"}),
 )
 async def list_alerts(
+    principal: PrincipalDep,
     model: ReadModelDep,
     team_of: TeamOfDep,
     state: Annotated[AlertState | None, Query(description="open, acknowledged, resolved")] = None,
@@ -84,7 +95,7 @@ async def list_alerts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlertList:
-    """Alerts matching every given filter."""
+    """Alerts matching every given filter, of the patients the caller may see."""
     if team is not None and team_of is None:
         raise ProblemError(
             status=400,
@@ -97,6 +108,7 @@ async def list_alerts(
         severity=severity,
         team=team,
         team_of=team_of,
+        visible=lambda patient: principal.sees(model.teams_of(patient)),
         limit=limit,
     )
     items = [AlertOut.of(a, team=team_of(a.patient_id) if team_of else None) for a in found]
@@ -110,10 +122,15 @@ async def list_alerts(
     responses=problem_responses({**_READ_ERRORS, 404: "No such alert", 503: "Not ready yet"}),
 )
 async def show_alert(
-    alert_id: str, model: ReadModelDep, team_of: TeamOfDep, settings: SettingsDep
+    alert_id: str,
+    principal: PrincipalDep,
+    model: ReadModelDep,
+    team_of: TeamOfDep,
+    settings: SettingsDep,
 ) -> AlertDetail:
     """The alert with this id (its fingerprint works too)."""
     alert = find_alert(model, alert_id, settings=settings)
+    check_patient(principal, alert.patient_id, model=model, settings=settings)
     return AlertDetail.of(alert, team=team_of(alert.patient_id) if team_of else None)
 
 
@@ -126,7 +143,7 @@ async def show_alert(
 )
 async def acknowledge(
     alert_id: str,
-    user: UserDep,
+    principal: ClinicianDep,
     model: ReadModelDep,
     producer: ProducerDep,
     metrics: MetricsDep,
@@ -134,11 +151,11 @@ async def acknowledge(
     body: Annotated[AcknowledgeIn | None, Body()] = None,
 ) -> CommandAccepted:
     """Issue an acknowledge command; 202 once Kafka acknowledged it."""
-    alert = _actionable(model, alert_id, settings=settings)
+    alert = _actionable(model, alert_id, principal=principal, settings=settings)
     command = new_command(
         kind=CommandKind.ACKNOWLEDGE,
         patient_id=alert.patient_id,
-        by=user,
+        by=principal.name,
         alert_id=alert.alert_id,
         reason=body.comment if body else "",
     )
@@ -158,18 +175,18 @@ async def acknowledge(
 async def resolve(
     alert_id: str,
     body: ResolveIn,
-    user: UserDep,
+    principal: ClinicianDep,
     model: ReadModelDep,
     producer: ProducerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> CommandAccepted:
     """Issue a resolve command; 202 once Kafka acknowledged it."""
-    alert = _actionable(model, alert_id, settings=settings)
+    alert = _actionable(model, alert_id, principal=principal, settings=settings)
     command = new_command(
         kind=CommandKind.RESOLVE,
         patient_id=alert.patient_id,
-        by=user,
+        by=principal.name,
         alert_id=alert.alert_id,
         reason=body.reason,
     )
@@ -179,8 +196,11 @@ async def resolve(
     )
 
 
-def _actionable(model: ReadModel, alert_id: str, *, settings: CareApiSettings) -> Alert:
+def _actionable(
+    model: ReadModel, alert_id: str, *, principal: Principal, settings: CareApiSettings
+) -> Alert:
     alert = find_alert(model, alert_id, settings=settings)
+    check_patient(principal, alert.patient_id, model=model, settings=settings)
     if alert.status is AlertState.RESOLVED:
         raise ProblemError(
             status=409, slug="alert-resolved", detail=f"alert {alert.alert_id} is already resolved"

@@ -7,7 +7,8 @@ once Kafka acknowledged it. The processors take it from there: the next readings
 patient are judged with it, no restart. ``DELETE`` produces a tombstone (the patient is
 judged without a plan again). ``GET`` answers from the read model, which follows the topic
 (plans set through any instance) and holds the plans this process set as soon as Kafka
-acknowledged them.
+acknowledged them. Only members of the patient's care teams (and admins) reach a patient's
+plan (``403`` otherwise); setting and clearing take a clinician or an admin.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from alerts.api.deps import (
+    ClinicianDep,
     MetricsDep,
+    PrincipalDep,
     PublisherDep,
     ReadModelDep,
     SettingsDep,
-    UserDep,
     authenticate,
+    check_patient,
     unavailable,
 )
 from alerts.api.metrics import CareApiMetrics
@@ -47,6 +50,7 @@ PatientPath = Annotated[str, Path(pattern=ID_PATTERN, description="the patient's
 
 _ERRORS = {
     401: "Missing or unknown bearer token",
+    403: "The caller's role may not do this, or the patient is not in a care team of theirs",
     503: "Kafka cannot take the plan now (or the API is still reading the care-plans topic);"
     " retry after Retry-After seconds",
 }
@@ -94,9 +98,10 @@ async def _publish(
     responses=problem_responses({**_ERRORS, 404: "The patient has no care plan"}),
 )
 async def get_care_plan(
-    patient_id: PatientPath, model: ReadModelDep, settings: SettingsDep
+    patient_id: PatientPath, principal: PrincipalDep, model: ReadModelDep, settings: SettingsDep
 ) -> CarePlan:
     """The patient's current care plan."""
+    check_patient(principal, patient_id, model=model, settings=settings)
     return _known_plan(model, patient_id, settings=settings)
 
 
@@ -110,14 +115,17 @@ async def get_care_plan(
 async def put_care_plan(
     patient_id: PatientPath,
     body: CarePlanSettings,
-    user: UserDep,
+    principal: ClinicianDep,
     model: ReadModelDep,
     publisher: PublisherDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> CarePlan:
     """Replace the plan with ``body``; 202 with the stamped plan once Kafka acknowledged it."""
-    plan = CarePlan.of(body, patient_id=patient_id, updated_at=datetime.now(UTC), updated_by=user)
+    check_patient(principal, patient_id, model=model, settings=settings)
+    plan = CarePlan.of(
+        body, patient_id=patient_id, updated_at=datetime.now(UTC), updated_by=principal.name
+    )
     await _publish(
         publisher,
         patient_id=patient_id,
@@ -139,13 +147,14 @@ async def put_care_plan(
 )
 async def delete_care_plan(
     patient_id: PatientPath,
-    user: UserDep,
+    principal: ClinicianDep,
     model: ReadModelDep,
     publisher: PublisherDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> CarePlan:
     """Clear the plan (a tombstone on the topic); 202 with the plan that was cleared."""
+    check_patient(principal, patient_id, model=model, settings=settings)
     plan = _known_plan(model, patient_id, settings=settings)
     await _publish(
         publisher,
@@ -156,5 +165,5 @@ async def delete_care_plan(
         settings=settings,
     )
     model.care_plans.pop(patient_id, None)
-    logger.info("care plan of %s cleared by %s", patient_id, user)
+    logger.info("care plan of %s cleared by %s", patient_id, principal.name)
     return plan

@@ -6,23 +6,30 @@ instance of this API, within the topic's retention), plus what this process issu
 Kafka acknowledged. Issuing and expiring produce an
 :class:`~pghd.alert_commands.AlertCommand` keyed by the patient id; ``202`` once Kafka
 acknowledged it.
+
+Silencing and expiring take a clinician or an admin of the patient's team; a silence may
+last at most ``PGHD_CARE_API_MAX_SILENCE_S`` (7 days by default): a silence hides a
+patient's alerts from everyone, so its length is policy, not a personal choice. Lists show
+only the silences of the patients the caller may see.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from alerts.api.commands import issue, new_command
 from alerts.api.deps import (
+    ClinicianDep,
     MetricsDep,
+    PrincipalDep,
     ProducerDep,
     ReadModelDep,
     SettingsDep,
-    UserDep,
     authenticate,
+    check_patient,
 )
 from alerts.api.problems import ProblemError, problem_responses
 from alerts.api.read_model import SilenceState
@@ -35,6 +42,7 @@ router = APIRouter(prefix="/v1/silences", tags=["silences"], dependencies=[Depen
 
 _ERRORS = {
     401: "Missing or unknown bearer token",
+    403: "The caller's role may not act, or the patient is not in a care team of theirs",
     503: "Kafka cannot take the command now; retry after Retry-After seconds",
 }
 
@@ -48,22 +56,32 @@ _ERRORS = {
 )
 async def create_silence(
     body: SilenceIn,
-    user: UserDep,
+    principal: ClinicianDep,
     model: ReadModelDep,
     producer: ProducerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> CommandAccepted:
     """Issue a silence command; 202 with the silence id once Kafka acknowledged it."""
+    check_patient(principal, body.patient_id, model=model, settings=settings)
+    starts_at = body.starts_at or datetime.now(UTC)
+    longest = timedelta(seconds=settings.max_silence_s)
+    if body.ends_at - starts_at > longest:
+        raise ProblemError(
+            status=422,
+            slug="silence-too-long",
+            detail=f"a silence may last at most {_span(longest)}; this one lasts"
+            f" {_span(body.ends_at - starts_at)}",
+        )
     silence = Silence(
         matchers=body.all_matchers(),
-        starts_at=body.starts_at or datetime.now(UTC),
+        starts_at=starts_at,
         ends_at=body.ends_at,
-        created_by=user,
+        created_by=principal.name,
         comment=body.comment,
     )
     command = new_command(
-        kind=CommandKind.SILENCE, patient_id=body.patient_id, by=user, silence=silence
+        kind=CommandKind.SILENCE, patient_id=body.patient_id, by=principal.name, silence=silence
     )
     await issue(command, producer=producer, metrics=metrics, settings=settings)
     model.apply_command(command)
@@ -79,13 +97,19 @@ async def create_silence(
     responses=problem_responses({401: _ERRORS[401]}),
 )
 async def list_silences(
+    principal: PrincipalDep,
     model: ReadModelDep,
     state: Annotated[SilenceState | None, Query(description="pending, active, expired")] = None,
     patient_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> SilenceList:
-    """Silences known to this API, oldest first."""
+    """Silences known to this API of the patients the caller may see, oldest first."""
     now = datetime.now(UTC)
-    entries = model.silences.list(now=now, state=state, patient_id=patient_id)
+    entries = model.silences.list(
+        now=now,
+        state=state,
+        patient_id=patient_id,
+        visible=lambda patient: principal.sees(model.teams_of(patient)),
+    )
     items = [SilenceOut.of(entry, now=now) for entry in entries]
     return SilenceList(count=len(items), items=items)
 
@@ -101,7 +125,7 @@ async def list_silences(
 )
 async def expire_silence(
     silence_id: str,
-    user: UserDep,
+    principal: ClinicianDep,
     model: ReadModelDep,
     producer: ProducerDep,
     metrics: MetricsDep,
@@ -113,16 +137,24 @@ async def expire_silence(
         raise ProblemError(
             status=404, slug="silence-not-found", detail=f"no silence {silence_id!r}"
         )
+    patient_id = entry.silence.matchers["patient_id"]
+    check_patient(principal, patient_id, model=model, settings=settings)
     if entry.state(datetime.now(UTC)) == "expired":
         raise ProblemError(
             status=409, slug="silence-expired", detail=f"silence {silence_id} has already expired"
         )
     command = new_command(
         kind=CommandKind.EXPIRE_SILENCE,
-        patient_id=entry.silence.matchers["patient_id"],
-        by=user,
+        patient_id=patient_id,
+        by=principal.name,
         silence_id=silence_id,
     )
     await issue(command, producer=producer, metrics=metrics, settings=settings)
     model.apply_command(command)
     return CommandAccepted(command_id=command.command_id, kind=command.kind, silence_id=silence_id)
+
+
+def _span(span: timedelta) -> str:
+    """``span`` for people: days from one day up, else hours."""
+    seconds = span.total_seconds()
+    return f"{seconds / 86400:.3g} d" if seconds >= 86400 else f"{seconds / 3600:.3g} h"

@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alerts.api.app import create_app
-from alerts.api.auth import hash_token
 from alerts.api.deps import get_producer, get_read_model
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
+from pghd.access import hash_token
 from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
 from pghd.contracts import Severity

@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from alerts.api.app import create_app
-from alerts.api.auth import hash_token
 from alerts.api.deps import get_read_model
 from alerts.api.producer import CommandsUnavailable
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
+from pghd.access import hash_token
 from pghd.alert_commands import CommandKind
 from pghd.alerting import AlertState, NotificationOutcome, NotificationRecord
 from tests.unit.alerts.api.conftest import (

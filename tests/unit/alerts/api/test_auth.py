@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from alerts.api.auth import TokenAuthenticator, hash_token
 from alerts.api.settings import CareApiSettings
+from pghd.access import CredentialBook, Role, hash_token
 from tests.unit.alerts.api.conftest import AUTH, TOKEN, USER
 
 
@@ -53,13 +53,14 @@ def test_health_needs_no_token(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 200
 
 
-def test_authenticator_names_the_user() -> None:
-    auth = TokenAuthenticator({USER: hash_token(TOKEN), "b": hash_token("b-token")})
-    assert auth.identify(TOKEN) == USER
-    assert auth.identify("b-token") == "b"
-    assert auth.identify("nope") is None
-    assert auth.identify(None) is None
-    assert not TokenAuthenticator({}).configured
+def test_older_tokens_name_admins() -> None:
+    book = CredentialBook(None, fixed={USER: hash_token(TOKEN), "b": hash_token("b-token")})
+    found = book.identify(TOKEN)
+    assert found is not None and (found.name, found.role) == (USER, Role.ADMIN)
+    assert (who := book.identify("b-token")) is not None and who.name == "b"
+    assert book.identify("nope") is None
+    assert book.identify(None) is None
+    assert not CredentialBook(None).configured
 
 
 def test_settings_take_digests_not_tokens(monkeypatch: pytest.MonkeyPatch) -> None:

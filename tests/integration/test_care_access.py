@@ -1,0 +1,209 @@
+"""Care-team access on real Kafka: teams from enrollment, roles from the users file.
+
+Patients are enrolled into care teams through ingest's patients API (a real ingest process);
+the care-team API (its own process) follows the enrollments topic and a users file. Alerts,
+silences and care plans of two teams' patients are put where the platform keeps them, and
+every route of the API's own OpenAPI document is called as a clinician of the other team.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy.local.harness import Pipeline, running_pipeline
+from deploy.local.influxdb import InfluxServer
+from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from pghd.access import hash_token
+from tests.integration.test_care_api import make_alert, publish
+
+RUN = uuid.uuid4().hex[:8]
+OURS, THEIRS = f"access-{RUN}-a", f"access-{RUN}-b"
+USERS = {
+    "viewer-a": ("viewer", ["ward-a"]),
+    "nurse-a": ("clinician", ["ward-a"]),
+    "nurse-b": ("clinician", ["ward-b"]),
+}
+ALERTS = {p: make_alert(p) for p in (OURS, THEIRS)}
+
+
+def write_users(path: Path, users: dict[str, tuple[str, list[str]]]) -> None:
+    doc = {
+        "schema_version": 1,
+        "users": {
+            name: {"role": role, "teams": teams, "token_sha256": [hash_token(f"{name}-{RUN}")]}
+            for name, (role, teams) in users.items()
+        },
+    }
+    path.write_text(json.dumps(doc))
+    st = path.stat()  # a later write in the same clock tick still reads as a change
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+@dataclass
+class Access:
+    url: str
+    log: Path
+    users: Path
+
+    def call(
+        self, user: str, method: str, path: str, body: Any = None, **params: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {user}-{RUN}"}
+        return httpx.request(
+            method, self.url + path, json=body, params=params, headers=headers, timeout=10
+        )
+
+
+@pytest.fixture(scope="module")
+def ingest(
+    stack_env: dict[str, str], influx: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    workdir = tmp_path_factory.mktemp("care-access-ingest")
+    with running_pipeline(
+        stack_env=stack_env, influx=influx, workdir=workdir, services=("ingest",)
+    ) as pipeline:
+        yield pipeline
+
+
+@pytest.fixture(scope="module")
+def care(
+    kafka_bootstrap: str, ingest: Pipeline, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Access]:
+    for patient, team in ((OURS, "ward-a"), (THEIRS, "ward-b")):
+        body = {"patient_id": patient, "teams": [team]}
+        response = ingest.admin("POST", "/v1/patients", body)
+        assert response.status_code == 201, response.text
+    publish(kafka_bootstrap, *((a.fingerprint, a) for a in ALERTS.values()))
+    workdir = tmp_path_factory.mktemp("care-access")
+    users = workdir / "users.json"
+    write_users(users, USERS)
+    port = free_port()
+    api = Access(url=f"http://127.0.0.1:{port}", log=workdir / "care-api.log", users=users)
+    process = start_detached(
+        [sys.executable, "-m", "alerts.api.main"],
+        log_file=api.log,
+        env={
+            "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "PGHD_CARE_API_USERS_FILE": str(users),
+            "PGHD_CARE_API_USERS_RECHECK_S": "0.1",
+            "PGHD_CARE_API_PORT": str(port),
+        },
+        die_with_parent=True,
+    )
+    try:
+        wait_until(
+            lambda: httpx.get(f"{api.url}/readyz", timeout=2).status_code == 200,
+            timeout=60,
+            what="care API /readyz",
+            process=process,
+            log_file=api.log,
+        )
+        # a silence and a care plan of each patient, set by their own team's clinician
+        for patient, nurse in ((OURS, "nurse-a"), (THEIRS, "nurse-b")):
+            ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            silence = api.call(
+                nurse, "POST", "/v1/silences", {"patient_id": patient, "ends_at": ends}
+            )
+            assert silence.status_code == 202, silence.text + log_tail(api.log)
+            plan = api.call(nurse, "PUT", f"/v1/patients/{patient}/care-plan", {"spo2_scale": 2})
+            assert plan.status_code == 202, plan.text
+        yield api
+    finally:
+        stop_process(process.pid, timeout=20)
+
+
+def _silence_of(api: Access, user: str, patient: str) -> str:
+    items = api.call(user, "GET", "/v1/silences", patient_id=patient).json()["items"]
+    assert items, f"no silence of {patient} for {user}"
+    return str(items[0]["silence_id"])
+
+
+def _routes(api: Access, patient: str, owner: str) -> list[tuple[str, str, Any]]:
+    """Every route of the API's OpenAPI document that takes a token, about ``patient``."""
+    spec = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
+    values = {
+        "{alert_id}": ALERTS[patient].alert_id,
+        "{patient_id}": patient,
+        "{silence_id}": _silence_of(api, owner, patient),
+    }
+    found: list[tuple[str, str, Any]] = []
+    for template, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if "401" not in operation.get("responses", {}):
+                continue
+            path = template
+            for name, value in values.items():
+                path = path.replace(name, value)
+            assert "{" not in path, f"a path parameter this test does not know: {template}"
+            body: Any = None
+            if template.endswith("/resolve"):
+                body = {"reason": "seen on the ward"}
+            elif template == "/v1/silences" and method == "post":
+                ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+                body = {"patient_id": patient, "ends_at": ends}
+            elif template.endswith("/care-plan") and method == "put":
+                body = {"spo2_scale": 2}
+            found.append((method.upper(), path, body))
+    return found
+
+
+def test_another_teams_clinician_gets_403_on_every_route(care: Access) -> None:
+    routes = _routes(care, THEIRS, owner="nurse-b")
+    assert len(routes) >= 9, routes
+    for method, path, body in routes:
+        response = care.call("nurse-a", method, path, body)
+        if method == "GET" and path in ("/v1/alerts", "/v1/silences"):
+            listed = {
+                i.get("patient_id") or i["matchers"]["patient_id"] for i in response.json()["items"]
+            }
+            assert THEIRS not in listed and response.status_code == 200, (path, listed)
+            continue
+        assert response.status_code == 403, (method, path, response.text)
+
+
+def test_a_viewer_cannot_acknowledge(care: Access) -> None:
+    alert = ALERTS[OURS].alert_id
+    assert care.call("viewer-a", "GET", f"/v1/alerts/{alert}").status_code == 200
+    refused = care.call("viewer-a", "POST", f"/v1/alerts/{alert}/acknowledge", {})
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "urn:pghd:problem:forbidden-role"
+    accepted = care.call("nurse-a", "POST", f"/v1/alerts/{alert}/acknowledge", {})
+    assert accepted.status_code == 202, accepted.text
+
+
+def test_a_silence_beyond_the_maximum_is_refused(care: Access) -> None:
+    now = datetime.now(UTC)
+    body = {"patient_id": OURS, "starts_at": now.isoformat()}
+    eight_days = {**body, "ends_at": (now + timedelta(days=8)).isoformat()}
+    refused = care.call("nurse-a", "POST", "/v1/silences", eight_days)
+    assert refused.status_code == 422 and "at most 7 d" in refused.json()["detail"]
+
+
+def test_a_new_team_assignment_and_a_revoked_token_apply_without_a_restart(
+    care: Access, ingest: Pipeline
+) -> None:
+    path = f"/v1/alerts/{ALERTS[THEIRS].alert_id}"
+    assert care.call("nurse-a", "GET", path).status_code == 403
+    assigned = ingest.admin("PUT", f"/v1/patients/{THEIRS}/teams/ward-a")
+    assert assigned.status_code == 200, assigned.text
+    deadline = time.monotonic() + 20
+    while care.call("nurse-a", "GET", path).status_code != 200:
+        assert time.monotonic() < deadline, "the team assignment never reached the API"
+        time.sleep(0.2)
+    write_users(care.users, {k: v for k, v in USERS.items() if k != "nurse-a"})
+    deadline = time.monotonic() + 10
+    while care.call("nurse-a", "GET", path).status_code != 401:
+        assert time.monotonic() < deadline, "the removed user was still let in"
+        time.sleep(0.1)

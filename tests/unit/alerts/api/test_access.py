@@ -1,0 +1,255 @@
+"""Who may see and do what in the care-team API: roles, teams, the silence limit, and a
+users file that changes under a running app.
+
+Every route that needs a token is found in the app's own OpenAPI document, so a route
+added later is checked too: a clinician of another team gets 403 on it, whatever it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts.api.read_model import ReadModel
+from alerts.api.settings import CareApiSettings
+from pghd.access import CredentialBook, Role, hash_token
+from pghd.alert_commands import Silence
+from pghd.care_plans import CarePlan, CarePlanSettings
+from tests.unit.alerts.api.conftest import RecordingProducer, build, make_alert
+
+OURS, THEIRS, NOBODYS = "patient-ward-a", "patient-ward-b", "patient-no-team"
+USERS = {
+    "viewer-a": ("viewer", ["ward-a"]),
+    "nurse-a": ("clinician", ["ward-a"]),
+    "nurse-b": ("clinician", ["ward-b"]),
+    "chief": ("admin", []),
+}
+
+
+def token(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user}-token"}
+
+
+def write_users(path: Path, users: dict[str, tuple[str, list[str]]], **extra: Any) -> None:
+    doc = {
+        "schema_version": 1,
+        "users": {
+            name: {"role": role, "teams": teams, "token_sha256": [hash_token(f"{name}-token")]}
+            | extra.get(name, {})
+            for name, (role, teams) in users.items()
+        },
+    }
+    path.write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "users.json"
+    write_users(path, USERS)
+    return path
+
+
+@pytest.fixture
+def model() -> ReadModel:
+    model = ReadModel(ready=True)
+    model.patient_teams = {OURS: frozenset({"ward-a"}), THEIRS: frozenset({"ward-b", "cardio"})}
+    model.load_alerts(
+        [make_alert(patient_id=p, alert_id=f"al-{p}") for p in (OURS, THEIRS, NOBODYS)]
+    )
+    now = datetime.now(UTC)
+    for patient in (OURS, THEIRS):
+        model.silences.add(
+            Silence(
+                silence_id=f"si-{patient}",
+                matchers={"patient_id": patient},
+                starts_at=now,
+                ends_at=now + timedelta(hours=2),
+                created_by="someone",
+            )
+        )
+        plan = CarePlanSettings.model_validate({"spo2_scale": 2})
+        model.care_plans[patient] = CarePlan.of(
+            plan, patient_id=patient, updated_at=now, updated_by="someone"
+        )
+    return model
+
+
+@pytest.fixture
+def producer() -> RecordingProducer:
+    return RecordingProducer()
+
+
+@pytest.fixture
+def client(users_file: Path, model: ReadModel, producer: RecordingProducer) -> Iterator[TestClient]:
+    settings = CareApiSettings(
+        users_file=users_file, users_recheck_s=0.001, kafka_bootstrap="127.0.0.1:1"
+    )
+    app = build(settings, producer, model)
+
+    class Publisher:
+        async def publish(self, *, topic: str, key: bytes, value: bytes | None) -> None:
+            return None
+
+    from alerts.api.deps import get_publisher
+
+    app.dependency_overrides[get_publisher] = Publisher
+    yield TestClient(app)
+
+
+def _body(method: str, path: str, patient: str) -> dict[str, Any] | None:
+    if path.endswith("/resolve"):
+        return {"reason": "handled on the ward"}
+    if path == "/v1/silences" and method == "POST":
+        ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        return {"patient_id": patient, "ends_at": ends, "comment": "night"}
+    if path.endswith("/care-plan") and method == "PUT":
+        return {"spo2_scale": 2}
+    return None
+
+
+def _requests(client: TestClient, patient: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Every route of the OpenAPI document that takes a token, about ``patient``."""
+    spec = client.get("/openapi.json").json()
+    found = []
+    for template, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if "401" not in operation.get("responses", {}):
+                continue  # health and metrics: no token, no patient data
+            path = (
+                template.replace("{alert_id}", f"al-{patient}")
+                .replace("{patient_id}", patient)
+                .replace("{silence_id}", f"si-{patient}")
+            )
+            assert "{" not in path, f"a path parameter this test does not know: {template}"
+            found.append((method.upper(), path, _body(method.upper(), template, patient)))
+    return found
+
+
+def _is_list(path: str) -> bool:
+    return path in ("/v1/alerts", "/v1/silences")
+
+
+def test_another_teams_clinician_gets_403_on_every_patient_route(client: TestClient) -> None:
+    requests = _requests(client, THEIRS)
+    assert len(requests) >= 9, requests
+    for method, path, body in requests:
+        if _is_list(path) and method == "GET":
+            continue
+        response = client.request(method, path, json=body, headers=token("nurse-a"))
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    for method, path, body in requests:
+        response = client.request(method, path, json=body, headers=token("nurse-b"))
+        assert response.status_code < 300, (method, path, response.text)
+
+
+def test_lists_show_only_the_callers_patients(client: TestClient) -> None:
+    def patients(user: str, path: str) -> set[str]:
+        items = client.get(path, headers=token(user)).json()["items"]
+        return {i.get("patient_id") or i["matchers"]["patient_id"] for i in items}
+
+    assert patients("nurse-a", "/v1/alerts") == {OURS}
+    assert patients("viewer-a", "/v1/alerts") == {OURS}
+    assert patients("nurse-b", "/v1/alerts") == {THEIRS}
+    assert patients("chief", "/v1/alerts") == {OURS, THEIRS, NOBODYS}
+    assert patients("nurse-a", "/v1/silences") == {OURS}
+    assert patients("nurse-a", f"/v1/alerts?patient_id={THEIRS}") == set()
+
+
+def test_a_viewer_reads_but_cannot_act(client: TestClient, producer: RecordingProducer) -> None:
+    for method, path, body in _requests(client, OURS):
+        response = client.request(method, path, json=body, headers=token("viewer-a"))
+        if method == "GET":
+            assert response.status_code == 200, (path, response.text)
+        else:
+            assert response.status_code == 403, (method, path, response.text)
+            assert response.json()["type"] == "urn:pghd:problem:forbidden-role"
+    assert producer.sent == []
+
+
+def test_a_patient_in_no_team_is_seen_by_admins_only(client: TestClient) -> None:
+    path = f"/v1/alerts/al-{NOBODYS}"
+    assert client.get(path, headers=token("nurse-a")).status_code == 403
+    assert client.get(path, headers=token("chief")).status_code == 200
+
+
+def test_a_silence_longer_than_the_policy_is_refused(
+    client: TestClient, producer: RecordingProducer
+) -> None:
+    now = datetime.now(UTC)
+    body = {"patient_id": OURS, "starts_at": now.isoformat()}
+    too_long = {**body, "ends_at": (now + timedelta(days=7, seconds=1)).isoformat()}
+    refused = client.post("/v1/silences", json=too_long, headers=token("nurse-a"))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"] == "urn:pghd:problem:silence-too-long"
+    assert "at most 7 d" in refused.json()["detail"]
+    assert producer.sent == []
+    week = {**body, "ends_at": (now + timedelta(days=7)).isoformat()}
+    assert client.post("/v1/silences", json=week, headers=token("nurse-a")).status_code == 202
+
+
+def test_not_ready_is_503_not_403(client: TestClient, model: ReadModel) -> None:
+    model.ready = False
+    response = client.get(f"/v1/patients/{OURS}/care-plan", headers=token("nurse-a"))
+    assert response.status_code == 503 and response.headers["Retry-After"]
+
+
+def _touch_later(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def test_tokens_are_rotated_and_revoked_without_a_restart(
+    client: TestClient, users_file: Path
+) -> None:
+    assert client.get("/v1/alerts", headers=token("nurse-a")).status_code == 200
+    # rotation: nurse-a holds the old and the new token for a while, then only the new one
+    rotated = {"nurse-a": {"token_sha256": [hash_token("new-token"), hash_token("nurse-a-token")]}}
+    write_users(users_file, USERS, **rotated)
+    _touch_later(users_file)
+    new = {"Authorization": "Bearer new-token"}
+    assert client.get("/v1/alerts", headers=new).status_code == 200
+    assert client.get("/v1/alerts", headers=token("nurse-a")).status_code == 200
+    write_users(users_file, USERS, **{"nurse-a": {"token_sha256": [hash_token("new-token")]}})
+    _touch_later(users_file)
+    assert client.get("/v1/alerts", headers=token("nurse-a")).status_code == 401
+    assert client.get("/v1/alerts", headers=new).status_code == 200
+    # revocation: a disabled user is refused whatever token they hold
+    write_users(users_file, USERS, **{"nurse-b": {"disabled": True}})
+    _touch_later(users_file)
+    assert client.get("/v1/alerts", headers=token("nurse-b")).status_code == 401
+
+
+def test_a_broken_users_file_keeps_the_users_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    write_users(path, USERS)
+    outcomes: list[str] = []
+    now = [0.0]
+    book = CredentialBook(path, recheck_s=1.0, clock=lambda: now[0], on_reload=outcomes.append)
+    assert (who := book.identify("nurse-a-token")) is not None and who.role is Role.CLINICIAN
+    path.write_text('{"schema_version": 1, "users": {"nurse-a": {"role": "boss"')
+    _touch_later(path)
+    assert book.identify("nurse-a-token") is not None, "checked again only after recheck_s"
+    now[0] = 2.0
+    assert book.identify("nurse-a-token") is not None
+    assert outcomes == ["refused"]
+    write_users(path, {"nurse-a": ("viewer", ["ward-a"])})
+    _touch_later(path)
+    now[0] = 4.0
+    assert (who := book.identify("nurse-a-token")) is not None and who.role is Role.VIEWER
+    assert book.identify("chief-token") is None
+    assert outcomes == ["refused", "reloaded"]
+
+
+def test_a_users_file_that_does_not_parse_stops_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    path.write_text('{"users": {"x": {"role": "viewer", "token_sha256": ["not-a-digest"]}}}')
+    with pytest.raises(ValueError, match="token_sha256"):
+        CredentialBook(path)
