@@ -2,9 +2,10 @@
 
 Pure models and functions, no I/O. An :class:`Enrollment` is the whole state of one patient
 (it travels as is, keyed by patient id, on the compacted ``pghd.enrollments.v1`` topic):
-enrolled or withdrawn, the vendor accounts and devices linked to the patient, and one
-:class:`Consent` per metric. The transitions (:func:`enroll`, :func:`link`, :func:`unlink`,
-:func:`grant`, :func:`revoke`, :func:`withdraw`, or :func:`apply` with an
+enrolled or withdrawn, the vendor accounts and devices linked to the patient, one
+:class:`Consent` per metric, and the care teams the patient is assigned to. The transitions
+(:func:`enroll`, :func:`link`, :func:`unlink`, :func:`grant`, :func:`revoke`,
+:func:`assign`, :func:`unassign`, :func:`withdraw`, or :func:`apply` with an
 :class:`EnrollmentCommand`) return a new Enrollment, the same one when nothing changes, or
 raise :class:`EnrollmentError`. :func:`refusal` says, in words a person understands, why a
 reading of a metric may not be stored, and :func:`source_refusal` why a source (the holder
@@ -15,6 +16,11 @@ Consent governs storage: once revoked, no reading of that metric is stored any m
 whenever it was taken. Withdrawing revokes every consent and drops every link (the
 accounts and devices may then be linked to someone else); a withdrawn patient may enroll
 again, with no consent until granted anew.
+
+Team assignment governs who sees the patient: the care-team API shows a patient to the
+members of the teams it is assigned to (a patient in no team is seen by admins only). It is
+not about storage, so withdrawing keeps the teams: the care team keeps seeing the history it
+looked after until the patient's data is erased; :func:`unassign` ends that sooner.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from pghd.catalogue import Metric
 from pghd.contracts import ID_PATTERN, PatientId, UtcDatetime
@@ -39,13 +45,16 @@ __all__ = [
     "EnrollmentStatus",
     "ErrorKind",
     "Link",
+    "TeamName",
     "apply",
+    "assign",
     "enroll",
     "grant",
     "link",
     "refusal",
     "revoke",
     "source_refusal",
+    "unassign",
     "unlink",
     "withdraw",
 ]
@@ -55,6 +64,14 @@ ACCOUNT_PATTERN = r"^[^\s/][^/]{0,127}$"
 
 SourceName = Annotated[str, Field(pattern=ID_PATTERN, description="vendor (API key) name")]
 Account = Annotated[str, Field(pattern=ACCOUNT_PATTERN, description="vendor account or device id")]
+TeamName = Annotated[
+    str, Field(pattern=ID_PATTERN, description="care team whose members may see the patient")
+]
+
+
+def _sorted_unique(teams: list[str]) -> list[str]:
+    """One order for the same set, so that equal assignments compare (and encode) equal."""
+    return sorted(set(teams))
 
 
 class EnrollmentStatus(StrEnum):
@@ -70,6 +87,8 @@ class Action(StrEnum):
     UNLINK = "unlink"
     GRANT = "grant"
     REVOKE = "revoke"
+    ASSIGN = "assign"
+    UNASSIGN = "unassign"
     WITHDRAW = "withdraw"
 
 
@@ -123,7 +142,7 @@ class Change(BaseModel):
 
 
 class Enrollment(BaseModel):
-    """The whole enrollment and consent state of one patient (one compacted-topic value)."""
+    """The whole enrollment, consent and team state of one patient (one compacted-topic value)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -134,6 +153,10 @@ class Enrollment(BaseModel):
     withdrawn_at: UtcDatetime | None = None
     links: list[Link] = Field(default_factory=list)
     consents: dict[Metric, Consent] = Field(default_factory=dict)
+    teams: Annotated[list[TeamName], AfterValidator(_sorted_unique)] = Field(
+        default_factory=list,
+        description="care teams the patient is assigned to, sorted (absent in older records)",
+    )
     revision: Annotated[int, Field(ge=1, description="1 at enrollment, +1 per change")]
     change: Change = Field(description="the change that made this revision")
 
@@ -151,15 +174,19 @@ class EnrollmentCommand(BaseModel):
     source: SourceName | None = None
     account: Account | None = None
     metric: Metric | None = None
+    team: TeamName | None = None
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> EnrollmentCommand:
         needs_link = self.action in (Action.LINK, Action.UNLINK)
         needs_metric = self.action in (Action.GRANT, Action.REVOKE)
+        needs_team = self.action in (Action.ASSIGN, Action.UNASSIGN)
         if needs_link != (self.source is not None and self.account is not None):
             raise ValueError(f"{self.action.value} takes source and account, and only it does")
         if needs_metric != (self.metric is not None):
             raise ValueError(f"{self.action.value} takes a metric, and only grant/revoke do")
+        if needs_team != (self.team is not None):
+            raise ValueError(f"{self.action.value} takes a team, and only assign/unassign do")
         return self
 
 
@@ -182,7 +209,9 @@ def _enrolled(current: Enrollment) -> Enrollment:
 
 
 def enroll(current: Enrollment | None, *, patient_id: str, change: Change) -> Enrollment:
-    """Enroll ``patient_id`` (again, after a withdrawal), with no link and no consent yet."""
+    """Enroll ``patient_id`` (again, after a withdrawal), with no link and no consent yet.
+
+    Enrolling again keeps the teams the patient stayed assigned to while withdrawn."""
     if current is not None and current.status is EnrollmentStatus.ENROLLED:
         raise EnrollmentError(ErrorKind.CONFLICT, f"patient {patient_id} is already enrolled")
     if current is None:
@@ -253,8 +282,30 @@ def revoke(current: Enrollment, *, metric: Metric, change: Change) -> Enrollment
     return _next(current, change, consents={**current.consents, metric: revoked})
 
 
+def assign(current: Enrollment, *, team: str, change: Change) -> Enrollment:
+    """Assign the patient to care team ``team``, whose members may then see the patient."""
+    enrollment = _enrolled(current)
+    if team in enrollment.teams:
+        return enrollment
+    return _next(enrollment, change, teams=sorted([*enrollment.teams, team]))
+
+
+def unassign(current: Enrollment, *, team: str, change: Change) -> Enrollment:
+    """Take the patient out of care team ``team``; allowed after a withdrawal too, so that
+    a team's sight of the history can end before erasure."""
+    if team not in current.teams:
+        raise EnrollmentError(
+            ErrorKind.NOT_FOUND, f"patient {current.patient_id} is not in team {team}"
+        )
+    return _next(current, change, teams=[t for t in current.teams if t != team])
+
+
 def withdraw(current: Enrollment, *, change: Change) -> Enrollment:
-    """Withdraw the patient: every consent revoked now, every link dropped."""
+    """Withdraw the patient: every consent revoked now, every link dropped.
+
+    The teams stay: withdrawal stops storage, not sight, and the care team keeps seeing the
+    history it looked after until the patient's data is erased (or :func:`unassign`).
+    """
     if current.status is EnrollmentStatus.WITHDRAWN:
         return current
     consents = {
@@ -303,6 +354,10 @@ def apply(
         assert command.metric is not None
         step = grant if command.action is Action.GRANT else revoke
         return step(current, metric=command.metric, change=change)
+    if command.action in (Action.ASSIGN, Action.UNASSIGN):
+        assert command.team is not None
+        move = assign if command.action is Action.ASSIGN else unassign
+        return move(current, team=command.team, change=change)
     return withdraw(current, change=change)
 
 

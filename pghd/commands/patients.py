@@ -1,4 +1,5 @@
-"""``pghd patients``: enroll patients, link their devices, record and revoke consent.
+"""``pghd patients``: enroll patients, link their devices, record and revoke consent, and
+assign them to the care teams whose members may see them.
 
 Talks HTTP to ingest's patients API (``--url``, default ``http://127.0.0.1:8000``, or
 ``PGHD_INGEST_URL``) with an admin bearer token (``--token`` or ``PGHD_ADMIN_TOKEN``; its
@@ -22,7 +23,7 @@ __all__ = ["DEFAULT_URL", "ApiRefused", "app", "enroll_cohort", "request"]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 app = typer.Typer(
-    help="Enrollment, device links and consent, over ingest's patients API.",
+    help="Enrollment, device links, consent and care teams, over ingest's patients API.",
     no_args_is_help=True,
 )
 
@@ -37,6 +38,7 @@ TokenOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON as is.")]
 Patient = Annotated[str, typer.Argument(help="Patient id.")]
+Team = Annotated[str, typer.Argument(help="Care team whose members may see the patient.")]
 
 
 class ApiRefused(RuntimeError):
@@ -113,6 +115,13 @@ def _print(enrollment: dict[str, Any], as_json: bool) -> None:
     typer.echo(format_table(["consent", "granted", "revoked"], rows) if rows else "no consents")
     links = [[k["source"], k["account"], k["linked_at"]] for k in enrollment["links"]]
     typer.echo(format_table(["source", "account", "linked"], links) if links else "no links")
+    typer.echo(f"teams     {_teams(enrollment) or 'none (only admins see the patient)'}")
+
+
+def _teams(enrollment: dict[str, Any]) -> str:
+    """The patient's care teams, comma separated ("" when none); ``get``: an API from before
+    teams answers without them."""
+    return ",".join(enrollment.get("teams") or [])
 
 
 def _link(text: str) -> dict[str, str]:
@@ -131,15 +140,19 @@ def enroll(
     link: Annotated[
         list[str] | None, typer.Option("--link", help="SOURCE:ACCOUNT to link (repeat).")
     ] = None,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="A care team to assign to (repeat).")
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Enroll a patient, optionally with consents and device links."""
+    """Enroll a patient, optionally with consents, device links and care teams."""
     body = {
         "patient_id": patient_id,
         "consents": consent or [],
         "links": [_link(text) for text in link or []],
+        "teams": team or [],
     }
     _print(_call("POST", "/v1/patients", url=url, token=token, body=body), as_json)
 
@@ -165,11 +178,13 @@ def list_patients(
             e["status"],
             ",".join(sorted(m for m, c in e["consents"].items() if not c.get("revoked_at"))),
             len(e["links"]),
+            _teams(e) or "-",
             e["change"]["at"],
         ]
         for e in page["items"]
     ]
-    typer.echo(format_table(["patient", "status", "consents", "links", "updated"], rows))
+    headers = ["patient", "status", "consents", "links", "teams", "updated"]
+    typer.echo(format_table(headers, rows))
     typer.echo(f"{len(rows)} of {page['total']}")
 
 
@@ -180,7 +195,7 @@ def show(
     token: TokenOption = "",
     as_json: JsonOption = False,
 ) -> None:
-    """One patient's enrollment, consents and links."""
+    """One patient's enrollment, consents, links and care teams."""
     _print(_call("GET", f"/v1/patients/{patient_id}", url=url, token=token), as_json)
 
 
@@ -239,8 +254,26 @@ def revoke(
 
 
 @app.command()
+def assign(
+    patient_id: Patient, team: Team, url: UrlOption = DEFAULT_URL, token: TokenOption = ""
+) -> None:
+    """Assign the patient to a care team, whose members may then see the patient."""
+    _call("PUT", f"/v1/patients/{patient_id}/teams/{team}", url=url, token=token)
+    typer.echo(f"patient {patient_id} assigned to team {team}")
+
+
+@app.command()
+def unassign(
+    patient_id: Patient, team: Team, url: UrlOption = DEFAULT_URL, token: TokenOption = ""
+) -> None:
+    """Take the patient out of a care team, whose members then no longer see the patient."""
+    _call("DELETE", f"/v1/patients/{patient_id}/teams/{team}", url=url, token=token)
+    typer.echo(f"patient {patient_id} unassigned from team {team}")
+
+
+@app.command()
 def withdraw(patient_id: Patient, url: UrlOption = DEFAULT_URL, token: TokenOption = "") -> None:
-    """Withdraw the patient: every consent revoked, every link dropped."""
+    """Withdraw the patient: every consent revoked, every link dropped (teams stay)."""
     _call("POST", f"/v1/patients/{patient_id}/withdraw", url=url, token=token)
     typer.echo(f"patient {patient_id} withdrawn: every consent revoked, every link dropped")
 

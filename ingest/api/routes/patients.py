@@ -1,11 +1,12 @@
-"""``/v1/patients``: enrollment, device links and consent, for administrators.
+"""``/v1/patients``: enrollment, device links, consent and care teams, for administrators.
 
 Authenticated with an admin bearer token (``PGHD_INGEST_ADMIN_TOKENS``), never with a
 device source's API key. Every write produces the patient's whole new Enrollment to the
 compacted ``pghd.enrollments.v1`` topic and answers once this instance has read it back, so
 a following read (here) sees it; other instances see it as soon as their follower fetches
 it (within a second or so). A write that changes nothing (granting a consent already held)
-produces nothing and answers the current enrollment.
+produces nothing and answers the current enrollment. Which care teams a patient is assigned
+to decides which care-team members may see it; the care-team API enforces that.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pghd.enrollment import (
     EnrollmentError,
     EnrollmentStatus,
     ErrorKind,
+    TeamName,
 )
 
 __all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
@@ -45,6 +47,9 @@ AccountPath = Annotated[
     str, Path(pattern=ACCOUNT_PATTERN, description="Vendor account or device id")
 ]
 MetricPath = Annotated[Metric, Path(description="A metric of the catalogue")]
+TeamPath = Annotated[
+    str, Path(pattern=ID_PATTERN, description="Care team whose members may see the patient")
+]
 
 
 class LinkRequest(BaseModel):
@@ -55,13 +60,18 @@ class LinkRequest(BaseModel):
 
 
 class EnrollRequest(BaseModel):
-    """Enroll a patient, optionally with initial consents and links."""
+    """Enroll a patient, optionally with initial consents, links and care teams."""
 
     patient_id: Annotated[str, Field(pattern=ID_PATTERN, examples=["patient-001"])]
     consents: list[Metric] = Field(
         default_factory=list, description="metrics the patient consents to have stored"
     )
     links: list[LinkRequest] = Field(default_factory=list)
+    teams: list[TeamName] = Field(
+        default_factory=list,
+        description="care teams the patient is assigned to",
+        examples=[["cardiology"]],
+    )
 
 
 class PatientPage(BaseModel):
@@ -74,9 +84,9 @@ class PatientPage(BaseModel):
 _WRITE_RESPONSES = problem_responses(
     {
         401: "Missing or unknown admin bearer token",
-        404: "No such patient, link or consent",
+        404: "No such patient, link, consent or team assignment",
         409: "The patient's state forbids it (already enrolled, withdrawn, link held elsewhere)",
-        422: "Invalid patient id, metric, source or account",
+        422: "Invalid patient id, metric, source, account or team",
         503: "Kafka cannot take the write, or the registry is still loading; see Retry-After",
     }
 )
@@ -139,7 +149,7 @@ def _current(service: EnrollmentService, patient_id: str, settings: IngestSettin
 @router.post(
     "",
     status_code=201,
-    summary="Enroll a patient (with initial consents and links)",
+    summary="Enroll a patient (with initial consents, links and care teams)",
     response_model=Enrollment,
     responses=_WRITE_RESPONSES,
 )
@@ -159,6 +169,7 @@ async def enroll_patient(
             for link in body.links
         ),
         *(EnrollmentCommand(action=Action.GRANT, patient_id=pid, metric=m) for m in body.consents),
+        *(EnrollmentCommand(action=Action.ASSIGN, patient_id=pid, team=t) for t in body.teams),
     ]
     enrollment = await _execute(service, commands, admin=admin, settings=settings)
     response.headers["Location"] = f"/v1/patients/{pid}"
@@ -183,7 +194,7 @@ async def list_patients(
 
 @router.get(
     "/{patient_id}",
-    summary="One patient's enrollment, links and consents",
+    summary="One patient's enrollment, links, consents and care teams",
     response_model=Enrollment,
     responses=_READ_RESPONSES,
 )
@@ -269,6 +280,42 @@ async def revoke_consent(
     return await _execute(service, [command], admin=admin, settings=settings)
 
 
+@router.put(
+    "/{patient_id}/teams/{team}",
+    summary="Assign the patient to a care team",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def assign_team(
+    patient_id: PatientPath,
+    team: TeamPath,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """Members of ``team`` may see the patient from now on; 409 once withdrawn."""
+    command = EnrollmentCommand(action=Action.ASSIGN, patient_id=patient_id, team=team)
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.delete(
+    "/{patient_id}/teams/{team}",
+    summary="Take the patient out of a care team",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def unassign_team(
+    patient_id: PatientPath,
+    team: TeamPath,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> Enrollment:
+    """Members of ``team`` no longer see the patient (a withdrawn one too); 404 if not in it."""
+    command = EnrollmentCommand(action=Action.UNASSIGN, patient_id=patient_id, team=team)
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
 @router.post(
     "/{patient_id}/withdraw",
     summary="Withdraw the patient",
@@ -278,6 +325,8 @@ async def revoke_consent(
 async def withdraw_patient(
     patient_id: PatientPath, admin: AdminDep, service: EnrollmentsDep, settings: SettingsDep
 ) -> Enrollment:
-    """Every consent revoked and every link dropped; nothing more is stored for the patient."""
+    """Every consent revoked and every link dropped; nothing more is stored for the patient.
+
+    Its care teams stay assigned: they keep seeing the history until it is erased."""
     command = EnrollmentCommand(action=Action.WITHDRAW, patient_id=patient_id)
     return await _execute(service, [command], admin=admin, settings=settings)

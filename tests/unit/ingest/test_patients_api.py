@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from aiokafka import TopicPartition
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from ingest.app import create_app
 from ingest.auth import hash_key
@@ -19,6 +21,7 @@ from ingest.deps import get_gateway
 from ingest.enrollment import EnrollmentBook, EnrollmentFollower, EnrollmentService
 from ingest.kafka_gateway import KafkaUnavailable, Record
 from ingest.settings import IngestSettings
+from pghd.commands import patients as patients_command
 from pghd.topics import ENROLLMENTS
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway, reading
 
@@ -196,6 +199,75 @@ def test_links_conflict_unlink_and_withdraw(client: TestClient) -> None:
     assert client.post("/v1/patients/nobody/withdraw").status_code == 404
 
 
+def test_enroll_with_teams_then_assign_and_unassign(client: TestClient, loopback: Loopback) -> None:
+    body = {"patient_id": "p1", "teams": ["renal", "cardiology", "renal"]}
+    created = client.post("/v1/patients", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["teams"] == ["cardiology", "renal"]
+    assert created.json()["revision"] == 1, "enroll and its teams are one change"
+    assigned = client.put("/v1/patients/p1/teams/oncology")
+    assert assigned.status_code == 200
+    assert assigned.json()["teams"] == ["cardiology", "oncology", "renal"]
+    assert assigned.json()["change"]["action"] == "assign"
+    sent = len(loopback.sent)
+    assert client.put("/v1/patients/p1/teams/oncology").status_code == 200
+    assert len(loopback.sent) == sent, "a change that changes nothing is not produced"
+    unassigned = client.delete("/v1/patients/p1/teams/renal")
+    assert unassigned.status_code == 200
+    assert unassigned.json()["teams"] == ["cardiology", "oncology"]
+    assert client.get("/v1/patients/p1").json()["teams"] == ["cardiology", "oncology"]
+
+
+def test_unassigning_a_team_not_held_is_404_and_teams_outlive_withdrawal(
+    client: TestClient,
+) -> None:
+    client.post("/v1/patients", json={"patient_id": "p1", "teams": ["renal"]})
+    missing = client.delete("/v1/patients/p1/teams/cardiology")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    assert missing.json()["detail"] == "patient p1 is not in team cardiology"
+    assert client.put("/v1/patients/nobody/teams/renal").status_code == 404
+    assert client.put("/v1/patients/p1/teams/bad%20team").status_code == 422
+    withdrawn = client.post("/v1/patients/p1/withdraw").json()
+    assert withdrawn["teams"] == ["renal"]
+    refused = client.put("/v1/patients/p1/teams/cardiology")
+    assert refused.status_code == 409 and "not enrolled" in refused.json()["detail"]
+    assert client.delete("/v1/patients/p1/teams/renal").json()["teams"] == []
+
+
+def test_cli_enrolls_assigns_unassigns_and_shows_teams(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def through_app(request: httpx.Request) -> httpx.Response:
+        """The CLI's request, answered by the app (with the fixture's admin token)."""
+        path = request.url.raw_path.decode()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        return client.request(request.method, path, content=request.content, headers=headers)
+
+    def app_client(url: str, token: str) -> httpx.Client:
+        return httpx.Client(base_url=url, transport=httpx.MockTransport(through_app))
+
+    monkeypatch.setattr(patients_command, "_client", app_client)
+
+    def pghd_patients(*args: str) -> str:
+        result = CliRunner().invoke(patients_command.app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    shown = pghd_patients("enroll", "p1", "--team", "renal", "--team", "cardiology")
+    assert "teams     cardiology,renal" in shown
+    assert pghd_patients("assign", "p1", "oncology") == "patient p1 assigned to team oncology\n"
+    assert "unassigned from team renal" in pghd_patients("unassign", "p1", "renal")
+    assert "teams     cardiology,oncology" in pghd_patients("show", "p1")
+    pghd_patients("enroll", "p2")
+    assert "teams     none (only admins see the patient)" in pghd_patients("show", "p2")
+    listed = pghd_patients("list").splitlines()
+    assert listed[0].split() == ["patient", "status", "consents", "links", "teams", "updated"]
+    assert listed[1].split()[-3:-1] == ["0", "cardiology,oncology"]  # links, teams
+    assert listed[2].split()[-3:-1] == ["0", "-"]
+    refused = CliRunner().invoke(patients_command.app, ["unassign", "p1", "renal"])
+    assert refused.exit_code == 1 and "HTTP 404: patient p1 is not in team renal" in refused.output
+
+
 def test_get_and_list(client: TestClient) -> None:
     for pid in ("p2", "p1", "p3"):
         client.post("/v1/patients", json={"patient_id": pid})
@@ -237,6 +309,8 @@ def test_openapi_documents_the_patients_api(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"post", "get"} <= set(spec["paths"]["/v1/patients"])
     assert "delete" in spec["paths"]["/v1/patients/{patient_id}/consents/{metric}"]
+    teams = spec["paths"]["/v1/patients/{patient_id}/teams/{team}"]
+    assert {"put", "delete"} <= set(teams) and "404" in teams["delete"]["responses"]
     assert "409" in spec["paths"]["/v1/patients/{patient_id}/links"]["post"]["responses"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
