@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from pghd.catalogue import Metric
@@ -162,6 +163,15 @@ class Enrollment(BaseModel):
 
     def has_link(self, source: str, account: str) -> bool:
         return any(k.source == source and k.account == account for k in self.links)
+
+    def to_record(self) -> bytes:
+        """The compacted-topic value: compact JSON, without ``teams`` while there are none,
+        so that instances older than team assignment (which refuse unknown fields) still
+        read every enrollment but those of patients in a team."""
+        doc = self.model_dump(mode="json", exclude_none=True)
+        if not doc["teams"]:
+            del doc["teams"]
+        return orjson.dumps(doc)
 
 
 class EnrollmentCommand(BaseModel):

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from ingest.enrollment.book import EnrollmentBook
 from ingest.enrollment.follower import EnrollmentFollower
 from ingest.kafka_gateway import Gateway, KafkaGateway
-from pghd import wire
 from pghd.enrollment import Action, Change, Enrollment, EnrollmentCommand, apply
 from pghd.topics import ENROLLMENTS
 
@@ -129,7 +128,7 @@ class EnrollmentService:
             new = new.model_copy(update={"revision": revision, "change": change})
             applied = self._follower.expect(change.change_id)
             try:
-                await self._gateway.send_batch([(patient_id.encode(), wire.encode(new))])
+                await self._gateway.send_batch([(patient_id.encode(), new.to_record())])
                 logger.info(
                     "enrollment of %s: %s by %s (revision %d)",
                     patient_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -268,3 +269,22 @@ def test_teams_decode_sorted_without_duplicates_and_round_trip() -> None:
     assert Enrollment.model_validate(doc).teams == ["cardiology", "renal"]
     with pytest.raises(ValidationError):
         Enrollment.model_validate({**doc, "teams": ["bad team"]})
+
+
+def test_the_topic_record_leaves_teams_out_while_there_are_none() -> None:
+    """Instances older than team assignment refuse unknown fields: a patient in no team
+    must still reach them."""
+    plain = enrolled()
+    assert b'"teams"' not in plain.to_record()
+    assert wire.decode(Enrollment, plain.to_record()) == plain
+    doc = json.loads(plain.to_record())
+    doc.pop("teams", None)
+    assert set(doc) <= set(Enrollment.model_fields) - {"teams"}
+
+
+def test_the_topic_record_of_a_patient_in_a_team_carries_the_teams() -> None:
+    from pghd.enrollment import assign
+
+    e = assign(enrolled(), team="ward-a", change=change(Action.ASSIGN, 1))
+    assert json.loads(e.to_record())["teams"] == ["ward-a"]
+    assert wire.decode(Enrollment, e.to_record()) == e
