@@ -5,7 +5,7 @@ care teams they belong to. Roles grant :class:`Permission` s (:data:`GRANTS`):
 
 - ``viewer``: reads the alerts, silences and care plans of their teams' patients;
 - ``clinician``: also acknowledges and resolves alerts, silences them, sets care plans;
-- ``admin``: all of that, for every patient whatever the team.
+- ``admin``: all of that, for every patient whatever the team, and reads the audit trail.
 
 A viewer or clinician sees a patient only when the patient is assigned to one of their
 teams (the enrollment's ``teams``); a patient in no team is seen by admins only.
@@ -61,6 +61,7 @@ class Permission(StrEnum):
     READ = "read"  # alerts, silences, care plans of the patients one sees
     ACT = "act"  # acknowledge, resolve, silence, set or clear care plans
     ALL_PATIENTS = "all-patients"  # every patient, whatever their teams
+    AUDIT = "audit"  # read the audit trail
 
 
 GRANTS: Mapping[Role, frozenset[Permission]] = {

@@ -11,6 +11,7 @@ __all__ = [
     "ALERTS",
     "ALERT_COMMANDS",
     "ANOMALIES",
+    "AUDIT",
     "CARE_PLANS",
     "DIGESTS",
     "DLQ",
@@ -29,6 +30,7 @@ DLQ = "pghd.dlq.v1"
 POINTS = "pghd.points.v1"  # judged InfluxDB points, one record per patient per batch
 CARE_PLANS = "pghd.care-plans.v1"  # compacted: the CarePlan per patient id (None: cleared)
 ENROLLMENTS = "pghd.enrollments.v1"  # compacted: the whole Enrollment per patient id
+AUDIT = "pghd.audit.v1"  # append-only: an AuditEvent per patient-data request
 DIGESTS = "pghd.digests.v1"  # daily digests sent, compacted, keyed "team|day"
 
 

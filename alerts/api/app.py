@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import pghd
+from alerts.api.audit_log import KafkaAuditSink
 from alerts.api.follower import TopicFollower
 from alerts.api.metrics import CareApiMetrics, RequestCounter
 from alerts.api.problems import PROBLEM_SCHEMAS, JsonResponse, install_handlers
@@ -24,6 +25,7 @@ from alerts.api.routes import api_router
 from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
+from pghd.audit_trail import AuditTrail
 
 __all__ = ["create_app", "load_routing"]
 
@@ -33,13 +35,16 @@ _DESCRIPTION = """\
 Care teams list alerts and act on them. Authenticate with `Authorization: Bearer <token>`
 (tokens configured as SHA-256 digests in the users file `PGHD_CARE_API_USERS_FILE`, with
 each user's role and care teams; separate from the device sources' API keys). A viewer
-reads, a clinician also acknowledges, resolves, silences and sets care plans, both only
-for the patients assigned to their teams (`403` otherwise); an admin reaches every
-patient. Alerts are read from the compacted `pghd.alerts.v1` topic; actions are
-written as commands to `pghd.alert-commands.v1` (key = patient id) and answered `202` once
-Kafka acknowledged them; the alerts worker applies them and the new alert state shows here
-shortly after. Silences are not on the alerts topic: `GET /v1/silences` lists those found in
-the commands topic (any instance's, within its retention) and those this process issued.
+reads, a clinician also acknowledges, resolves, silences and sets care plans, both only for
+the patients assigned to their teams (`403` otherwise); an admin reaches every patient.
+Every request to a `/v1/` route appends an audit event (who, role, teams, operation,
+patients, outcome, request id) to `pghd.audit.v1` before it is answered (`503` when it
+cannot be written); admins read them at `GET /v1/audit`. Alerts are read from the compacted
+`pghd.alerts.v1` topic; actions are written as commands to `pghd.alert-commands.v1` (key =
+patient id) and answered `202` once Kafka acknowledged them; the alerts worker applies them
+and the new alert state shows here shortly after. Silences are not on the alerts topic: `GET
+/v1/silences` lists those found in the commands topic (any instance's, within its retention)
+and those this process issued.
 """
 
 
@@ -61,11 +66,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await producer.start()
     await follower.start()
     app.state.producer = producer
+    app.state.audit_sink = KafkaAuditSink(producer)
     logger.info("care-team API started; kafka at %s", settings.kafka_bootstrap)
     try:
         yield
     finally:
         app.state.producer = None
+        app.state.audit_sink = None
         await follower.stop()
         await producer.stop()
         logger.info("care-team API stopped")
@@ -102,6 +109,7 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
     )
     app.state.routing = load_routing(settings)
     app.state.producer = None
+    app.state.audit_sink = None
     if not app.state.credentials.configured:
         logger.warning(
             "no users configured (PGHD_CARE_API_USERS_FILE, PGHD_CARE_API_TOKENS):"
@@ -113,6 +121,13 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
             " teams in PGHD_CARE_API_USERS_FILE instead"
         )
     install_handlers(app)
+    app.add_middleware(
+        AuditTrail,
+        service="care-api",
+        sink=lambda: app.state.audit_sink,
+        audited=lambda path: path.startswith("/v1/"),
+        retry_after_s=settings.retry_after_s,
+    )
     app.add_middleware(RequestCounter, metrics=metrics)
     app.include_router(api_router)
     _document_problems(app)

@@ -20,6 +20,8 @@ from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook, Permission, Principal
 from pghd.alerting import RoutingConfig
+from pghd.audit import AuditAgent
+from pghd.audit_trail import note_agent, note_patients
 
 __all__ = [
     "ClinicianDep",
@@ -131,6 +133,9 @@ def authenticate(
             detail="missing bearer token" if not token else "unknown bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    note_agent(
+        AuditAgent(name=principal.name, role=principal.role.value, teams=sorted(principal.teams))
+    )
     return principal
 
 
@@ -157,7 +162,9 @@ def check_patient(
     principal: Principal, patient_id: str, *, model: ReadModel, settings: CareApiSettings
 ) -> None:
     """403 problem unless ``principal`` may see ``patient_id`` (one of the patient's teams
-    is theirs, or they are an admin); 503 while the enrollments are still being read."""
+    is theirs, or they are an admin); 503 while the enrollments are still being read. The
+    request's audit event names the patient, whatever the answer."""
+    note_patients([patient_id])
     if principal.may(Permission.ALL_PATIENTS):
         return
     if not model.ready:

@@ -34,6 +34,7 @@ USERS = {
     "viewer-a": ("viewer", ["ward-a"]),
     "nurse-a": ("clinician", ["ward-a"]),
     "nurse-b": ("clinician", ["ward-b"]),
+    "auditor": ("admin", []),
 }
 ALERTS = {p: make_alert(p) for p in (OURS, THEIRS)}
 
@@ -189,6 +190,37 @@ def test_a_silence_beyond_the_maximum_is_refused(care: Access) -> None:
     eight_days = {**body, "ends_at": (now + timedelta(days=8)).isoformat()}
     refused = care.call("nurse-a", "POST", "/v1/silences", eight_days)
     assert refused.status_code == 422 and "at most 7 d" in refused.json()["detail"]
+
+
+def test_every_read_appears_in_the_audit_trail(care: Access) -> None:
+    reads = [
+        ("viewer-a", f"/v1/alerts/{ALERTS[OURS].alert_id}"),
+        ("nurse-a", f"/v1/patients/{OURS}/care-plan"),
+        ("nurse-a", "/v1/alerts"),
+        ("nurse-b", f"/v1/alerts/{ALERTS[OURS].alert_id}"),  # refused: recorded too
+    ]
+    ids = []
+    for user, path in reads:
+        request_id = uuid.uuid4().hex
+        response = httpx.get(
+            care.url + path,
+            headers={"Authorization": f"Bearer {user}-{RUN}", "X-Request-ID": request_id},
+            timeout=10,
+        )
+        assert response.status_code in (200, 403), response.text
+        ids.append(request_id)
+    trail = care.call("auditor", "GET", "/v1/audit", patient_id=OURS, limit=10_000)
+    assert trail.status_code == 200, trail.text
+    by_request = {e["request_id"]: e for e in trail.json()}
+    for (user, path), request_id in zip(reads, ids, strict=True):
+        event = by_request.get(request_id)
+        assert event is not None, f"no audit event of {user} reading {path}"
+        assert (event["agent"]["name"], event["resource"]) == (user, path)
+        assert OURS in event["patients"]
+    assert by_request[ids[-1]]["outcome"] == "denied"
+    assert care.call("nurse-a", "GET", "/v1/audit", patient_id=OURS).status_code == 403
+    fhir = care.call("auditor", "GET", "/v1/audit", patient_id=OURS, format="fhir").json()
+    assert fhir["resourceType"] == "Bundle" and fhir["total"] >= len(reads)
 
 
 def test_a_new_team_assignment_and_a_revoked_token_apply_without_a_restart(

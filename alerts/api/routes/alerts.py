@@ -41,6 +41,7 @@ from alerts.api.settings import CareApiSettings
 from pghd.access import Principal
 from pghd.alert_commands import CommandKind
 from pghd.alerting import Alert, AlertState
+from pghd.audit_trail import note_patients
 from pghd.contracts import Severity
 
 __all__ = ["find_alert", "router"]
@@ -111,6 +112,7 @@ async def list_alerts(
         visible=lambda patient: principal.sees(model.teams_of(patient)),
         limit=limit,
     )
+    note_patients(a.patient_id for a in found)
     items = [AlertOut.of(a, team=team_of(a.patient_id) if team_of else None) for a in found]
     return AlertList(count=len(items), ready=model.ready, items=items)
 

@@ -35,6 +35,7 @@ from alerts.api.problems import ProblemError, problem_responses
 from alerts.api.read_model import SilenceState
 from alerts.api.schemas import CommandAccepted, SilenceIn, SilenceList, SilenceOut
 from pghd.alert_commands import CommandKind, Silence
+from pghd.audit_trail import note_patients
 
 __all__ = ["router"]
 
@@ -110,6 +111,7 @@ async def list_silences(
         patient_id=patient_id,
         visible=lambda patient: principal.sees(model.teams_of(patient)),
     )
+    note_patients(entry.silence.matchers["patient_id"] for entry in entries)
     items = [SilenceOut.of(entry, now=now) for entry in entries]
     return SilenceList(count=len(items), items=items)
 

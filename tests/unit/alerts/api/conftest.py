@@ -18,6 +18,7 @@ from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
+from pghd.audit import AuditEvent
 from pghd.contracts import Severity
 
 TOKEN = "nurse-token-0123456789"
@@ -106,9 +107,29 @@ def model() -> ReadModel:
     return model
 
 
-def build(settings: CareApiSettings, producer: RecordingProducer, model: ReadModel) -> FastAPI:
-    """An app whose producer and read model are the given ones (the lifespan is not run)."""
+class RecordingAuditSink:
+    """Stands in for the Kafka audit sink: keeps the events, or fails on demand."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.failure: Exception | None = None
+
+    async def write(self, event: AuditEvent) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.events.append(event)
+
+
+def build(
+    settings: CareApiSettings,
+    producer: RecordingProducer,
+    model: ReadModel,
+    audit: RecordingAuditSink | None = None,
+) -> FastAPI:
+    """An app whose producer, read model and audit sink are the given ones (the lifespan
+    is not run)."""
     app = create_app(settings)
+    app.state.audit_sink = audit if audit is not None else RecordingAuditSink()
     app.dependency_overrides[get_producer] = lambda: producer
     app.dependency_overrides[get_read_model] = lambda: model
     return app
