@@ -6,6 +6,7 @@ import typer
 
 from pghd.commands import (
     alerts,
+    audit,
     care_plan,
     dev,
     evaluate,
@@ -34,6 +35,7 @@ app.add_typer(care_plan.app, name="care-plan")
 app.add_typer(influx.app, name="influx")
 app.add_typer(import_.app, name="import")
 app.add_typer(patients.app, name="patients")
+app.command(name="audit")(audit.audit)
 app.command(name="simulate")(simulate.simulate)
 app.command(name="summary")(summary.summary)
 app.command(name="run")(run.run)

@@ -21,11 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from deploy.local.harness import Pipeline, running_pipeline
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
 from pghd.access import hash_token
+from pghd.cli import app as cli
 from tests.integration.test_care_api import make_alert, publish
 
 RUN = uuid.uuid4().hex[:8]
@@ -221,6 +223,12 @@ def test_every_read_appears_in_the_audit_trail(care: Access) -> None:
     assert care.call("nurse-a", "GET", "/v1/audit", patient_id=OURS).status_code == 403
     fhir = care.call("auditor", "GET", "/v1/audit", patient_id=OURS, format="fhir").json()
     assert fhir["resourceType"] == "Bundle" and fhir["total"] >= len(reads)
+    printed = CliRunner().invoke(
+        cli, ["audit", "--patient", OURS, "--url", care.url, "--token", f"auditor-{RUN}"]
+    )
+    assert printed.exit_code == 0, printed.output
+    assert all(request_id in printed.output for request_id in ids)
+    assert "viewer-a (viewer)" in printed.output
 
 
 def test_a_new_team_assignment_and_a_revoked_token_apply_without_a_restart(

@@ -38,3 +38,9 @@ def test_unreachable_api_exits_1() -> None:
     )
     assert result.exit_code == 1
     assert "cannot reach" in result.output
+
+
+def test_audit_is_registered_and_needs_the_api() -> None:
+    assert "--patient" in CliRunner().invoke(app, ["audit", "--help"]).output
+    result = CliRunner().invoke(app, ["audit", "--url", "http://127.0.0.1:1", "--token", "t"])
+    assert result.exit_code == 1 and "cannot reach" in result.output
