@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 import pghd
 from ingest.api import api_router
 from ingest.api.routes.measurements import OPENAPI_SCHEMAS
+from ingest.audit import GatewayAuditSink
 from ingest.auth import ApiKeyAuthenticator
 from ingest.deps import api_key_scheme
 from ingest.enrollment import EnrollmentBook, EnrollmentService
@@ -35,7 +36,8 @@ from ingest.problems import (
 from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
-from pghd.topics import DLQ
+from pghd.audit_trail import AuditTrail
+from pghd.topics import AUDIT, DLQ
 
 __all__ = ["create_app"]
 
@@ -75,14 +77,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await enrollment_gateway.start()
     await enrollments.start()
     app.state.enrollments = enrollments
-    app.state.support_gateways = {"dlq": dlq_gateway, "enrollments": enrollment_gateway}
+    audit_gateway = KafkaGateway(
+        bootstrap=settings.kafka_bootstrap,
+        topic=AUDIT,
+        produce_timeout_s=settings.produce_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        linger_ms=0,
+        client_id="pghd-ingest-audit",
+    )
+    await audit_gateway.start()
+    app.state.audit_sink = GatewayAuditSink(audit_gateway)
+    app.state.support_gateways = {
+        "dlq": dlq_gateway,
+        "enrollments": enrollment_gateway,
+        "audit": audit_gateway,
+    }
     logger.info("ingest started; kafka at %s", settings.kafka_bootstrap)
     try:
         yield
     finally:
         await app.state.imports.close()  # running imports end "failed" before Kafka goes
-        app.state.gateway = app.state.enrollments = None
+        app.state.gateway = app.state.enrollments = app.state.audit_sink = None
         app.state.support_gateways = {}
+        await audit_gateway.stop()
         await enrollments.stop()
         await enrollment_gateway.stop()
         app.state.dlq_gateway = None
@@ -112,6 +129,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.replay_guard = ReplayGuard(capacity=settings.webhook_replay_capacity)
     app.state.enrollment_book = EnrollmentBook()
     app.state.enrollments = None
+    app.state.audit_sink = None
     app.state.admin_authenticator = ApiKeyAuthenticator(settings.admin_tokens)
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
     if settings.consent == "off":
@@ -127,6 +145,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             "no API keys configured (PGHD_INGEST_API_KEYS): every request will be refused"
         )
     install_handlers(app)
+    app.add_middleware(
+        AuditTrail,
+        service="ingest",
+        sink=lambda: app.state.audit_sink,
+        audited=lambda path: path.startswith("/v1/patients"),
+        retry_after_s=settings.retry_after_s,
+    )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.include_router(api_router)
     _document_request_bodies(app)

@@ -22,6 +22,8 @@ from ingest.problems import ProblemError
 from ingest.ratelimit import SourceRateLimiter
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
+from pghd.audit import AuditAgent
+from pghd.audit_trail import note_agent
 
 __all__ = [
     "AdminDep",
@@ -204,6 +206,7 @@ def authenticate_admin(
             detail="missing or unknown admin bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    note_agent(AuditAgent(name=admin, role="admin"))
     return admin
 
 

@@ -22,6 +22,7 @@ from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
 from ingest.kafka_gateway import KafkaUnavailable
 from ingest.problems import ProblemError, problem_responses
 from ingest.settings import IngestSettings
+from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
 from pghd.contracts import ID_PATTERN
 from pghd.enrollment import (
@@ -116,6 +117,7 @@ async def _execute(
     settings: IngestSettings,
 ) -> Enrollment:
     """Run ``commands`` as one change; their refusals as problem documents."""
+    note_patients(c.patient_id for c in commands)
     try:
         return await service.execute(commands, by=admin)
     except EnrollmentError as exc:
@@ -135,6 +137,7 @@ async def _execute(
 
 
 def _current(service: EnrollmentService, patient_id: str, settings: IngestSettings) -> Enrollment:
+    note_patients([patient_id])
     try:
         enrollment = service.current(patient_id)
     except RegistryLoading:
@@ -189,6 +192,7 @@ async def list_patients(
     if not service.book.ready:
         raise _loading(settings)
     total, items = service.book.query(status=status, limit=limit, offset=offset)
+    note_patients(e.patient_id for e in items)
     return PatientPage(total=total, items=items)
 
 

@@ -23,6 +23,7 @@ from ingest.kafka_gateway import KafkaUnavailable, Record
 from ingest.settings import IngestSettings
 from pghd.commands import patients as patients_command
 from pghd.topics import ENROLLMENTS
+from tests.unit.audit_sink import RecordingAuditSink
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway, reading
 
 ADMIN = "admin-token-0123456789"
@@ -60,8 +61,13 @@ def loopback(book: EnrollmentBook) -> Loopback:
 
 
 @pytest.fixture
+def audit() -> RecordingAuditSink:
+    return RecordingAuditSink()
+
+
+@pytest.fixture
 def client(
-    book: EnrollmentBook, loopback: Loopback, gateway: RecordingGateway
+    book: EnrollmentBook, loopback: Loopback, gateway: RecordingGateway, audit: RecordingAuditSink
 ) -> Iterator[TestClient]:
     settings = IngestSettings(
         api_keys={SOURCE: hash_key(API_KEY)},
@@ -71,6 +77,7 @@ def client(
     )
     app = create_app(settings)
     app.state.enrollment_book = app.state.registry = book
+    app.state.audit_sink = audit
     app.state.enrollments = EnrollmentService(
         book=book, follower=loopback.follower, gateway=loopback
     )
@@ -339,3 +346,40 @@ def test_consent_off_allows_anyone_and_says_so_loudly(
     assert response.status_code == 202
     enforced = create_app(IngestSettings(api_keys={SOURCE: hash_key(API_KEY)}))
     assert isinstance(enforced.state.registry, EnrollmentBook)
+
+
+def test_every_patients_api_request_is_audited(
+    client: TestClient, audit: RecordingAuditSink
+) -> None:
+    client.post("/v1/patients", json={"patient_id": "p1", "consents": ["heart_rate"]})
+    client.get("/v1/patients/p1")
+    client.get("/v1/patients")
+    client.get("/v1/patients/p9")  # unknown: refused, recorded
+    client.get("/v1/patients", headers={"Authorization": "Bearer wrong"})
+    enroll, read, listing, unknown, anonymous = audit.events
+    assert (enroll.service, enroll.action, enroll.patients, enroll.status) == (
+        "ingest",
+        "create",
+        ["p1"],
+        201,
+    )
+    assert (read.agent.name, read.agent.role, read.operation, read.patients) == (
+        "ops",
+        "admin",
+        "GET /v1/patients/{patient_id}",
+        ["p1"],
+    )
+    assert listing.patients == ["p1"]
+    assert (unknown.outcome, unknown.patients) == ("denied", ["p9"])
+    assert (anonymous.agent.name, anonymous.status) == ("anonymous", 401)
+    client.post("/v1/measurements", json=reading(patient_id="p1"))
+    assert len(audit.events) == 5, "device writes are not patient-data reads by people"
+
+
+def test_no_patients_api_answer_without_its_audit_event(
+    client: TestClient, audit: RecordingAuditSink
+) -> None:
+    audit.failure = ConnectionError("kafka down")
+    response = client.get("/v1/patients")
+    assert response.status_code == 503
+    assert response.json()["type"] == "urn:pghd:problem:audit-unavailable"

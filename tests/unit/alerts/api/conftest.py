@@ -18,8 +18,8 @@ from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
-from pghd.audit import AuditEvent
 from pghd.contracts import Severity
+from tests.unit.audit_sink import RecordingAuditSink
 
 TOKEN = "nurse-token-0123456789"
 USER = "nurse-ward-3"
@@ -105,19 +105,6 @@ def model() -> ReadModel:
         ]
     )
     return model
-
-
-class RecordingAuditSink:
-    """Stands in for the Kafka audit sink: keeps the events, or fails on demand."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-        self.failure: Exception | None = None
-
-    async def write(self, event: AuditEvent) -> None:
-        if self.failure is not None:
-            raise self.failure
-        self.events.append(event)
 
 
 def build(

@@ -22,7 +22,8 @@ from alerts.api.routes import audit as audit_route
 from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.audit import AuditAgent, AuditEvent, new_event, to_fhir
-from tests.unit.alerts.api.conftest import RecordingAuditSink, RecordingProducer, build, make_alert
+from tests.unit.alerts.api.conftest import RecordingProducer, build, make_alert
+from tests.unit.audit_sink import RecordingAuditSink
 
 OURS, THEIRS = "patient-ward-a", "patient-ward-b"
 
