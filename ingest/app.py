@@ -20,7 +20,7 @@ import pghd
 from ingest.api import api_router
 from ingest.api.routes.measurements import OPENAPI_SCHEMAS
 from ingest.audit import GatewayAuditSink
-from ingest.auth import ApiKeyAuthenticator
+from ingest.auth import AdminAuthenticator, ApiKeyAuthenticator, SourceKeysFile
 from ingest.deps import api_key_scheme
 from ingest.enrollment import EnrollmentBook, EnrollmentService
 from ingest.imports import ImportJobs
@@ -38,6 +38,7 @@ from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
 from pghd.audit_trail import AuditTrail
 from pghd.topics import AUDIT, DLQ
+from pghd.watched_file import WatchedJson
 
 __all__ = ["create_app"]
 
@@ -121,7 +122,14 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     metrics = IngestMetrics()
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.authenticator = ApiKeyAuthenticator(settings.api_keys)
+    keys_file = (
+        None
+        if settings.api_keys_file is None
+        else WatchedJson(
+            settings.api_keys_file, SourceKeysFile, recheck_s=settings.credentials_recheck_s
+        )
+    )
+    app.state.authenticator = ApiKeyAuthenticator(settings.api_keys, keys_file=keys_file)
     app.state.gateway = None
     app.state.dlq_gateway = None
     app.state.support_gateways = {}
@@ -130,7 +138,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.enrollment_book = EnrollmentBook()
     app.state.enrollments = None
     app.state.audit_sink = None
-    app.state.admin_authenticator = ApiKeyAuthenticator(settings.admin_tokens)
+    app.state.admin_authenticator = AdminAuthenticator(
+        settings.admin_tokens,
+        users_file=settings.users_file,
+        recheck_s=settings.credentials_recheck_s,
+    )
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
     if settings.consent == "off":
         logger.warning(
@@ -140,7 +152,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.rate_limiter = SourceRateLimiter(
         default=settings.rate_limit, overrides=settings.rate_limits, metrics=metrics
     )
-    if not settings.api_keys:
+    if not app.state.authenticator.configured:
         logger.warning(
             "no API keys configured (PGHD_INGEST_API_KEYS): every request will be refused"
         )

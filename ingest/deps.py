@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from ingest.auth import API_KEY_HEADER, ApiKeyAuthenticator
+from ingest.auth import API_KEY_HEADER, AdminAuthenticator, ApiKeyAuthenticator
 from ingest.enrollment import EnrollmentService
 from ingest.imports import ImportJobs
 from ingest.intake import Registry
@@ -197,7 +197,7 @@ def authenticate_admin(
 
     Admin tokens are separate from the device sources' API keys: an API key is no token.
     """
-    authenticator: ApiKeyAuthenticator = request.app.state.admin_authenticator
+    authenticator: AdminAuthenticator = request.app.state.admin_authenticator
     admin = authenticator.identify(credentials.credentials if credentials else None)
     if admin is None:
         raise ProblemError(

@@ -1,9 +1,12 @@
 """Configuration of the ingest service, read from ``PGHD_INGEST_*`` environment variables.
 
 ``api_keys`` maps each source (vendor) name to the SHA-256 hex digest of its API key, given
-as JSON, e.g. ``PGHD_INGEST_API_KEYS='{"acme": "5e88...42"}'``. There is no default key: with
-an empty mapping every request is refused. ``admin_tokens`` has the same shape for the admin
-bearer tokens of the patients API (enrollment and consent); ``consent=off`` stores readings
+as JSON, e.g. ``PGHD_INGEST_API_KEYS='{"acme": "5e88...42"}'``; ``api_keys_file`` names a
+keys file read again when it changes (:mod:`ingest.auth`). There is no default key: with
+neither, every request is refused. ``admin_tokens`` has the same shape for the admin
+bearer tokens of the patients API (enrollment and consent), whose admins may also be the
+``admin`` users of the users file (``PGHD_INGEST_USERS_FILE``, else the care-team API's
+``PGHD_CARE_API_USERS_FILE``); ``consent=off`` stores readings
 of anyone (local trials only). The Kafka bootstrap servers fall back to the
 platform-wide ``PGHD_KAFKA_BOOTSTRAP``. ``webhooks`` configures the signed webhook sources
 (``PGHD_INGEST_WEBHOOKS``, JSON; see :mod:`ingest.webhooks.config`), again with no default
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
@@ -49,6 +53,21 @@ class IngestSettings(BaseSettings):
     admin_tokens: dict[str, str] = Field(
         default_factory=dict,
         description="admin name -> SHA-256 hex digest of its bearer token (patients API)",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="a keys file of the sources (ingest.auth.SourceKeysFile), read again when"
+        " it changes: keys rotated and revoked without a restart",
+    )
+    users_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "users_file", "PGHD_INGEST_USERS_FILE", "PGHD_CARE_API_USERS_FILE"
+        ),
+        description="the care-team users file (pghd.access); its admins may use the patients API",
+    )
+    credentials_recheck_s: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="how often the keys and users files are checked for changes"
     )
     consent: Literal["enforce", "off"] = Field(
         default="enforce",

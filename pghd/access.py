@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,9 +29,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pghd.contracts import ID_PATTERN
+from pghd.watched_file import WatchedJson
 
 __all__ = [
     "CredentialBook",
@@ -45,7 +44,6 @@ __all__ = [
     "hash_token",
 ]
 
-logger = logging.getLogger(__name__)
 
 Name = Annotated[str, Field(pattern=ID_PATTERN)]
 Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of a token")]
@@ -128,8 +126,8 @@ class CredentialBook:
     """The principals of a users file (read again when it changes) plus fixed ones.
 
     ``fixed`` maps names to token digests that need no file (``PGHD_CARE_API_TOKENS``, the
-    form before the users file); they are admins. ``recheck_s`` bounds how often the file's
-    modification time and size are looked at.
+    form before the users file); they are admins. ``recheck_s`` bounds how often the file
+    is looked at (:class:`~pghd.watched_file.WatchedJson`).
     """
 
     def __init__(
@@ -141,74 +139,39 @@ class CredentialBook:
         clock: Callable[[], float] = time.monotonic,
         on_reload: Callable[[str], None] | None = None,
     ) -> None:
-        self._path = path
+        self._file = (
+            None
+            if path is None
+            else WatchedJson(path, UsersFile, recheck_s=recheck_s, clock=clock, on_reload=on_reload)
+        )
         self._fixed = _entries(
             {
                 name: UserEntry(role=Role.ADMIN, token_sha256=[digest])
                 for name, digest in (fixed or {}).items()
             }
         )
-        self._recheck_s = recheck_s
-        self._clock = clock
-        self._on_reload = on_reload
-        self._checked_at: float | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._read: UsersFile | None = None
         self._entries: list[tuple[bytes, Principal]] = []
-        if path is not None:
-            self._entries = _entries(self._read(path).users)  # a bad file stops the start
-            self._stamp = self._stat(path)
-            self._checked_at = clock()
 
-    @staticmethod
-    def _read(path: Path) -> UsersFile:
-        return UsersFile.model_validate_json(path.read_bytes())
-
-    @staticmethod
-    def _stat(path: Path) -> tuple[int, int, int]:
-        st = os.stat(path)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def _current(self) -> list[tuple[bytes, Principal]]:
+        if self._file is not None:
+            users = self._file.current()
+            if users is not self._read:
+                self._read, self._entries = users, _entries(users.users)
+        return [*self._entries, *self._fixed]
 
     @property
     def configured(self) -> bool:
         """Whether any credential is configured (if not, every request is refused)."""
-        self._refresh()
-        return bool(self._entries or self._fixed)
-
-    def _refresh(self) -> None:
-        if self._path is None:
-            return
-        now = self._clock()
-        if self._checked_at is not None and now - self._checked_at < self._recheck_s:
-            return
-        self._checked_at = now
-        try:
-            stamp = self._stat(self._path)
-            if stamp == self._stamp:
-                return
-            users = self._read(self._path)
-        except (OSError, ValidationError, ValueError) as exc:
-            logger.error(
-                "users file %s not reloaded, the previous users stay in force: %s",
-                self._path,
-                str(exc).splitlines()[0],
-            )
-            if self._on_reload:
-                self._on_reload("refused")
-            return
-        self._entries = _entries(users.users)
-        self._stamp = stamp
-        logger.info("users file %s reloaded: %d users", self._path, len(users.users))
-        if self._on_reload:
-            self._on_reload("reloaded")
+        return bool(self._current())
 
     def identify(self, token: str | None) -> Principal | None:
         """The principal owning ``token``; None when it is missing, unknown or disabled."""
         if not token:
             return None
-        self._refresh()
         presented = hashlib.sha256(token.encode("utf-8")).digest()
         found: Principal | None = None
-        for digest, principal in (*self._entries, *self._fixed):
+        for digest, principal in self._current():
             if hmac.compare_digest(presented, digest) and found is None:
                 found = principal
         return found

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from ingest.auth import ApiKeyAuthenticator, hash_key
+from ingest.app import create_app
+from ingest.auth import AdminAuthenticator, ApiKeyAuthenticator, hash_key
+from ingest.deps import get_gateway
 from ingest.settings import IngestSettings
+from pghd.access import hash_token
+from tests.unit.ingest.conftest import RecordingGateway, reading
 
 
 def test_defaults_have_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,3 +62,74 @@ def test_authenticator_finds_the_source_of_a_key() -> None:
     assert auth.identify(None) is None
     assert auth.identify("") is None
     assert not ApiKeyAuthenticator({}).configured
+
+
+def _write(path: Path, doc: object) -> None:
+    path.write_text(json.dumps(doc))
+    st = path.stat()  # a rewrite within the clock's tick still reads as a change
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def _keys(**sources: object) -> dict[str, object]:
+    return {"schema_version": 1, "sources": sources}
+
+
+def test_source_keys_rotate_and_revoke_without_a_restart(
+    tmp_path: Path, gateway: RecordingGateway
+) -> None:
+    path = tmp_path / "keys.json"
+    _write(path, _keys(acme={"key_sha256": [hash_key("old-key")]}))
+    settings = IngestSettings(
+        api_keys_file=path,
+        credentials_recheck_s=0.001,
+        kafka_bootstrap="127.0.0.1:1",
+        consent="off",
+    )
+    app = create_app(settings)
+    app.dependency_overrides[get_gateway] = lambda: gateway
+    client = TestClient(app)
+
+    def post(key: str) -> int:
+        return client.post(
+            "/v1/measurements", json=reading(), headers={"X-API-Key": key}
+        ).status_code
+
+    assert post("old-key") == 202
+    assert post("new-key") == 401
+    _write(path, _keys(acme={"key_sha256": [hash_key("new-key"), hash_key("old-key")]}))
+    assert (post("new-key"), post("old-key")) == (202, 202), "both work while rotating"
+    _write(path, _keys(acme={"key_sha256": [hash_key("new-key")]}))
+    assert (post("new-key"), post("old-key")) == (202, 401)
+    _write(path, _keys(acme={"key_sha256": [hash_key("new-key")], "disabled": True}))
+    assert post("new-key") == 401
+    _write(path, {"sources": "not a mapping"})  # refused: the last good file stays in force
+    assert post("new-key") == 401
+
+
+def test_the_users_files_admins_may_use_the_patients_api(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    _write(
+        users,
+        {
+            "users": {
+                "lead": {"role": "admin", "token_sha256": [hash_token("lead-token")]},
+                "nurse": {
+                    "role": "clinician",
+                    "teams": ["ward-a"],
+                    "token_sha256": [hash_token("nurse-token")],
+                },
+            }
+        },
+    )
+    auth = AdminAuthenticator({"ops": hash_key("ops-token")}, users_file=users, recheck_s=0.001)
+    assert auth.identify("lead-token") == "lead"
+    assert auth.identify("nurse-token") is None, "a clinician is no admin of enrollments"
+    assert auth.identify("ops-token") == "ops"
+    assert auth.identify("nobody") is None
+
+
+def test_the_care_api_users_file_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHD_CARE_API_USERS_FILE", "/etc/pghd/users.json")
+    assert str(IngestSettings().users_file) == "/etc/pghd/users.json"
+    monkeypatch.setenv("PGHD_INGEST_USERS_FILE", "/etc/pghd/ingest-users.json")
+    assert str(IngestSettings().users_file) == "/etc/pghd/ingest-users.json"
