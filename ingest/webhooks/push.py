@@ -148,9 +148,11 @@ def dead_letters(
 ) -> list[Record]:
     """One :class:`DeadLetter` per refused item, keyed by the vendor account (or source).
 
-    The payload keeps what is needed to replay the item once the cause is fixed (an account
-    linked, consent granted): source, event, account, where it was in the push, the reading
-    as the adapter made it, and the errors.
+    The payload keeps what is needed to replay an invalid item once the cause is fixed:
+    source, event, account, where it was in the push, the reading as the adapter made it,
+    and the errors. An item refused because nobody may store it (no consent, an account
+    linked to no patient, a source not linked to the patient) keeps its metadata only: the
+    values of a person who did not consent are not kept anywhere, the DLQ included.
     """
     records: list[Record] = []
     for outcome in refused:
@@ -161,7 +163,7 @@ def dead_letters(
             "event": event,
             "account": candidate.account,
             "pointer": candidate.pointer,
-            "reading": candidate.reading,
+            "reading": _kept(candidate.reading, reason=outcome.reason),
             "errors": outcome.errors,
         }
         letter = DeadLetter(
@@ -174,3 +176,15 @@ def dead_letters(
         key = (candidate.account or source).encode("utf-8")
         records.append((key, wire.encode(letter)))
     return records
+
+
+UNCONSENTED = frozenset({"consent", "unknown-account", "unlinked-source"})
+"""Refusal reasons under which nobody may store the reading: only its metadata is kept."""
+_METADATA = ("patient_id", "metric", "unit", "effective_time", "effective_end", "device_id")
+
+
+def _kept(reading: dict[str, Any] | None, *, reason: str | None) -> dict[str, Any] | None:
+    """What a dead letter keeps of ``reading``: all of it, or its metadata only."""
+    if reading is None or reason not in UNCONSENTED:
+        return reading
+    return {k: reading[k] for k in _METADATA if k in reading}

@@ -170,7 +170,10 @@ def test_unknown_account_goes_to_the_dlq_with_its_reason(env: Env) -> None:
     assert "junction account 'jn-stranger' is not linked" in letter.reason
     payload = orjson.loads(letter.payload)
     assert payload["event"] == "daily.data.heartrate.created"
-    assert payload["reading"]["value"] == 64
+    assert payload["reading"]["metric"] == "heart_rate", "metadata is kept"
+    assert "value" not in payload["reading"] and "64" not in letter.payload, (
+        "the values of someone who did not consent are not kept"
+    )
 
 
 def test_items_without_consent_are_dead_lettered_and_the_rest_produced(env: Env) -> None:
@@ -180,6 +183,17 @@ def test_items_without_consent_are_dead_lettered_and_the_rest_produced(env: Env)
     assert (response.json()["accepted"], response.json()["dead_lettered"]) == (8, 1)
     (letter,) = env.letters()
     assert letter.reason.startswith("consent:") and "weight" in letter.reason
+    kept = orjson.loads(letter.payload)["reading"]
+    assert kept["metric"] == "weight"
+    assert not {"value", "components"} & set(kept)
+
+
+def test_an_invalid_item_keeps_its_values_for_a_replay(env: Env) -> None:
+    body = body_of([reading(patient_id="patient-g1", value=5000)])
+    env.post("acme-push", body, generic_headers(body))
+    (letter,) = env.letters()
+    assert letter.reason.startswith("range:")
+    assert orjson.loads(letter.payload)["reading"]["value"] == 5000
 
 
 @pytest.mark.parametrize(
