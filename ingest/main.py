@@ -9,6 +9,7 @@ import uvicorn
 
 from ingest.app import create_app
 from ingest.settings import IngestSettings
+from pghd.log_privacy import access_log_config
 
 __all__ = ["main"]
 
@@ -51,6 +52,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=access_log_config(),
         proxy_headers=False,
     )
 

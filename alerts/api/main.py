@@ -8,6 +8,7 @@ import uvicorn
 
 from alerts.api.app import create_app
 from alerts.api.settings import CareApiSettings
+from pghd.log_privacy import access_log_config
 
 __all__ = ["main"]
 
@@ -25,6 +26,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=access_log_config(),
         proxy_headers=False,
     )
 
