@@ -74,6 +74,7 @@ from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
 from pghd.kafka_send import Outgoing, send_all
+from pghd.pseudonym import pseudonym
 from pghd.table_partition import in_partition
 
 __all__ = ["Alerts", "where_of"]
@@ -178,7 +179,9 @@ class Alerts:
         try:
             return PatientState.model_validate(raw)
         except ValidationError:
-            logger.error("alert state of patient %s is unreadable; starting afresh", patient_id)
+            logger.error(
+                "alert state of patient %s is unreadable; starting afresh", pseudonym(patient_id)
+            )
             return None
 
     def _store(self, state: PatientState) -> None:
@@ -276,7 +279,7 @@ class Alerts:
                 "command %s (%s) patient %s alert %s: %s",
                 command.command_id,
                 command.kind.value,
-                command.patient_id,
+                pseudonym(command.patient_id),
                 command.alert_id,
                 outcome,
             )

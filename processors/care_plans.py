@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from pghd import topics, wire
 from pghd.care_plans import CarePlan
 from pghd.contracts import DeadLetter, Measurement
+from pghd.pseudonym import pseudonym
 
 __all__ = ["STAGE", "CarePlanBook"]
 
@@ -74,7 +75,7 @@ class CarePlanBook:
         if value is None:
             if patient_id in self.table:
                 del self.table[patient_id]
-            logger.info("care plan of %s cleared", patient_id)
+            logger.info("care plan of %s cleared", pseudonym(patient_id))
             return
         try:
             plan = wire.decode(CarePlan, value)
@@ -85,7 +86,7 @@ class CarePlanBook:
             await self._reject(event, "message key must be the care plan's patient_id")
             return
         self.table[patient_id] = plan.model_dump(mode="json")
-        logger.info("care plan of %s stored (updated %s)", patient_id, plan.updated_at)
+        logger.info("care plan of %s stored (updated %s)", pseudonym(patient_id), plan.updated_at)
 
     def plan_of(self, patient_id: str) -> CarePlan | None:
         """The stored plan of ``patient_id`` (the reading's event must be the current one)."""
@@ -95,7 +96,7 @@ class CarePlanBook:
         try:
             return CarePlan.model_validate(raw)
         except ValidationError:
-            logger.error("care plan of %s is unreadable; judging without it", patient_id)
+            logger.error("care plan of %s is unreadable; judging without it", pseudonym(patient_id))
             return None
 
     def plans_for(

@@ -26,6 +26,7 @@ import faust.streams
 from faust.types import TP
 
 from pghd.kafka_send import send_all
+from pghd.pseudonym import pseudonym
 from pghd.table_partition import in_partition
 from processors.state import (
     PatientRecord,
@@ -102,7 +103,7 @@ class StateStore:
         try:
             record = decode_record(raw)
         except (KeyError, TypeError, ValueError):
-            logger.warning("state record of %s is unreadable; starting it afresh", pid)
+            logger.warning("state record of %s is unreadable; starting it afresh", pseudonym(pid))
             return PatientRecord()
         for number in record.sealed:
             bucket = self.table.get(bucket_key(pid, number).encode())
@@ -111,7 +112,9 @@ class StateStore:
             try:
                 record.remember_bucket(decode_bucket(bucket))
             except (KeyError, TypeError, ValueError):
-                logger.warning("dedup bucket %d of %s is unreadable; skipped", number, pid)
+                logger.warning(
+                    "dedup bucket %d of %s is unreadable; skipped", number, pseudonym(pid)
+                )
         return record
 
     def _unwritten(self, pid: str) -> PatientRecord | None:

@@ -20,6 +20,7 @@ from ingest.enrollment.book import EnrollmentBook
 from ingest.enrollment.follower import EnrollmentFollower
 from ingest.kafka_gateway import Gateway, KafkaGateway
 from pghd.enrollment import Action, Change, Enrollment, EnrollmentCommand, apply
+from pghd.pseudonym import pseudonym
 from pghd.topics import ENROLLMENTS
 
 __all__ = ["EnrollmentService", "NotApplied", "RegistryLoading"]
@@ -131,7 +132,7 @@ class EnrollmentService:
                 await self._gateway.send_batch([(patient_id.encode(), new.to_record())])
                 logger.info(
                     "enrollment of %s: %s by %s (revision %d)",
-                    patient_id,
+                    pseudonym(patient_id),
                     change.action.value,
                     by,
                     revision,

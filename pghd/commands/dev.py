@@ -7,6 +7,7 @@ started (app services included), ``status`` shows a table, ``env`` prints shell 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import typer
 
 from deploy.local import stack
 from deploy.local.process import ToolMissingError
+from pghd.pseudonym import KEY_ENV, pseudonym
 
 __all__ = ["app", "export_lines", "format_table"]
 
@@ -127,3 +129,16 @@ def env(root: RootOption = None) -> None:
         typer.echo("local stack is not running: run `pghd dev up` first", err=True)
         raise typer.Exit(1)
     typer.echo(export_lines(state.env), nl=False)
+
+
+@app.command("pseudonym")
+def pseudonym_of(
+    patient_ids: Annotated[list[str], typer.Argument(help="Patient ids to look up.")],
+) -> None:
+    """Print the log pseudonym of each patient id (with PGHD_LOG_PSEUDONYM_KEY, the key the
+    services log with), to find a patient's lines in the logs."""
+    if not os.environ.get(KEY_ENV):
+        typer.echo(f"error: set {KEY_ENV} to the key the services log with", err=True)
+        raise typer.Exit(1)
+    for patient_id in patient_ids:
+        typer.echo(f"{patient_id}\t{pseudonym(patient_id)}")

@@ -38,6 +38,7 @@ from alerts.api.settings import CareApiSettings
 from pghd import wire
 from pghd.care_plans import CarePlan, CarePlanSettings
 from pghd.contracts import ID_PATTERN
+from pghd.pseudonym import pseudonym
 from pghd.topics import CARE_PLANS
 
 __all__ = ["router"]
@@ -85,10 +86,10 @@ async def _publish(
         await publisher.publish(topic=CARE_PLANS, key=patient_id.encode("utf-8"), value=value)
     except CommandsUnavailable as exc:
         metrics.commands.labels(kind=kind, outcome="unavailable").inc()
-        logger.warning("%s for %s not written: %s", kind, patient_id, exc)
+        logger.warning("%s for %s not written: %s", kind, pseudonym(patient_id), exc)
         raise unavailable(settings, f"the care plan could not be written to Kafka: {exc}") from exc
     metrics.commands.labels(kind=kind, outcome="accepted").inc()
-    logger.info("%s for %s written to %s", kind, patient_id, CARE_PLANS)
+    logger.info("%s for %s written to %s", kind, pseudonym(patient_id), CARE_PLANS)
 
 
 @router.get(
@@ -165,5 +166,5 @@ async def delete_care_plan(
         settings=settings,
     )
     model.care_plans.pop(patient_id, None)
-    logger.info("care plan of %s cleared by %s", patient_id, principal.name)
+    logger.info("care plan of %s cleared by %s", pseudonym(patient_id), principal.name)
     return plan

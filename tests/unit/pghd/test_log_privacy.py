@@ -8,11 +8,17 @@ import logging.config
 import pytest
 
 from pghd.log_privacy import access_log_config, scrub_query
+from pghd.pseudonym import pseudonym
 
 
 def test_the_query_string_is_dropped() -> None:
     assert scrub_query("/v1/webhooks/acme?hub.verify_token=s3cret") == "/v1/webhooks/acme?…"
     assert scrub_query("/v1/alerts") == "/v1/alerts"
+
+
+def test_a_patient_id_in_the_path_is_pseudonymised() -> None:
+    scrubbed = scrub_query("/v1/patients/p-1/care-plan")
+    assert scrubbed == f"/v1/patients/{pseudonym('p-1')}/care-plan"
 
 
 def test_uvicorns_access_log_is_written_without_the_query(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd import wire
 from pghd.care_plans import CarePlan
+from pghd.pseudonym import pseudonym
 from pghd.topics import CARE_PLANS
 
 from .conftest import AUTH, USER, RecordingProducer, build
@@ -103,7 +105,10 @@ def test_delete_writes_a_tombstone_and_the_plan_is_gone(
     assert missing.json()["detail"] == "patient patient-007 has no care plan"
 
 
-def test_unauthenticated_and_kafka_down(api: TestClient, publisher: RecordingPublisher) -> None:
+def test_unauthenticated_and_kafka_down(
+    api: TestClient, publisher: RecordingPublisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     assert api.get(PATH).status_code == 401
     assert api.put(PATH, json={"spo2_scale": 2}).status_code == 401
     publisher.failure = CommandsUnavailable("not connected to Kafka")
@@ -111,6 +116,9 @@ def test_unauthenticated_and_kafka_down(api: TestClient, publisher: RecordingPub
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"
     assert api.get(PATH, headers=AUTH).status_code == 404  # nothing was set
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("alerts"))
+    assert "not written" in ours and pseudonym("patient-007") in ours
+    assert "patient-007" not in ours, "patient ids are pseudonymised in logs"
 
 
 def test_get_before_the_topic_was_read_is_503(api: TestClient, model: ReadModel) -> None:
