@@ -27,16 +27,16 @@ from ingest.imports import ImportJobs
 from ingest.intake import AllowAll
 from ingest.kafka_gateway import KafkaGateway
 from ingest.metrics import IngestMetrics, ObservabilityMiddleware
-from ingest.problems import (
+from ingest.ratelimit import SourceRateLimiter, document_rate_limits
+from ingest.settings import IngestSettings
+from ingest.webhooks.signing import ReplayGuard
+from pghd.audit_trail import AuditTrail
+from pghd.problems import (
     PROBLEM_SCHEMAS,
     JsonResponse,
     document_problem_responses,
     install_handlers,
 )
-from ingest.ratelimit import SourceRateLimiter, document_rate_limits
-from ingest.settings import IngestSettings
-from ingest.webhooks.signing import ReplayGuard
-from pghd.audit_trail import AuditTrail
 from pghd.topics import AUDIT, DLQ
 from pghd.watched_file import WatchedJson
 

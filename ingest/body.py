@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from ingest.problems import ProblemError
+from pghd.problems import ProblemError
 
 __all__ = ["SUPPORTED_ENCODINGS", "parse_json", "read_body", "read_json"]
 

@@ -18,12 +18,12 @@ from ingest.imports import ImportJobs
 from ingest.intake import Registry
 from ingest.kafka_gateway import Gateway
 from ingest.metrics import IngestMetrics
-from ingest.problems import ProblemError
 from ingest.ratelimit import SourceRateLimiter
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
 from pghd.audit import AuditAgent
 from pghd.audit_trail import note_agent
+from pghd.problems import ProblemError
 
 __all__ = [
     "AdminDep",

@@ -33,8 +33,8 @@ from ingest.adapters.apple_health import candidate_batches
 from ingest.intake import Candidate, Registry, produce, triage
 from ingest.kafka_gateway import Gateway
 from ingest.metrics import IngestMetrics
-from ingest.problems import ProblemError
 from pghd.apple_health import ExportError, ExportStats, open_export
+from pghd.problems import ProblemError
 
 __all__ = ["BATCH", "PRODUCE_PATIENCE_S", "ImportJob", "ImportJobs"]
 

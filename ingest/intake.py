@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from ingest.kafka_gateway import Gateway, KafkaUnavailable, Record
 from ingest.metrics import IngestMetrics
-from ingest.problems import ProblemError
 from pghd.catalogue import Metric
 from pghd.contracts import Measurement
 from pghd.envelope import encode_readings
+from pghd.problems import ProblemError
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 
 __all__ = [
@@ -81,7 +81,7 @@ def pointer_of(base: str, loc: Iterable[str | int]) -> str:
 
 
 def error(pointer: str, detail: str, *, field_name: str | None = None) -> dict[str, Any]:
-    """One item error in the shape of :class:`ingest.problems.ItemError`."""
+    """One item error in the shape of :class:`pghd.problems.ItemError`."""
     return {"pointer": pointer, "field": field_name, "detail": detail}
 
 

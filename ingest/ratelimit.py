@@ -30,7 +30,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from ingest.metrics import IngestMetrics
-from ingest.problems import ProblemError, problem_responses
+from pghd.problems import ProblemError, problem_responses
 
 __all__ = [
     "RATE_LIMITED_RESPONSE",

@@ -15,17 +15,18 @@ import hashlib
 import hmac
 import os
 import secrets
-from functools import lru_cache
 
 __all__ = ["pseudonym"]
 
 KEY_ENV = "PGHD_LOG_PSEUDONYM_KEY"
 
 
-@lru_cache(maxsize=1)
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
 def _key() -> bytes:
     configured = os.environ.get(KEY_ENV, "")
-    return configured.encode("utf-8") if configured else secrets.token_bytes(32)
+    return configured.encode("utf-8") if configured else _PROCESS_KEY
 
 
 def pseudonym(patient_id: str, *, key: bytes | None = None) -> str:

@@ -18,7 +18,6 @@ import pghd
 from alerts.api.audit_log import KafkaAuditSink
 from alerts.api.follower import TopicFollower
 from alerts.api.metrics import CareApiMetrics, RequestCounter
-from alerts.api.problems import PROBLEM_SCHEMAS, JsonResponse, install_handlers
 from alerts.api.producer import KafkaCommandProducer
 from alerts.api.read_model import ReadModel
 from alerts.api.routes import api_router
@@ -26,6 +25,12 @@ from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
 from pghd.audit_trail import AuditTrail
+from pghd.problems import (
+    PROBLEM_SCHEMAS,
+    JsonResponse,
+    document_problem_responses,
+    install_handlers,
+)
 
 __all__ = ["create_app", "load_routing"]
 
@@ -149,6 +154,7 @@ def _document_problems(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in PROBLEM_SCHEMAS.items():
                 components.setdefault(name, definition)
+            document_problem_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

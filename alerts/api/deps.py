@@ -14,7 +14,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.api.metrics import CareApiMetrics
-from alerts.api.problems import ProblemError
 from alerts.api.producer import CommandProducer, RecordPublisher
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
@@ -22,6 +21,7 @@ from pghd.access import CredentialBook, Permission, Principal
 from pghd.alerting import RoutingConfig
 from pghd.audit import AuditAgent
 from pghd.audit_trail import note_agent, note_patients
+from pghd.problems import ProblemError
 
 __all__ = [
     "ClinicianDep",

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from ingest.problems import JsonResponse, ProblemError
+from pghd.problems import JsonResponse, ProblemError
 
 __all__ = [
     "FHIR_MEDIA_TYPE",

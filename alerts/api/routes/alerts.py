@@ -27,7 +27,6 @@ from alerts.api.deps import (
     authenticate,
     check_patient,
 )
-from alerts.api.problems import ProblemError, problem_responses
 from alerts.api.read_model import ReadModel
 from alerts.api.schemas import (
     AcknowledgeIn,
@@ -43,6 +42,7 @@ from pghd.alert_commands import CommandKind
 from pghd.alerting import Alert, AlertState
 from pghd.audit_trail import note_patients
 from pghd.contracts import Severity
+from pghd.problems import ProblemError, problem_responses
 
 __all__ = ["find_alert", "router"]
 

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Query
 
 from alerts.api.audit_log import read_audit
 from alerts.api.deps import PrincipalDep, SettingsDep, authenticate
-from alerts.api.problems import JsonResponse, ProblemError, problem_responses
 from pghd.access import Permission
 from pghd.audit import AuditEvent, to_fhir
 from pghd.audit_trail import note_patients
 from pghd.contracts import ID_PATTERN
+from pghd.problems import JsonResponse, ProblemError, problem_responses
 
 __all__ = ["router"]
 

@@ -31,13 +31,13 @@ from alerts.api.deps import (
     unavailable,
 )
 from alerts.api.metrics import CareApiMetrics
-from alerts.api.problems import ProblemError, problem_responses
 from alerts.api.producer import CommandsUnavailable, RecordPublisher
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd import wire
 from pghd.care_plans import CarePlan, CarePlanSettings
 from pghd.contracts import ID_PATTERN
+from pghd.problems import ProblemError, problem_responses
 from pghd.pseudonym import pseudonym
 from pghd.topics import CARE_PLANS
 

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.api.deps import MetricsDep, ReadModelDep, SettingsDep
-from alerts.api.problems import JsonResponse, ProblemError, problem_responses
+from pghd.problems import JsonResponse, ProblemError, problem_responses
 
 __all__ = ["router"]
 

@@ -31,11 +31,11 @@ from alerts.api.deps import (
     authenticate,
     check_patient,
 )
-from alerts.api.problems import ProblemError, problem_responses
 from alerts.api.read_model import SilenceState
 from alerts.api.schemas import CommandAccepted, SilenceIn, SilenceList, SilenceOut
 from pghd.alert_commands import CommandKind, Silence
 from pghd.audit_trail import note_patients
+from pghd.problems import ProblemError, problem_responses
 
 __all__ = ["router"]
 

@@ -38,7 +38,7 @@ from ingest.api.fhir_outcome import (
 from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import ItemOutcome, produce, triage
-from ingest.problems import ProblemError
+from pghd.problems import ProblemError
 
 __all__ = ["router"]
 

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.deps import GatewayDep, MetricsDep, SettingsDep, unavailable
-from ingest.problems import JsonResponse, problem_responses
+from pghd.problems import JsonResponse, problem_responses
 
 __all__ = ["router"]
 

@@ -31,9 +31,9 @@ from ingest.deps import (
     SourceDep,
 )
 from ingest.imports import ImportJob
-from ingest.problems import JsonResponse, ProblemError, problem_responses
 from pghd.apple_health import ExportError, check_export
 from pghd.contracts import ID_PATTERN
+from pghd.problems import JsonResponse, ProblemError, problem_responses
 
 __all__ = ["ImportStatus", "router"]
 

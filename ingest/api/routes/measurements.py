@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import Candidate, error, produce, triage
-from ingest.problems import ItemError, JsonResponse, ProblemError, problem_responses
+from pghd.problems import ItemError, JsonResponse, ProblemError, problem_responses
 from pghd.readings import ReadingIn
 
 __all__ = ["OPENAPI_SCHEMAS", "IngestResult", "router"]

@@ -21,8 +21,8 @@ from ingest.api.routes.measurements import IngestResult
 from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import produce, triage
-from ingest.problems import JsonResponse, ProblemError, problem_responses
 from pghd.contracts import ID_PATTERN
+from pghd.problems import JsonResponse, ProblemError, problem_responses
 
 __all__ = ["router"]
 

@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field
 from ingest.deps import AdminDep, EnrollmentsDep, SettingsDep
 from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
 from ingest.kafka_gateway import KafkaUnavailable
-from ingest.problems import ProblemError, problem_responses
 from ingest.settings import IngestSettings
 from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
@@ -35,6 +34,7 @@ from pghd.enrollment import (
     ErrorKind,
     TeamName,
 )
+from pghd.problems import ProblemError, problem_responses
 
 __all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
 

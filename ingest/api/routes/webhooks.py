@@ -38,7 +38,6 @@ from ingest.deps import (
 from ingest.intake import Registry, produce, triage
 from ingest.kafka_gateway import Gateway, KafkaUnavailable
 from ingest.metrics import IngestMetrics
-from ingest.problems import JsonResponse, ProblemError, problem_responses
 from ingest.settings import IngestSettings
 from ingest.webhooks import push
 from ingest.webhooks.config import Handshake, WebhookSource
@@ -50,6 +49,7 @@ from ingest.webhooks.signing import (
     TERRA_SIGNATURE_HEADER,
     SignatureRefused,
 )
+from pghd.problems import JsonResponse, ProblemError, problem_responses
 
 __all__ = ["router"]
 

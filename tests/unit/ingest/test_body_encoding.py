@@ -18,10 +18,10 @@ from starlette.types import Message
 from ingest.app import create_app
 from ingest.body import read_body
 from ingest.deps import get_gateway
-from ingest.problems import ProblemError
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.contracts import Measurement
+from pghd.problems import ProblemError
 from tests.unit.ingest.conftest import MAX_BODY, RecordingGateway, reading
 
 URL = "/v1/measurements"

@@ -17,9 +17,9 @@ from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import RateLimiterDep, get_gateway
 from ingest.metrics import IngestMetrics
-from ingest.problems import ProblemError
 from ingest.ratelimit import SourceRateLimiter, parse_limit
 from ingest.settings import IngestSettings
+from pghd.problems import ProblemError
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway, reading
 
 URL = "/v1/measurements"

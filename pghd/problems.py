@@ -1,7 +1,9 @@
 """RFC 9457 problem details (``application/problem+json``) and orjson responses.
 
 Routes raise :class:`ProblemError`; the handlers installed by :func:`install_handlers` turn it,
-FastAPI's request validation errors and Starlette's HTTP errors into problem documents.
+FastAPI's request validation errors and Starlette's HTTP errors into problem documents, and
+:func:`document_problem_responses` makes an OpenAPI document say so. Ingest and the
+care-team API both use this one module.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class ProblemResponse(JsonResponse):
 class ItemError(BaseModel):
     """One thing wrong with one item of the request body."""
 
-    pointer: str = Field(description="JSON pointer (RFC 6901) into the request body")
+    pointer: str = Field(description="JSON pointer (RFC 6901) into the request")
     field: str | None = Field(description="the field, dotted; null when the whole item is wrong")
     detail: str
 
