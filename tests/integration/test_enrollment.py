@@ -352,7 +352,7 @@ def test_simulate_enrolls_its_cohort_before_feeding(first: Pipeline) -> None:
         "--url",
         first.ingest_url,
     ]
-    env = {"PGHD_API_KEY": API_KEY, "PGHD_ADMIN_TOKEN": ""}
+    env = {"PGHD_API_KEY": API_KEY, "PGHD_ADMIN_TOKEN": "", "PGHD_SOURCE": SOURCE}
     refused = CliRunner().invoke(cli, [*args, "--seed", "8"], env=env)
     assert refused.exit_code == 0, refused.output
     assert "accepted  0" in refused.output, "without enrollment nothing is stored"

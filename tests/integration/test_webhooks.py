@@ -209,4 +209,5 @@ def test_unknown_vendor_account_goes_to_the_dlq_with_its_reason(pipeline: Pipeli
     assert f"junction account '{stranger}' is not linked to an enrolled patient" in letter.reason
     payload = json.loads(letter.payload)
     assert (payload["source"], payload["account"]) == ("junction", stranger)
-    assert payload["reading"]["value"] == 70
+    assert payload["reading"]["metric"] == "heart_rate"
+    assert "value" not in payload["reading"], "no values of someone nobody may store"

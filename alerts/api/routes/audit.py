@@ -23,6 +23,8 @@ from pghd.problems import JsonResponse, ProblemError, problem_responses
 
 __all__ = ["router"]
 
+FHIR_MEDIA_TYPE = "application/fhir+json"
+
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(authenticate)])
 
 
@@ -30,13 +32,26 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(aut
     "",
     summary="Audit events: who read or changed a patient's data, and how it went",
     response_model=list[AuditEvent],
-    responses=problem_responses(
-        {
-            401: "Missing or unknown bearer token",
-            403: "Only admins read the audit trail",
-            503: "Kafka cannot be read now; retry after Retry-After seconds",
-        }
-    ),
+    responses={
+        200: {
+            "description": "The events (JSON), or with format=fhir a FHIR R4 Bundle of them",
+            "content": {
+                FHIR_MEDIA_TYPE: {
+                    "schema": {
+                        "type": "object",
+                        "description": "FHIR R4 Bundle (searchset) of AuditEvent resources",
+                    }
+                }
+            },
+        },
+        **problem_responses(
+            {
+                401: "Missing or unknown bearer token",
+                403: "Only admins read the audit trail",
+                503: "Kafka cannot be read now; retry after Retry-After seconds",
+            }
+        ),
+    },
 )
 async def list_audit(
     principal: PrincipalDep,
@@ -83,5 +98,5 @@ async def list_audit(
             "total": len(events),
             "entry": [{"resource": to_fhir(e)} for e in events],
         }
-        return JsonResponse(bundle, media_type="application/fhir+json")
+        return JsonResponse(bundle, media_type=FHIR_MEDIA_TYPE)
     return events
