@@ -20,7 +20,7 @@ from pghd import wire
 from pghd.audit import AuditEvent
 from pghd.topics import AUDIT
 
-__all__ = ["KafkaAuditSink", "read_audit"]
+__all__ = ["KafkaAuditSink", "read_audit", "start_ms"]
 
 
 class KafkaAuditSink:
@@ -33,6 +33,12 @@ class KafkaAuditSink:
         await self._publisher.publish(
             topic=AUDIT, key=event.agent.name.encode("utf-8"), value=wire.encode(event)
         )
+
+
+def start_ms(since: datetime) -> int:
+    """Where to start reading, in Kafka's epoch milliseconds: Kafka refuses a time before
+    1970, and every event is after it anyway."""
+    return max(0, int(since.timestamp() * 1000))
 
 
 def read_audit(
@@ -54,9 +60,7 @@ def read_audit(
         partitions = [TopicPartition(AUDIT, p) for p in consumer.partitions_for_topic(AUDIT) or []]
         consumer.assign(partitions)
         ends = consumer.end_offsets(partitions)
-        starts = consumer.offsets_for_times(
-            dict.fromkeys(partitions, int(since.timestamp() * 1000))
-        )
+        starts = consumer.offsets_for_times(dict.fromkeys(partitions, start_ms(since)))
         todo = set()
         for tp in partitions:
             start = starts.get(tp)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from kafka.errors import KafkaError
 
 from alerts.api.audit_log import read_audit
 from alerts.api.deps import PrincipalDep, SettingsDep, authenticate
@@ -84,7 +85,7 @@ async def list_audit(
             limit=limit,
             timeout_s=settings.produce_timeout_s * 6,
         )
-    except Exception as exc:
+    except (KafkaError, OSError, TimeoutError) as exc:
         raise ProblemError(
             status=503,
             slug="kafka-unavailable",

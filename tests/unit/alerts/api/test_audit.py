@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
+from alerts.api.audit_log import start_ms
 from alerts.api.read_model import ReadModel
 from alerts.api.routes import audit as audit_route
 from alerts.api.settings import CareApiSettings
@@ -169,3 +170,9 @@ def test_an_event_is_a_valid_fhir_audit_event() -> None:
     assert resource.subtype[0].code == "read"
     listing = to_fhir(_event(OURS).model_copy(update={"operation": "GET /v1/alerts"}))
     assert listing["subtype"][0]["code"] == "search-type"
+
+
+def test_a_since_before_1970_reads_from_the_start() -> None:
+    """Kafka refuses negative timestamps; the fuzz found ``since=0011-07-01`` answered 503."""
+    assert start_ms(datetime(11, 7, 1, tzinfo=UTC)) == 0
+    assert start_ms(datetime(2026, 12, 1, tzinfo=UTC)) == 1_796_083_200_000
