@@ -145,8 +145,13 @@ async def send_due_digests(
             outcomes = {c: NotificationOutcome.FAILED for c in channels if c not in to_send}
             logger.warning("digest %s: resuming after a restart (outcome unknown)", notification_id)
         title = f"pghd daily digest {day.isoformat()} for {team}: {findings} findings"
+        brief = (
+            f"{findings} findings of team {team}'s patients were held back on"
+            f" {day.isoformat()} (over their alert budget); the care-team API lists them."
+        )
         for channel in to_send:
-            delivered = await send(config.channels[channel], title, text, notification_id)
+            body = text if channel in config.cleared_channels else brief
+            delivered = await send(config.channels[channel], title, body, notification_id)
             outcomes[channel] = (
                 NotificationOutcome.DELIVERED if delivered else NotificationOutcome.FAILED
             )

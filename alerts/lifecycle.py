@@ -104,6 +104,15 @@ class Notify:
     attempt: int
     title: str
     body: str
+    brief_title: str = ""  # for channels not cleared for patient data: severity and link
+    brief_body: str = ""
+    cleared: frozenset[str] = frozenset()  # the channels that get ``title`` and ``body``
+
+    def text_for(self, channel: str) -> tuple[str, str]:
+        """The title and body ``channel`` may be sent."""
+        if channel in self.cleared or not self.brief_title:
+            return self.title, self.body
+        return self.brief_title, self.brief_body
 
 
 @dataclass(frozen=True, slots=True)

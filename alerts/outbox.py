@@ -41,6 +41,7 @@ from alerts.audit import record_attempt
 from alerts.backoff import RetryPolicy, fallback_due, next_attempt_at
 from alerts.lifecycle import SYSTEM_ACTOR
 from alerts.pending import PendingDelivery, notification_id
+from alerts.routing import brief
 from alerts.state import PatientState, Step
 from pghd.alerting import Alert, AlertState, NotificationOutcome, Route, RoutingConfig
 
@@ -185,10 +186,15 @@ def _told(state: PatientState, entry: PendingDelivery) -> set[str]:
     }
 
 
-def _fallback_of(entry: PendingDelivery, channel: str, *, now: datetime) -> PendingDelivery:
+def _fallback_of(
+    entry: PendingDelivery, channel: str, *, now: datetime, config: RoutingConfig
+) -> PendingDelivery:
     since = entry.first_failed_at or now
     failing_s = max(0.0, (now - since).total_seconds())
     note = f" (fallback: {entry.channel} failing for {int(failing_s // 60)} min)"
+    title, body = entry.title + note, entry.body
+    if channel not in config.cleared_channels:  # told the severity and a link only
+        title, body = brief(entry.severity, entry.alert_id, config=config, note=note)
     ident = notification_id(
         alert_id=entry.alert_id, round=entry.round, route=f"{entry.route}/fallback", channel=channel
     )
@@ -196,7 +202,8 @@ def _fallback_of(entry: PendingDelivery, channel: str, *, now: datetime) -> Pend
         update={
             "notification_id": ident,
             "channel": channel,
-            "title": entry.title + note,
+            "title": title,
+            "body": body,
             "queued_at": now,
             "attempts": 1,
             "sending": True,
@@ -269,14 +276,18 @@ def plan(
             if entry.resent:
                 resent.append(entry)
         route = _route(config, entry)
-        if route is None or not fallback_due(
-            first_failed_at=entry.first_failed_at, now=now, after_s=route.fallback_after_s
+        if (
+            route is None
+            or config is None
+            or not fallback_due(
+                first_failed_at=entry.first_failed_at, now=now, after_s=route.fallback_after_s
+            )
         ):
             continue
         put(entry.model_copy(update={"fell_back": True}))
         told = _told(current, entry)
         for channel in route.fallback or ():
-            backup = _fallback_of(entry, channel, now=now)
+            backup = _fallback_of(entry, channel, now=now, config=config)
             if channel in told or backup.notification_id in current.pending:
                 continue
             put(backup)

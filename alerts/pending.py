@@ -82,10 +82,11 @@ def plan_deliveries(notifies: Iterable[Notify], *, now: datetime) -> list[Pendin
             channel=channel,
             round=n.attempt,
             severity=n.severity,
-            title=n.title,
-            body=n.body,
+            title=title,
+            body=body,
             queued_at=now,
         )
         for n in notifies
         for channel in n.channels
+        for title, body in [n.text_for(channel)]
     ]

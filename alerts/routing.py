@@ -147,6 +147,17 @@ def _message(alert: Alert, reason: str, level: int, *, now: datetime) -> tuple[s
     return title, body
 
 
+def brief(
+    severity: Severity, alert_id: str, *, config: RoutingConfig, note: str = ""
+) -> tuple[str, str]:
+    """Title and body for a channel not cleared for patient data (``cleared_channels``):
+    the severity, ``note`` (why now: escalated, repeated, a fallback) and a link to the
+    alert, where only a care-team member who signs in sees who and what it is about."""
+    title = f"[{severity.value}] pghd alert{note}"
+    body = f"A {severity.value} alert needs a care-team member: {config.link_to(alert_id)}"
+    return title, body
+
+
 def _send(
     alert: Alert,
     steps: Sequence[tuple[Route, int]],
@@ -171,6 +182,14 @@ def _send(
         history = [*alert.notifications, record][-MAX_NOTIFICATIONS:]
         return alert.model_copy(update={"notifications": history, "next_notify_at": None}), []
     title, body = _message(alert, reason, level, now=now)
+    note = {"escalation": f" (escalated: step {level})", "repeat": " (still unacknowledged)"}
+    brief_title, brief_body = brief(
+        alert.severity,
+        alert.alert_id,
+        config=config,
+        note=note.get(reason, "") + late_note(alert, now=now),
+    )
+    cleared = frozenset(config.cleared_channels)
     actions, records = [], []
     for route, index in steps:
         names = tuple(route.escalation[index].channels)
@@ -188,6 +207,9 @@ def _send(
                 attempt=attempt,
                 title=title,
                 body=body,
+                brief_title=brief_title,
+                brief_body=brief_body,
+                cleared=cleared,
             )
         )
         records += [

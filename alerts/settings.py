@@ -39,9 +39,12 @@ ENV_PREFIX = "PGHD_ALERTS_"
 DEFAULT_ROUTE = "default"
 
 
-def default_routing(urls: Sequence[str], *, grouping: GroupingPolicy) -> RoutingConfig | None:
+def default_routing(
+    urls: Sequence[str], *, grouping: GroupingPolicy, cleared: bool = False
+) -> RoutingConfig | None:
     """One route, any team and severity, to channels ``notify-1..n``; no escalation, no
-    repeat. None without URLs (alerts are then tracked and published, nobody notified)."""
+    repeat; with ``cleared``, the channels may carry patient data. None without URLs
+    (alerts are then tracked and published, nobody notified)."""
     if not urls:
         return None
     channels = {f"notify-{n}": url for n, url in enumerate(urls, start=1)}
@@ -50,7 +53,12 @@ def default_routing(urls: Sequence[str], *, grouping: GroupingPolicy) -> Routing
         escalation=[EscalationStep(after_s=0, channels=list(channels))],
         repeat_interval_s=None,
     )
-    return RoutingConfig(channels=channels, routes=[route], grouping=grouping)
+    return RoutingConfig(
+        channels=channels,
+        cleared_channels=list(channels) if cleared else [],
+        routes=[route],
+        grouping=grouping,
+    )
 
 
 class AlertsSettings(BaseSettings):
@@ -73,6 +81,11 @@ class AlertsSettings(BaseSettings):
     notify_urls: list[str] = Field(
         default_factory=list,
         description="without a routing file: Apprise URLs every alert is sent to (JSON list)",
+    )
+    notify_cleared: bool = Field(
+        default=False,
+        description="the notify_urls channels may carry patient data (else: severity and a"
+        " link only)",
     )
     grouping: GroupingPolicy | None = Field(
         default=None, description="grouping policy (JSON); overrides the routing file's"
@@ -164,7 +177,11 @@ class AlertsSettings(BaseSettings):
             if self.grouping is not None:
                 config = config.model_copy(update={"grouping": self.grouping})
             return config
-        return default_routing(self.notify_urls, grouping=self.grouping or GroupingPolicy())
+        return default_routing(
+            self.notify_urls,
+            grouping=self.grouping or GroupingPolicy(),
+            cleared=self.notify_cleared,
+        )
 
     def retry_policy(self) -> RetryPolicy:
         """How alert notifications are retried (:mod:`alerts.backoff`)."""

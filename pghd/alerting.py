@@ -364,6 +364,16 @@ class RoutingConfig(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     channels: dict[Name, str] = Field(description="channel name -> Apprise URL")
+    cleared_channels: list[Name] = Field(
+        default_factory=list,
+        description="channels cleared to carry patient data (patient id, problem, values);"
+        " every other channel is told the severity and a link to the alert only",
+    )
+    alert_link: str | None = Field(
+        default=None,
+        description="where a care-team member opens an alert, with {alert_id}, e.g."
+        " https://care.example.org/alerts/{alert_id}; else the care-team API path",
+    )
     patient_teams: dict[PatientId, Name] = Field(default_factory=dict)
     default_team: Name | None = None
     routes: Annotated[list[Route], Field(min_length=1)]
@@ -376,6 +386,11 @@ class RoutingConfig(BaseModel):
         for name, url in self.channels.items():
             if "://" not in url:
                 raise ValueError(f"channel {name}: not an Apprise URL (scheme://...)")
+        unknown = sorted(set(self.cleared_channels) - set(self.channels))
+        if unknown:
+            raise ValueError(f"cleared_channels: undefined channels {unknown}")
+        if self.alert_link is not None and "{alert_id}" not in self.alert_link:
+            raise ValueError("alert_link must hold {alert_id}")
         names = [route.name for route in self.routes]
         if len(set(names)) != len(names):
             raise ValueError("route names must be unique")
@@ -399,3 +414,8 @@ class RoutingConfig(BaseModel):
 
     def team_of(self, patient_id: str) -> str | None:
         return self.patient_teams.get(patient_id, self.default_team)
+
+    def link_to(self, alert_id: str) -> str:
+        """Where a care-team member opens the alert (``alert_link``, else the API path)."""
+        template = self.alert_link or "/v1/alerts/{alert_id}"
+        return template.replace("{alert_id}", alert_id)

@@ -296,6 +296,7 @@ def service_env(
         "PGHD_ALERTS_DATA_DIR": str(data_dir / "alerts"),
         "PGHD_ALERTS_WEB_PORT": str(free_port()),
         "PGHD_ALERTS_NOTIFY_URLS": json.dumps([sink_url]),
+        "PGHD_ALERTS_NOTIFY_CLEARED": "true",  # a loopback sink: cleared for patient data
     }
 
 

@@ -108,6 +108,8 @@ def run(
         "PGHD_ALERTS_WEB_PORT": str(ALERTS_WEB_PORT),
         "PGHD_ALERTS_DATA_DIR": str(paths.data / "alerts"),
         "PGHD_ALERTS_NOTIFY_URLS": json.dumps([f"json://127.0.0.1:{inbox.ports['http']}/pghd"]),
+        # the local inbox is this machine's, on loopback: cleared to show who and what
+        "PGHD_ALERTS_NOTIFY_CLEARED": "true",
     }
     typer.echo("==> starting ingest, processors and alerts")
     for name, port, health in (

@@ -99,6 +99,7 @@ class FakeKafka:
         }
         self.published: list[DigestRecord] = []
         self.sent: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str, str]] = []
 
     async def read(self, topic: str) -> dict[bytes, bytes]:
         return dict(self.topics[topic])
@@ -109,6 +110,7 @@ class FakeKafka:
 
     async def send(self, url: str, title: str, body: str, notification_id: str) -> bool:
         self.sent.append((url, notification_id))
+        self.bodies.append((url, body))
         return True
 
 
@@ -160,3 +162,15 @@ async def test_no_digest_without_a_policy_or_a_day_late() -> None:
     assert await run(kafka, config().model_copy(update={"digest": None})) == []
     late = NOW.replace(hour=6, minute=59) + timedelta(days=1)  # 23h59 after the 07:00 digest
     assert await run(kafka, config(), late) == []
+
+
+async def test_a_digest_channel_not_cleared_for_patient_data_gets_the_count_only() -> None:
+    cfg = config(team_channels={"cardio": ["desk", "ward"]}).model_copy(
+        update={"cleared_channels": ["desk"]}
+    )
+    kafka = FakeKafka([held("p1", at=NOW - timedelta(hours=2))])
+    await run(kafka, cfg)
+    to_desk = [body for url, body in kafka.bodies if url == "json://h/desk"]
+    (to_ward,) = [body for url, body in kafka.bodies if url == "mailto://a@b"]
+    assert any("patient p1 heart_rate" in body for body in to_desk)
+    assert "p1" not in to_ward and to_ward.startswith("1 findings of team cardio's patients")

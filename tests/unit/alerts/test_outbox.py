@@ -248,3 +248,17 @@ def test_the_fallback_skips_channels_already_told_in_that_round() -> None:
     state = fail_at(state, ward, T0)
     due = plan(state, now=T0 + timedelta(seconds=60), config=config, busy=(), resend=always)
     assert [d.channel for d in due.fallbacks] == ["sms"]
+
+
+def test_a_fallback_to_a_channel_not_cleared_gets_the_brief() -> None:
+    cleared = CONFIG.model_copy(update={"cleared_channels": ["ward"]})
+    fresh = PatientState(patient_id="p-secret", partition=0)
+    anomaly = make_anomaly(detected_at=T0, patient_id="p-secret")
+    step = on_anomaly(fresh, anomaly, config=cleared, policy=GROUPING, now=T0)
+    (delivery,) = step.deliveries
+    assert "p-secret" in delivery.title, "the cleared primary is told who"
+    state = fail_at(step.state, delivery, T0)
+    due = plan(state, now=T0 + timedelta(seconds=900), config=cleared, busy=(), resend=always)
+    (backup,) = due.fallbacks
+    assert backup.channel == "sms" and "p-secret" not in backup.title + backup.body
+    assert backup.title.startswith("[critical] pghd alert (fallback: ward failing")

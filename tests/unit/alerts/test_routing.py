@@ -19,6 +19,7 @@ from alerts.lifecycle import (
     apply_anomaly,
     resolve,
 )
+from alerts.pending import plan_deliveries
 from alerts.routing import (
     RECHECK,
     RoutingConfig,
@@ -405,3 +406,40 @@ def test_late_alerts_say_how_late_and_round_trip() -> None:
     _, notifies = plan_notifications(late, config=CONFIG, now=T0)
     assert notifies and all(n.title.endswith("(late: detected 26 h ago)") for n in notifies)
     assert wire.decode(Alert, wire.encode(late)).late
+
+
+def test_a_channel_not_cleared_for_patient_data_gets_the_severity_and_a_link_only() -> None:
+    config = CONFIG.model_copy(
+        update={
+            "cleared_channels": ["doctor"],
+            "alert_link": "https://care.example.org/alerts/{alert_id}",
+        }
+    )
+    alert = opened(patient="p-secret")
+    alert, notifies = plan_notifications(alert, config=config, now=T0)
+    deliveries = {d.channel: d for d in plan_deliveries(notifies, now=T0)}
+    nurses = deliveries["nurses"]  # not cleared
+    assert "p-secret" not in nurses.title + nurses.body
+    assert alert.summary not in nurses.body and alert.problem not in nurses.title
+    assert nurses.title == "[critical] pghd alert"
+    assert nurses.body.endswith(f"https://care.example.org/alerts/{alert.alert_id}")
+    # the doctor (cleared) is told who and what when the alert escalates to them
+    later = T0 + timedelta(seconds=600)
+    _, escalated = due_escalations(alert, config=config, now=later)
+    (doctor,) = plan_deliveries([n for n in escalated if isinstance(n, Notify)], now=later)
+    assert doctor.channel == "doctor" and "p-secret" in doctor.title
+    assert alert.summary in doctor.body
+
+
+def test_without_a_link_the_brief_names_the_care_team_api_path() -> None:
+    alert, notifies = plan_notifications(opened(patient="p-9"), config=CONFIG, now=T0)
+    (nurses,) = [d for d in plan_deliveries(notifies, now=T0) if d.channel == "nurses"]
+    assert nurses.body.endswith(f"/v1/alerts/{alert.alert_id}") and "p-9" not in nurses.body
+
+
+def test_cleared_channels_and_the_link_are_checked() -> None:
+    raw = CONFIG.model_dump()
+    with pytest.raises(ValidationError, match="cleared_channels: undefined channels"):
+        RoutingConfig.model_validate({**raw, "cleared_channels": ["pager"]})
+    with pytest.raises(ValidationError, match="alert_link must hold"):
+        RoutingConfig.model_validate({**raw, "alert_link": "https://care.example.org/"})

@@ -216,7 +216,13 @@ def test_a_late_anomaly_opens_a_late_alert_that_pages_saying_so() -> None:
     (alert,) = step.changed
     assert alert.late and alert.last_anomaly_at == old
     titles = {d.channel: d.title for d in step.deliveries}
-    assert titles["a"] == "[critical] patient p1 heart_rate (late: detected 26 h ago)"
+    assert titles["a"] == "[critical] pghd alert (late: detected 26 h ago)"
+    cleared = CONFIG.model_copy(update={"cleared_channels": ["a"]})
+    told = on_anomaly(
+        fresh(), anomaly(1, at=old), config=cleared, policy=POLICY, now=T0, late_after_s=86400
+    )
+    (to_a,) = [d for d in told.deliveries if d.channel == "a"]
+    assert to_a.title == "[critical] patient p1 heart_rate (late: detected 26 h ago)"
     joined = on_anomaly(
         step.state,
         anomaly(2, at=old + timedelta(minutes=30)),
