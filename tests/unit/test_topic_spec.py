@@ -14,6 +14,7 @@ from pghd.topics import (
     ALERT_COMMANDS,
     ALERTS,
     ANOMALIES,
+    AUDIT,
     CARE_PLANS,
     DIGESTS,
     DLQ,
@@ -44,7 +45,15 @@ def test_the_deploy_spec_declares_exactly_the_pipeline_topics(
         DIGESTS,
         CARE_PLANS,
         POINTS,
+        AUDIT,
     }
+
+
+def test_the_audit_trail_is_append_only_and_kept_six_years(spec: dict[str, TopicSpec]) -> None:
+    """HIPAA asks for six years of documentation; compaction would drop events."""
+    audit = spec[AUDIT]
+    assert audit.config.get("cleanup.policy", "delete") == "delete"
+    assert int(audit.config["retention.ms"]) >= 6 * 365 * 86400 * 1000
 
 
 def test_points_are_partitioned_like_measurements_and_kept_as_long(
