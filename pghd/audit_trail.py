@@ -85,11 +85,12 @@ class AuditTrail:
             return
         context = _Context()
         token = _current.set(context)
-        swallowing = False
+        swallowing = started = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal swallowing
+            nonlocal swallowing, started
             if message["type"] == "http.response.start":
+                started = True
                 if await self._record(scope, context, int(message["status"])):
                     await send(message)
                     return
@@ -100,6 +101,10 @@ class AuditTrail:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if not started:  # the outer error handler answers 500: record that
+                await self._record(scope, context, 500)
+            raise
         finally:
             _current.reset(token)
 

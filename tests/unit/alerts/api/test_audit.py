@@ -176,3 +176,16 @@ def test_a_since_before_1970_reads_from_the_start() -> None:
     """Kafka refuses negative timestamps; the fuzz found ``since=0011-07-01`` answered 503."""
     assert start_ms(datetime(11, 7, 1, tzinfo=UTC)) == 0
     assert start_ms(datetime(2026, 12, 1, tzinfo=UTC)) == 1_796_083_200_000
+
+
+def test_a_crash_is_recorded_as_failed(
+    client: TestClient, sink: RecordingAuditSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("alerts.api.routes.alerts.check_patient", broken)
+    crashed = TestClient(client.app, raise_server_exceptions=False)
+    response = crashed.get(f"/v1/alerts/al-{OURS}", headers=bearer("nurse-a"))
+    assert response.status_code == 500
+    assert (sink.events[-1].outcome, sink.events[-1].status) == ("failed", 500)
