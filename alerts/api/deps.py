@@ -41,6 +41,7 @@ __all__ = [
     "get_read_model",
     "get_settings",
     "get_team_of",
+    "not_yours",
     "unavailable",
 ]
 
@@ -175,8 +176,15 @@ def check_patient(
             headers={"Retry-After": str(settings.retry_after_s)},
         )
     if not principal.sees(model.teams_of(patient_id)):
-        raise ProblemError(
-            status=403,
-            slug="forbidden-patient",
-            detail=f"patient {patient_id} is not in a care team of {principal.name}",
-        )
+        raise not_yours(principal)
+
+
+def not_yours(principal: Principal) -> ProblemError:
+    """The 403 for a patient (or an alert or silence) the caller may not see. It names
+    nobody, and an unknown alert or silence id gets the same answer as another team's, so
+    the answers cannot be used to learn who has what."""
+    return ProblemError(
+        status=403,
+        slug="forbidden-patient",
+        detail=f"nothing here that {principal.name} may see: not a patient of their care teams",
+    )

@@ -26,6 +26,7 @@ from alerts.api.deps import (
     TeamOfDep,
     authenticate,
     check_patient,
+    not_yours,
 )
 from alerts.api.read_model import ReadModel
 from alerts.api.schemas import (
@@ -37,7 +38,7 @@ from alerts.api.schemas import (
     ResolveIn,
 )
 from alerts.api.settings import CareApiSettings
-from pghd.access import Principal
+from pghd.access import Permission, Principal
 from pghd.alert_commands import CommandKind
 from pghd.alerting import Alert, AlertState
 from pghd.audit_trail import note_patients
@@ -63,10 +64,15 @@ _COMMAND_ERRORS = {
 }
 
 
-def find_alert(model: ReadModel, alert_id: str, *, settings: CareApiSettings) -> Alert:
-    """The alert with this id (or fingerprint); 404 problem when unknown, 503 if not ready."""
+def find_alert(
+    model: ReadModel, alert_id: str, *, principal: Principal, settings: CareApiSettings
+) -> Alert:
+    """The alert with this id (or fingerprint) if ``principal`` may see it. 503 if not ready;
+    an unknown id is 404 for an admin and, like another team's alert, 403 for anyone else
+    (fingerprints can be computed from a patient id: the answer must not tell)."""
     alert = model.alerts.get(alert_id)
     if alert is not None:
+        check_patient(principal, alert.patient_id, model=model, settings=settings)
         return alert
     if not model.ready:
         raise ProblemError(
@@ -75,6 +81,8 @@ def find_alert(model: ReadModel, alert_id: str, *, settings: CareApiSettings) ->
             detail="still reading the alerts topic; the alert may not be known yet",
             headers={"Retry-After": str(settings.retry_after_s)},
         )
+    if not principal.may(Permission.ALL_PATIENTS):
+        raise not_yours(principal)
     raise ProblemError(status=404, slug="alert-not-found", detail=f"no alert {alert_id!r}")
 
 
@@ -131,8 +139,7 @@ async def show_alert(
     settings: SettingsDep,
 ) -> AlertDetail:
     """The alert with this id (its fingerprint works too)."""
-    alert = find_alert(model, alert_id, settings=settings)
-    check_patient(principal, alert.patient_id, model=model, settings=settings)
+    alert = find_alert(model, alert_id, principal=principal, settings=settings)
     return AlertDetail.of(alert, team=team_of(alert.patient_id) if team_of else None)
 
 
@@ -201,8 +208,7 @@ async def resolve(
 def _actionable(
     model: ReadModel, alert_id: str, *, principal: Principal, settings: CareApiSettings
 ) -> Alert:
-    alert = find_alert(model, alert_id, settings=settings)
-    check_patient(principal, alert.patient_id, model=model, settings=settings)
+    alert = find_alert(model, alert_id, principal=principal, settings=settings)
     if alert.status is AlertState.RESOLVED:
         raise ProblemError(
             status=409, slug="alert-resolved", detail=f"alert {alert.alert_id} is already resolved"

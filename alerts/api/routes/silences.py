@@ -30,9 +30,11 @@ from alerts.api.deps import (
     SettingsDep,
     authenticate,
     check_patient,
+    not_yours,
 )
 from alerts.api.read_model import SilenceState
 from alerts.api.schemas import CommandAccepted, SilenceIn, SilenceList, SilenceOut
+from pghd.access import Permission
 from pghd.alert_commands import CommandKind, Silence
 from pghd.audit_trail import note_patients
 from pghd.problems import ProblemError, problem_responses
@@ -65,14 +67,16 @@ async def create_silence(
 ) -> CommandAccepted:
     """Issue a silence command; 202 with the silence id once Kafka acknowledged it."""
     check_patient(principal, body.patient_id, model=model, settings=settings)
-    starts_at = body.starts_at or datetime.now(UTC)
+    now = datetime.now(UTC)
+    starts_at = body.starts_at or now
     longest = timedelta(seconds=settings.max_silence_s)
-    if body.ends_at - starts_at > longest:
+    if body.ends_at - min(starts_at, now) > longest:  # no chain of future silences either
         raise ProblemError(
             status=422,
             slug="silence-too-long",
-            detail=f"a silence may last at most {_span(longest)}; this one lasts"
-            f" {_span(body.ends_at - starts_at)}",
+            detail=f"a silence may last at most {_span(longest)} and end at most that far"
+            f" from now; this one lasts {_span(body.ends_at - starts_at)} and ends"
+            f" {_span(body.ends_at - now)} from now",
         )
     silence = Silence(
         matchers=body.all_matchers(),
@@ -136,6 +140,8 @@ async def expire_silence(
     """Issue an expire-silence command; 202 once Kafka acknowledged it."""
     entry = model.silences.get(silence_id)
     if entry is None:
+        if not principal.may(Permission.ALL_PATIENTS):
+            raise not_yours(principal)  # as for another team's silence: the answer tells nothing
         raise ProblemError(
             status=404, slug="silence-not-found", detail=f"no silence {silence_id!r}"
         )

@@ -182,6 +182,19 @@ def test_a_patient_in_no_team_is_seen_by_admins_only(client: TestClient) -> None
     assert client.get(path, headers=token("chief")).status_code == 200
 
 
+def test_unknown_and_foreign_ids_get_the_same_answer_naming_nobody(client: TestClient) -> None:
+    """Fingerprints can be computed from a patient id and a problem: 403 for another team's
+    alert but 404 for none would tell a viewer which patients have which alerts."""
+    foreign = client.get(f"/v1/alerts/al-{THEIRS}", headers=token("viewer-a"))
+    unknown = client.get("/v1/alerts/no-such-alert", headers=token("viewer-a"))
+    assert (foreign.status_code, unknown.status_code) == (403, 403)
+    assert foreign.json() == unknown.json()
+    assert THEIRS not in foreign.text
+    silence = client.delete("/v1/silences/no-such-silence", headers=token("nurse-a"))
+    assert silence.status_code == 403
+    assert client.get("/v1/alerts/no-such-alert", headers=token("chief")).status_code == 404
+
+
 def test_a_silence_longer_than_the_policy_is_refused(
     client: TestClient, producer: RecordingProducer
 ) -> None:
@@ -195,6 +208,15 @@ def test_a_silence_longer_than_the_policy_is_refused(
     assert producer.sent == []
     week = {**body, "ends_at": (now + timedelta(days=7)).isoformat()}
     assert client.post("/v1/silences", json=week, headers=token("nurse-a")).status_code == 202
+    # no chain of future silences: the next week's may not be set now
+    later = now + timedelta(days=7)
+    chained = {
+        "patient_id": OURS,
+        "starts_at": later.isoformat(),
+        "ends_at": (later + timedelta(days=1)).isoformat(),
+    }
+    refused_chain = client.post("/v1/silences", json=chained, headers=token("nurse-a"))
+    assert refused_chain.status_code == 422, refused_chain.text
 
 
 def test_not_ready_is_503_not_403(client: TestClient, model: ReadModel) -> None:
