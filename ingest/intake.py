@@ -185,14 +185,14 @@ def _triage_one(
         return ItemOutcome(
             candidate, errors=errors, reason=_REASONS.get(exc.problems[0].field, "range")
         )
-    refused = registry.refusal(patient_id=measurement.patient_id, metric=measurement.metric)
-    if refused is not None:
-        return ItemOutcome(candidate, errors=[error(candidate.pointer, refused)], reason="consent")
     unlinked = registry.source_refusal(source=source, patient_id=measurement.patient_id)
-    if unlinked is not None:
+    if unlinked is not None:  # first: a source learns nothing of patients not its own
         return ItemOutcome(
             candidate, errors=[error(candidate.pointer, unlinked)], reason="unlinked-source"
         )
+    refused = registry.refusal(patient_id=measurement.patient_id, metric=measurement.metric)
+    if refused is not None:
+        return ItemOutcome(candidate, errors=[error(candidate.pointer, refused)], reason="consent")
     return ItemOutcome(candidate, measurement=measurement)
 
 

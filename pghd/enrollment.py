@@ -391,11 +391,14 @@ def refusal(enrollment: Enrollment | None, *, patient_id: str, metric: Metric) -
 
 
 def source_refusal(enrollment: Enrollment | None, *, patient_id: str, source: str) -> str | None:
-    """Why ``source`` may not write readings for ``patient_id``: none of its accounts or
-    devices is linked to the patient. None when one is, and also when the patient is not
-    enrolled (:func:`refusal` says so, in those words)."""
-    if enrollment is None or enrollment.status is not EnrollmentStatus.ENROLLED:
+    """Why ``source`` may not write readings for ``patient_id``: the patient is not enrolled,
+    or none of the source's accounts or devices is linked to them. One message for both, and
+    checked before consent, so that a source learns nothing about a patient who is not its
+    own (whether they exist, withdrew, or what they consented to). None when it may."""
+    if (
+        enrollment is not None
+        and enrollment.status is EnrollmentStatus.ENROLLED
+        and any(k.source == source for k in enrollment.links)
+    ):
         return None
-    if any(k.source == source for k in enrollment.links):
-        return None
-    return f"source {source} has no account or device linked to patient {patient_id}"
+    return f"patient {patient_id} is not enrolled with source {source}"
