@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from pghd.log_privacy import scrub_query
+
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_SCHEMAS",
@@ -162,7 +164,8 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
-    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    path = scrub_query(request.url.path)  # no patient id in the log
+    logger.error("unexpected error on %s %s", request.method, path, exc_info=exc)
     return ProblemError(status=500, detail="unexpected error; it has been logged").to_response()
 
 

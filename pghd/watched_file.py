@@ -2,17 +2,18 @@
 
 Operators issue, rotate and revoke credentials by editing a file (or by a secret manager
 rewriting it); the services see the change within ``recheck_s`` without a restart.
-:class:`WatchedJson` looks at the file's modification time, size and inode at most once per
-``recheck_s`` and parses it again when any changed. A file that no longer parses is refused
-as a whole: the previous content stays in force and the error is logged (and reported to
-``on_reload``). At startup a bad file raises, so a service never starts with credentials
-other than the ones the operator wrote.
+:class:`WatchedJson` reads the file at most once per ``recheck_s`` and parses it again when
+its bytes changed (a digest of the content: an edit that keeps the size and the
+modification time, or a copy that keeps an old one, is still seen). A file that no longer
+parses is refused as a whole: the previous content stays in force and the error is logged
+(and reported to ``on_reload``). At startup a bad file raises, so a service never starts
+with credentials other than the ones the operator wrote.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,14 +45,11 @@ class WatchedJson(Generic[M]):
         self._recheck_s = recheck_s
         self._clock = clock
         self._on_reload = on_reload
-        self._value = model.model_validate_json(path.read_bytes())  # bad at startup: raise
-        self._stamp = self._stat()
-        self._refused: tuple[int, int, int] | None = None  # a bad version: said once
+        content = path.read_bytes()
+        self._value = model.model_validate_json(content)  # bad at startup: raise
+        self._stamp = hashlib.sha256(content).digest()
+        self._refused: bytes | None = None  # a bad version: said once
         self._checked_at = clock()
-
-    def _stat(self) -> tuple[int, int, int]:
-        st = os.stat(self.path)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def current(self) -> M:
         """The content now (re-read first when the file changed since it was last read)."""
@@ -59,12 +57,13 @@ class WatchedJson(Generic[M]):
         if now - self._checked_at < self._recheck_s:
             return self._value
         self._checked_at = now
-        stamp: tuple[int, int, int] | None = None
+        stamp: bytes | None = None
         try:
-            stamp = self._stat()
+            content = self.path.read_bytes()
+            stamp = hashlib.sha256(content).digest()
             if stamp in (self._stamp, self._refused):
                 return self._value
-            value = self._model.model_validate_json(self.path.read_bytes())
+            value = self._model.model_validate_json(content)
         except (OSError, ValidationError, ValueError) as exc:
             self._refused = stamp
             logger.error(

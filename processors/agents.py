@@ -232,13 +232,14 @@ class Processors:
                 async with self._lock:
                     if self.state.generation != self._flight_generation:
                         await self._drain()  # partitions moved: judge from durable state
+                    generation = self.state.generation  # before prepare, which may await
                     try:
                         outgoing = await self.prepare(events)
                         await self._drain()
                     except BaseException:
                         self.state.forget()  # judged records may be ahead of the table now
                         raise
-                    self._flight_generation = self.state.generation
+                    self._flight_generation = generation
                     self._flight = asyncio.create_task(self._send(outgoing, faust_stream))
         finally:
             flight, self._flight = self._flight, None

@@ -82,6 +82,7 @@ class StateStore:
         of their readings); a fresh one for a newcomer."""
         if self._cached_generation != self._generation:
             self._cache.clear()
+            self._pending.clear()  # the loop drains before judging after a move
             self._cached_generation = self._generation
         found: dict[str, PatientRecord] = {}
         for pid, partition in partition_of.items():

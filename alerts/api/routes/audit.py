@@ -92,6 +92,7 @@ async def list_audit(
             detail=f"the audit trail cannot be read now: {exc}",
             headers={"Retry-After": str(settings.retry_after_s)},
         ) from exc
+    note_patients(patient for event in events for patient in event.patients)
     if format == "fhir":
         bundle = {
             "resourceType": "Bundle",

@@ -54,3 +54,16 @@ def test_a_bad_file_at_startup_raises(tmp_path: Path) -> None:
         WatchedJson(path, Doc)
     with pytest.raises(FileNotFoundError):
         WatchedJson(tmp_path / "missing.json", Doc)
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_seen(tmp_path: Path) -> None:
+    """Swapping one digest for another keeps the size; a copy may keep an old mtime."""
+    path = tmp_path / "doc.json"
+    path.write_text('{"names": ["aaaa"]}')
+    stamp = path.stat()
+    now = [0.0]
+    doc = WatchedJson(path, Doc, recheck_s=1.0, clock=lambda: now[0])
+    path.write_text('{"names": ["bbbb"]}')
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    now[0] = 2.0
+    assert doc.current().names == ["bbbb"]
