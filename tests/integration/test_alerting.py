@@ -159,6 +159,7 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     ]
     routing = {
         "channels": {name: f"{base}/{name}" for name in channels},
+        "cleared_channels": list(channels),  # loopback sinks: the tests read who and what
         "patient_teams": {patient: team for team, patient in patients.items()},
         "routes": [
             route("burst-a", "burst", (0, "burst-a")),

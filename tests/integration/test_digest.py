@@ -84,6 +84,7 @@ class DigestWorker:
                         "page": f"{self.sink.url}/page",
                         "digest": f"{self.sink.url}/digest",
                     },
+                    "cleared_channels": ["page", "digest"],  # a loopback sink
                     "patient_teams": teams,
                     "routes": [
                         {

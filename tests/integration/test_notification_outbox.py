@@ -181,6 +181,7 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "crash": f"{live_url}/crash",
             "late": f"{live_url}/late",
         },
+        "cleared_channels": ["outage", "crash", "late"],  # backup: severity and link only
         "patient_teams": {patient: team for team, patient in patients.items()},
         "routes": [
             route("outage", "outage", fallback=["backup"], fallback_after_s=FALLBACK_AFTER_S),
@@ -299,6 +300,8 @@ def test_a_receiver_down_for_ten_minutes_gets_the_page_once_when_back(worker: Wo
         worker, "the fallback page", lambda: worker.live.to("backup"), FALLBACK_AFTER_S + 60
     )
     assert "fallback: outage failing for" in backup.title
+    assert backup.title.startswith("[critical] pghd alert"), "backup is not cleared"
+    assert "ob-" not in backup.title, "no patient id to a channel not cleared for it"
     assert backup.at - down_from >= FALLBACK_AFTER_S - 5
 
     worker.stop()  # the outbox entry and its next try live in Kafka, not in the process
