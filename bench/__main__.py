@@ -57,7 +57,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from bench.alerting import anomaly_records, bare_lifecycle_rate, notification_latencies
@@ -67,7 +66,13 @@ from bench.fhir import BUNDLE_SIZE, fhir_vs_measurements
 from bench.peer import quix_peer_rate
 from bench.pure import cohort_measurements, dedup_sizes, judge_rate, state_sizes, welford_rate
 from bench.recovery import recovery_time
-from bench.runs import OffsetWatch, ingest_rate, open_loop_latencies, post_to_anomaly_latencies
+from bench.runs import (
+    OffsetWatch,
+    end_offsets_sum,
+    ingest_rate,
+    open_loop_latencies,
+    post_to_anomaly_latencies,
+)
 from bench.workloads import encoded_measurements, enveloped_requests, posted_readings
 from deploy.local.ephemeral import ephemeral_stack
 from deploy.local.harness import running_pipeline
@@ -98,15 +103,6 @@ DEDUP_WINDOW_S = float(ProcessorSettings.model_fields["dedup_window_s"].default)
 
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def _end_offsets_sum(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        return sum(int(v) for v in consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()
 
 
 def _row(name: str, ours: float, base: float, base_name: str, unit: str) -> str:
@@ -271,7 +267,7 @@ def main() -> None:
         )
         asyncio.run(produce(bootstrap, topics.MEASUREMENTS, backlog))
         readings = len(posted) + 400 * (args.backlog // 400)
-        backlog_records = _end_offsets_sum(bootstrap, topics.MEASUREMENTS)
+        backlog_records = end_offsets_sum(bootstrap, topics.MEASUREMENTS)
         per_record = readings / backlog_records
         judge_only = asyncio.run(
             consume_and_judge(bootstrap, topics.MEASUREMENTS, count=readings, params=params)
@@ -303,7 +299,7 @@ def main() -> None:
                     app_suffix=suffix, warmup=WARMUP, probe_timeout=600,
                 ) as pipeline:  # fmt: skip
             watch.wait_for(backlog_records, timeout=600)
-            store.wait_for(_end_offsets_sum(bootstrap, topics.POINTS), timeout=600)
+            store.wait_for(end_offsets_sum(bootstrap, topics.POINTS), timeout=600)
             ours = readings / (store.samples[-1][0] - watch.first_moving())
             summary["processors_per_s"] = ours
             summary["processors_ratio"] = _ratio(ours, bare_full)
@@ -393,7 +389,7 @@ def main() -> None:
         print(f"==> alerts: {args.alert_anomalies:,} anomalies for 200 patients into alerts")
         records = anomaly_records(patients=200, per_patient=args.alert_anomalies // 200)
         asyncio.run(produce(bootstrap, topics.ANOMALIES, records))
-        total = _end_offsets_sum(bootstrap, topics.ANOMALIES)
+        total = end_offsets_sum(bootstrap, topics.ANOMALIES)
         base = asyncio.run(bare_lifecycle_rate(bootstrap, count=total))
         suffix = uuid.uuid4().hex[:8]
         with OffsetWatch(bootstrap, f"pghd-alerts-{suffix}", topics.ANOMALIES) as watch, \

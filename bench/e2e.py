@@ -17,10 +17,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-
 from bench.baselines import consume_and_judge, produce
-from bench.runs import OffsetWatch, open_loop_latencies
+from bench.runs import OffsetWatch, end_offsets_sum, open_loop_latencies
 from bench.workloads import encoded_measurements
 from deploy.local.ephemeral import ephemeral_stack
 from deploy.local.harness import running_pipeline
@@ -30,15 +28,6 @@ from processors.judge import JudgeParams
 from processors.store.influx import InfluxLines
 
 WARMUP = 10
-
-
-def _end_offsets_sum(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        return sum(int(v) for v in consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()
 
 
 def main() -> None:
@@ -56,7 +45,7 @@ def main() -> None:
         backlog = encoded_measurements(patients=400, per_patient=300, seed=2, per_request=12)
         asyncio.run(produce(bootstrap, topics.MEASUREMENTS, backlog))
         readings = 400 * 300
-        records = _end_offsets_sum(bootstrap, topics.MEASUREMENTS)
+        records = end_offsets_sum(bootstrap, topics.MEASUREMENTS)
         influx = InfluxLines(
             url=stack.influx.url,
             token=stack.influx.token,
@@ -79,7 +68,7 @@ def main() -> None:
                     app_suffix=suffix, warmup=WARMUP, probe_timeout=600,
                 ) as pipeline:  # fmt: skip
             watch.wait_for(records, timeout=600)
-            store.wait_for(_end_offsets_sum(bootstrap, topics.POINTS), timeout=600)
+            store.wait_for(end_offsets_sum(bootstrap, topics.POINTS), timeout=600)
             ours = readings / (store.samples[-1][0] - watch.first_moving())
             print(f"processors drain: {ours:,.0f} readings/s, bare {bare:,.0f}/s,"
                   f" ratio {ours / bare:.2f}", flush=True)  # fmt: skip

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from deploy.local.harness import API_KEY, Pipeline, reading
@@ -346,3 +346,13 @@ def _lag(admin: KafkaAdminClient, group: str) -> int:
         consumer.close()
     done = {tp: o.offset for tp, o in offsets.items() if tp.topic == topics.MEASUREMENTS}
     return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
+
+
+def end_offsets_sum(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return sum(int(v) for v in consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()

@@ -30,7 +30,7 @@ from ingest.metrics import IngestMetrics, ObservabilityMiddleware
 from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
-from pghd.audit_trail import AuditTrail
+from pghd.audit_trail import install_audit_trail
 from pghd.problems import (
     PROBLEM_SCHEMAS,
     JsonResponse,
@@ -157,12 +157,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             "no API keys configured (PGHD_INGEST_API_KEYS): every request will be refused"
         )
     install_handlers(app)
-    app.add_middleware(
-        AuditTrail,
-        service="ingest",
-        sink=lambda: app.state.audit_sink,
-        audited=lambda path: path.startswith("/v1/patients"),
-        retry_after_s=settings.retry_after_s,
+    install_audit_trail(
+        app, service="ingest", prefix="/v1/patients", retry_after_s=settings.retry_after_s
     )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.include_router(api_router)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pghd.audit import AuditAgent, AuditEvent, new_event
 
-__all__ = ["AuditSink", "AuditTrail", "note_agent", "note_patients"]
+__all__ = ["AuditSink", "AuditTrail", "install_audit_trail", "note_agent", "note_patients"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +170,15 @@ def _header_request_id(scope: Scope) -> str:
             if 0 < len(candidate) <= 128 and candidate.isprintable() and " " not in candidate:
                 return candidate
     return uuid.uuid4().hex
+
+
+def install_audit_trail(app: Any, *, service: str, prefix: str, retry_after_s: int) -> None:
+    """Audit ``app``'s requests under ``prefix``, to the sink its lifespan puts in
+    ``app.state.audit_sink`` (None until then: audited requests answer 503)."""
+    app.add_middleware(
+        AuditTrail,
+        service=service,
+        sink=lambda: app.state.audit_sink,
+        audited=lambda path: path.startswith(prefix),
+        retry_after_s=retry_after_s,
+    )

@@ -24,7 +24,7 @@ from alerts.api.routes import api_router
 from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
-from pghd.audit_trail import AuditTrail
+from pghd.audit_trail import install_audit_trail
 from pghd.problems import (
     PROBLEM_SCHEMAS,
     JsonResponse,
@@ -126,12 +126,8 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
             " teams in PGHD_CARE_API_USERS_FILE instead"
         )
     install_handlers(app)
-    app.add_middleware(
-        AuditTrail,
-        service="care-api",
-        sink=lambda: app.state.audit_sink,
-        audited=lambda path: path.startswith("/v1/"),
-        retry_after_s=settings.retry_after_s,
+    install_audit_trail(
+        app, service="care-api", prefix="/v1/", retry_after_s=settings.retry_after_s
     )
     app.add_middleware(RequestCounter, metrics=metrics)
     app.include_router(api_router)
