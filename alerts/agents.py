@@ -23,6 +23,9 @@ holds each patient's :class:`~alerts.state.PatientState`. Per batch:
    Apprise, the outcome written to the alert's notification history and published);
    annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
 
+An erasure marker on ``pghd.anomalies.v1`` (:mod:`pghd.erasure`) ends the batch before it:
+:meth:`Alerts.erase` removes the patient's alerts, state and annotations, and reports.
+
 A leader-only timer (every ``digest_check_s``) sends the daily digest of findings held back
 by the per-patient budget, once per care team and day (:mod:`alerts.digest_sender`).
 
@@ -73,6 +76,7 @@ from pghd import stall_watchdog, topics, wire
 from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
+from pghd.erasure import decode_marker, is_marker, stage_event
 from pghd.kafka_send import Outgoing, send_all
 from pghd.pseudonym import pseudonym
 from pghd.table_partition import in_partition
@@ -246,6 +250,10 @@ class Alerts:
 
     def _remember_annotation(self, action: Annotate, annotation_id: int) -> None:
         state = self.load(action.patient_id)
+        if state is None and self.annotation_queue is not None:
+            # written while the patient was being erased: it must not outlive them
+            self._spawn(asyncio.to_thread(self.annotation_queue.annotator.delete, annotation_id))
+            return
         if state is not None and state.partition in self._owned():
             new = remember_annotation(state, action.alert_id, annotation_id)
             self._apply(Step(state=new, dirty=new != state))
@@ -306,7 +314,90 @@ class Alerts:
             self.settings.batch_size, within=self.settings.batch_within_s
         )
         async for events in batches:
-            await self.handle_batch(events)
+            run: list[EventT[Any]] = []
+            for event in events:
+                if event.message.topic == topics.ANOMALIES and is_marker(event.value):
+                    if run:
+                        await self.handle_batch(run)
+                        run = []
+                    await self.erase(event)
+                else:
+                    run.append(event)
+            if run:
+                await self.handle_batch(run)
+
+    async def erase(self, event: EventT[Any]) -> None:
+        """An erasure marker (:mod:`pghd.erasure`), after every earlier message of its
+        patient: tombstone their alerts on ``pghd.alerts.v1`` (the state's and any other the
+        topic holds for them), delete their state (silences and pending notifications
+        with it) and their Grafana annotations; report to ``pghd.audit.v1``."""
+        where, key = where_of(event)
+        now = datetime.now(UTC)
+        try:
+            marker = decode_marker(event.value)
+        except ValueError as exc:
+            letter = DeadLetter(
+                stage="alerts",
+                reason=str(exc)[:1000],
+                topic=where.topic,
+                partition=where.partition,
+                offset=where.offset,
+                key=where.key,
+                payload=bytes(event.value).decode("utf-8", "backslashreplace"),
+                failed_at=now,
+            )
+            await send_all(self.app.producer, [(topics.DLQ, key, wire.encode(letter), None)])
+            self.metrics.dead_letter(letter)
+            return
+        pid = marker.patient_id
+        state = self.load(pid)
+        fingerprints = set() if state is None else set(state.alerts)
+        for fingerprint, raw in (await self._read_compacted(topics.ALERTS)).items():
+            try:
+                if orjson.loads(raw).get("patient_id") == pid:
+                    fingerprints.add(fingerprint.decode())
+            except (orjson.JSONDecodeError, AttributeError, UnicodeDecodeError):
+                continue
+        annotations = [] if state is None else sorted(state.annotations.values())
+        queued = 0 if self.annotation_queue is None else self.annotation_queue.forget(pid)
+        deleted_annotations = 0
+        failed: str | None = None
+        if annotations and self.annotation_queue is None:
+            failed = f"{len(annotations)} Grafana annotations kept: no Grafana is configured"
+        elif self.annotation_queue is not None:
+            for annotation_id in annotations:
+                try:
+                    await asyncio.to_thread(self.annotation_queue.annotator.delete, annotation_id)
+                    deleted_annotations += 1
+                except Exception as exc:
+                    failed = f"Grafana annotation {annotation_id} not deleted: {exc}"[:500]
+        changelog = self.alert_state.changelog_topic.get_topic_name()
+        partition = where.partition or 0 if state is None else state.partition
+        outgoing: list[Outgoing] = [(topics.ALERTS, fp.encode(), None, None) for fp in fingerprints]
+        if state is not None:
+            outgoing.append((changelog, orjson.dumps(pid), None, partition))
+        await send_all(self.app.producer, outgoing)
+        store: Any = self.alert_state.data
+        with in_partition(partition):
+            store.pop(pid, None)
+        removed = {
+            "alerts": len(fingerprints),
+            "alert_states": int(state is not None),
+            "silences": 0 if state is None else len(state.silences),
+            "pending_notifications": 0 if state is None else len(state.pending),
+            "annotations": deleted_annotations,
+            "queued_annotations": queued,
+        }
+        report = stage_event(
+            marker,
+            stage="alerts",
+            resource="alerts",
+            removed=removed,
+            recorded=now,
+            failed=failed,
+        )
+        await send_all(self.app.producer, [(topics.AUDIT, pid.encode(), wire.encode(report), None)])
+        logger.info("erasure %s of patient %s: %s", marker.erasure_id, pseudonym(pid), removed)
 
     async def handle_batch(self, events: Sequence[EventT[Any]]) -> None:
         """A batch of anomalies and commands, in order per patient: each patient's state is

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from grafana_client.api import GrafanaApi
+from grafana_client.client import GrafanaClientError
 
 from alerts.lifecycle import Annotate
 
@@ -87,6 +88,14 @@ class GrafanaAnnotator:
         response = self.api.client.POST("/annotations", json=payload)
         return int(response["id"])
 
+    def delete(self, annotation_id: int) -> None:
+        """Delete one annotation (an erasure); a 404 (already gone) is not an error."""
+        try:
+            self.api.annotations.delete_annotations_by_id(annotations_id=annotation_id)
+        except GrafanaClientError as exc:
+            if exc.status_code != 404:
+                raise
+
 
 class AnnotationQueue:
     """Annotations waiting to be written, one background consumer, retries with backoff."""
@@ -122,6 +131,21 @@ class AnnotationQueue:
             logger.error(
                 "annotation queue full: %s of alert %s dropped", action.kind, action.alert_id
             )
+
+    def forget(self, patient_id: str) -> int:
+        """Drop the queued annotations of ``patient_id`` (an erasure); how many."""
+        kept: list[Annotate] = []
+        dropped = 0
+        while not self.queue.empty():
+            action = self.queue.get_nowait()
+            self.queue.task_done()
+            if action.patient_id == patient_id:
+                dropped += 1
+            else:
+                kept.append(action)
+        for action in kept:
+            self.queue.put_nowait(action)
+        return dropped
 
     async def write(self, action: Annotate) -> int | None:
         """Write one annotation with retries; its id, or None when every attempt failed."""

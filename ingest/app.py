@@ -23,6 +23,7 @@ from ingest.audit import GatewayAuditSink
 from ingest.auth import AdminAuthenticator, ApiKeyAuthenticator, SourceKeysFile
 from ingest.deps import api_key_scheme
 from ingest.enrollment import EnrollmentBook, EnrollmentService
+from ingest.erasure import AuditReports, Eraser
 from ingest.imports import ImportJobs
 from ingest.intake import AllowAll
 from ingest.kafka_gateway import KafkaGateway
@@ -37,7 +38,7 @@ from pghd.problems import (
     document_problem_responses,
     install_handlers,
 )
-from pghd.topics import AUDIT, DLQ
+from pghd.topics import AUDIT, CARE_PLANS, DLQ
 from pghd.watched_file import WatchedJson
 
 __all__ = ["create_app"]
@@ -88,10 +89,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await audit_gateway.start()
     app.state.audit_sink = GatewayAuditSink(audit_gateway)
+    care_plans_gateway = KafkaGateway(
+        bootstrap=settings.kafka_bootstrap,
+        topic=CARE_PLANS,
+        produce_timeout_s=settings.produce_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        linger_ms=0,
+        client_id="pghd-ingest-erasure",
+    )
+    await care_plans_gateway.start()
+    app.state.eraser = Eraser(
+        enrollments=enrollments,
+        care_plans=care_plans_gateway,
+        measurements=gateway,
+        reports=AuditReports(
+            bootstrap=settings.kafka_bootstrap, connect_timeout_s=settings.connect_timeout_s
+        ),
+        settle_s=settings.erase_settle_s,
+    )
     app.state.support_gateways = {
         "dlq": dlq_gateway,
         "enrollments": enrollment_gateway,
         "audit": audit_gateway,
+        "care-plans": care_plans_gateway,
     }
     logger.info("ingest started; kafka at %s", settings.kafka_bootstrap)
     try:
@@ -99,7 +119,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.imports.close()  # running imports end "failed" before Kafka goes
         app.state.gateway = app.state.enrollments = app.state.audit_sink = None
+        app.state.eraser = None
         app.state.support_gateways = {}
+        await care_plans_gateway.stop()
         await audit_gateway.stop()
         await enrollments.stop()
         await enrollment_gateway.stop()
@@ -137,6 +159,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.replay_guard = ReplayGuard(capacity=settings.webhook_replay_capacity)
     app.state.enrollment_book = EnrollmentBook()
     app.state.enrollments = None
+    app.state.eraser = None
     app.state.audit_sink = None
     app.state.admin_authenticator = AdminAuthenticator(
         settings.admin_tokens,

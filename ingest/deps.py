@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from ingest.auth import API_KEY_HEADER, AdminAuthenticator, ApiKeyAuthenticator
 from ingest.enrollment import EnrollmentService
+from ingest.erasure import Eraser
 from ingest.imports import ImportJobs
 from ingest.intake import Registry
 from ingest.kafka_gateway import Gateway
@@ -30,6 +31,7 @@ __all__ = [
     "AuthenticatorDep",
     "DlqGatewayDep",
     "EnrollmentsDep",
+    "EraserDep",
     "GatewayDep",
     "ImportsDep",
     "MetricsDep",
@@ -222,3 +224,14 @@ def get_enrollments(request: Request) -> EnrollmentService:
 
 
 EnrollmentsDep = Annotated[EnrollmentService, Depends(get_enrollments)]
+
+
+def get_eraser(request: Request) -> Eraser:
+    """The erasure path (made by the lifespan); 503 problem when not running."""
+    eraser: Eraser | None = getattr(request.app.state, "eraser", None)
+    if eraser is None:
+        raise unavailable(request.app.state.settings, "the erasure path is not running")
+    return eraser
+
+
+EraserDep = Annotated[Eraser, Depends(get_eraser)]

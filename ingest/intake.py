@@ -216,7 +216,7 @@ async def produce(
     """
     if not good:
         return
-    records: list[Record] = encode_readings(good, envelope=getattr(gateway, "envelope", "v2"))
+    records: Sequence[Record] = encode_readings(good, envelope=getattr(gateway, "envelope", "v2"))
     started = time.perf_counter()
     try:
         await gateway.send_batch(records)

@@ -28,7 +28,7 @@ __all__ = ["Gateway", "KafkaGateway", "KafkaUnavailable", "Record"]
 
 logger = logging.getLogger(__name__)
 
-Record = tuple[bytes, bytes]
+Record = tuple[bytes, bytes | None]  # (key, value); a None value is a tombstone
 """One Kafka record as ``(key, value)``."""
 
 ProducerFactory = Callable[[], Any]

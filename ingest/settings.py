@@ -81,6 +81,14 @@ class IngestSettings(BaseSettings):
     produce_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry_after_s: Annotated[int, Field(ge=1)] = 5
+    erase_settle_s: Annotated[float, Field(ge=0)] = Field(
+        default=2.0,
+        description="an erasure waits this long between tombstoning the enrollment and"
+        " writing its marker: longer than any ingest instance's enrollment-follower lag",
+    )
+    erase_max_wait_s: Annotated[float, Field(ge=0)] = Field(
+        default=120.0, description="longest an erase request waits for the stages' reports"
+    )
     kafka_linger_ms: Annotated[int, Field(ge=0)] = 5
     kafka_compression: Literal["gzip", "none"] = "gzip"
     envelope: Literal["v1", "v2"] = Field(

@@ -17,7 +17,9 @@ The shape follows FHIR R4 ``AuditEvent`` and :func:`to_fhir` renders one as such
   ``requestor`` true);
 - ``service`` -> ``source.observer.display``;
 - ``patients`` -> one ``entity`` per patient (``what`` Patient/<id>, object role 1);
-- ``resource`` and ``request_id`` -> ``entity.detail`` path and request-id.
+- ``resource`` and ``request_id`` -> ``entity.detail`` path and request-id;
+- ``removed`` (an erasure stage's counts, :mod:`pghd.erasure`) -> ``entity.detail``
+  ``removed:<kind>``; ``note`` -> appended to ``outcomeDesc``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class AuditEvent(BaseModel):
     outcome: Outcome
     status: int = Field(description="the HTTP status answered")
     request_id: str
+    removed: dict[str, int] = Field(
+        default_factory=dict, description="what an erasure stage removed (counts by kind)"
+    )
+    note: str | None = Field(default=None, max_length=500, description="why it failed")
 
 
 def action_of(method: str) -> Action:
@@ -136,6 +142,10 @@ def to_fhir(event: AuditEvent) -> dict[str, Any]:
         {"type": "path", "valueString": event.resource},
         {"type": "request-id", "valueString": event.request_id},
     ]
+    details += [
+        {"type": f"removed:{kind}", "valueString": str(count)}
+        for kind, count in sorted(event.removed.items())
+    ]
     return {
         "resourceType": "AuditEvent",
         "id": event.audit_id,
@@ -147,7 +157,7 @@ def to_fhir(event: AuditEvent) -> dict[str, Any]:
         "action": _FHIR_ACTION[event.action],
         "recorded": event.recorded.isoformat().replace("+00:00", "Z"),
         "outcome": _FHIR_OUTCOME[event.outcome],
-        "outcomeDesc": f"HTTP {event.status}",
+        "outcomeDesc": f"HTTP {event.status}" + (f": {event.note}" if event.note else ""),
         "agent": [
             {
                 "who": {"identifier": {"value": event.agent.name}},

@@ -22,6 +22,11 @@ at most ``batch_size`` records, waiting at most ``batch_within_s`` for more):
 6. **Send the anomalies** and await them; then the records that listed them as intents are
    written again without them.
 
+An erasure marker (:mod:`pghd.erasure`) splits its batch: the records before it are judged
+and made durable first; then the patient's record and dedup buckets are deleted, the marker
+is forwarded to ``pghd.points.v1`` and ``pghd.anomalies.v1`` (behind the patient's earlier
+points and anomalies) and the deletion is reported to ``pghd.audit.v1``.
+
 Steps 1-4 run while the batch before is still in steps 5-6 (judging is CPU, making durable
 is waiting on Kafka), but a batch's sends start only once the batch before is durable, so
 what reaches Kafka keeps the order of the readings. A batch's records are acked once its
@@ -54,6 +59,7 @@ from faust.types import EventT
 
 from pghd import stall_watchdog, topics, wire
 from pghd.contracts import Anomaly, DeadLetter, Measurement
+from pghd.erasure import ErasureMarker, stage_event
 from pghd.table_partition import on_behalf_of
 from processors.baseline import BaselineState
 from processors.care_plans import CarePlanBook
@@ -77,7 +83,7 @@ from processors.state_store import StateStore, Write
 from processors.store.records import encode_records
 from processors.store.service import store_service
 
-__all__ = ["STAGE", "Processors"]
+__all__ = ["STAGE", "Erasing", "Processors", "split_at_erasures"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +156,32 @@ def triage(
     return readings, letters
 
 
+@dataclass(frozen=True)
+class Erasing:
+    """An event whose record is an erasure marker."""
+
+    event: EventT[Any]
+    marker: ErasureMarker
+
+
+def split_at_erasures(events: Sequence[EventT[Any]]) -> list[Sequence[EventT[Any]] | Erasing]:
+    """``events`` in order, as runs of ordinary events and erasure markers on their own."""
+    parts: list[Sequence[EventT[Any]] | Erasing] = []
+    run: list[EventT[Any]] = []
+    for event in events:
+        value = event.value
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], ErasureMarker):
+            if run:
+                parts.append(run)
+                run = []
+            parts.append(Erasing(event=event, marker=value[0]))
+        else:
+            run.append(event)
+    if run:
+        parts.append(run)
+    return parts
+
+
 def last_event_of_each_patient(readings: Sequence[Reading]) -> dict[str, EventT[Any]]:
     """Each patient's event with the highest offset (a patient's readings share a partition)."""
     last: dict[str, EventT[Any]] = {}
@@ -175,6 +207,7 @@ class Processors:
         self.anomalies_topic = app.topic(topics.ANOMALIES, key_type=bytes, value_type=bytes)
         self.points_topic = app.topic(topics.POINTS, key_type=bytes, value_type=bytes)
         self.dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
+        self.audit_topic = app.topic(topics.AUDIT, key_type=bytes, value_type=bytes)
         self.state = StateStore(
             app, partitions=settings.topic_partitions, cache_size=settings.state_cache_patients
         )
@@ -229,23 +262,66 @@ class Processors:
         )
         try:
             async for events in batches:
-                async with self._lock:
-                    if self.state.generation != self._flight_generation:
-                        await self._drain()  # partitions moved: judge from durable state
-                    generation = self.state.generation  # before prepare, which may await
-                    try:
-                        outgoing = await self.prepare(events)
-                        await self._drain()
-                    except BaseException:
-                        self.state.forget()  # judged records may be ahead of the table now
-                        raise
-                    self._flight_generation = generation
-                    self._flight = asyncio.create_task(self._send(outgoing, faust_stream))
+                for part in split_at_erasures(events):
+                    if isinstance(part, Erasing):
+                        await self._erase(part, faust_stream)
+                    else:
+                        await self._take(part, faust_stream)
         finally:
             flight, self._flight = self._flight, None
             if flight is not None and not flight.done():
                 flight.cancel()  # its readings were not acked: they are judged again
                 self.state.forget()
+
+    async def _take(self, events: Sequence[EventT[Any]], stream: faust.Stream[Any]) -> None:
+        """Judge ``events`` and start making them durable (the batch before is drained)."""
+        async with self._lock:
+            if self.state.generation != self._flight_generation:
+                await self._drain()  # partitions moved: judge from durable state
+            generation = self.state.generation  # before prepare, which may await
+            try:
+                outgoing = await self.prepare(events)
+                await self._drain()
+            except BaseException:
+                self.state.forget()  # judged records may be ahead of the table now
+                raise
+            self._flight_generation = generation
+            self._flight = asyncio.create_task(self._send(outgoing, stream))
+
+    async def _erase(self, erasing: Erasing, stream: faust.Stream[Any] | None) -> None:
+        """An erasure marker (:mod:`pghd.erasure`), once every batch before it is durable:
+        delete the patient's state record and dedup buckets, forward the marker to the
+        points and anomalies topics (behind the patient's earlier records), report."""
+        event, marker = erasing.event, erasing.marker
+        now = datetime.now(UTC)
+        async with self._lock:
+            await self._drain()
+            key = marker.patient_id.encode()
+            if event.message.key != key:
+                letter = dead_letter(
+                    event,
+                    "message key must be the erasure marker's patient_id",
+                    now=now,
+                    payload=wire.encode(marker),
+                )
+                await deliver(self.dlq_topic, [letter])
+                self.metrics.observe_batch(events=1, readings=[], repeats=[], letters=[letter])
+            else:
+                removed = await self.state.erase(marker.patient_id, event.message.partition)
+                forwarded = wire.encode(marker)
+                await asyncio.gather(
+                    deliver(self.points_topic, [(key, forwarded)]),
+                    deliver(self.anomalies_topic, [(key, forwarded)]),
+                )
+                report = stage_event(
+                    marker, stage=STAGE, resource="processors/state", removed=removed, recorded=now
+                )
+                await deliver(self.audit_topic, [(key, wire.encode(report))])
+                logger.info(
+                    "erasure %s of patient %s: %s", marker.erasure_id, marker.patient_id, removed
+                )
+            if stream is not None:
+                await stream.ack(event)
 
     async def _drain(self) -> None:
         """Wait until the batch in flight is durable and acked (raises what it raised)."""

@@ -1,5 +1,6 @@
 """The one Faust codec of this service: a record of ``pghd.measurements.v1`` (one reading or
-an envelope of one patient's readings, :mod:`pghd.envelope`) <-> its readings.
+an envelope of one patient's readings, :mod:`pghd.envelope`; or an erasure marker,
+:mod:`pghd.erasure`) <-> its readings.
 
 Decoding never raises: a payload that is not a valid measurement decodes to an
 :class:`Undecodable` marker carrying the bytes and the reason, so the agent can send it
@@ -23,6 +24,7 @@ from pghd import wire
 from pghd.catalogue import CATALOGUE
 from pghd.contracts import Measurement
 from pghd.envelope import ENVELOPE_VERSION, envelope_items, envelope_readings
+from pghd.erasure import ErasureMarker, decode_marker, is_marker
 
 __all__ = [
     "CODEC_NAME",
@@ -88,12 +90,17 @@ def _checked(measurement: Measurement, payload: bytes | None) -> Measurement | U
     return measurement
 
 
-def decode_record(payload: bytes | None) -> list[Measurement | Undecodable]:
+def decode_record(payload: bytes | None) -> list[Measurement | ErasureMarker | Undecodable]:
     """The readings of one record of either shape (:mod:`pghd.envelope`), each validated on
     its own: a bad reading in an envelope is one :class:`Undecodable`, the others stand.
-    Never raises."""
+    An erasure marker (:mod:`pghd.erasure`) decodes to itself. Never raises."""
     if payload is None:
         return [Undecodable(payload=b"", reason="message has no value (tombstone)")]
+    if is_marker(payload):
+        try:
+            return [decode_marker(payload)]
+        except ValueError as exc:
+            return [Undecodable(payload=payload, reason=str(exc)[:_MAX_REASON])]
     valid = envelope_readings(payload)  # the usual case: an envelope of valid readings
     if valid is not None:
         return [_checked(m, None) for m in valid]
@@ -107,7 +114,7 @@ def decode_record(payload: bytes | None) -> list[Measurement | Undecodable]:
         items = envelope_items(data)  # the one-pass path above refused it: say which
     except Exception as exc:  # decoding must not stop the stream, whatever the input
         return [Undecodable(payload=payload, reason=f"cannot decode: {exc}"[:_MAX_REASON])]
-    out: list[Measurement | Undecodable] = []
+    out: list[Measurement | ErasureMarker | Undecodable] = []
     for item in items:
         if isinstance(item, tuple):
             raw, reason = item

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processors.baseline import BaselineParams
 from processors.episodes import EpisodePolicy
@@ -133,6 +134,11 @@ class ProcessorSettings(BaseSettings):
     influx_timeout_s: float = Field(
         default=10.0, gt=0, description="one InfluxDB write request; a hung server fails it"
     )
+    influx_erase_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="buckets an erasure also deletes a patient's points from, besides the one"
+        " written and its downsampled bucket (comma-separated)",
+    )
     influx_max_backoff_s: float = Field(
         default=30.0, gt=0, description="cap of the store stage's backoff between write attempts"
     )
@@ -192,6 +198,13 @@ class ProcessorSettings(BaseSettings):
         default=15.0, gt=0, description="how often kafka_consumer_lag is read from the brokers"
     )
     log_level: str = "info"
+
+    @field_validator("influx_erase_buckets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @property
     def store_group_id(self) -> str:

@@ -173,6 +173,18 @@ class StateStore:
         for _, key in keys:
             self.table.data.pop(key.encode(), None)
 
+    async def erase(self, patient_id: str, partition: int) -> dict[str, int]:
+        """Delete every entry of ``patient_id`` (their record and dedup buckets, in
+        ``partition``) and forget them in memory; what was deleted, counted."""
+        prefix = f"{patient_id}|"
+        keys = [key for key, _ in self.items() if key == patient_id or key.startswith(prefix)]
+        self._cache.pop(patient_id, None)
+        for batch in self._pending:
+            batch.pop(patient_id, None)
+        await self.delete([(partition, key) for key in keys])
+        records = int(patient_id in keys)
+        return {"state_records": records, "dedup_buckets": len(keys) - records}
+
     def items(self) -> Iterator[tuple[str, bytes]]:
         """Every ``(key, value)`` the local store holds (all partitions it has)."""
         for key, value in self.table.data.items():

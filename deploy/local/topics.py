@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "topics.json"
 MIN_INSYNC_REPLICAS = 2
 DURABLE_FROM_REPLICAS = 3
+#: Changelogs, like the compacted topics of the spec, are compacted within a week of a write,
+#: so an erased patient's old values are gone from the disks by then (docs/security.md).
+MAX_COMPACTION_LAG_MS = "604800000"
 
 
 def durable_spec(spec: TopicSpec, *, replication_factor: int) -> TopicSpec:
@@ -263,7 +266,7 @@ def ensure_changelog_topics(
         TopicSpec(
             name=table.changelog_topic.get_topic_name(),
             partitions=table.partitions or app.conf.topic_partitions,
-            config={"cleanup.policy": "compact"},
+            config={"cleanup.policy": "compact", "max.compaction.lag.ms": MAX_COMPACTION_LAG_MS},
         )
         for table in app.tables.values()
     ]

@@ -97,6 +97,20 @@ class EnrollmentService:
             raise RegistryLoading()
         return self.book.get(patient_id)
 
+    async def erase(self, patient_id: str) -> bool:
+        """Tombstone the patient's enrollment (links and consents go with it); whether one
+        was held. Returns once this instance no longer knows it (readings refused from
+        then on here; other instances as soon as their followers read the tombstone).
+
+        Raises :class:`RegistryLoading`, ``KafkaUnavailable`` or :class:`NotApplied`.
+        """
+        async with self._lock:
+            held = self.current(patient_id) is not None
+            await self._gateway.send_batch([(patient_id.encode(), None)])
+            self.book.remove(patient_id)  # at once here; the follower's read-back agrees
+            logger.info("enrollment of %s erased", pseudonym(patient_id))
+            return held
+
     async def execute(self, commands: Sequence[EnrollmentCommand], *, by: str) -> Enrollment:
         """Apply ``commands`` (about one patient) as one change; the enrollment afterwards.
 

@@ -1,5 +1,5 @@
-"""``pghd patients``: enroll patients, link their devices, record and revoke consent, and
-assign them to the care teams whose members may see them.
+"""``pghd patients``: enroll patients, link their devices, record and revoke consent,
+assign them to the care teams whose members may see them, and erase them.
 
 Talks HTTP to ingest's patients API (``--url``, default ``http://127.0.0.1:8000``, or
 ``PGHD_INGEST_URL``) with an admin bearer token (``--token`` or ``PGHD_ADMIN_TOKEN``; its
@@ -276,6 +276,58 @@ def withdraw(patient_id: Patient, url: UrlOption = DEFAULT_URL, token: TokenOpti
     """Withdraw the patient: every consent revoked, every link dropped (teams stay)."""
     _call("POST", f"/v1/patients/{patient_id}/withdraw", url=url, token=token)
     typer.echo(f"patient {patient_id} withdrawn: every consent revoked, every link dropped")
+
+
+@app.command()
+def erase(
+    patient_id: Patient,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for every stage's report.")
+    ] = 60.0,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase everything stored about the patient (enrollment, readings in every InfluxDB
+    bucket, the workers' state, alerts, annotations) and refuse their readings from now on.
+
+    Asking again is safe. Exits 0 once every stage reported, 2 if some had not within
+    ``--wait`` or failed (the report says which; ask again), 1 if refused."""
+    if not yes:
+        typer.confirm(f"Erase every reading and alert of patient {patient_id}?", abort=True)
+    with _client(url, token) as client:
+        client.timeout = httpx.Timeout(wait + 30.0)
+        try:
+            response = request(client, "POST", f"/v1/patients/{patient_id}/erase?wait={wait:g}")
+        except ApiRefused as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    report = response.json()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_erasure(report)
+    if response.status_code != 200:
+        raise typer.Exit(2)
+
+
+def _print_erasure(report: dict[str, Any]) -> None:
+    typer.echo(f"erasure {report['erasure_id']} of patient {report['patient_id']}")
+    rows = [
+        [stage, kind, str(count)]
+        for stage, counts in report["removed"].items()
+        for kind, count in sorted(counts.items())
+    ]
+    if rows:
+        typer.echo(format_table(["stage", "removed", "count"], rows))
+    for stage, why in report.get("failed", {}).items():
+        typer.echo(f"FAILED  {stage}: {why}")
+    if report.get("pending"):
+        pending = ", ".join(report["pending"])
+        typer.echo(f"not reported yet: {pending} (ask again to erase what is left and report)")
+    else:
+        typer.echo("every stage reported")
 
 
 def enroll_cohort(

@@ -15,6 +15,7 @@ from typing import Any
 import mode
 
 from processors.settings import ProcessorSettings
+from processors.store.erase import InfluxEraser, buckets_to_erase
 from processors.store.influx import InfluxLines
 from processors.store.stage import StoreCounters, StoreStage
 
@@ -36,10 +37,18 @@ def build_stage(
         bucket=settings.influx_bucket,
         timeout_s=settings.influx_timeout_s,
     )
+    eraser = InfluxEraser(
+        url=settings.influx_url,
+        token=settings.influx_token.get_secret_value(),
+        org=settings.influx_org,
+        buckets=buckets_to_erase(settings.influx_bucket, settings.influx_erase_buckets),
+        timeout_s=settings.influx_timeout_s,
+    )
     stage = StoreStage(
         bootstrap=settings.kafka_bootstrap,
         group=settings.store_group_id,
         write=influx.write,
+        erase=eraser.erase,
         counters=counters,
         max_records=settings.store_max_records,
         max_backoff_s=settings.influx_max_backoff_s,

@@ -12,6 +12,9 @@ For each polled batch it:
    operator must mend) with capped exponential backoff and jitter, for as long as it takes:
    between attempts it pauses its partitions and keeps polling, so it stays in its group
    (``max.poll.interval.ms``) and hands partitions over cleanly on a rebalance;
+   An erasure marker (:mod:`pghd.erasure`) among the records is handled in its place: the
+   lines before it are written, then every point of its patient is deleted from InfluxDB
+   (retried like a write) and the deletion reported to ``pghd.audit.v1``;
 4. waits until Kafka acknowledged the dead letters, then commits the batch's offsets
    (only for partitions it still owns; a partition that moved is re-read by its new
    owner, and re-writing points is harmless).
@@ -27,8 +30,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -37,15 +40,19 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pghd import topics, wire
 from pghd.contracts import DeadLetter
+from pghd.erasure import ErasureMarker, decode_marker, is_marker, stage_event
 from processors.store.isolate import Refused, Write, write_isolating
 from processors.store.outcome import Outcome, classify, describe
 from processors.store.records import decode_record
 
-__all__ = ["STAGE", "StoreCounters", "StoreStage", "backoff_s"]
+__all__ = ["STAGE", "Erase", "StoreCounters", "StoreStage", "backoff_s"]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "store"
+
+#: Deletes every point of a patient from InfluxDB; returns what it removed, counted.
+Erase = Callable[[str], Awaitable[dict[str, int]]]
 
 
 class _Stopped(Exception):
@@ -78,6 +85,8 @@ class _Batch:
     lines: list[str] = field(default_factory=list)
     origins: list[_Origin] = field(default_factory=list)
     letters: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # (how many lines come before it, where it came from, the marker)
+    erasures: list[tuple[int, _Origin, ErasureMarker]] = field(default_factory=list)
 
 
 class StoreStage:
@@ -90,6 +99,7 @@ class StoreStage:
         group: str,
         write: Write,
         counters: StoreCounters,
+        erase: Erase | None = None,
         max_records: int = 500,
         chunk: int = 5000,
         base_backoff_s: float = 0.2,
@@ -99,6 +109,7 @@ class StoreStage:
         self._bootstrap = bootstrap.split(",")
         self._group = group
         self._write = write
+        self._erase = erase
         self._counters = counters
         self._max_records = max_records
         self._chunk = chunk
@@ -172,7 +183,15 @@ class StoreStage:
     async def _store(self, got: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         batch = _collect(got)
         started = time.perf_counter()
-        refused = await self._write_until_done(batch.lines)
+        refused: list[Refused] = []
+        done = 0
+        for before, origin, marker in batch.erasures:  # the lines before each, then it
+            segment = await self._write_until_done(batch.lines[done:before])
+            refused += [replace(item, index=item.index + done) for item in segment]
+            done = before
+            await self._erase_patient(origin, marker)
+        segment = await self._write_until_done(batch.lines[done:])
+        refused += [replace(item, index=item.index + done) for item in segment]
         if refused:
             now = datetime.now(UTC)
             for item in refused:
@@ -224,6 +243,52 @@ class StoreStage:
                 if self._stopping.is_set():
                     raise _Stopped from exc
 
+    async def _erase_patient(self, origin: _Origin, marker: ErasureMarker) -> None:
+        """Delete the patient's points (retrying like a write), then report it on
+        ``pghd.audit.v1``; a stage without an eraser reports that it could not."""
+        now = datetime.now(UTC)
+        if origin.key != marker.patient_id:
+            reason = "message key must be the erasure marker's patient_id"
+            letter = _letter(origin, payload=wire.encode(marker).decode(), reason=reason, now=now)
+            await self._send_all(topics.DLQ, [letter])
+            return
+        failed: str | None = None
+        removed: dict[str, int] = {}
+        if self._erase is None:
+            failed = "this store stage has no eraser configured"
+        else:
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    removed = await self._erase(marker.patient_id)
+                    break
+                except Exception as exc:
+                    outcome = classify(exc)
+                    self._counters.store_failed(outcome=outcome.value)
+                    delay = self._delay(attempt)
+                    logger.warning(
+                        "erasure %s: InfluxDB delete failed (%s, attempt %d, retry in %.1fs): %s",
+                        marker.erasure_id,
+                        outcome.value,
+                        attempt,
+                        delay,
+                        describe(exc),
+                    )
+                    await self._idle(delay)
+                    if self._stopping.is_set():
+                        raise _Stopped from exc
+        report = stage_event(
+            marker,
+            stage=STAGE,
+            resource="influxdb",
+            removed=removed,
+            recorded=datetime.now(UTC),
+            failed=failed,
+        )
+        await self._send_all(topics.AUDIT, [(marker.patient_id.encode(), wire.encode(report))])
+        logger.info("erasure %s: %s", marker.erasure_id, failed or removed)
+
     async def _idle(self, delay_s: float) -> None:
         """Wait ``delay_s`` while polling paused partitions, so the group keeps us."""
         consumer = self._consumer
@@ -242,7 +307,11 @@ class StoreStage:
             consumer.resume(*[tp for tp in consumer.paused() if tp in held])
 
     async def _dead_letter(self, letters: Sequence[tuple[bytes, bytes]]) -> None:
-        if not letters:
+        await self._send_all(topics.DLQ, letters)
+
+    async def _send_all(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Send ``records`` to ``topic`` and wait for their acknowledgements, retrying."""
+        if not records:
             return
         producer = self._producer
         assert producer is not None
@@ -250,13 +319,17 @@ class StoreStage:
         while True:
             attempt += 1
             try:
-                sent = [await producer.send(topics.DLQ, key=k, value=v) for k, v in letters]
+                sent = [await producer.send(topic, key=k, value=v) for k, v in records]
                 await asyncio.gather(*sent)
                 return
             except KafkaError as exc:
                 delay = self._delay(attempt)
                 logger.warning(
-                    "DLQ send of %d letters failed (%r); retry in %.1fs", len(letters), exc, delay
+                    "send of %d records to %s failed (%r); retry in %.1fs",
+                    len(records),
+                    topic,
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
 
@@ -282,6 +355,13 @@ def _collect(got: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> _
         for record in records:
             key = None if record.key is None else record.key.decode("utf-8", "backslashreplace")
             origin = _Origin(tp=tp, offset=record.offset, key=key)
+            if is_marker(record.value):
+                try:
+                    batch.erasures.append((len(batch.lines), origin, decode_marker(record.value)))
+                except ValueError as exc:
+                    payload = (record.value or b"").decode("utf-8", "backslashreplace")
+                    batch.letters.append(_letter(origin, payload=payload, reason=str(exc), now=now))
+                continue
             try:
                 decoded = decode_record(record.value)
             except ValueError as exc:

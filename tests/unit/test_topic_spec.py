@@ -234,3 +234,17 @@ def test_applying_at_three_replicas_adds_min_insync_to_an_existing_topic(
     plan = plan_topic(durable_spec(measurements, replication_factor=3), current)
     assert plan.config == {"min.insync.replicas": "2"}
     assert not plan.create and plan.partitions is None
+
+
+def test_erased_data_leaves_every_topic_within_a_documented_bound(
+    spec: dict[str, TopicSpec],
+) -> None:
+    """docs/security.md promises: compacted topics drop an erased patient's old values
+    within 7 days (max.compaction.lag.ms), streams within 30 days (their retention); only
+    the audit trail is kept longer."""
+    week_ms, month_ms = 7 * 24 * 3600 * 1000, 30 * 24 * 3600 * 1000
+    for name, topic in spec.items():
+        if topic.config.get("cleanup.policy") == "compact":
+            assert int(topic.config["max.compaction.lag.ms"]) <= week_ms, name
+        elif name != AUDIT:
+            assert int(topic.config["retention.ms"]) <= month_ms, name

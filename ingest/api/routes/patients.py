@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Path, Query, Response
+from kafka.errors import KafkaError as KafkaClientError
 from pydantic import BaseModel, Field
 
-from ingest.deps import AdminDep, EnrollmentsDep, SettingsDep
+from ingest.deps import AdminDep, EnrollmentsDep, EraserDep, SettingsDep
 from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
 from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
@@ -34,6 +36,7 @@ from pghd.enrollment import (
     ErrorKind,
     TeamName,
 )
+from pghd.erasure import ErasureReport
 from pghd.problems import ProblemError, problem_responses
 
 __all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
@@ -334,3 +337,64 @@ async def withdraw_patient(
     Its care teams stay assigned: they keep seeing the history until it is erased."""
     command = EnrollmentCommand(action=Action.WITHDRAW, patient_id=patient_id)
     return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.post(
+    "/{patient_id}/erase",
+    summary="Erase everything stored about the patient",
+    response_model=ErasureReport,
+    responses={
+        202: {
+            "model": ErasureReport,
+            "description": "Asked; some stages have not reported (or failed) within the wait",
+        },
+        **problem_responses(
+            {
+                401: "Missing or unknown admin bearer token",
+                422: "Invalid patient id or wait",
+                503: "Kafka cannot take the erasure, or the registry is still loading;"
+                " see Retry-After. Asking again is safe",
+            }
+        ),
+    },
+)
+async def erase_patient(
+    patient_id: PatientPath,
+    admin: AdminDep,
+    eraser: EraserDep,
+    settings: SettingsDep,
+    response: Response,
+    wait: Annotated[
+        float,
+        Query(ge=0, description="seconds to wait for every stage's report (0: do not wait)"),
+    ] = 60.0,
+) -> ErasureReport:
+    """The enrollment, care plan, stored readings (every InfluxDB bucket), the processors'
+    and the alerts worker's state, the patient's alerts and their dashboard annotations are
+    removed, and new readings for the patient are refused. 200 with the report once every
+    stage reported; 202 with what is known if one has not within ``wait`` or failed (ask
+    again: erasure is idempotent). The audit trail keeps the erasure and who asked."""
+    note_patients([patient_id])
+    try:
+        report = await eraser.erase(
+            patient_id, by=admin, wait_s=min(wait, settings.erase_max_wait_s)
+        )
+    except RegistryLoading:
+        raise _loading(settings) from None
+    except (
+        KafkaUnavailable,
+        KafkaError,
+        KafkaClientError,
+        OSError,
+        TimeoutError,
+        RuntimeError,
+    ) as exc:
+        raise ProblemError(
+            status=503,
+            slug="kafka-unavailable",
+            detail=f"the erasure was not completed, ask again: {type(exc).__name__}: {exc}",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from exc
+    if not report.complete:
+        response.status_code = 202
+    return report
