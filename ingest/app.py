@@ -1,9 +1,9 @@
 """The ingest FastAPI application: :func:`create_app` builds it from :class:`IngestSettings`.
 
-The lifespan starts the :class:`KafkaGateway` (which connects in the background, so the app
-comes up even when Kafka is down) and the enrollment service (``ingest/enrollment``: the
-registry every reading is checked against, followed from ``pghd.enrollments.v1``), and
-stops them on shutdown.
+The lifespan starts the Kafka gateways (:class:`~pghd.service.producer.KafkaGateway`, which
+connect in the background, so the app comes up even when Kafka is down) and the enrollment
+service (``ingest/enrollment``: the registry every reading is checked against, followed
+from ``pghd.enrollments.v1``), and stops them on shutdown.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import pghd
 from ingest.api import api_router
 from ingest.api.routes.measurements import OPENAPI_SCHEMAS
 from ingest.audit import GatewayAuditSink
-from ingest.auth import AdminAuthenticator, ApiKeyAuthenticator, SourceKeysFile
+from ingest.auth import ApiKeyAuthenticator, SourceKeysFile
 from ingest.deps import api_key_scheme
 from ingest.enrollment import EnrollmentBook, EnrollmentService
 from ingest.imports import ImportJobs
-from ingest.intake import AllowAll
-from ingest.kafka_gateway import KafkaGateway
+from ingest.intake import AllowAll, ReadingsGateway
 from ingest.metrics import IngestMetrics, ObservabilityMiddleware
 from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
+from pghd.access import CredentialBook
 from pghd.audit_trail import install_audit_trail
 from pghd.problems import (
     PROBLEM_SCHEMAS,
@@ -37,6 +37,7 @@ from pghd.problems import (
     document_problem_responses,
     install_handlers,
 )
+from pghd.service.producer import KafkaGateway
 from pghd.topics import AUDIT, DLQ
 from pghd.watched_file import WatchedJson
 
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the Kafka gateway for as long as the app serves."""
     settings: IngestSettings = app.state.settings
-    gateway = KafkaGateway(
+    gateway = ReadingsGateway(
         bootstrap=settings.kafka_bootstrap,
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
         linger_ms=settings.kafka_linger_ms,
+        compression="gzip",
         client_id="pghd-ingest-dlq",
     )
     await dlq_gateway.start()
@@ -83,7 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         topic=AUDIT,
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
-        linger_ms=0,
+        compression="gzip",
         client_id="pghd-ingest-audit",
     )
     await audit_gateway.start()
@@ -138,9 +140,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.enrollment_book = EnrollmentBook()
     app.state.enrollments = None
     app.state.audit_sink = None
-    app.state.admin_authenticator = AdminAuthenticator(
-        settings.admin_tokens,
-        users_file=settings.users_file,
+    app.state.admin_credentials = CredentialBook(
+        settings.users_file,
+        fixed=settings.admin_tokens,
         recheck_s=settings.credentials_recheck_s,
     )
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()

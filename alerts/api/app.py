@@ -1,7 +1,8 @@
 """The care-team API application: :func:`create_app` builds it from :class:`CareApiSettings`.
 
-The lifespan starts the command producer and the follower of the alert topics (both connect
-in the background, so the app comes up even when Kafka is down) and stops them on shutdown.
+The lifespan starts the command producer and the follower of the read model's topics (both
+from :mod:`pghd.service`; both connect in the background, so the app comes up even when Kafka
+is down) and stops them on shutdown.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from fastapi.openapi.utils import get_openapi
 
 import pghd
 from alerts.api.audit_log import KafkaAuditSink
-from alerts.api.follower import TopicFollower
+from alerts.api.commands import KafkaCommandProducer
 from alerts.api.metrics import CareApiMetrics, RequestCounter
-from alerts.api.producer import KafkaCommandProducer
-from alerts.api.read_model import ReadModel
+from alerts.api.read_model import FOLLOWED, ReadModel
 from alerts.api.routes import api_router
 from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook
@@ -31,6 +31,7 @@ from pghd.problems import (
     document_problem_responses,
     install_handlers,
 )
+from pghd.service.follower import CompactedFollower
 
 __all__ = ["create_app", "load_routing"]
 
@@ -59,14 +60,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: CareApiSettings = app.state.settings
     producer = KafkaCommandProducer(
         bootstrap=settings.kafka_bootstrap,
+        client_id="pghd-care-api",
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
     )
-    follower = TopicFollower(
+    model: ReadModel = app.state.read_model
+    metrics: CareApiMetrics = app.state.metrics
+    follower = CompactedFollower(
         bootstrap=settings.kafka_bootstrap,
-        model=app.state.read_model,
-        metrics=app.state.metrics,
+        topics=FOLLOWED,
+        model=model,
+        apply=lambda tp, record: model.apply_record(tp.topic, record.key, record.value),
+        client_id="pghd-care-api",
         connect_timeout_s=settings.connect_timeout_s,
+        on_ready=lambda: logger.info("read model ready: %d alerts", len(model.alerts)),
+        on_record=lambda topic, outcome: metrics.records.labels(topic=topic, outcome=outcome).inc(),
     )
     await producer.start()
     await follower.start()

@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 
 from ingest.deps import AdminDep, EnrollmentsDep, SettingsDep
 from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
-from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
 from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
@@ -35,6 +34,7 @@ from pghd.enrollment import (
     TeamName,
 )
 from pghd.problems import ProblemError, problem_responses
+from pghd.service.producer import KafkaUnavailable, kafka_unavailable
 
 __all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
 
@@ -128,11 +128,9 @@ async def _execute(
     except RegistryLoading:
         raise _loading(settings) from None
     except (KafkaUnavailable, NotApplied) as exc:
-        raise ProblemError(
-            status=503,
-            slug="kafka-unavailable",
-            detail=f"the change was not confirmed, retry later: {exc}",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise kafka_unavailable(
+            f"the change was not confirmed, retry later: {exc}",
+            retry_after_s=settings.retry_after_s,
         ) from exc
 
 
