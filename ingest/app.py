@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 import pghd
 from ingest.api import api_router
@@ -25,18 +23,14 @@ from ingest.deps import api_key_scheme
 from ingest.enrollment import EnrollmentBook, EnrollmentService
 from ingest.imports import ImportJobs
 from ingest.intake import AllowAll, ReadingsGateway
-from ingest.metrics import IngestMetrics, ObservabilityMiddleware
+from ingest.metrics import IngestMetrics
 from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
 from pghd.access import CredentialBook
 from pghd.audit_trail import install_audit_trail
-from pghd.problems import (
-    PROBLEM_SCHEMAS,
-    JsonResponse,
-    document_problem_responses,
-    install_handlers,
-)
+from pghd.problems import JsonResponse, install_handlers, install_openapi
+from pghd.service.http_metrics import RequestObserver
 from pghd.service.producer import KafkaGateway
 from pghd.topics import AUDIT, DLQ
 from pghd.watched_file import WatchedJson
@@ -162,29 +156,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     install_audit_trail(
         app, service="ingest", prefix="/v1/patients", retry_after_s=settings.retry_after_s
     )
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(RequestObserver, requests=metrics.requests, request_ids=True)
     app.include_router(api_router)
-    _document_request_bodies(app)
+    install_openapi(
+        app,
+        schemas=OPENAPI_SCHEMAS,  # what hand-parsed request bodies refer to
+        customize=lambda schema: document_rate_limits(schema, scheme=api_key_scheme.scheme_name),
+    )
     return app
-
-
-def _document_request_bodies(app: FastAPI) -> None:
-    """Add the schemas that hand-parsed request bodies refer to to the OpenAPI components."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, definition in {**PROBLEM_SCHEMAS, **OPENAPI_SCHEMAS}.items():
-                components.setdefault(name, definition)
-            document_rate_limits(schema, scheme=api_key_scheme.scheme_name)
-            document_problem_responses(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -10,9 +10,13 @@ Each piece is written once here and used by both:
   date and says when it has caught up;
 - :mod:`pghd.service.auth`: bearer-token authentication of care-team members and admins
   against a :class:`~pghd.access.CredentialBook`, answered with a ``401`` problem;
+- :mod:`pghd.service.http_metrics`: the middleware that counts answered requests (and, for
+  ingest, gives each an ``X-Request-ID``);
+- :mod:`pghd.service.serve`: logging set up and uvicorn run, for ``python -m <service>.main``;
 - :mod:`pghd.service.aiokafka_internals`: the one place that reaches into aiokafka's
   private state, guarded by the aiokafka version it was checked against.
 
-They build on :mod:`pghd.problems` (problem+json documents and handlers) and
-:mod:`pghd.access` (roles, permissions and the users file), which the services use too.
+They build on :mod:`pghd.problems` (problem+json documents and handlers, the OpenAPI
+document that says so) and :mod:`pghd.access` (roles, permissions, the users file and the
+digests of credentials in the settings), which the services use too.
 """

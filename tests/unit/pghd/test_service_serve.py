@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ingest.main import RepeatFilter
+from pghd.service.serve import RepeatFilter
 
 
 def record(name: str, msg: str) -> logging.LogRecord:
