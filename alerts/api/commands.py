@@ -16,11 +16,7 @@ from alerts.api.metrics import CareApiMetrics
 from alerts.api.settings import CareApiSettings
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind
-from pghd.service.producer import (
-    KafkaGateway,
-    KafkaUnavailable,
-    kafka_unavailable,
-)
+from pghd.service.producer import KafkaGateway, KafkaUnavailable, kafka_unavailable
 from pghd.topics import ALERT_COMMANDS
 
 __all__ = ["CommandProducer", "KafkaCommandProducer", "issue", "new_command"]
