@@ -33,6 +33,7 @@ from pghd.alerting import (
     NotificationOutcome,
     RoutingConfig,
 )
+from pghd.service.follower import topic_partitions
 
 __all__ = ["Publish", "ReadTopic", "SendDigest", "read_compacted", "send_due_digests"]
 
@@ -55,12 +56,9 @@ async def read_compacted(
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])
-        ]
-        if not partitions:
-            raise RuntimeError(f"topic {topic} does not exist")
+        partitions = await topic_partitions(
+            bootstrap, [topic], client_id="pghd-alerts-digests", timeout_s=timeout_s
+        )
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -21,7 +21,7 @@ from processors.store.records import to_line
 __all__ = ["INGEST_HEADERS", "consume_and_judge", "faust_ceiling", "produce", "round_trips"]
 
 
-#: The headers ingest sends with each record (:class:`ingest.kafka_gateway.KafkaGateway`).
+#: The headers ingest sends with each record (:class:`ingest.intake.ReadingsGateway`).
 INGEST_HEADERS = [
     ("schema_version", b"2"),
     ("content-type", b"application/json"),

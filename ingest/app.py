@@ -1,9 +1,9 @@
 """The ingest FastAPI application: :func:`create_app` builds it from :class:`IngestSettings`.
 
-The lifespan starts the :class:`KafkaGateway` (which connects in the background, so the app
-comes up even when Kafka is down) and the enrollment service (``ingest/enrollment``: the
-registry every reading is checked against, followed from ``pghd.enrollments.v1``), and
-stops them on shutdown.
+The lifespan starts the Kafka gateways (:class:`~pghd.service.producer.KafkaGateway`, which
+connect in the background, so the app comes up even when Kafka is down) and the enrollment
+service (``ingest/enrollment``: the registry every reading is checked against, followed
+from ``pghd.enrollments.v1``), and stops them on shutdown.
 """
 
 from __future__ import annotations
@@ -11,33 +11,28 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 import pghd
 from ingest.api import api_router
 from ingest.api.routes.measurements import OPENAPI_SCHEMAS
 from ingest.audit import GatewayAuditSink
-from ingest.auth import AdminAuthenticator, ApiKeyAuthenticator, SourceKeysFile
+from ingest.auth import ApiKeyAuthenticator, SourceKeysFile
 from ingest.deps import api_key_scheme
 from ingest.enrollment import EnrollmentBook, EnrollmentService
 from ingest.erasure import AuditReports, Eraser
 from ingest.imports import ImportJobs
-from ingest.intake import AllowAll
-from ingest.kafka_gateway import KafkaGateway
-from ingest.metrics import IngestMetrics, ObservabilityMiddleware
+from ingest.intake import AllowAll, ReadingsGateway
+from ingest.metrics import IngestMetrics
 from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
+from pghd.access import CredentialBook
 from pghd.audit_trail import install_audit_trail
-from pghd.problems import (
-    PROBLEM_SCHEMAS,
-    JsonResponse,
-    document_problem_responses,
-    install_handlers,
-)
+from pghd.problems import JsonResponse, install_handlers, install_openapi
+from pghd.service.http_metrics import RequestObserver
+from pghd.service.producer import KafkaGateway
 from pghd.topics import AUDIT, CARE_PLANS, DLQ
 from pghd.watched_file import WatchedJson
 
@@ -50,7 +45,7 @@ logger = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the Kafka gateway for as long as the app serves."""
     settings: IngestSettings = app.state.settings
-    gateway = KafkaGateway(
+    gateway = ReadingsGateway(
         bootstrap=settings.kafka_bootstrap,
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
@@ -66,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
         linger_ms=settings.kafka_linger_ms,
+        compression="gzip",
         client_id="pghd-ingest-dlq",
     )
     await dlq_gateway.start()
@@ -84,7 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         topic=AUDIT,
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
-        linger_ms=0,
+        compression="gzip",
         client_id="pghd-ingest-audit",
     )
     await audit_gateway.start()
@@ -161,9 +157,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.enrollments = None
     app.state.eraser = None
     app.state.audit_sink = None
-    app.state.admin_authenticator = AdminAuthenticator(
-        settings.admin_tokens,
-        users_file=settings.users_file,
+    app.state.admin_credentials = CredentialBook(
+        settings.users_file,
+        fixed=settings.admin_tokens,
         recheck_s=settings.credentials_recheck_s,
     )
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
@@ -183,29 +179,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     install_audit_trail(
         app, service="ingest", prefix="/v1/patients", retry_after_s=settings.retry_after_s
     )
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(RequestObserver, requests=metrics.requests, request_ids=True)
     app.include_router(api_router)
-    _document_request_bodies(app)
+    install_openapi(
+        app,
+        schemas=OPENAPI_SCHEMAS,  # what hand-parsed request bodies refer to
+        customize=lambda schema: document_rate_limits(schema, scheme=api_key_scheme.scheme_name),
+    )
     return app
-
-
-def _document_request_bodies(app: FastAPI) -> None:
-    """Add the schemas that hand-parsed request bodies refer to to the OpenAPI components."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, definition in {**PROBLEM_SCHEMAS, **OPENAPI_SCHEMAS}.items():
-                components.setdefault(name, definition)
-            document_rate_limits(schema, scheme=api_key_scheme.scheme_name)
-            document_problem_responses(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from ingest.kafka_gateway import Gateway
 from pghd import wire
 from pghd.audit import AuditEvent
+from pghd.service.producer import Gateway
 
 __all__ = ["GatewayAuditSink"]
 

@@ -1,4 +1,4 @@
-"""Who is calling ingest: device sources by API key, admins by bearer token.
+"""Who is calling ingest: device sources by API key (admins: :mod:`pghd.service.auth`).
 
 Only SHA-256 digests of keys and tokens are configured. A presented key is hashed and
 compared with every configured digest in constant time, so neither the match nor its
@@ -7,9 +7,10 @@ position leaks through timing.
 Source keys come from ``PGHD_INGEST_API_KEYS`` (JSON ``{"source": "<digest>"}``) and/or a
 keys file (``PGHD_INGEST_API_KEYS_FILE``, :class:`SourceKeysFile`) that is read again when
 it changes, so a source's key is rotated (two digests for a while) or revoked (removed, or
-the source ``disabled``) without a restart. Admins of the patients API are the
-``PGHD_INGEST_ADMIN_TOKENS`` holders and the ``admin`` users of the users file
-(``PGHD_INGEST_USERS_FILE``, the care-team API's format: :mod:`pghd.access`).
+the source ``disabled``) without a restart. Admins of the patients API present a bearer
+token instead: the ``PGHD_INGEST_ADMIN_TOKENS`` holders and the ``admin`` users of the users
+file (``PGHD_INGEST_USERS_FILE``, the care-team API's format: :mod:`pghd.access`), checked
+as the care-team API checks its users (:func:`pghd.service.auth.authenticate_bearer`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pghd.access import CredentialBook, Role
 from pghd.contracts import ID_PATTERN
 from pghd.watched_file import WatchedJson
 
 __all__ = [
     "API_KEY_HEADER",
-    "AdminAuthenticator",
     "ApiKeyAuthenticator",
     "SourceKey",
     "SourceKeysFile",
@@ -110,23 +108,3 @@ class ApiKeyAuthenticator:
         if not key:
             return None
         return _match(hashlib.sha256(key.encode("utf-8")).digest(), self._entries())
-
-
-class AdminAuthenticator:
-    """Admins of the patients API: fixed token digests, and the users file's admins."""
-
-    def __init__(
-        self, digests: Mapping[str, str], *, users_file: Path | None = None, recheck_s: float = 1.0
-    ) -> None:
-        self._fixed = ApiKeyAuthenticator(digests)
-        self._users = (
-            None if users_file is None else CredentialBook(users_file, recheck_s=recheck_s)
-        )
-
-    def identify(self, token: str | None) -> str | None:
-        """The admin's name, or ``None`` (unknown token, or a user who is no admin)."""
-        if self._users is not None:
-            principal = self._users.identify(token)
-            if principal is not None:
-                return principal.name if principal.role is Role.ADMIN else None
-        return self._fixed.identify(token)

@@ -10,21 +10,21 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials
 
-from ingest.auth import API_KEY_HEADER, AdminAuthenticator, ApiKeyAuthenticator
+from ingest.auth import API_KEY_HEADER, ApiKeyAuthenticator
 from ingest.enrollment import EnrollmentService
 from ingest.erasure import Eraser
 from ingest.imports import ImportJobs
 from ingest.intake import Registry
-from ingest.kafka_gateway import Gateway
 from ingest.metrics import IngestMetrics
 from ingest.ratelimit import SourceRateLimiter
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
-from pghd.audit import AuditAgent
-from pghd.audit_trail import note_agent
+from pghd.access import CredentialBook, Role
 from pghd.problems import ProblemError
+from pghd.service.auth import authenticate_bearer, bearer_scheme
+from pghd.service.producer import Gateway, kafka_unavailable
 
 __all__ = [
     "AdminDep",
@@ -106,12 +106,7 @@ AuthenticatorDep = Annotated[ApiKeyAuthenticator, Depends(get_authenticator)]
 
 def unavailable(settings: IngestSettings, detail: str) -> ProblemError:
     """The 503 problem (with ``Retry-After``) for when Kafka cannot take writes."""
-    return ProblemError(
-        status=503,
-        slug="kafka-unavailable",
-        detail=detail,
-        headers={"Retry-After": str(settings.retry_after_s)},
-    )
+    return kafka_unavailable(detail, retry_after_s=settings.retry_after_s)
 
 
 def get_gateway(request: Request, settings: SettingsDep) -> Gateway:
@@ -186,30 +181,21 @@ def authenticate(
 SourceDep = Annotated[str, Depends(authenticate)]
 
 
-admin_scheme = HTTPBearer(
-    auto_error=False, description="An admin bearer token (PGHD_INGEST_ADMIN_TOKENS)"
+admin_scheme = bearer_scheme(
+    "An admin bearer token (PGHD_INGEST_ADMIN_TOKENS, or an admin of PGHD_INGEST_USERS_FILE)"
 )
 
 
 def authenticate_admin(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_scheme)],
+    presented: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_scheme)],
 ) -> str:
     """The admin name of the presented bearer token; 401 problem when none matches.
 
     Admin tokens are separate from the device sources' API keys: an API key is no token.
     """
-    authenticator: AdminAuthenticator = request.app.state.admin_authenticator
-    admin = authenticator.identify(credentials.credentials if credentials else None)
-    if admin is None:
-        raise ProblemError(
-            status=401,
-            slug="unauthorized",
-            detail="missing or unknown admin bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    note_agent(AuditAgent(name=admin, role="admin"))
-    return admin
+    admins: CredentialBook = request.app.state.admin_credentials
+    return authenticate_bearer(admins, presented, role=Role.ADMIN, what="admin bearer token").name
 
 
 AdminDep = Annotated[str, Depends(authenticate_admin)]

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer, TopicPartition
 
 from ingest.enrollment import EnrollmentService
-from ingest.kafka_gateway import Gateway
 from pghd import wire
 from pghd.audit import AuditEvent
 from pghd.erasure import STAGES, ErasureReport, new_marker, report_of
 from pghd.pseudonym import pseudonym
+from pghd.service.producer import Gateway
 from pghd.topics import AUDIT
 
 __all__ = ["AuditReports", "Eraser"]

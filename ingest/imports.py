@@ -31,10 +31,10 @@ from typing import Any, Literal
 
 from ingest.adapters.apple_health import candidate_batches
 from ingest.intake import Candidate, Registry, produce, triage
-from ingest.kafka_gateway import Gateway
 from ingest.metrics import IngestMetrics
 from pghd.apple_health import ExportError, ExportStats, open_export
 from pghd.problems import ProblemError
+from pghd.service.producer import Gateway
 
 __all__ = ["BATCH", "PRODUCE_PATIENCE_S", "ImportJob", "ImportJobs"]
 

@@ -5,7 +5,8 @@ Format adapters (``ingest/adapters/*``) are pure: they turn a posted document in
 (with a pointer to where it came from in the document) or the errors that stopped it.
 :func:`triage` validates and canonicalises each one and asks the :class:`Registry`
 (enrollment and consent) whether it may be stored; :func:`produce` sends the good ones
-to ``pghd.measurements.v1`` and returns only once Kafka acknowledged every one of them.
+to ``pghd.measurements.v1`` (through a :class:`ReadingsGateway`) and returns only once
+Kafka acknowledged every one of them.
 Routes decide how to answer (JSON results, a FHIR OperationOutcome, a DLQ record).
 """
 
@@ -17,22 +18,29 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from ingest.kafka_gateway import Gateway, KafkaUnavailable, Record
 from ingest.metrics import IngestMetrics
 from pghd.catalogue import Metric
-from pghd.contracts import Measurement
-from pghd.envelope import encode_readings
-from pghd.problems import ProblemError
+from pghd.contracts import SCHEMA_VERSION, Measurement
+from pghd.envelope import ENVELOPE_VERSION, encode_readings
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
+from pghd.service.producer import (
+    Gateway,
+    KafkaGateway,
+    KafkaUnavailable,
+    Record,
+    kafka_unavailable,
+)
+from pghd.topics import MEASUREMENTS
 
 __all__ = [
     "AllowAll",
     "Candidate",
     "ItemOutcome",
+    "ReadingsGateway",
     "Registry",
     "error",
     "pointer_of",
@@ -43,6 +51,27 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _REASONS = {"unit": "unit", "effective_time": "time", "effective_end": "time"}
+
+
+class ReadingsGateway(KafkaGateway):
+    """The gateway to ``pghd.measurements.v1``: it writes readings in ``envelope`` (one
+    record per patient and request, ``v2``, or one per reading, ``v1``: :mod:`pghd.envelope`)
+    and its records' ``schema_version`` header says which."""
+
+    def __init__(
+        self, *, bootstrap: str, envelope: Literal["v1", "v2"] = "v2", **options: Any
+    ) -> None:
+        """``options``: those of :class:`~pghd.service.producer.KafkaGateway`."""
+        version = ENVELOPE_VERSION if envelope == "v2" else SCHEMA_VERSION
+        super().__init__(
+            bootstrap=bootstrap,
+            topic=MEASUREMENTS,
+            client_id="pghd-ingest",
+            schema_version=version,
+            **options,
+        )
+        self.envelope: Literal["v1", "v2"] = envelope
+        """How readings are written to the topic."""
 
 
 class Registry(Protocol):
@@ -223,11 +252,8 @@ async def produce(
     except KafkaUnavailable as exc:
         metrics.produce_seconds.labels(outcome="error").observe(time.perf_counter() - started)
         logger.warning("request %s: %d readings not produced: %s", request_id, len(good), exc)
-        raise ProblemError(
-            status=503,
-            slug="kafka-unavailable",
-            detail=f"readings were not stored, retry later: {exc}",
-            headers={"Retry-After": str(retry_after_s)},
+        raise kafka_unavailable(
+            f"readings were not stored, retry later: {exc}", retry_after_s=retry_after_s
         ) from exc
     metrics.produce_seconds.labels(outcome="ok").observe(time.perf_counter() - started)
     for metric, count in Counter(m.metric.value for m in good).items():

@@ -25,12 +25,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.ratelimit import parse_limit
 from ingest.webhooks.config import WebhookSource
+from pghd.access import checked_digests
 from pghd.contracts import ID_PATTERN
 from pghd.readings import parse_retention
 
 __all__ = ["IngestSettings"]
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _SOURCE_NAME = re.compile(ID_PATTERN)
 
 
@@ -161,15 +161,4 @@ class IngestSettings(BaseSettings):
     @field_validator("api_keys", "admin_tokens")
     @classmethod
     def _check_api_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        checked: dict[str, str] = {}
-        for source, digest in value.items():
-            if not _SOURCE_NAME.match(source):
-                raise ValueError(f"source name {source!r} must match {ID_PATTERN}")
-            normalised = digest.strip().lower()
-            if not _SHA256_HEX.match(normalised):
-                raise ValueError(
-                    f"the key of {source!r} must be the SHA-256 hex digest of the API key "
-                    "(64 hex characters), not the key itself"
-                )
-            checked[source] = normalised
-        return checked
+        return checked_digests(value, holder="source", secret="key", secret_name="API key")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "Role",
     "UserEntry",
     "UsersFile",
+    "checked_digests",
     "hash_token",
 ]
 
@@ -73,6 +75,31 @@ GRANTS: Mapping[Role, frozenset[Permission]] = {
 def hash_token(token: str) -> str:
     """The SHA-256 hex digest of a bearer token, as the users file stores it."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(ID_PATTERN)
+
+
+def checked_digests(
+    digests: Mapping[str, str], *, holder: str, secret: str, secret_name: str
+) -> dict[str, str]:
+    """A settings map of names to SHA-256 hex digests of their secrets, digests lower-cased;
+    ``ValueError`` when a name is no id or a value is not a digest (the secret itself, most
+    likely). ``holder``, ``secret`` and ``secret_name`` word the error: ("source", "key",
+    "API key") for ingest's sources, ("user", "token", "bearer token") for people."""
+    checked: dict[str, str] = {}
+    for name, digest in digests.items():
+        if not _NAME.match(name):
+            raise ValueError(f"{holder} name {name!r} must match {ID_PATTERN}")
+        normalised = digest.strip().lower()
+        if not _SHA256_HEX.match(normalised):
+            raise ValueError(
+                f"the {secret} of {name!r} must be the SHA-256 hex digest of the {secret_name} "
+                f"(64 hex characters), not the {secret} itself"
+            )
+        checked[name] = normalised
+    return checked
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ enrolled or withdrawn, the vendor accounts and devices linked to the patient, on
 raise :class:`EnrollmentError`. :func:`refusal` says, in words a person understands, why a
 reading of a metric may not be stored, and :func:`source_refusal` why a source (the holder
 of an API key or webhook secret) may not write for a patient: a source writes only for the
-patients one of its accounts or devices is linked to.
+patients one of its accounts or devices is linked to. :func:`read_record` reads one record
+of the topic, for whoever keeps a view of it.
 
 Consent governs storage: once revoked, no reading of that metric is stored any more,
 whenever it was taken. Withdrawing revokes every consent and drops every link (the
@@ -32,6 +33,7 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import ID_PATTERN, PatientId, UtcDatetime
 
@@ -52,6 +54,7 @@ __all__ = [
     "enroll",
     "grant",
     "link",
+    "read_record",
     "refusal",
     "revoke",
     "source_refusal",
@@ -172,6 +175,14 @@ class Enrollment(BaseModel):
         if not doc["teams"]:
             del doc["teams"]
         return orjson.dumps(doc)
+
+
+def read_record(key: bytes | None, value: bytes | None) -> tuple[str, Enrollment | None]:
+    """One ``pghd.enrollments.v1`` record: ``(patient id, its enrollment)``, or
+    ``(patient id, None)`` for a tombstone; ``ValueError`` on a record that is not one."""
+    return wire.decode_keyed(
+        Enrollment, key, value, owner=lambda e: e.patient_id, what="enrollment", key_name="patient"
+    )
 
 
 class EnrollmentCommand(BaseModel):

@@ -2,20 +2,22 @@
 
 Routes raise :class:`ProblemError`; the handlers installed by :func:`install_handlers` turn it,
 FastAPI's request validation errors and Starlette's HTTP errors into problem documents, and
-:func:`document_problem_responses` makes an OpenAPI document say so. Ingest and the
-care-team API both use this one module.
+:func:`document_problem_responses` makes an OpenAPI document say so (:func:`install_openapi`
+has an app's OpenAPI document do all that). Ingest and the care-team API both use this one
+module.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -32,6 +34,7 @@ __all__ = [
     "ProblemResponse",
     "document_problem_responses",
     "install_handlers",
+    "install_openapi",
     "problem_responses",
     "problem_type",
 ]
@@ -203,3 +206,35 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
+
+
+def install_openapi(
+    app: FastAPI,
+    *,
+    schemas: Mapping[str, Any] | None = None,
+    customize: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Have ``app``'s OpenAPI document (built once, when first asked for) hold the problem
+    document schemas and the component ``schemas`` that hand-parsed request bodies refer to,
+    say what the handlers answer (:func:`document_problem_responses`), and whatever
+    ``customize`` adds to it."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in {**PROBLEM_SCHEMAS, **(schemas or {})}.items():
+                components.setdefault(name, definition)
+            if customize is not None:
+                customize(schema)
+            document_problem_responses(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

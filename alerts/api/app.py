@@ -1,7 +1,8 @@
 """The care-team API application: :func:`create_app` builds it from :class:`CareApiSettings`.
 
-The lifespan starts the command producer and the follower of the alert topics (both connect
-in the background, so the app comes up even when Kafka is down) and stops them on shutdown.
+The lifespan starts the command producer and the follower of the read model's topics (both
+from :mod:`pghd.service`; both connect in the background, so the app comes up even when Kafka
+is down) and stops them on shutdown.
 """
 
 from __future__ import annotations
@@ -9,28 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 import pghd
 from alerts.api.audit_log import KafkaAuditSink
-from alerts.api.follower import TopicFollower
-from alerts.api.metrics import CareApiMetrics, RequestCounter
-from alerts.api.producer import KafkaCommandProducer
-from alerts.api.read_model import ReadModel
+from alerts.api.commands import KafkaCommandProducer
+from alerts.api.metrics import CareApiMetrics
+from alerts.api.read_model import FOLLOWED, ReadModel
 from alerts.api.routes import api_router
 from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
 from pghd.audit_trail import install_audit_trail
-from pghd.problems import (
-    PROBLEM_SCHEMAS,
-    JsonResponse,
-    document_problem_responses,
-    install_handlers,
-)
+from pghd.problems import JsonResponse, install_handlers, install_openapi
+from pghd.service.follower import CompactedFollower
+from pghd.service.http_metrics import RequestObserver
 
 __all__ = ["create_app", "load_routing"]
 
@@ -59,14 +54,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: CareApiSettings = app.state.settings
     producer = KafkaCommandProducer(
         bootstrap=settings.kafka_bootstrap,
+        client_id="pghd-care-api",
         produce_timeout_s=settings.produce_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
     )
-    follower = TopicFollower(
+    model: ReadModel = app.state.read_model
+    metrics: CareApiMetrics = app.state.metrics
+    follower = CompactedFollower(
         bootstrap=settings.kafka_bootstrap,
-        model=app.state.read_model,
-        metrics=app.state.metrics,
+        topics=FOLLOWED,
+        model=model,
+        apply=lambda tp, record: model.apply_record(tp.topic, record.key, record.value),
+        client_id="pghd-care-api",
         connect_timeout_s=settings.connect_timeout_s,
+        on_ready=lambda: logger.info("read model ready: %d alerts", len(model.alerts)),
+        on_record=lambda topic, outcome: metrics.records.labels(topic=topic, outcome=outcome).inc(),
     )
     await producer.start()
     await follower.start()
@@ -129,29 +131,7 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
     install_audit_trail(
         app, service="care-api", prefix="/v1/", retry_after_s=settings.retry_after_s
     )
-    app.add_middleware(RequestCounter, metrics=metrics)
+    app.add_middleware(RequestObserver, requests=metrics.requests)
     app.include_router(api_router)
-    _document_problems(app)
+    install_openapi(app)
     return app
-
-
-def _document_problems(app: FastAPI) -> None:
-    """Add the problem document schema the responses refer to to the OpenAPI components."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, definition in PROBLEM_SCHEMAS.items():
-                components.setdefault(name, definition)
-            document_problem_responses(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

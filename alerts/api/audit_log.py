@@ -15,9 +15,9 @@ from datetime import datetime
 
 from kafka import KafkaConsumer, TopicPartition
 
-from alerts.api.producer import RecordPublisher
 from pghd import wire
 from pghd.audit import AuditEvent
+from pghd.service.producer import RecordPublisher
 from pghd.topics import AUDIT
 
 __all__ = ["KafkaAuditSink", "read_audit", "start_ms"]

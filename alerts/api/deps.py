@@ -11,17 +11,18 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
+from alerts.api.commands import CommandProducer
 from alerts.api.metrics import CareApiMetrics
-from alerts.api.producer import CommandProducer, RecordPublisher
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.access import CredentialBook, Permission, Principal
 from pghd.alerting import RoutingConfig
-from pghd.audit import AuditAgent
-from pghd.audit_trail import note_agent, note_patients
+from pghd.audit_trail import note_patients
 from pghd.problems import ProblemError
+from pghd.service.auth import authenticate_bearer, bearer_scheme
+from pghd.service.producer import RecordPublisher, kafka_unavailable
 
 __all__ = [
     "ClinicianDep",
@@ -45,9 +46,7 @@ __all__ = [
     "unavailable",
 ]
 
-bearer_scheme = HTTPBearer(
-    auto_error=False, description="The bearer token issued to a care-team member or team"
-)
+care_team_scheme = bearer_scheme("The bearer token issued to a care-team member or team")
 
 TeamOf = Callable[[str], str | None]
 
@@ -90,12 +89,7 @@ TeamOfDep = Annotated[TeamOf | None, Depends(get_team_of)]
 
 def unavailable(settings: CareApiSettings, detail: str) -> ProblemError:
     """The 503 problem (with ``Retry-After``) for when Kafka cannot take commands."""
-    return ProblemError(
-        status=503,
-        slug="kafka-unavailable",
-        detail=detail,
-        headers={"Retry-After": str(settings.retry_after_s)},
-    )
+    return kafka_unavailable(detail, retry_after_s=settings.retry_after_s)
 
 
 def get_producer(request: Request, settings: SettingsDep) -> CommandProducer:
@@ -122,22 +116,10 @@ PublisherDep = Annotated[RecordPublisher, Depends(get_publisher)]
 
 def authenticate(
     credentials: Annotated[CredentialBook, Depends(get_credentials)],
-    presented: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    presented: Annotated[HTTPAuthorizationCredentials | None, Depends(care_team_scheme)],
 ) -> Principal:
     """The care-team member presenting the bearer token; 401 problem when none matches."""
-    token = presented.credentials if presented is not None else None
-    principal = credentials.identify(token)
-    if principal is None:
-        raise ProblemError(
-            status=401,
-            slug="unauthorized",
-            detail="missing bearer token" if not token else "unknown bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    note_agent(
-        AuditAgent(name=principal.name, role=principal.role.value, teams=sorted(principal.teams))
-    )
-    return principal
+    return authenticate_bearer(credentials, presented)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -1,19 +1,18 @@
-"""Prometheus metrics of the care-team API, and the middleware that counts requests.
+"""Prometheus metrics of the care-team API.
 
 Each app owns its own :class:`~prometheus_client.CollectorRegistry`, so several apps (tests)
-can live in one process.
+can live in one process. Requests are counted by
+:class:`pghd.service.http_metrics.RequestObserver`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts.api.read_model import ReadModel
+from pghd.service.http_metrics import requests_counter
 
-__all__ = ["CareApiMetrics", "RequestCounter"]
+__all__ = ["CareApiMetrics"]
 
 
 class CareApiMetrics:
@@ -21,12 +20,7 @@ class CareApiMetrics:
 
     def __init__(self, model: ReadModel, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.requests = Counter(
-            "http_requests",
-            "HTTP requests answered, by method, route and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
+        self.requests = requests_counter(self.registry)
         self.commands = Counter(
             "alert_commands",
             "Care-team commands, by kind and outcome (accepted = acknowledged by Kafka)",
@@ -53,34 +47,3 @@ class CareApiMetrics:
             registry=self.registry,
         )
         ready.set_function(lambda: 1.0 if model.ready else 0.0)
-
-
-class RequestCounter:
-    """Pure ASGI middleware counting answered requests by route and status."""
-
-    def __init__(self, app: ASGIApp, *, metrics: CareApiMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", None)
-            self.metrics.requests.labels(
-                method=scope["method"],
-                route=path if isinstance(path, str) else "unmatched",
-                status=str(status),
-            ).inc()

@@ -1,4 +1,5 @@
-"""The API's in-memory view of alerts and silences, fed from Kafka by :mod:`alerts.api.follower`.
+"""The API's in-memory view of alerts and silences, fed from Kafka by :mod:`alerts.api.app`'s
+follower (:class:`pghd.service.follower.CompactedFollower`).
 
 Pure state, no I/O: :meth:`ReadModel.apply_alert_record` takes one record of the compacted
 ``pghd.alerts.v1`` topic (key = fingerprint, value = a wire-encoded :class:`Alert`, ``None``
@@ -16,6 +17,8 @@ Care plans: :meth:`ReadModel.apply_care_plan_record` takes one record of the com
 
 Care teams: :meth:`ReadModel.apply_enrollment_record` takes one record of the compacted
 ``pghd.enrollments.v1``; each patient's ``teams`` decide which care-team members see them.
+
+:meth:`ReadModel.apply_record` takes a record of any of these topics (:data:`FOLLOWED`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ from pghd.alert_commands import AlertCommand, CommandKind, Silence
 from pghd.alerting import Alert, AlertState
 from pghd.care_plans import CarePlan
 from pghd.contracts import Severity
-from pghd.enrollment import Enrollment
+from pghd.enrollment import read_record
+from pghd.topics import ALERT_COMMANDS, ALERTS, CARE_PLANS, ENROLLMENTS
 
-__all__ = ["AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
+__all__ = ["FOLLOWED", "AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
+
+FOLLOWED = (ALERTS, ALERT_COMMANDS, CARE_PLANS, ENROLLMENTS)
+"""The topics the read model is built from, each read from its beginning."""
 
 SilenceState = Literal["pending", "active", "expired"]
 
@@ -160,6 +167,20 @@ class ReadModel:
     ready: bool = False
     """True once the topics were read up to their end offsets at startup."""
 
+    def apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Apply one record of any of :data:`FOLLOWED` (by its ``topic``); raises
+        ``ValueError`` on a bad one."""
+        if topic == ALERTS:
+            self.apply_alert_record(key, value)
+        elif topic == CARE_PLANS:
+            self.apply_care_plan_record(key, value)
+        elif topic == ENROLLMENTS:
+            self.apply_enrollment_record(key, value)
+        elif topic == ALERT_COMMANDS:
+            self.apply_command_record(value)
+        else:
+            raise ValueError(f"{topic} is not a topic of the read model")
+
     def apply_alert_record(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one ``pghd.alerts.v1`` record; raises ``ValueError`` on a bad one."""
         if value is None:
@@ -188,30 +209,22 @@ class ReadModel:
 
     def apply_care_plan_record(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one ``pghd.care-plans.v1`` record; raises ``ValueError`` on a bad one."""
-        if key is None:
-            raise ValueError("care plan record without a key")
-        patient_id = key.decode("utf-8")
-        if value is None:
+        patient_id, plan = wire.decode_keyed(
+            CarePlan, key, value, owner=lambda p: p.patient_id, what="care plan", key_name="patient"
+        )
+        if plan is None:
             self.care_plans.pop(patient_id, None)
-            return
-        plan = wire.decode(CarePlan, value)
-        if plan.patient_id != patient_id:
-            raise ValueError("care plan keyed by another patient")
-        self.care_plans[patient_id] = plan
+        else:
+            self.care_plans[patient_id] = plan
 
     def apply_enrollment_record(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one ``pghd.enrollments.v1`` record (only the patient's teams matter here);
         raises ``ValueError`` on a bad one."""
-        if key is None:
-            raise ValueError("enrollment record without a key")
-        patient_id = key.decode("utf-8")
-        if value is None:
+        patient_id, enrollment = read_record(key, value)
+        if enrollment is None:
             self.patient_teams.pop(patient_id, None)
-            return
-        enrollment = wire.decode(Enrollment, value)
-        if enrollment.patient_id != patient_id:
-            raise ValueError("enrollment keyed by another patient")
-        self.patient_teams[patient_id] = frozenset(enrollment.teams)
+        else:
+            self.patient_teams[patient_id] = frozenset(enrollment.teams)
 
     def teams_of(self, patient_id: str) -> frozenset[str]:
         """The care teams ``patient_id`` is assigned to (none when unknown)."""

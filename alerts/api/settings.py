@@ -14,20 +14,17 @@ longest silence anyone may set (policy: a silence hides a patient's alerts from 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pghd.contracts import ID_PATTERN
+from pghd.access import checked_digests
 
 __all__ = ["ENV_PREFIX", "CareApiSettings"]
 
 ENV_PREFIX = "PGHD_CARE_API_"
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_USER_NAME = re.compile(ID_PATTERN)
 
 
 class CareApiSettings(BaseSettings):
@@ -74,15 +71,4 @@ class CareApiSettings(BaseSettings):
     @field_validator("tokens")
     @classmethod
     def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
-        checked: dict[str, str] = {}
-        for user, digest in value.items():
-            if not _USER_NAME.match(user):
-                raise ValueError(f"user name {user!r} must match {ID_PATTERN}")
-            normalised = digest.strip().lower()
-            if not _SHA256_HEX.match(normalised):
-                raise ValueError(
-                    f"the token of {user!r} must be the SHA-256 hex digest of the bearer token "
-                    "(64 hex characters), not the token itself"
-                )
-            checked[user] = normalised
-        return checked
+        return checked_digests(value, holder="user", secret="token", secret_name="bearer token")

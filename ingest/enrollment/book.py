@@ -9,9 +9,8 @@ and implements :class:`ingest.intake.Registry`.
 
 from __future__ import annotations
 
-from pghd import wire
 from pghd.catalogue import Metric
-from pghd.enrollment import Enrollment, EnrollmentStatus, refusal, source_refusal
+from pghd.enrollment import Enrollment, EnrollmentStatus, read_record, refusal, source_refusal
 
 __all__ = ["EnrollmentBook"]
 
@@ -33,15 +32,11 @@ class EnrollmentBook:
 
         Raises ``ValueError`` (or pydantic's ``ValidationError``) on a record it cannot read.
         """
-        if value is None:
-            if key is None:
-                raise ValueError("tombstone without a key")
-            self.remove(key.decode("utf-8"))
-            return None
-        enrollment = wire.decode(Enrollment, value)
-        if key is not None and key.decode("utf-8") != enrollment.patient_id:
-            raise ValueError("record key is not the enrollment's patient id")
-        self.put(enrollment)
+        patient_id, enrollment = read_record(key, value)
+        if enrollment is None:
+            self.remove(patient_id)
+        else:
+            self.put(enrollment)
         return enrollment
 
     def put(self, enrollment: Enrollment) -> None:

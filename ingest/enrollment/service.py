@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 from ingest.enrollment.book import EnrollmentBook
 from ingest.enrollment.follower import EnrollmentFollower
-from ingest.kafka_gateway import Gateway, KafkaGateway
 from pghd.enrollment import Action, Change, Enrollment, EnrollmentCommand, apply
 from pghd.pseudonym import pseudonym
+from pghd.service.producer import Gateway, KafkaGateway
 from pghd.topics import ENROLLMENTS
 
 __all__ = ["EnrollmentService", "NotApplied", "RegistryLoading"]
@@ -68,8 +68,6 @@ class EnrollmentService:
             topic=ENROLLMENTS,
             produce_timeout_s=produce_timeout_s,
             connect_timeout_s=connect_timeout_s,
-            linger_ms=0,
-            compression=None,
             client_id="pghd-ingest-enrollments",
         )
         follower = EnrollmentFollower(

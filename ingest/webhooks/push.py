@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 from ingest.adapters import junction, terra
 from ingest.adapters.vendor_samples import Extraction, PayloadError
 from ingest.intake import Candidate, ItemOutcome, error
-from ingest.kafka_gateway import Record
 from ingest.webhooks.config import SourceKind, WebhookSource
 from ingest.webhooks.signing import (
     PGHD_SIGNATURE_HEADER,
@@ -32,6 +31,7 @@ from ingest.webhooks.signing import (
 from pghd import wire
 from pghd.contracts import DeadLetter
 from pghd.problems import ItemError
+from pghd.service.producer import Record
 
 __all__ = [
     "DLQ_STAGE",

@@ -21,6 +21,7 @@ from pghd.audit import AuditEvent, to_fhir
 from pghd.audit_trail import note_patients
 from pghd.contracts import ID_PATTERN
 from pghd.problems import JsonResponse, ProblemError, problem_responses
+from pghd.service.producer import kafka_unavailable
 
 __all__ = ["router"]
 
@@ -86,11 +87,8 @@ async def list_audit(
             timeout_s=settings.produce_timeout_s * 6,
         )
     except (KafkaError, OSError, TimeoutError) as exc:
-        raise ProblemError(
-            status=503,
-            slug="kafka-unavailable",
-            detail=f"the audit trail cannot be read now: {exc}",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise kafka_unavailable(
+            f"the audit trail cannot be read now: {exc}", retry_after_s=settings.retry_after_s
         ) from exc
     note_patients(patient for event in events for patient in event.patients)
     if format == "fhir":

@@ -31,7 +31,6 @@ from alerts.api.deps import (
     unavailable,
 )
 from alerts.api.metrics import CareApiMetrics
-from alerts.api.producer import CommandsUnavailable, RecordPublisher
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd import wire
@@ -39,6 +38,7 @@ from pghd.care_plans import CarePlan, CarePlanSettings
 from pghd.contracts import ID_PATTERN
 from pghd.problems import ProblemError, problem_responses
 from pghd.pseudonym import pseudonym
+from pghd.service.producer import KafkaUnavailable, RecordPublisher
 from pghd.topics import CARE_PLANS
 
 __all__ = ["router"]
@@ -84,7 +84,7 @@ async def _publish(
 ) -> None:
     try:
         await publisher.publish(topic=CARE_PLANS, key=patient_id.encode("utf-8"), value=value)
-    except CommandsUnavailable as exc:
+    except KafkaUnavailable as exc:
         metrics.commands.labels(kind=kind, outcome="unavailable").inc()
         logger.warning("%s for %s not written: %s", kind, pseudonym(patient_id), exc)
         raise unavailable(settings, f"the care plan could not be written to Kafka: {exc}") from exc

@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 
 from ingest.deps import AdminDep, EnrollmentsDep, EraserDep, SettingsDep
 from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
-from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
 from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
@@ -38,6 +37,7 @@ from pghd.enrollment import (
 )
 from pghd.erasure import ErasureReport
 from pghd.problems import ProblemError, problem_responses
+from pghd.service.producer import KafkaUnavailable, kafka_unavailable
 
 __all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
 
@@ -131,11 +131,9 @@ async def _execute(
     except RegistryLoading:
         raise _loading(settings) from None
     except (KafkaUnavailable, NotApplied) as exc:
-        raise ProblemError(
-            status=503,
-            slug="kafka-unavailable",
-            detail=f"the change was not confirmed, retry later: {exc}",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise kafka_unavailable(
+            f"the change was not confirmed, retry later: {exc}",
+            retry_after_s=settings.retry_after_s,
         ) from exc
 
 
@@ -389,11 +387,9 @@ async def erase_patient(
         TimeoutError,
         RuntimeError,
     ) as exc:
-        raise ProblemError(
-            status=503,
-            slug="kafka-unavailable",
-            detail=f"the erasure was not completed, ask again: {type(exc).__name__}: {exc}",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise kafka_unavailable(
+            f"the erasure was not completed, ask again: {type(exc).__name__}: {exc}",
+            retry_after_s=settings.retry_after_s,
         ) from exc
     if not report.complete:
         response.status_code = 202

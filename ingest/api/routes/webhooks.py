@@ -36,7 +36,6 @@ from ingest.deps import (
     SettingsDep,
 )
 from ingest.intake import Registry, produce, triage
-from ingest.kafka_gateway import Gateway, KafkaUnavailable
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from ingest.webhooks import push
@@ -50,6 +49,7 @@ from ingest.webhooks.signing import (
     SignatureRefused,
 )
 from pghd.problems import JsonResponse, ProblemError, problem_responses
+from pghd.service.producer import Gateway, KafkaUnavailable, kafka_unavailable
 
 __all__ = ["router"]
 
@@ -209,11 +209,9 @@ async def _take(
             logger.warning(
                 "request %s: %d dead letters not produced: %s", request_id, len(letters), exc
             )
-            raise ProblemError(
-                status=503,
-                slug="kafka-unavailable",
-                detail=f"refused items could not be dead-lettered, retry later: {exc}",
-                headers={"Retry-After": str(settings.retry_after_s)},
+            raise kafka_unavailable(
+                f"refused items could not be dead-lettered, retry later: {exc}",
+                retry_after_s=settings.retry_after_s,
             ) from exc
     ignored = sum(extraction.ignored.values())
     logger.info(

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import get_gateway
-from ingest.kafka_gateway import Record
 from ingest.settings import IngestSettings
+from pghd.service.producer import Record
 from tests.clock import ANCHOR
 
 API_KEY = "acme-test-key-0123456789"

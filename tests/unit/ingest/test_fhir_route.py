@@ -15,11 +15,11 @@ from ingest.api.fhir_examples import EXAMPLES
 from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import get_gateway, get_registry
-from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import Measurement
+from pghd.service.producer import KafkaUnavailable
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway
 from tests.unit.ingest.fhir_documents import (
     blood_pressure,

@@ -20,11 +20,11 @@ import ingest.imports
 from ingest.app import create_app
 from ingest.deps import get_gateway
 from ingest.imports import ImportJob
-from ingest.kafka_gateway import KafkaUnavailable, Record
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import Measurement
+from pghd.service.producer import KafkaUnavailable, Record
 from pghd.simulation.apple_export import ExportSummary, write_export
 from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import API_KEY, RecordingGateway

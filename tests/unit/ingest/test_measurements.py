@@ -9,9 +9,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest.kafka_gateway import KafkaUnavailable
 from pghd import wire
 from pghd.contracts import Measurement
+from pghd.service.producer import KafkaUnavailable
 from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import MAX_BATCH, MAX_BODY, SOURCE, RecordingGateway, reading
 

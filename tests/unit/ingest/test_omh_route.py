@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import get_gateway
-from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.contracts import Measurement
+from pghd.service.producer import KafkaUnavailable
 from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway
 from tests.unit.ingest.omh_documents import data_point, sample_with

@@ -19,9 +19,9 @@ from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import get_gateway
 from ingest.enrollment import EnrollmentBook, EnrollmentFollower, EnrollmentService
-from ingest.kafka_gateway import KafkaUnavailable, Record
 from ingest.settings import IngestSettings
 from pghd.commands import patients as patients_command
+from pghd.service.producer import KafkaUnavailable, Record
 from pghd.topics import ENROLLMENTS
 from tests.unit.audit_sink import RecordingAuditSink
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway, reading
@@ -44,7 +44,7 @@ class Loopback:
         for key, value in records:
             self.sent.append((key, value))
             record = SimpleNamespace(key=key, value=value, offset=len(self.sent) - 1)
-            self.follower._apply(TopicPartition(ENROLLMENTS, 0), record)
+            self.follower.apply(TopicPartition(ENROLLMENTS, 0), record)
 
     async def ready(self) -> bool:
         return True

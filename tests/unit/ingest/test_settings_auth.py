@@ -7,14 +7,17 @@ import os
 from pathlib import Path
 
 import pytest
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from ingest.app import create_app
-from ingest.auth import AdminAuthenticator, ApiKeyAuthenticator, hash_key
+from ingest.auth import ApiKeyAuthenticator, hash_key
 from ingest.deps import get_gateway
 from ingest.settings import IngestSettings
-from pghd.access import hash_token
+from pghd.access import CredentialBook, Role, hash_token
+from pghd.problems import ProblemError
+from pghd.service.auth import authenticate_bearer
 from tests.unit.ingest.conftest import RecordingGateway, reading
 
 
@@ -121,11 +124,23 @@ def test_the_users_files_admins_may_use_the_patients_api(tmp_path: Path) -> None
             }
         },
     )
-    auth = AdminAuthenticator({"ops": hash_key("ops-token")}, users_file=users, recheck_s=0.001)
-    assert auth.identify("lead-token") == "lead"
-    assert auth.identify("nurse-token") is None, "a clinician is no admin of enrollments"
-    assert auth.identify("ops-token") == "ops"
-    assert auth.identify("nobody") is None
+    settings = IngestSettings(
+        admin_tokens={"ops": hash_key("ops-token")}, users_file=users, credentials_recheck_s=0.001
+    )
+    admins: CredentialBook = create_app(settings).state.admin_credentials
+
+    def admin(token: str) -> str | None:
+        presented = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        try:
+            return authenticate_bearer(admins, presented, role=Role.ADMIN).name
+        except ProblemError as exc:
+            assert exc.status == 401
+            return None
+
+    assert admin("lead-token") == "lead"
+    assert admin("nurse-token") is None, "a clinician is no admin of enrollments"
+    assert admin("ops-token") == "ops"
+    assert admin("nobody") is None
 
 
 def test_the_care_api_users_file_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

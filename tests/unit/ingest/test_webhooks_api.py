@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 
 from ingest.app import create_app
 from ingest.deps import get_dlq_gateway, get_gateway
-from ingest.kafka_gateway import KafkaUnavailable
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.catalogue import Metric
 from pghd.contracts import DeadLetter, Measurement
+from pghd.service.producer import KafkaUnavailable
 from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import RecordingGateway, reading
 from tests.webhook_payloads import (

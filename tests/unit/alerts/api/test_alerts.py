@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 
 from alerts.api.app import create_app
 from alerts.api.deps import get_read_model
-from alerts.api.producer import CommandsUnavailable
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.alert_commands import CommandKind
 from pghd.alerting import AlertState, NotificationOutcome, NotificationRecord
+from pghd.service.producer import KafkaUnavailable
 from tests.unit.alerts.api.conftest import (
     AUTH,
     NOW,
@@ -191,7 +191,7 @@ def test_resolved_alert_cannot_be_acted_on(
 def test_503_with_retry_after_when_kafka_is_down(
     client: TestClient, producer: RecordingProducer, model: ReadModel
 ) -> None:
-    producer.failure = CommandsUnavailable("not connected to Kafka")
+    producer.failure = KafkaUnavailable("not connected to Kafka")
     alert = model.alerts.query(patient_id="patient-001")[0]
     response = client.post(f"/v1/alerts/{alert.alert_id}/acknowledge", headers=AUTH)
     assert response.status_code == 503

@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from alerts.api.deps import get_publisher
-from alerts.api.producer import CommandsUnavailable
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd import wire
 from pghd.care_plans import CarePlan
 from pghd.pseudonym import pseudonym
+from pghd.service.producer import KafkaUnavailable
 from pghd.topics import CARE_PLANS
 
 from .conftest import AUTH, USER, RecordingProducer, build
@@ -111,7 +111,7 @@ def test_unauthenticated_and_kafka_down(
     caplog.set_level(logging.INFO)
     assert api.get(PATH).status_code == 401
     assert api.put(PATH, json={"spo2_scale": 2}).status_code == 401
-    publisher.failure = CommandsUnavailable("not connected to Kafka")
+    publisher.failure = KafkaUnavailable("not connected to Kafka")
     response = api.put(PATH, json={"spo2_scale": 2}, headers=AUTH)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"

@@ -1,4 +1,5 @@
-"""The command producer: key = patient id, acknowledged sends, 503-worthy failures."""
+"""The command producer: key = patient id, acknowledged sends, 503-worthy failures
+(the gateway it is built on: tests/unit/pghd/test_service_producer.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from alerts.api.producer import CommandsUnavailable, KafkaCommandProducer
+from alerts.api.commands import KafkaCommandProducer
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind
+from pghd.service.producer import KafkaUnavailable
 from pghd.topics import ALERT_COMMANDS
 
 COMMAND = AlertCommand(
@@ -36,10 +38,14 @@ class FakeProducer:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def send_and_wait(self, topic: str, **record: Any) -> None:
+    async def send(self, topic: str, **record: Any) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.failure is not None:
-            raise self.failure
-        self.sent.append({"topic": topic, **record})
+            future.set_exception(self.failure)
+        else:
+            self.sent.append({"topic": topic, **record})
+            future.set_result(None)
+        return future
 
 
 async def _connected(producer: KafkaCommandProducer) -> None:
@@ -53,8 +59,10 @@ async def _connected(producer: KafkaCommandProducer) -> None:
 
 async def test_sends_keyed_by_patient() -> None:
     fake = FakeProducer()
-    producer = KafkaCommandProducer(bootstrap="unused:1", producer_factory=lambda: fake)
-    with pytest.raises(CommandsUnavailable):
+    producer = KafkaCommandProducer(
+        bootstrap="unused:1", client_id="t", producer_factory=lambda: fake
+    )
+    with pytest.raises(KafkaUnavailable):
         await producer.send(COMMAND)  # not connected yet
     await _connected(producer)
     await producer.send(COMMAND)
@@ -69,9 +77,11 @@ async def test_sends_keyed_by_patient() -> None:
 async def test_a_failed_send_discards_the_producer_and_reconnects() -> None:
     made = [FakeProducer(KafkaTimeoutError()), FakeProducer()]
     factory = iter(made)
-    producer = KafkaCommandProducer(bootstrap="unused:1", producer_factory=lambda: next(factory))
+    producer = KafkaCommandProducer(
+        bootstrap="unused:1", client_id="t", producer_factory=lambda: next(factory)
+    )
     await _connected(producer)
-    with pytest.raises(CommandsUnavailable, match="KafkaTimeoutError"):
+    with pytest.raises(KafkaUnavailable, match="KafkaTimeoutError"):
         await producer.send(COMMAND)
     await _connected(producer)
     await producer.send(COMMAND)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from alerts.api.producer import CommandsUnavailable
 from alerts.api.read_model import ReadModel
 from pghd.alert_commands import CommandKind
+from pghd.service.producer import KafkaUnavailable
 from tests.unit.alerts.api.conftest import AUTH, NOW, USER, RecordingProducer
 
 LATER = (NOW + timedelta(hours=4)).isoformat()
@@ -82,7 +82,7 @@ def test_invalid_silences_are_422_problems(
 
 
 def test_silence_503_when_kafka_is_down(client: TestClient, producer: RecordingProducer) -> None:
-    producer.failure = CommandsUnavailable("Kafka did not acknowledge within 5 s")
+    producer.failure = KafkaUnavailable("Kafka did not acknowledge within 5 s")
     response = client.post("/v1/silences", headers=AUTH, json=_silence())
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"

@@ -1,12 +1,18 @@
-"""The one place ingest talks to Kafka: an idempotent aiokafka producer that heals itself.
+"""How the HTTP services write to Kafka: a self-healing idempotent producer gateway.
 
-:class:`KafkaGateway` never makes the app fail at boot: a background task connects (and
-reconnects) with exponential backoff. :meth:`KafkaGateway.send_batch` returns only once Kafka
-acknowledged every record (``acks=all``), or raises :class:`KafkaUnavailable` within
-``produce_timeout_s``. After a failed send the producer is thrown away (its unacknowledged
-records are failed, never silently delivered later on a producer we no longer trust) and a new
-one is connected in the background; until then sends fail at once, so callers answer 503
-quickly instead of queueing behind a dead broker.
+:class:`KafkaGateway` never makes an app fail at boot: a background task connects (and
+reconnects) an idempotent ``acks=all`` aiokafka producer with exponential backoff.
+:meth:`KafkaGateway.send_batch` (records to the gateway's topic) and
+:meth:`KafkaGateway.publish` (one record, or tombstone, to any topic) return only once Kafka
+acknowledged every record, or raise :class:`KafkaUnavailable` within ``produce_timeout_s``.
+After a failed send the producer is thrown away and a new one is connected in the
+background; until then sends fail at once, so callers answer 503 quickly
+(:func:`kafka_unavailable`) instead of queueing behind a dead broker. The records of a
+discarded producer are failed, never delivered later behind the caller's back
+(:func:`pghd.service.aiokafka_internals.abandon` says why that needs aiokafka's internals).
+
+Ingest writes readings, dead letters, enrollments and audit events through it; the
+care-team API its commands, care plans and audit events.
 """
 
 from __future__ import annotations
@@ -15,16 +21,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from pghd.contracts import SCHEMA_VERSION
-from pghd.envelope import ENVELOPE_VERSION
-from pghd.topics import MEASUREMENTS
+from pghd.problems import ProblemError
+from pghd.service.aiokafka_internals import abandon
 
-__all__ = ["Gateway", "KafkaGateway", "KafkaUnavailable", "Record"]
+__all__ = [
+    "Gateway",
+    "KafkaGateway",
+    "KafkaUnavailable",
+    "ProducerFactory",
+    "Record",
+    "RecordPublisher",
+    "kafka_unavailable",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +46,26 @@ Record = tuple[bytes, bytes | None]  # (key, value); a None value is a tombstone
 """One Kafka record as ``(key, value)``."""
 
 ProducerFactory = Callable[[], Any]
+"""Makes an unstarted producer (tests hand in fakes of :class:`AIOKafkaProducer`)."""
 
 
 class KafkaUnavailable(Exception):
     """Kafka did not acknowledge the records in time, or cannot be reached at all."""
 
 
+def kafka_unavailable(detail: str, *, retry_after_s: int) -> ProblemError:
+    """The ``503 kafka-unavailable`` problem (with ``Retry-After``): Kafka cannot take the
+    write now, or cannot be read; the client should retry later."""
+    return ProblemError(
+        status=503,
+        slug="kafka-unavailable",
+        detail=detail,
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 class Gateway(Protocol):
-    """What the routes need from Kafka (tests substitute an in-memory recorder)."""
+    """Writes records to one topic (tests substitute an in-memory recorder)."""
 
     async def send_batch(self, records: Sequence[Record]) -> None:
         """Produce ``records`` and return once Kafka acknowledged all of them."""
@@ -50,35 +76,45 @@ class Gateway(Protocol):
         ...
 
 
+class RecordPublisher(Protocol):
+    """Writes one keyed record (``value=None``: a tombstone) and waits for Kafka's ack."""
+
+    async def publish(self, *, topic: str, key: bytes, value: bytes | None) -> None:
+        """Produce the record; raise :class:`KafkaUnavailable` when Kafka does not take it."""
+        ...
+
+
 class KafkaGateway:
-    """Produces keyed records to one topic through a self-healing idempotent producer."""
+    """Produces keyed records through a self-healing idempotent producer.
+
+    ``topic`` is where :meth:`send_batch` writes; every record carries the headers
+    ``schema_version`` (``schema_version``), ``content-type`` and ``producer`` (``client_id``).
+    """
 
     def __init__(
         self,
         *,
         bootstrap: str,
-        topic: str = MEASUREMENTS,
+        topic: str,
+        client_id: str,
+        schema_version: int = SCHEMA_VERSION,
         produce_timeout_s: float = 5.0,
         connect_timeout_s: float = 10.0,
-        linger_ms: int = 5,
-        compression: str | None = "gzip",
-        client_id: str = "pghd-ingest",
-        envelope: Literal["v1", "v2"] = "v2",
+        linger_ms: int = 0,
+        compression: str | None = None,
         reconnect_backoff_s: tuple[float, float] = (0.25, 2.0),
         producer_factory: ProducerFactory | None = None,
     ) -> None:
-        self._topic = topic
+        self.topic = topic
         self._produce_timeout_s = produce_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._backoff_min_s, self._backoff_max_s = reconnect_backoff_s
-        self.envelope: Literal["v1", "v2"] = envelope
-        """How readings are written to the topic (:mod:`pghd.envelope`); the header says it."""
-        version = ENVELOPE_VERSION if envelope == "v2" and topic == MEASUREMENTS else SCHEMA_VERSION
         self._headers = [
-            ("schema_version", str(version).encode()),
+            ("schema_version", str(schema_version).encode()),
             ("content-type", b"application/json"),
             ("producer", client_id.encode()),
         ]
+        self._name = client_id
         self._factory: ProducerFactory = producer_factory or (
             lambda: AIOKafkaProducer(
                 bootstrap_servers=bootstrap,
@@ -105,7 +141,7 @@ class KafkaGateway:
         """Start connecting in the background; never raises if Kafka is down."""
         if self._supervisor is None:
             self._wanted.set()
-            self._supervisor = asyncio.create_task(self._supervise(), name="kafka-gateway")
+            self._supervisor = asyncio.create_task(self._supervise(), name=self._name)
 
     async def stop(self) -> None:
         """Stop reconnecting, then close the producer (bounded in time)."""
@@ -121,11 +157,33 @@ class KafkaGateway:
             await asyncio.wait(set(self._disposals), timeout=self._connect_timeout_s)
 
     async def send_batch(self, records: Sequence[Record]) -> None:
-        """Produce every ``(key, value)`` and wait until Kafka acknowledged all of them.
+        """Produce every ``(key, value)`` to the gateway's topic and wait until Kafka
+        acknowledged all of them.
 
         Raises :class:`KafkaUnavailable` when there is no connected producer, on any Kafka
         error, or when the acknowledgements take longer than ``produce_timeout_s``.
         """
+        await self._deliver([(self.topic, key, value) for key, value in records])
+
+    async def publish(self, *, topic: str, key: bytes, value: bytes | None) -> None:
+        """Produce one record to ``topic`` (``value=None``: a tombstone) and wait for Kafka's
+        acknowledgement; :class:`KafkaUnavailable` as for :meth:`send_batch`."""
+        await self._deliver([(topic, key, value)])
+
+    async def ready(self) -> bool:
+        """Whether the producer is connected and a broker answers a metadata request."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            await asyncio.wait_for(
+                producer.client.fetch_all_metadata(), min(self._produce_timeout_s, 2.0)
+            )
+        except (TimeoutError, KafkaError, OSError):
+            return False
+        return True
+
+    async def _deliver(self, records: Sequence[tuple[str, bytes, bytes | None]]) -> None:
         producer = self._producer
         if producer is None:
             raise KafkaUnavailable("not connected to Kafka")
@@ -142,23 +200,12 @@ class KafkaGateway:
             self._discard(producer, reason=type(exc).__name__)
             raise KafkaUnavailable(f"Kafka refused the records: {type(exc).__name__}") from exc
 
-    async def ready(self) -> bool:
-        """Whether the producer is connected and a broker answers a metadata request."""
-        producer = self._producer
-        if producer is None:
-            return False
-        try:
-            await asyncio.wait_for(
-                producer.client.fetch_all_metadata(), min(self._produce_timeout_s, 2.0)
-            )
-        except (TimeoutError, KafkaError, OSError):
-            return False
-        return True
-
-    async def _produce(self, producer: Any, records: Sequence[Record]) -> None:
+    async def _produce(
+        self, producer: Any, records: Sequence[tuple[str, bytes, bytes | None]]
+    ) -> None:
         futures = [
-            await producer.send(self._topic, value=value, key=key, headers=self._headers)
-            for key, value in records
+            await producer.send(topic, value=value, key=key, headers=self._headers)
+            for topic, key, value in records
         ]
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
@@ -169,7 +216,9 @@ class KafkaGateway:
         """Stop using ``producer`` (if still current) and have the supervisor make a new one."""
         if self._producer is not producer:
             return
-        logger.warning("kafka producer discarded (%s); reconnecting in the background", reason)
+        logger.warning(
+            "kafka producer %s discarded (%s); reconnecting in the background", self._name, reason
+        )
         self._producer = None
         self._wanted.set()
         task = asyncio.create_task(self._dispose(producer, graceful=False))
@@ -200,42 +249,13 @@ class KafkaGateway:
             self._producer = producer
             self._wanted.clear()
             delay = self._backoff_min_s
-            logger.info("kafka producer connected")
+            logger.info("kafka producer %s connected", self._name)
 
     async def _dispose(self, producer: Any, *, graceful: bool) -> None:
         """Close ``producer``; when not graceful, drop its unacknowledged records first."""
         try:
             if not graceful:
-                await _abandon_pending(producer, timeout_s=self._connect_timeout_s)
+                await abandon(producer, timeout_s=self._connect_timeout_s)
             await asyncio.wait_for(producer.stop(), self._connect_timeout_s)
         except Exception as exc:  # a producer we are dropping may fail to close in any way
             logger.warning("kafka producer did not close cleanly: %s", type(exc).__name__)
-
-
-async def _abandon_pending(producer: Any, *, timeout_s: float) -> None:
-    """Stop an abandoned producer's retries and fail the records it still holds.
-
-    aiokafka (pinned 0.14) retries idempotent batches forever and ``stop()`` waits for them,
-    so a producer cut off from Kafka never closes, and there is no public way to drop them.
-    Stop its sender task first (so nothing is re-queued any more), then fail every batch.
-    Re-queued batches go back in the pending set first (their completion callback removes
-    them from it), and the drain waiters' exceptions are consumed so asyncio does not log
-    them as never retrieved.
-    """
-    sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
-    if sender_task is not None and not sender_task.done():
-        sender_task.cancel()
-        await asyncio.wait([sender_task], timeout=timeout_s)
-    accumulator = getattr(producer, "_message_accumulator", None)
-    if accumulator is None:
-        return
-    pending = getattr(accumulator, "_pending_batches", None)
-    queued = getattr(accumulator, "_batches", None)
-    if isinstance(pending, set) and isinstance(queued, dict):
-        for batches in queued.values():
-            pending.update(batches)
-    accumulator.fail_all(KafkaError("producer discarded after a failure"))
-    for batch in list(pending or ()):
-        waiter = getattr(batch, "_drain_waiter", None)
-        if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
-            waiter.exception()

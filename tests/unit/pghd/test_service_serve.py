@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ingest.main import RepeatFilter
+from pghd.service.serve import RepeatFilter
 
 
 def record(name: str, msg: str) -> logging.LogRecord:
@@ -16,8 +16,8 @@ def test_repeats_of_a_library_message_are_dropped() -> None:
     assert repeat.filter(record("aiokafka", "Unable connect to node %s"))
     assert not repeat.filter(record("aiokafka", "Unable connect to node %s"))
     assert repeat.filter(record("aiokafka", "Unable to update metadata from %s"))
-    assert repeat.filter(record("ingest.kafka_gateway", "kafka not reachable %s"))
-    assert repeat.filter(record("ingest.kafka_gateway", "kafka not reachable %s"))
+    assert repeat.filter(record("pghd.service.producer", "kafka not reachable %s"))
+    assert repeat.filter(record("pghd.service.producer", "kafka not reachable %s"))
 
 
 def test_repeats_pass_again_after_the_interval() -> None:

@@ -1,4 +1,5 @@
-"""KafkaGateway against a fake aiokafka producer: lazy start, acks, timeouts, self-healing."""
+"""The services' KafkaGateway against a fake aiokafka producer: lazy start, acks, timeouts,
+self-healing; and ingest's readings gateway, whose header names the envelope."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError, NotLeaderForPartitionError
 
-from ingest.kafka_gateway import KafkaGateway, KafkaUnavailable
-from pghd.topics import MEASUREMENTS
+from ingest.intake import ReadingsGateway
+from pghd.service.producer import KafkaGateway, KafkaUnavailable
+from pghd.topics import AUDIT, MEASUREMENTS
 
 
 class FakeAccumulator:
@@ -40,7 +42,7 @@ class FakeProducer:
         self.start_error = start_error
         self.hang = False
         self.error: Exception | None = None
-        self.sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
         self.stopped = False
         self.client = FakeClient()
         self._message_accumulator = FakeAccumulator()
@@ -50,7 +52,7 @@ class FakeProducer:
             raise self.start_error
 
     async def send(
-        self, topic: str, *, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+        self, topic: str, *, value: bytes | None, key: bytes, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.error is not None:
@@ -81,6 +83,8 @@ class Factory:
 def make_gateway(factory: Callable[[], Any], timeout: float = 0.2) -> KafkaGateway:
     return KafkaGateway(
         bootstrap="unused:0",
+        topic=MEASUREMENTS,
+        client_id="pghd-test",
         produce_timeout_s=timeout,
         connect_timeout_s=1.0,
         reconnect_backoff_s=(0.01, 0.05),
@@ -125,7 +129,42 @@ async def test_send_batch_produces_keyed_records_with_headers() -> None:
         (MEASUREMENTS, b"p-1"),
         (MEASUREMENTS, b"p-2"),
     ]
-    assert ("schema_version", b"2") in sent[0][3]  # one record per patient: pghd.envelope
+    assert ("schema_version", b"1") in sent[0][3]
+    assert ("producer", b"pghd-test") in sent[0][3]
+    await gateway.stop()
+
+
+async def test_publish_writes_one_record_or_tombstone_to_any_topic() -> None:
+    factory = Factory()
+    gateway = make_gateway(factory)
+    with pytest.raises(KafkaUnavailable):
+        await gateway.publish(topic=AUDIT, key=b"k", value=b"{}")  # not connected yet
+    await gateway.start()
+    await wait_connected(gateway)
+    await gateway.publish(topic=AUDIT, key=b"k", value=b"{}")
+    await gateway.publish(topic=AUDIT, key=b"k", value=None)
+    assert [(t, k, v) for t, k, v, _ in factory.made[0].sent] == [
+        (AUDIT, b"k", b"{}"),
+        (AUDIT, b"k", None),
+    ]
+    await gateway.stop()
+
+
+@pytest.mark.parametrize(("envelope", "version"), [("v2", b"2"), ("v1", b"1")])
+async def test_the_readings_gateway_names_its_envelope(envelope: str, version: bytes) -> None:
+    factory = Factory()
+    gateway = ReadingsGateway(
+        bootstrap="unused:0",
+        envelope="v2" if envelope == "v2" else "v1",
+        producer_factory=factory,
+    )
+    assert gateway.envelope == envelope and gateway.topic == MEASUREMENTS
+    await gateway.start()
+    await wait_connected(gateway)
+    await gateway.send_batch([(b"p-1", b"{}")])
+    headers = factory.made[0].sent[0][3]
+    assert ("schema_version", version) in headers  # v2: one record per patient
+    assert ("producer", b"pghd-ingest") in headers
     await gateway.stop()
 
 
