@@ -285,3 +285,32 @@ def test_render_interpolates_every_dashboard_query() -> None:
         assert "${" not in done and "v.timeRange" not in done and "v.window" not in done, name
         if "v.timeRangeStart" in text:
             assert "range(start: 2026-11-22T00:00:00Z, stop: 2026-11-25T12:00:00Z)" in done
+
+
+def test_the_token_file_of_the_provisioning_file_is_read_as_grafana_does(tmp_path: Any) -> None:
+    from pghd.commands.grafana import datasource_bodies
+
+    token = tmp_path / "influxdb-token"
+    token.write_text("read-only-token\n")
+    (tmp_path / "influx.yaml").write_text(
+        "datasources:\n  - name: s\n    uid: s\n    type: influxdb\n"
+        f"    secureJsonData:\n      token: $__file{{{token}}}\n      other: pre-$NAME\n"
+    )
+    (body,) = datasource_bodies(tmp_path, env={"NAME": "x"})
+    assert body["secureJsonData"] == {"token": "read-only-token", "other": "pre-x"}
+    token.unlink()
+    (body,) = datasource_bodies(tmp_path, env={})
+    assert body["secureJsonData"]["token"] == ""
+
+
+def test_no_influxdb_token_means_nothing_is_pushed(grafana: FakeGrafana) -> None:
+    """The shipped file reads a token file that exists only in the compose Grafana: without
+    --influx-token the command stops before Grafana gets a data source without a token."""
+    result = CliRunner().invoke(
+        app,
+        ["grafana", "provision", "--url", grafana.url, "--token", TOKEN],
+        env={"GRAFANA_INFLUXDB_TOKEN": None},
+    )
+    assert result.exit_code == 1
+    assert "pghd influx grafana-token" in result.output
+    assert grafana.requests == []
