@@ -10,7 +10,8 @@ COPY processors ./processors
 COPY alerts ./alerts
 COPY deploy ./deploy
 RUN pip install --no-cache-dir ".[rocksdb]" \
-    && useradd --system --uid 10001 pghd && mkdir -p /data && chown pghd /data
+    && useradd --system --uid 10001 pghd && mkdir -p /data /run/pghd-grafana \
+    && chown pghd /data /run/pghd-grafana
 USER pghd
 EXPOSE 8000 6066 6067
 CMD ["pghd", "--help"]

@@ -24,6 +24,8 @@ from typing import Annotated, Any
 
 import typer
 
+from pghd.commands.influx_token import grafana_token
+
 __all__ = [
     "AGGREGATES",
     "GROUP_COLUMNS",
@@ -38,7 +40,10 @@ __all__ = [
     "window_bounds",
 ]
 
-app = typer.Typer(help="Retention and downsampling of the stored vitals.", no_args_is_help=True)
+app = typer.Typer(
+    help="Retention and downsampling of the stored vitals; Grafana's read-only token.",
+    no_args_is_help=True,
+)
 
 #: Aggregate functions computed per window; each becomes a field of the same name.
 AGGREGATES = ("mean", "min", "max", "count")
@@ -217,3 +222,6 @@ def retention(
         if '"error"' in text:
             raise typer.BadParameter(f"{statement}: {text}")
     typer.echo(f"{database}/autogen keeps {raw}; {database}/downsampled keeps {downsampled}")
+
+
+app.command("grafana-token")(grafana_token)

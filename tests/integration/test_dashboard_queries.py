@@ -1,10 +1,16 @@
 """Every Flux query of the dashboards, run on a real InfluxDB against a known cohort.
 
 The texts come from :data:`deploy.grafana.dashboards.FLUX`, the mapping the dashboards are
-built from; Grafana's interpolation is done here by hand (``${bucket}``, ``${patient}``,
-``${channel}``, ``v.timeRangeStart``/``v.timeRangeStop`` as RFC 3339 times and
-``v.windowPeriod`` as a duration). :data:`CASES` holds one check per query, and a query
-without one fails :func:`test_every_dashboard_query_has_a_case`.
+built from; Grafana's interpolation is done here as Grafana does it, in its two steps
+(:func:`grafana_interpolate`: the browser's template variables in the format each reference
+names, then :func:`backend_macros`: the InfluxDB data source's Flux macros
+``v.timeRangeStart``/``v.timeRangeStop``/``v.windowPeriod``/``v.defaultBucket``). :data:`CASES`
+holds one check per query, and a query without one fails
+:func:`test_every_dashboard_query_has_a_case`.
+
+The second half injects hostile variable values (quotes, backslashes, slashes, Flux
+fragments, Flux string interpolation, regular expressions) and shows that no dashboard query
+then returns another patient's rows, on both InfluxDB versions.
 
 The cohort is written relative to InfluxDB's clock (queries such as ``range(start: -24h)``
 look back from its ``now()``, as Grafana runs them), on whole minutes (so a 1-minute window
@@ -20,7 +26,8 @@ ends one minute after its point), with the measurements, tags and fields of
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -34,6 +41,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from typer.testing import CliRunner
 
 from deploy.grafana.dashboards import FLUX
+from deploy.grafana.dashboards.scope import team_queries
 from deploy.local.influxdb import InfluxServer
 from pghd.cli import app
 
@@ -172,21 +180,118 @@ def _rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def interpolate(template: str, cohort: Cohort, *, patient: str = "", channel: str = "") -> str:
-    """Do what Grafana does to a query: variables and the Flux time macros."""
-    text = (
-        template.replace("${bucket}", cohort.bucket)
-        .replace("${patient}", patient)
-        .replace("${channel}", channel)
-        .replace("v.timeRangeStart", _rfc3339(cohort.now - timedelta(hours=24)))
-        .replace("v.timeRangeStop", _rfc3339(cohort.now + timedelta(minutes=1)))
-        .replace("v.windowPeriod", f"{int(WINDOW.total_seconds())}s")
+# -- Grafana's interpolation, step 1: the template variables (in the browser) -----------------
+#
+# The InfluxDB data source in Flux mode hands the query text to ``templateSrv.replace`` with no
+# format of its own (``applyTemplateVariables`` in public/app/plugins/datasource/influxdb/
+# datasource.ts), so a reference's own format decides, and a bare ``${name}`` gets the default,
+# ``glob``: a single value exactly as it is (Scenes' sceneInterpolator.ts ``formatValue``; the
+# legacy templateSrv does the same). The syntax is Scenes' VARIABLE_REGEX (constants.ts):
+# ``$name``, ``[[name:format]]``, ``${name:format}``; the text is scanned once, so a value is
+# never interpolated again. ``$__interval`` and ``$__interval_ms`` are left for the backend
+# (the data source sets them to themselves).
+_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?::([^}]+))?\}")
+# ``escapeRegex`` of @grafana/data (packages/grafana-data/src/text/string.ts), which the
+# ``regex`` format calls (Scenes' formatRegistry.ts; the legacy formatRegistry.ts calls the same
+# expression as ``kbn.regexEscape``): a backslash before each of \ ^ $ * + ? . ( ) | [ ] { } /.
+_GRAFANA_REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|\[\]{}/]")
+
+
+def _grafana_escape_regex(value: str) -> str:
+    return _GRAFANA_REGEX_SPECIAL.sub(lambda m: "\\" + m.group(0), value)
+
+
+def grafana_format(value: str | list[str], fmt: str | None) -> str:
+    """One value as Grafana formats it: ``regex``, or no format (``glob``) and ``raw``."""
+    if fmt == "regex":
+        if isinstance(value, str):
+            return _grafana_escape_regex(value)
+        escaped = [_grafana_escape_regex(v) for v in value]
+        return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    if fmt in (None, "glob"):
+        if isinstance(value, list) and len(value) > 1:
+            return "{" + ",".join(value) + "}"
+        return value if isinstance(value, str) else ",".join(value)
+    if fmt == "raw":
+        return value if isinstance(value, str) else ",".join(value)
+    raise AssertionError(f"format {fmt!r} is not implemented by this test")
+
+
+def grafana_interpolate(template: str, variables: Mapping[str, str | list[str]]) -> str:
+    """The dashboard variables of ``template`` replaced as Grafana's browser code does."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(4)
+        fmt = match.group(3) or match.group(5)
+        if name in ("__interval", "__interval_ms"):
+            return match.group(0)
+        assert name in variables, f"the query uses ${name}, which the test did not set"
+        return grafana_format(variables[name], fmt)
+
+    return _VARIABLE.sub(one, template)
+
+
+# -- Grafana's interpolation, step 2: the Flux macros (Grafana's backend) -----------------------
+#
+# pkg/tsdb/influxdb/flux/macros.go: every ``<letters>.<letters>`` of the text whose second word
+# is a macro name is replaced everywhere (``timeRangeStart``/``timeRangeStop``: RFC 3339 with
+# nanoseconds, ``windowPeriod``: a Go duration, ``bucket``/``defaultBucket``/``organization``:
+# the data source's setting in double quotes, as it is), then ``$__interval_ms`` and
+# ``$__interval``. It runs on the text the browser sent, variable values included.
+_FLUX_MACRO = re.compile(r"([a-zA-Z]+)\.([a-zA-Z]+)", re.MULTILINE)
+
+
+def _go_rfc3339nano(at: datetime) -> str:
+    text = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{at.microsecond:06d}".rstrip("0")
+    return text + (f".{fraction}" if fraction else "") + "Z"
+
+
+def _go_duration(span: timedelta) -> str:
+    """time.Duration.String() for whole seconds: 1m0s, 1h0m0s, 45s."""
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+def backend_macros(
+    text: str, *, start: datetime, stop: datetime, window: timedelta, bucket: str, org: str
+) -> str:
+    """What the InfluxDB data source's backend does to the query text before running it."""
+    values = {
+        "timeRangeStart": _go_rfc3339nano(start),
+        "timeRangeStop": _go_rfc3339nano(stop),
+        "windowPeriod": _go_duration(window),
+        "bucket": f'"{bucket}"',
+        "defaultBucket": f'"{bucket}"',
+        "organization": f'"{org}"',
+    }
+    for match in _FLUX_MACRO.finditer(text):
+        if match.group(2) in values:
+            text = text.replace(match.group(0), values[match.group(2)])
+    seconds = int(window.total_seconds())
+    return text.replace("$__interval_ms", str(seconds * 1000)).replace(
+        "$__interval", f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
     )
-    assert "${" not in text and "v." not in text, text
-    return text
 
 
-def _run(influx: InfluxServer, cohort: Cohort, name: str, **variables: str) -> Rows:
+def interpolate(template: str, cohort: Cohort, **variables: str | list[str]) -> str:
+    """Do what Grafana does to a query: the variables, then the Flux macros."""
+    macros = {
+        "start": cohort.now - timedelta(hours=24),
+        "stop": cohort.now + timedelta(minutes=1),
+        "window": WINDOW,
+        "bucket": cohort.bucket,
+        "org": "pghd",
+    }
+    assert not re.search(r"\bv\.[A-Za-z]", backend_macros(template, **macros)), template
+    return backend_macros(grafana_interpolate(template, variables), **macros)
+
+
+def _run(influx: InfluxServer, cohort: Cohort, name: str, **variables: str | list[str]) -> Rows:
     return influx.query(interpolate(FLUX[name], cohort, **variables))
 
 
@@ -386,3 +491,142 @@ def test_render_draws_both_boards_from_the_queries(
     refused = runner.invoke(app, [*args, "--patient", "dash-nobody"], env=env)
     assert refused.exit_code == 1
     assert "dash-nobody has no readings" in refused.output
+
+
+# -- Hostile variable values -----------------------------------------------------------------
+
+ESCAPING_DATABASE = "pghd_dashboards_escaping"
+#: Two patients whose ids an unescaped regular expression confuses ("." matches any character).
+ESC_PATIENT, LOOKALIKE = "esc.p1", "escXp1"
+#: Patient values a viewer can put in a dashboard URL (``?var-patient=...``). None names an
+#: existing patient, so any row a query returns for one of them is another patient's.
+INJECTIONS = [
+    'p" or true or r.patient_id == "',  # closes the string literal: every patient
+    f'{ESC_PATIENT}" or r.patient_id != "',
+    "${r.patient_id}",  # Flux string interpolation: compares each row with itself
+    f"{ESC_PATIENT}\\",  # a backslash escaping the closing quote
+    'p\\" or true or r.patient_id == \\"',  # escaped quotes, to break a quote-only escaping
+    "x/ or true or r.patient_id =~ /",  # closes a regular-expression literal
+    "x/) or (true",
+    ".*",
+    "esc.p1|escXp1",
+    "(esc.p1|escXp1)",
+    "esc.p1$|^escXp1",
+    "esc[.X]p1",
+    f'{ESC_PATIENT}")\n  |> filter(fn: (r) => true',
+    "v.defaultBucket",  # a Grafana macro name: the backend must not touch the value
+    "$__interval",  # another: the backend replaces it even inside the value
+]
+#: Payloads that reach a Grafana backend macro: the replaced text makes InfluxDB refuse the
+#: query (``\1m`` is no valid escape), which shows nothing either.
+REFUSED_BY_INFLUXDB = {"$__interval"}
+#: The patient queries and whether they take a channel too.
+PATIENT_QUERIES = {name: "${channel" in text for name, text in FLUX.items() if "${patient" in text}
+
+
+def _escaping_cohort(now: datetime, bucket: str) -> Cohort:
+    c = Cohort(now=now, bucket=bucket)
+    for n, patient in enumerate((ESC_PATIENT, LOOKALIKE)):  # every value differs by patient
+        for i in range(3):
+            at = now - timedelta(minutes=50 - 10 * i)
+            c.vitals.append((patient, "heart_rate", "watch", at, 60.0 + 10 * n + i))
+            c.bands.append((patient, "heart_rate", at, 50.0 + n, 90.0 + n))
+        c.resting.append((patient, "nightly", now - timedelta(hours=3), 55.0 + n))
+        at = now - timedelta(minutes=15 + n)
+        c.anomalies.append((patient, "heart_rate", "warning", at, 120.0 + n, f"hr of {patient}"))
+        c.episodes[n] = (f"ep-{patient}", "onset")
+    c.vitals.append((ESC_PATIENT, "spo2", "watch", now - timedelta(minutes=5), 97.0))
+    return c
+
+
+@pytest.fixture(scope="module")
+def escaping(influx: InfluxServer) -> Cohort:
+    bucket = influx.create_database(ESCAPING_DATABASE)
+    c = _escaping_cohort(_influx_clock(influx).replace(second=0, microsecond=0), bucket)
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(
+            bucket=bucket, org=influx.org, record=c.points()
+        )
+    return c
+
+
+def test_every_patient_query_escapes_its_variables() -> None:
+    """Each ``patient``/``channel`` reference is a whole-value regex in the regex format."""
+    assert PATIENT_QUERIES, "no patient query found"
+    for name, text in FLUX.items():
+        references = {m.group(0) for m in _VARIABLE.finditer(text)}
+        assert references <= {"${patient:regex}", "${channel:regex}"}, name
+        for reference in references:
+            assert f"=~ /^{reference}$/" in text, (name, reference)
+
+
+@pytest.mark.parametrize("name", sorted(PATIENT_QUERIES))
+def test_a_patient_is_matched_exactly(name: str, influx: InfluxServer, escaping: Cohort) -> None:
+    """Escaped, the "." of a real patient id matches only itself, not the lookalike's "X"."""
+    variables = {"patient": ESC_PATIENT, "channel": "heart_rate"}
+    mine = _run(influx, escaping, name, **variables)
+    assert mine, f"{name}: no rows for {ESC_PATIENT}"
+    theirs = _run(influx, escaping, name, **{**variables, "patient": LOOKALIKE})
+    assert _strip(mine) != _strip(theirs), name  # the two patients' values differ
+    both = _run(influx, escaping, name, **{**variables, "patient": [ESC_PATIENT, LOOKALIKE]})
+    assert len(both) >= len(mine), name  # a multi-value selection: "(a|b)", both of them
+
+
+def _rows_or_refusal(influx: InfluxServer, text: str) -> Rows | None:
+    try:
+        return influx.query(text)
+    except Exception:  # influxdb-client's ApiException: InfluxDB refused the query
+        return None
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+@pytest.mark.parametrize("variable", ["patient", "channel"])
+def test_an_injected_value_reaches_no_other_patient(
+    payload: str, variable: str, influx: InfluxServer, escaping: Cohort
+) -> None:
+    """The hostile value as the patient (or as the channel of a real patient): every query
+    answers with no row at all, since no patient or channel has that name. Only a payload
+    that Grafana's backend rewrites (``$__interval``) is refused instead."""
+    for name, takes_channel in PATIENT_QUERIES.items():
+        if variable == "channel" and not takes_channel:
+            continue
+        variables = {"patient": ESC_PATIENT, "channel": "heart_rate", variable: payload}
+        rows = _rows_or_refusal(influx, interpolate(FLUX[name], escaping, **variables))
+        if payload in REFUSED_BY_INFLUXDB:
+            assert not rows, (name, payload, rows)
+        else:
+            assert rows == [], (name, payload, rows)
+
+
+def test_the_payloads_leak_through_an_unescaped_query(
+    influx: InfluxServer, escaping: Cohort
+) -> None:
+    """The control: the same values in the form the dashboards used before
+    (``r.patient_id == "${patient}"``, Grafana's default format) return both patients."""
+    unescaped = (
+        "from(bucket: v.defaultBucket)\n  |> range(start: -1h)\n"
+        '  |> filter(fn: (r) => r._measurement == "vitals" and r._field == "value")\n'
+        '  |> filter(fn: (r) => r.patient_id == "${patient}")\n'
+        '  |> keep(columns: ["patient_id"])\n  |> distinct(column: "patient_id")'
+    )
+    for payload in (INJECTIONS[0], INJECTIONS[2]):
+        rows = influx.query(interpolate(unescaped, escaping, patient=payload))
+        assert {r["_value"] for r in rows} == {ESC_PATIENT, LOOKALIKE}, payload
+
+
+def test_a_care_teams_boards_show_only_its_patients(influx: InfluxServer, cohort: Cohort) -> None:
+    """A team's copies of the queries (``pghd grafana teams``): the patient list, the cohort
+    tables and the patient panels stop at the team's patients, whoever is selected."""
+    team = team_queries(("dash-p1", "dash-p3"))
+
+    def run(name: str, **variables: str) -> Rows:
+        return influx.query(interpolate(team[name], cohort, **variables))
+
+    assert [r["_value"] for r in run("patient_ids")] == ["dash-p1", "dash-p3"]
+    assert [r["patient_id"] for r in run("cohort_latest_vitals")] == ["dash-p1"]
+    assert {r["patient_id"] for r in run("cohort_freshness")} == {"dash-p1", "dash-p3"}
+    assert run("patient_channels", patient="dash-p2") == []  # another team's, asked by name
+    assert run("patient_readings", patient="dash-p2", channel="heart_rate") == []
+    assert run("patient_readings", patient="dash-p1", channel="heart_rate")
+    severities = {r["severity"]: r["patients"] for r in run("cohort_patients_by_severity")}
+    assert severities == {"critical": 1, "warning": 1}  # dash-p2's warning is not counted

@@ -116,7 +116,7 @@ def test_every_service_has_a_restart_policy_and_a_health_check_or_runs_once(
     services: dict[str, dict[str, Any]],
 ) -> None:
     one_shots = _one_shots(services)
-    assert one_shots == {"topics"}
+    assert one_shots == {"topics", "grafana-token"}
     for name, svc in services.items():
         assert "restart" in svc, f"{name}: no restart policy"
         if name in one_shots:
@@ -230,9 +230,43 @@ def test_grafana_is_provisioned_without_anonymous_access(
     env = _env(grafana)
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_grafana_reads_influxdb_with_the_read_only_token_never_the_admin_one(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana, maker = services["grafana"], services["grafana-token"]
+    # No admin token anywhere in Grafana's environment.
+    assert not any("INFLUXDB_TOKEN" in f"{k}={v}" for k, v in _env(grafana).items())
     datasource = (ROOT / "deploy/grafana/provisioning/datasources/influxdb.yaml").read_text()
-    (variable,) = re.findall(r"token: \$(\w+)", datasource)
-    assert variable in env, "the data source token variable is set in Grafana's environment"
+    (path,) = re.findall(r"token: \$__file\{([^}]+)\}", datasource)
+    # The file is in a named volume that Grafana mounts read-only ...
+    mounts = {v.split(":")[1]: v.split(":") for v in grafana["volumes"]}
+    volume, _, mode = mounts[str(Path(path).parent)]
+    assert volume in {"grafana-influxdb-token"} and mode == "ro"
+    # ... and the grafana-token service writes, before Grafana starts.
+    assert grafana["depends_on"]["grafana-token"] == {"condition": "service_completed_successfully"}
+    maker_mounts = dict(v.split(":")[:2] for v in maker["volumes"])
+    command = maker["command"]
+    assert command[:3] == ["pghd", "influx", "grafana-token"]
+    out = command[command.index("--out") + 1]
+    assert maker_mounts[volume] == str(Path(out).parent)
+    assert Path(out).name == Path(path).name
+    assert (
+        command[command.index("--bucket") + 1]
+        == _env(services["influxdb"])["DOCKER_INFLUXDB_INIT_BUCKET"]
+    )
+    maker_env = _env(maker)
+    assert maker_env["PGHD_INFLUX_URL"] == "http://influxdb:8086"
+    assert maker_env["PGHD_INFLUX_ORG"] == _env(services["influxdb"])["DOCKER_INFLUXDB_INIT_ORG"]
+    result = CliRunner().invoke(app, [*command[1:3], "--help"])
+    assert result.exit_code == 0, result.output
+    for option in command[3::2]:
+        assert option in result.output, option
+    # The image makes the directory its user writes the token into (a new named volume
+    # takes the ownership of the directory it is mounted on).
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert str(Path(out).parent) in dockerfile
 
 
 def test_prometheus_scrapes_the_services_that_expose_metrics(

@@ -162,3 +162,12 @@ def test_every_dashboard_round_trips_through_the_sdk_models(
             for datasource_field in ("query", "refId"):
                 annotation.get("target", {}).pop(datasource_field, None)
         assert back == _without_nulls(expected), name
+
+
+def test_a_care_teams_boards_validate_too() -> None:
+    """``pghd grafana teams`` pushes these copies; they must pass the same schema."""
+    from deploy.grafana.dashboards import team_dashboards
+
+    schema = widened(_load_schema())
+    for name, document in team_dashboards("ward-a", ("p-1", "p.2")).items():
+        assert _errors(schema, document) == [], name

@@ -25,8 +25,11 @@ from deploy.grafana.dashboards import (
     dashboard_json,
     generate,
     rendered_files,
+    team_dashboards,
 )
-from deploy.grafana.dashboards.common import BUCKET_DEFAULT, INFLUX_UID, PROMETHEUS_UID
+from deploy.grafana.dashboards.cohort import patient_link
+from deploy.grafana.dashboards.common import INFLUX_UID, PROMETHEUS_UID
+from deploy.grafana.dashboards.scope import Scope, team_filter, team_queries
 from ingest.metrics import IngestMetrics
 from pghd.cli import app
 from processors.metrics import ProcessorMetrics
@@ -165,7 +168,8 @@ def test_datasources_are_the_provisioned_ones(dashboards: dict[str, dict[str, An
     provisioned = yaml.safe_load((PROVISIONING / "datasources" / "influxdb.yaml").read_text())
     influx = {d["uid"]: d for d in provisioned["datasources"]}[INFLUX_UID]
     assert influx["type"] == "influxdb" and influx["jsonData"]["version"] == "Flux"
-    assert influx["jsonData"]["defaultBucket"] == BUCKET_DEFAULT
+    # v.defaultBucket: the raw bucket of docker-compose.yml, set by the operator only.
+    assert influx["jsonData"]["defaultBucket"] == "pghd"
     known = {("influxdb", INFLUX_UID), ("prometheus", PROMETHEUS_UID)}
     for board in dashboards.values():
         for panel in _panels(board):
@@ -227,10 +231,11 @@ def test_every_query_comes_from_the_query_modules_and_every_one_is_used(
     assert set(prom_used) == set(PROMQL.values())
 
 
-def test_flux_queries_read_the_bucket_variable_and_grafana_time_macros() -> None:
+def test_flux_queries_read_the_default_bucket_and_grafana_time_macros() -> None:
+    """The bucket is the data source's (``v.defaultBucket``), not a variable a viewer sets."""
     for name, text in FLUX.items():
         # A query may name a stream first (``episodes = from(...)``) and go on from it.
-        assert text.split(" = ", 1)[-1].startswith('from(bucket: "${bucket}")'), name
+        assert text.split(" = ", 1)[-1].startswith("from(bucket: v.defaultBucket)"), name
         assert "|> range(start: " in text, name
         assert text.count("(") == text.count(")") and text.count("{") == text.count("}"), name
 
@@ -264,7 +269,7 @@ def test_patient_detail_repeats_a_vital_panel_per_channel_with_band_and_anomalie
 ) -> None:
     board = dashboards["patient-detail"]
     names = [v["name"] for v in board["templating"]["list"]]
-    assert names == ["bucket", "patient", "channel"]
+    assert names == ["patient", "channel"]
     resting, panel = board["panels"]
     assert resting["title"] == "Resting heart rate (computed)"
     assert [t["query"] for t in resting["targets"]] == [FLUX["patient_resting_heart_rate"]]
@@ -284,3 +289,58 @@ def test_patient_detail_repeats_a_vital_panel_per_channel_with_band_and_anomalie
     assert annotation["target"]["query"] == FLUX["patient_anomaly_annotations"]
     assert episodes["name"] == "Episodes" and episodes["datasource"]["uid"] == INFLUX_UID
     assert episodes["target"]["query"] == FLUX["patient_episode_regions"]
+
+
+def test_the_patient_link_percent_encodes_the_id_and_names_no_bucket() -> None:
+    link = patient_link()
+    assert link.startswith("/d/pghd-patient/patient-detail?")
+    assert "var-patient=${__data.fields.patient_id:percentencode}" in link
+    assert "bucket" not in link
+
+
+TEAM_PATIENTS = ("p.1", "p-2", "q@x:1")
+
+
+def test_a_team_filter_matches_its_patients_whole_and_escaped() -> None:
+    predicate = team_filter(TEAM_PATIENTS)
+    assert predicate == r"r.patient_id =~ /^(?:p-2|p\.1|q@x:1)$/"
+    pattern = re.compile(predicate.split("/", 1)[1].rsplit("/", 1)[0])
+    assert [p for p in ("p.1", "pX1", "p-2", "q@x:1", "p-22", "") if pattern.match(p)] == [
+        "p.1",
+        "p-2",
+        "q@x:1",
+    ]
+    hostile = team_filter(("a/ or true or r.x =~ /b", "${r.patient_id}"))
+    body = hostile[hostile.index("/") + 1 : hostile.rindex("/")]
+    assert re.search(r"(?<!\\)/", body) is None, "an unescaped slash would end the literal"
+    assert team_filter(()) == "r.patient_id =~ /^(?:)$/"  # matches no (non-empty) id
+
+
+def test_every_team_query_is_the_shared_one_limited_to_the_team_after_its_range() -> None:
+    scoped = team_queries(TEAM_PATIENTS)
+    assert scoped.keys() == FLUX.keys()
+    line = f"\n  |> filter(fn: (r) => {team_filter(TEAM_PATIENTS)})"
+    for name, text in scoped.items():
+        assert text.replace(line, "", 1) == FLUX[name], name
+        head, _, _ = text.partition(line)
+        assert head.splitlines()[-1].lstrip().startswith("|> range("), name
+
+
+def test_team_boards_are_copies_with_their_own_uids_queries_and_links() -> None:
+    boards = team_dashboards("ward.a", TEAM_PATIENTS)
+    assert set(boards) == {"cohort-overview", "patient-detail"}
+    scope = Scope(team="ward.a", patients=TEAM_PATIENTS)
+    scoped = set(team_queries(TEAM_PATIENTS).values())
+    shared = {stem: dashboard_json(make()) for stem, make in DASHBOARDS.items()}
+    for stem, board in boards.items():
+        assert board["uid"] == f"{shared[stem]['uid']}-{scope.key}" and len(board["uid"]) <= 40
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", board["uid"])
+        assert board["title"] == f"{shared[stem]['title']} (ward.a)"
+        texts = [_query_text(t) for p in _panels(board) for t in p.get("targets", [])]
+        texts += [v["query"] for v in board["templating"]["list"] if v["type"] == "query"]
+        texts += [a["target"]["query"] for a in _flux_annotations(board)]
+        assert texts and set(texts) <= scoped, stem
+    cohort = json.dumps(boards["cohort-overview"])
+    assert f"/d/pghd-patient-{scope.key}/patient-detail" in cohort
+    assert "/d/pghd-patient/" not in cohort
+    assert Scope(team="ward-b").key != scope.key

@@ -21,6 +21,7 @@ from deploy.grafana.dashboards.cohort import cohort_overview
 from deploy.grafana.dashboards.patient import patient_detail
 from deploy.grafana.dashboards.pipeline import pipeline_health
 from deploy.grafana.dashboards.queries import FLUX, PROMQL
+from deploy.grafana.dashboards.scope import Scope
 
 __all__ = [
     "DASHBOARDS",
@@ -32,6 +33,7 @@ __all__ = [
     "generate",
     "render",
     "rendered_files",
+    "team_dashboards",
 ]
 
 #: Where the file provider of ``provisioning/dashboards/pghd.yaml`` reads dashboards.
@@ -56,6 +58,16 @@ def dashboard_json(builder: dash.Dashboard) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
     data.setdefault("templating", {}).setdefault("list", [])
     return data
+
+
+def team_dashboards(team: str, patients: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """A care team's copies of the patient boards (cohort overview, patient detail), every
+    query limited to ``patients``: file stem -> dashboard JSON (see :mod:`.scope`)."""
+    scope = Scope(team=team, patients=patients)
+    return {
+        "cohort-overview": dashboard_json(cohort_overview(scope)),
+        "patient-detail": dashboard_json(patient_detail(scope)),
+    }
 
 
 def render(builder: dash.Dashboard) -> str:

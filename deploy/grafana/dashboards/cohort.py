@@ -9,15 +9,23 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from deploy.grafana.dashboards.common import INFLUX, bucket_variable, builtin_annotations, flux
+from deploy.grafana.dashboards.common import INFLUX, builtin_annotations, flux
+from deploy.grafana.dashboards.patient import UID as PATIENT_UID
+from deploy.grafana.dashboards.scope import EVERYONE, Scope
 
-__all__ = ["UID", "cohort_overview"]
+__all__ = ["UID", "cohort_overview", "patient_link"]
 
 UID = "pghd-cohort"
-PATIENT_LINK = (
-    "/d/pghd-patient/patient-detail?var-bucket=${bucket}"
-    "&var-patient=${__data.fields.patient_id}&${__url_time_range}"
-)
+
+
+def patient_link(scope: Scope = EVERYONE) -> str:
+    """The data link from a patient's row to the scope's patient detail board (the id
+    percent-encoded, as a URL parameter must be)."""
+    return (
+        f"/d/{scope.uid(PATIENT_UID)}/patient-detail"
+        "?var-patient=${__data.fields.patient_id:percentencode}&${__url_time_range}"
+    )
+
 
 #: Series of the severity panels are named for their ``severity`` label.
 SEVERITY_NAME = "${__field.labels.severity}"
@@ -47,13 +55,13 @@ def _thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
     )
 
 
-def _patients_by_severity() -> stat.Panel:
+def _patients_by_severity(scope: Scope) -> stat.Panel:
     return (
         stat.Panel()
         .title("Patients with anomalies in the last 24 h, by severity")
         .description("Patients with at least one anomaly of that severity in the last 24 hours.")
         .datasource(INFLUX)
-        .with_target(flux("cohort_patients_by_severity"))
+        .with_target(flux("cohort_patients_by_severity", queries=scope.queries))
         .display_name(SEVERITY_NAME)
         .unit("none")
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -66,26 +74,26 @@ def _patients_by_severity() -> stat.Panel:
     )
 
 
-def _latest_vitals() -> table.Panel:
+def _latest_vitals(scope: Scope) -> table.Panel:
     return (
         table.Panel()
         .title("Latest value per vital")
         .description("Each patient's most recent reading of every channel in the time range.")
         .datasource(INFLUX)
-        .with_target(flux("cohort_latest_vitals"))
-        .data_links([dash.DashboardLink("Patient detail").url(PATIENT_LINK)])
+        .with_target(flux("cohort_latest_vitals", queries=scope.queries))
+        .data_links([dash.DashboardLink("Patient detail").url(patient_link(scope))])
         .span(16)
         .height(10)
     )
 
 
-def _freshness() -> table.Panel:
+def _freshness(scope: Scope) -> table.Panel:
     return (
         table.Panel()
         .title("Data freshness")
         .description("Time since each patient's last reading (last 30 days), stalest first.")
         .datasource(INFLUX)
-        .with_target(flux("cohort_freshness"))
+        .with_target(flux("cohort_freshness", queries=scope.queries))
         .override_by_name(
             "age_seconds",
             [
@@ -97,19 +105,19 @@ def _freshness() -> table.Panel:
             ],
         )
         .thresholds(_thresholds((None, "green"), (3600, "orange"), (6 * 3600, "red")))
-        .data_links([dash.DashboardLink("Patient detail").url(PATIENT_LINK)])
+        .data_links([dash.DashboardLink("Patient detail").url(patient_link(scope))])
         .span(8)
         .height(10)
     )
 
 
-def _anomalies_over_time() -> timeseries.Panel:
+def _anomalies_over_time(scope: Scope) -> timeseries.Panel:
     return (
         timeseries.Panel()
         .title("Anomalies over time")
         .description("Anomalies raised per interval, by severity.")
         .datasource(INFLUX)
-        .with_target(flux("cohort_anomalies_over_time"))
+        .with_target(flux("cohort_anomalies_over_time", queries=scope.queries))
         .display_name(SEVERITY_NAME)
         .draw_style(common.GraphDrawStyle.BARS)
         .fill_opacity(80)
@@ -121,21 +129,21 @@ def _anomalies_over_time() -> timeseries.Panel:
     )
 
 
-def cohort_overview() -> dash.Dashboard:
-    """The *Cohort overview* dashboard builder."""
+def cohort_overview(scope: Scope = EVERYONE) -> dash.Dashboard:
+    """The *Cohort overview* dashboard builder (a care team's copy: ``scope``)."""
+    whom = "The whole cohort" if scope.team is None else f"Care team {scope.team}'s patients"
     return (
-        dash.Dashboard("Cohort overview")
-        .uid(UID)
-        .description("The whole cohort: open anomalies, latest vitals, data freshness.")
+        dash.Dashboard(scope.title("Cohort overview"))
+        .uid(scope.uid(UID))
+        .description(f"{whom}: open anomalies, latest vitals, data freshness.")
         .tags(["pghd", "care-team"])
         .editable()
         .time("now-24h", "now")
         .refresh("1m")
         .timezone("browser")
         .annotation(builtin_annotations())
-        .with_variable(bucket_variable())
-        .with_panel(_patients_by_severity())
-        .with_panel(_latest_vitals())
-        .with_panel(_freshness())
-        .with_panel(_anomalies_over_time())
+        .with_panel(_patients_by_severity(scope))
+        .with_panel(_latest_vitals(scope))
+        .with_panel(_freshness(scope))
+        .with_panel(_anomalies_over_time(scope))
     )

@@ -7,6 +7,7 @@ add one, in the JSON shape Grafana's InfluxDB data source stores in Flux mode.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Self
 
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -18,7 +19,6 @@ from grafana_foundation_sdk.models import dashboard as model
 from deploy.grafana.dashboards.queries import FLUX, PROMQL
 
 __all__ = [
-    "BUCKET_DEFAULT",
     "INFLUX",
     "INFLUX_UID",
     "PROMETHEUS",
@@ -26,7 +26,6 @@ __all__ = [
     "FluxAnnotationTarget",
     "FluxQuery",
     "FluxTarget",
-    "bucket_variable",
     "builtin_annotations",
     "flux",
     "flux_annotation",
@@ -38,8 +37,6 @@ __all__ = [
 INFLUX_UID = "pghd-influxdb"
 #: UID the Prometheus data source must be provisioned with (pipeline health).
 PROMETHEUS_UID = "pghd-prometheus"
-#: Default of the ``bucket`` variable: the InfluxDB 2.x bucket of docker-compose.yml.
-BUCKET_DEFAULT = "pghd"
 
 INFLUX = model.DataSourceRef(type_val="influxdb", uid=INFLUX_UID)
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
@@ -106,9 +103,9 @@ class _AnnotationTargetBuilder(cogbuilder.Builder[model.AnnotationTarget]):
         return self._target
 
 
-def flux(name: str, ref_id: str = "A") -> FluxTarget:
-    """A target running the Flux query ``name`` of :data:`~.queries.FLUX`."""
-    return FluxTarget().query(FLUX[name]).ref_id(ref_id)
+def flux(name: str, ref_id: str = "A", *, queries: Mapping[str, str] = FLUX) -> FluxTarget:
+    """A target running the Flux query ``name`` of ``queries`` (:data:`~.queries.FLUX`)."""
+    return FluxTarget().query(queries[name]).ref_id(ref_id)
 
 
 def promql(name: str, *, ref_id: str = "A", legend: str = "") -> prometheus.Dataquery:
@@ -117,9 +114,11 @@ def promql(name: str, *, ref_id: str = "A", legend: str = "") -> prometheus.Data
     return target.legend_format(legend) if legend else target
 
 
-def flux_annotation(name: str, *, title: str, color: str) -> dash.AnnotationQuery:
-    """An annotation query running the Flux query ``name``."""
-    target = _AnnotationTargetBuilder(FluxAnnotationTarget(query=FLUX[name]))
+def flux_annotation(
+    name: str, *, title: str, color: str, queries: Mapping[str, str] = FLUX
+) -> dash.AnnotationQuery:
+    """An annotation query running the Flux query ``name`` of ``queries``."""
+    target = _AnnotationTargetBuilder(FluxAnnotationTarget(query=queries[name]))
     return (
         dash.AnnotationQuery()
         .name(title)
@@ -146,24 +145,15 @@ def builtin_annotations() -> dash.AnnotationQuery:
     )
 
 
-def bucket_variable() -> dash.TextBoxVariable:
-    """The ``bucket`` variable: "pghd" on InfluxDB 2.x, "pghd/autogen" on 1.8."""
-    return (
-        dash.TextBoxVariable("bucket")
-        .label("InfluxDB bucket")
-        .default_value(BUCKET_DEFAULT)
-        .current(model.VariableOption(selected=True, text=BUCKET_DEFAULT, value=BUCKET_DEFAULT))
-        .description('InfluxDB bucket of the pghd data ("pghd/autogen" on InfluxDB 1.8)')
-    )
-
-
-def flux_variable(name: str, *, query: str, label: str) -> dash.QueryVariable:
+def flux_variable(
+    name: str, *, query: str, label: str, queries: Mapping[str, str] = FLUX
+) -> dash.QueryVariable:
     """A single-value variable whose options are the ``_value`` column of Flux ``query``."""
     return (
         dash.QueryVariable(name)
         .label(label)
         .datasource(INFLUX)
-        .query(FLUX[query])
+        .query(queries[query])
         .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
     )

@@ -1,6 +1,7 @@
 """*Patient detail*: one patient's channels against their own baseline band, anomalies marked.
 
-The ``patient`` variable lists every patient with readings; ``channel`` lists that patient's
+The ``patient`` variable lists every patient with readings (a care team's copy: the team's
+patients only, see :mod:`.scope`); ``channel`` lists that patient's
 channels (all selected by default) and the vital panel repeats once per channel. Each
 repeat draws the readings, the baseline band (low to high, filled) and the anomalous
 readings as points; an annotation query marks every anomaly of the patient with its
@@ -18,12 +19,12 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from deploy.grafana.dashboards.common import (
     INFLUX,
-    bucket_variable,
     builtin_annotations,
     flux,
     flux_annotation,
     flux_variable,
 )
+from deploy.grafana.dashboards.scope import EVERYONE, Scope
 
 __all__ = ["UID", "patient_detail"]
 
@@ -34,7 +35,7 @@ def _prop(id_val: str, value: object) -> model.DynamicConfigValue:
     return model.DynamicConfigValue(id_val=id_val, value=value)
 
 
-def _vital_panel() -> timeseries.Panel:
+def _vital_panel(queries: dict[str, str]) -> timeseries.Panel:
     return (
         timeseries.Panel()
         .title("${channel}")
@@ -42,9 +43,9 @@ def _vital_panel() -> timeseries.Panel:
             "Readings (mean per interval), the patient's baseline band and anomalous readings."
         )
         .datasource(INFLUX)
-        .with_target(flux("patient_readings", "A"))
-        .with_target(flux("patient_baseline_band", "B"))
-        .with_target(flux("patient_anomaly_points", "C"))
+        .with_target(flux("patient_readings", "A", queries=queries))
+        .with_target(flux("patient_baseline_band", "B", queries=queries))
+        .with_target(flux("patient_anomaly_points", "C", queries=queries))
         .repeat("channel")
         .repeat_direction("h")
         .max_per_row(2)
@@ -83,7 +84,7 @@ def _vital_panel() -> timeseries.Panel:
     )
 
 
-def _resting_panel() -> timeseries.Panel:
+def _resting_panel(queries: dict[str, str]) -> timeseries.Panel:
     return (
         timeseries.Panel()
         .title("Resting heart rate (computed)")
@@ -93,7 +94,7 @@ def _resting_panel() -> timeseries.Panel:
             " and daily (heart rate at rest, 12 still minutes)."
         )
         .datasource(INFLUX)
-        .with_target(flux("patient_resting_heart_rate", "A"))
+        .with_target(flux("patient_resting_heart_rate", "A", queries=queries))
         .line_width(2)
         .span(12)
         .height(7)
@@ -102,17 +103,18 @@ def _resting_panel() -> timeseries.Panel:
     )
 
 
-def patient_detail() -> dash.Dashboard:
-    """The *Patient detail* dashboard builder."""
+def patient_detail(scope: Scope = EVERYONE) -> dash.Dashboard:
+    """The *Patient detail* dashboard builder (a care team's copy: ``scope``)."""
+    queries = scope.queries
     channel = (
-        flux_variable("channel", query="patient_channels", label="Channel")
+        flux_variable("channel", query="patient_channels", label="Channel", queries=queries)
         .multi(True)
         .include_all(True)
         .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
     )
     return (
-        dash.Dashboard("Patient detail")
-        .uid(UID)
+        dash.Dashboard(scope.title("Patient detail"))
+        .uid(scope.uid(UID))
         .description("One patient's vitals against their own baseline, with anomalies.")
         .tags(["pghd", "care-team"])
         .editable()
@@ -120,11 +122,20 @@ def patient_detail() -> dash.Dashboard:
         .refresh("1m")
         .timezone("browser")
         .annotation(builtin_annotations())
-        .with_variable(bucket_variable())
-        .with_variable(flux_variable("patient", query="patient_ids", label="Patient"))
+        .with_variable(
+            flux_variable("patient", query="patient_ids", label="Patient", queries=queries)
+        )
         .with_variable(channel)
-        .annotation(flux_annotation("patient_anomaly_annotations", title="Anomalies", color="red"))
-        .annotation(flux_annotation("patient_episode_regions", title="Episodes", color="orange"))
-        .with_panel(_resting_panel())
-        .with_panel(_vital_panel())
+        .annotation(
+            flux_annotation(
+                "patient_anomaly_annotations", title="Anomalies", color="red", queries=queries
+            )
+        )
+        .annotation(
+            flux_annotation(
+                "patient_episode_regions", title="Episodes", color="orange", queries=queries
+            )
+        )
+        .with_panel(_resting_panel(queries))
+        .with_panel(_vital_panel(queries))
     )

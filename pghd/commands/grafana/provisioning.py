@@ -18,6 +18,24 @@ logger = logging.getLogger(__name__)
 
 PROVISIONING = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "provisioning"
 _ENV_REFERENCE = re.compile(r"\$\{?(\w+)\}?")
+#: Grafana's file expansion in provisioning files: the file's content, trimmed.
+_FILE_REFERENCE = re.compile(r"\$__file\{([^}]*)\}")
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """``$__file{path}`` and ``$VAR``/``${VAR}`` as Grafana expands them in provisioning."""
+    parts = _FILE_REFERENCE.split(value)  # literal text and file paths, alternating
+    return "".join(
+        _read(part) if n % 2 else _ENV_REFERENCE.sub(lambda m: env.get(m.group(1), ""), part)
+        for n, part in enumerate(parts)
+    )
 
 
 @dataclass
@@ -45,7 +63,7 @@ def datasource_bodies(
         for source in yaml.safe_load(path.read_text()).get("datasources", []):
             body = {k: v for k, v in source.items() if k not in {"orgId", "version", "editable"}}
             secure = {
-                key: _ENV_REFERENCE.sub(lambda m: values.get(m.group(1), ""), str(value))
+                key: _expand(str(value), values)
                 for key, value in body.get("secureJsonData", {}).items()
             }
             if secure:
@@ -116,7 +134,11 @@ def provision(
     ] = None,
     influx_token: Annotated[
         str | None,
-        typer.Option(envvar="INFLUXDB_TOKEN", help="InfluxDB token of the data source."),
+        typer.Option(
+            envvar="GRAFANA_INFLUXDB_TOKEN",
+            help="The data source's read-only InfluxDB token (`pghd influx grafana-token`);"
+            " default: the file the provisioning file names.",
+        ),
     ] = None,
     prometheus_url: Annotated[
         str | None, typer.Option(help="Prometheus URL as Grafana reaches it.")
@@ -135,8 +157,18 @@ def provision(
         overrides[INFLUX_UID] = {"url": influx_url}
     if prometheus_url:
         overrides[PROMETHEUS_UID] = {"url": prometheus_url}
-    env = {**os.environ, **({"INFLUXDB_TOKEN": influx_token} if influx_token else {})}
-    bodies = datasource_bodies(overrides=overrides, env=env)
+    bodies = datasource_bodies(overrides=overrides)
+    for body in bodies:
+        if body["uid"] == INFLUX_UID:
+            if influx_token:
+                body["secureJsonData"] = {**body.get("secureJsonData", {}), "token": influx_token}
+            if not body.get("secureJsonData", {}).get("token"):
+                typer.echo(
+                    "no InfluxDB token for the data source: pass --influx-token (a read-only"
+                    " one: `pghd influx grafana-token`)",
+                    err=True,
+                )
+                raise typer.Exit(1)
     boards = {
         name: dashboards.dashboard_json(make()) for name, make in dashboards.DASHBOARDS.items()
     }

@@ -8,6 +8,7 @@ hands the rows to :mod:`.plots`.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,9 +17,16 @@ import typer
 
 from pghd.commands.grafana.plots import render_cohort, render_patient
 
-__all__ = ["interpolate", "render"]
+__all__ = ["flux_string", "interpolate", "render"]
 
 logger = logging.getLogger(__name__)
+
+_FLUX_STRING_SPECIAL = re.compile(r'(["\\]|\$\{)')
+
+
+def flux_string(value: str) -> str:
+    """``value`` as a Flux string literal (quotes, backslashes and ``${`` escaped)."""
+    return '"' + _FLUX_STRING_SPECIAL.sub(lambda m: "\\" + m.group(0), value) + '"'
 
 
 def interpolate(
@@ -31,13 +39,17 @@ def interpolate(
     patient: str = "",
     channel: str = "",
 ) -> str:
-    """Do Grafana's interpolation of a dashboard query by hand (variables and Flux macros)."""
-    values = {"${bucket}": bucket, "${patient}": patient, "${channel}": channel}
+    """Do Grafana's interpolation of a dashboard query by hand: the variables in the format
+    the query names (``regex``), then the data source's Flux macros."""
+    from deploy.grafana.dashboards.queries import regex_escape  # the package is heavy: lazy
+
+    values = {"${patient:regex}": regex_escape(patient), "${channel:regex}": regex_escape(channel)}
     for name, value in values.items():
         flux = flux.replace(name, value)
     stamp = "%Y-%m-%dT%H:%M:%SZ"
     return (
-        flux.replace("v.timeRangeStart", start.astimezone(UTC).strftime(stamp))
+        flux.replace("v.defaultBucket", flux_string(bucket))
+        .replace("v.timeRangeStart", start.astimezone(UTC).strftime(stamp))
         .replace("v.timeRangeStop", stop.astimezone(UTC).strftime(stamp))
         .replace("v.windowPeriod", window)
     )
@@ -92,7 +104,7 @@ def render(
 
 def _most_anomalous(api: Any, *, bucket: str, org: str, hours: float) -> str | None:
     flux = (
-        f'from(bucket: "{bucket}") |> range(start: -{int(hours * 60)}m)'
+        f"from(bucket: {flux_string(bucket)}) |> range(start: -{int(hours * 60)}m)"
         ' |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "score")'
         ' |> group(columns: ["patient_id"]) |> count() |> group()'
         ' |> sort(columns: ["_value"], desc: true) |> limit(n: 1)'
