@@ -4,8 +4,11 @@
 metrics) and registers on the Faust app, for each batch of records (``stream.noack_take``,
 at most ``batch_size`` records, waiting at most ``batch_within_s`` for more):
 
-1. **Triage.** Undecodable messages, and readings whose key is not their patient id, become
-   :class:`~pghd.contracts.DeadLetter` s for ``pghd.dlq.v1``.
+1. **Triage.** Records that fail the contract (undecodable, not a valid measurement, a value
+   outside the channel's possible range: :mod:`processors.codec`), and readings whose key is
+   not their patient id, are dropped: each becomes a :class:`~pghd.contracts.DeadLetter` for
+   ``pghd.dlq.v1`` (sent in step 5) and is counted in ``dead_letters_total{reason}``
+   (:mod:`processors.metrics`); the rest of the batch goes on.
 2. **Load.** Each patient's record (:mod:`processors.state`) from the cache or the
    ``state`` table (:mod:`processors.state_store`); a record that still lists anomaly
    *intents* (a crash fell between writing it and sending them) is settled first: the
@@ -211,19 +214,6 @@ class Processors:
         self.state = StateStore(
             app, partitions=settings.topic_partitions, cache_size=settings.state_cache_patients
         )
-        # Care plans (pghd.care-plans.v1 -> table, own agent).
-        self.care_plans = CarePlanBook(
-            app, partitions=settings.topic_partitions, dlq=self.dlq_topic, deliver=deliver
-        )
-        self.outbox = AnomalyOutbox(
-            bootstrap=settings.kafka_bootstrap,
-            client_id=f"{settings.app_id}-verify",
-            lookback_s=settings.verify_lookback_s,
-        )
-        self._lock = asyncio.Lock()
-        self._flight: asyncio.Task[None] | None = None  # the batch being made durable
-        self._flight_generation = -1
-        self._settled_generation = -1
         # Prometheus metrics at /metrics on the Faust web server (processors.metrics).
         self.metrics: ProcessorMetrics = install_metrics(
             app,
@@ -235,6 +225,23 @@ class Processors:
                 [(settings.store_group_id, [topics.POINTS])] if settings.store_in_worker else []
             ),
         )
+        # Care plans (pghd.care-plans.v1 -> table, own agent); what is not one is counted.
+        self.care_plans = CarePlanBook(
+            app,
+            partitions=settings.topic_partitions,
+            dlq=self.dlq_topic,
+            deliver=deliver,
+            count=self.metrics.dead_lettered,
+        )
+        self.outbox = AnomalyOutbox(
+            bootstrap=settings.kafka_bootstrap,
+            client_id=f"{settings.app_id}-verify",
+            lookback_s=settings.verify_lookback_s,
+        )
+        self._lock = asyncio.Lock()
+        self._flight: asyncio.Task[None] | None = None  # the batch being made durable
+        self._flight_generation = -1
+        self._settled_generation = -1
         stall_watchdog.install(
             app,
             topics={topics.MEASUREMENTS, topics.CARE_PLANS},

@@ -9,8 +9,9 @@ worker judging a patient the partition holding that patient's plan; the table is
 on behalf of the plan's event, i.e. to that same partition number.
 
 A plan takes effect with the first reading judged after the agent stored it: no restart.
-A record that is not a valid plan, has no key, or is keyed by another patient goes to
-``pghd.dlq.v1`` with the reason.
+A record that is not a valid plan, has no key, or is keyed by another patient is dropped:
+it goes to ``pghd.dlq.v1`` with the reason and is counted (``count``: the processors'
+``dead_letters_total``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 STAGE = "processors"
 
 Deliver = Callable[[faust.TopicT, Sequence[tuple[bytes, bytes]]], Awaitable[None]]
+Count = Callable[[Sequence[tuple[bytes, bytes]]], None]
 Within = Callable[[EventT[Any]], AbstractContextManager[None]]
 
 
@@ -44,7 +46,13 @@ class CarePlanBook:
     """The ``pghd.care-plans.v1`` topic, the ``care_plans`` table and the agent between."""
 
     def __init__(
-        self, app: faust.App, *, partitions: int, dlq: faust.TopicT, deliver: Deliver
+        self,
+        app: faust.App,
+        *,
+        partitions: int,
+        dlq: faust.TopicT,
+        deliver: Deliver,
+        count: Count | None = None,
     ) -> None:
         self.topic = app.topic(topics.CARE_PLANS, key_type=bytes, value_type=bytes)
         self.table = app.Table(
@@ -55,6 +63,7 @@ class CarePlanBook:
         )
         self._dlq = dlq
         self._deliver = deliver
+        self._count = count
 
         async def follow_care_plans(stream: faust.StreamT[Any]) -> None:
             """Store every care plan (or clear it on a tombstone) as it arrives."""
@@ -136,7 +145,10 @@ class CarePlanBook:
             message.offset,
             reason,
         )
-        await self._deliver(self._dlq, [(key or b"unkeyed", wire.encode(letter))])
+        letters = [(key or b"unkeyed", wire.encode(letter))]
+        await self._deliver(self._dlq, letters)
+        if self._count is not None:
+            self._count(letters)
 
 
 def _reason(exc: ValidationError) -> str:

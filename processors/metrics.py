@@ -12,7 +12,11 @@ What is counted (names as Prometheus shows them):
   in an earlier batch) or ``batch`` (repeated within the batch);
 - ``anomalies_emitted_total{detector,severity}``: anomalies sent to ``pghd.anomalies.v1``
   (a replay that holds one back, because it went out before a crash, does not count it);
-- ``dead_letters_total{reason}``: messages sent to ``pghd.dlq.v1``, by :func:`dead_letter_kind`;
+- ``dead_letters_total{reason}``: messages sent to ``pghd.dlq.v1``, by :func:`dead_letter_kind`:
+  every record of the processors' inputs that fails its contract (a reading that is not a
+  valid measurement or is out of range, a care plan that is not one, a points record the
+  store stage cannot read, a malformed erasure marker, a key that is not the patient's) is
+  dropped, dead-lettered with its reason and counted here, and the stream goes on;
 - ``influx_write_seconds`` (histogram): from a batch's write to InfluxDB accepting all of
   its points, retries included; ``influx_write_failures_total``: failed attempts (each is
   retried until InfluxDB accepts);
@@ -69,19 +73,31 @@ DEAD_LETTER_KINDS = (
     "unexpected_type",
     "judging_failed",
     "store_refused",
+    "invalid_care_plan",
+    "invalid_points",
+    "invalid_marker",
     "other",
 )
 
 
 def dead_letter_kind(reason: str) -> str:
     """The ``reason`` label of a processors dead letter (its text comes from
-    :mod:`processors.codec` and :mod:`processors.app`; tests pin the mapping)."""
+    :mod:`processors.codec`, :mod:`processors.agents`, :mod:`processors.care_plans` and
+    :mod:`processors.store.stage`; tests pin the mapping)."""
     if reason.startswith("message has no value") or reason == "unexpected NoneType":
         return "tombstone"  # Faust hands a null value to the agent without the codec
     if reason.startswith("not a valid Measurement"):
         return "undecodable" if "Invalid JSON" in reason else "invalid"
     if reason.startswith("cannot decode"):
         return "undecodable"
+    if reason.startswith("not a valid care plan"):
+        return "invalid_care_plan"
+    if reason.startswith("not a points record"):
+        return "invalid_points"
+    if reason.startswith("not a valid erasure marker"):
+        return "invalid_marker"
+    if reason.startswith("a care plan needs its patient id"):
+        return "key_mismatch"
     if "outside the possible range" in reason or "must be a finite number" in reason:
         return "out_of_range"
     if reason.startswith("message key must be"):
@@ -179,6 +195,11 @@ class ProcessorMetrics:
             self.duplicates_dropped.labels(where="seen").inc(seen)
         if repeats:
             self.duplicates_dropped.labels(where="batch").inc(len(repeats))
+        self.dead_lettered(letters)
+
+    def dead_lettered(self, letters: Sequence[tuple[bytes, bytes]]) -> None:
+        """Count dead ``letters`` (``(key, DeadLetter JSON)``) sent to ``pghd.dlq.v1``, by the
+        kind of their reason."""
         for _key, value in letters:
             try:
                 reason = wire.decode(DeadLetter, value).reason

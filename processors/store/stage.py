@@ -4,7 +4,8 @@
 it falls behind alone: the judging agent, in the processors group, never waits for it.
 For each polled batch it:
 
-1. decodes the records; one that is not a points record goes to ``pghd.dlq.v1``;
+1. decodes the records; one that is not a points record (or a malformed erasure marker)
+   goes to ``pghd.dlq.v1`` and is counted (``dead_letters_total``);
 2. writes their lines with :func:`~processors.store.isolate.write_isolating`: a line
    InfluxDB refuses for good (beyond retention, field type conflict, malformed) goes to
    ``pghd.dlq.v1`` with InfluxDB's reason, and the others are stored;
@@ -65,6 +66,7 @@ class StoreCounters(Protocol):
     def store_written(self, *, lines: int, seconds: float) -> None: ...
     def store_failed(self, *, outcome: str) -> None: ...
     def store_refused(self, *, lines: int) -> None: ...
+    def dead_lettered(self, letters: Sequence[tuple[bytes, bytes]]) -> None: ...
 
 
 def backoff_s(attempt: int, *, base_s: float, cap_s: float, jitter: float) -> float:
@@ -182,6 +184,8 @@ class StoreStage:
 
     async def _store(self, got: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         batch = _collect(got)
+        if batch.letters:  # records that are not what the topic's contract says
+            self._counters.dead_lettered(batch.letters)
         started = time.perf_counter()
         refused: list[Refused] = []
         done = 0
@@ -251,6 +255,7 @@ class StoreStage:
             reason = "message key must be the erasure marker's patient_id"
             letter = _letter(origin, payload=wire.encode(marker).decode(), reason=reason, now=now)
             await self._send_all(topics.DLQ, [letter])
+            self._counters.dead_lettered([letter])
             return
         failed: str | None = None
         removed: dict[str, int] = {}
