@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from alerts.delivery import resume_policy
 from alerts.digest import digest_id, due_day, team_digests
-from pghd import topics, wire
+from pghd import kafka_security, topics, wire
 from pghd.alerting import (
     Alert,
     DigestRecord,
@@ -33,6 +33,7 @@ from pghd.alerting import (
     NotificationOutcome,
     RoutingConfig,
 )
+from pghd.kafka_security import KafkaSecurity
 from pghd.service.follower import topic_partitions
 
 __all__ = ["Publish", "ReadTopic", "SendDigest", "read_compacted", "send_due_digests"]
@@ -48,16 +49,21 @@ Publish = Callable[[DigestRecord], Awaitable[None]]
 
 
 async def read_compacted(
-    bootstrap: str, topic: str, *, timeout_s: float = 30.0
+    bootstrap: str, topic: str, *, timeout_s: float = 30.0, security: KafkaSecurity | None = None
 ) -> dict[bytes, bytes]:
     """The latest value of every key of ``topic``, read from the beginning to its end now."""
+    security = security or kafka_security.current()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **security.aiokafka()
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:
         partitions = await topic_partitions(
-            bootstrap, [topic], client_id="pghd-alerts-digests", timeout_s=timeout_s
+            bootstrap,
+            [topic],
+            client_id="pghd-alerts-digests",
+            timeout_s=timeout_s,
+            security=security,
         )
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

@@ -28,6 +28,7 @@ from ingest.metrics import IngestMetrics
 from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
+from pghd import kafka_security
 from pghd.access import CredentialBook
 from pghd.audit_trail import install_audit_trail
 from pghd.problems import JsonResponse, install_handlers, install_openapi
@@ -109,7 +110,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "audit": audit_gateway,
         "care-plans": care_plans_gateway,
     }
-    logger.info("ingest started; kafka at %s", settings.kafka_bootstrap)
+    logger.info(
+        "ingest started; kafka at %s, %s",
+        settings.kafka_bootstrap,
+        kafka_security.current().describe(),
+    )
     try:
         yield
     finally:

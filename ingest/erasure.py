@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer, TopicPartition
 
 from ingest.enrollment import EnrollmentService
-from pghd import wire
+from pghd import kafka_security, wire
 from pghd.audit import AuditEvent
 from pghd.erasure import STAGES, ErasureReport, new_marker, report_of
+from pghd.kafka_security import KafkaSecurity
 from pghd.pseudonym import pseudonym
 from pghd.service.producer import Gateway
 from pghd.topics import AUDIT
@@ -43,9 +44,16 @@ class AuditReports:
     """Reads the stages' reports of one erasure from ``pghd.audit.v1`` (a kafka-python
     consumer without a group, in a thread: a short read, once per erasure)."""
 
-    def __init__(self, *, bootstrap: str, connect_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        connect_timeout_s: float,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self._bootstrap = bootstrap.split(",")
         self._connect_timeout_s = connect_timeout_s
+        self._security = security or kafka_security.current()
 
     def _consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -53,6 +61,7 @@ class AuditReports:
             enable_auto_commit=False,
             client_id="pghd-ingest-erasure-reports",
             request_timeout_ms=int(max(self._connect_timeout_s, 1.0) * 1000) + 30_000,
+            **self._security.kafka_python(),
         )
 
     async def positions(self) -> dict[int, int]:

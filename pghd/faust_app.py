@@ -2,7 +2,8 @@
 
 Both workers (processors, alerts) read raw bytes keyed by patient id, wait for acks from
 every in-sync replica and start a new consumer group at the earliest offset; they differ only
-in their own options (passed through ``extra``, e.g. the processors' commit interval).
+in their own options (passed through ``extra``, e.g. the processors' commit interval). Their
+Kafka clients authenticate as :mod:`pghd.kafka_security` says (``broker_credentials``).
 :func:`new_app` also applies :mod:`pghd.faust_fixes` (faust-streaming #596) before the app
 exists, so no worker runs without it.
 """
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 import faust
 
-from pghd import faust_fixes
+from pghd import faust_fixes, kafka_security
 
 __all__ = ["WorkerSettings", "brokers", "new_app"]
 
@@ -67,6 +68,7 @@ def new_app(settings: WorkerSettings, **extra: Any) -> faust.App:
         "web_port": settings.web_port,
         "web_host": settings.web_host,
         "web_bind": settings.web_host,
+        **kafka_security.faust_options(),
     }
     options.update(extra)
     return faust.App(settings.app_id, **options)

@@ -3,7 +3,7 @@
 The services may import ``pghd`` and nothing of each other, so the little I/O they share
 lives here rather than twice in ``processors/metrics.py`` and ``alerts/metrics.py`` (an
 exception to ``pghd`` holding only models and pure logic, as the CLI in ``pghd.commands``
-is; it reads no environment).
+is; it reads no environment of its own: the clients' security is :mod:`pghd.kafka_security`'s).
 
 - :class:`LagProbe` reads a consumer group's lag (end offset minus committed offset) per
   partition of its input topics from the brokers, with kafka-python;
@@ -26,6 +26,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from pghd import kafka_security
+from pghd.kafka_security import KafkaSecurity
+
 __all__ = ["LagProbe", "reread_counter", "serve_metrics"]
 
 logger = logging.getLogger(__name__)
@@ -38,8 +41,17 @@ class LagProbe:
     counts from its log start, which is where ``auto_offset_reset=earliest`` begins.
     """
 
-    def __init__(self, *, bootstrap: str, group: str, topics: Sequence[str], gauge: Gauge) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        group: str,
+        topics: Sequence[str],
+        gauge: Gauge,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self.bootstrap = bootstrap.split(",")
+        self.security = security  # None: pghd.kafka_security.current(), when first used
         self.group = group
         self.topics = list(topics)
         self.gauge = gauge
@@ -52,8 +64,13 @@ class LagProbe:
 
         if self._admin is None:
             client_id = f"{self.group}-lag"
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=client_id)
-            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=client_id)
+            auth = (self.security or kafka_security.current()).kafka_python()
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, client_id=client_id, **auth
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, client_id=client_id, **auth
+            )
         parts = [
             TopicPartition(topic, number)
             for topic in self.topics

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 import faust
 from kafka import KafkaConsumer, TopicPartition
 
-from pghd import topics, wire
+from pghd import kafka_security, topics, wire
 from pghd.contracts import Anomaly
+from pghd.kafka_security import KafkaSecurity
 from pghd.kafka_send import backoff_s, send_all
 
 __all__ = [
@@ -43,11 +44,19 @@ async def deliver(topic: faust.TopicT, messages: Sequence[tuple[bytes, bytes | N
 
 
 def scan_anomaly_ids(
-    bootstrap: str, client_id: str, wanted: set[str], *, since_ms: int
+    bootstrap: str,
+    client_id: str,
+    wanted: set[str],
+    *,
+    since_ms: int,
+    security: KafkaSecurity | None = None,
 ) -> set[str]:
     """Which of ``wanted`` are on the anomalies topic at or after ``since_ms`` (blocking)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, client_id=client_id
+        bootstrap_servers=bootstrap.split(","),
+        enable_auto_commit=False,
+        client_id=client_id,
+        **(security or kafka_security.current()).kafka_python(),
     )
     try:
         numbers = consumer.partitions_for_topic(topics.ANOMALIES) or set()
@@ -82,10 +91,18 @@ def scan_anomaly_ids(
 class AnomalyOutbox:
     """Finds out which unconfirmed anomalies are on the topic already."""
 
-    def __init__(self, *, bootstrap: str, client_id: str, lookback_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        client_id: str,
+        lookback_s: float,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._lookback_ms = int(lookback_s * 1000)
+        self._security = security or kafka_security.current()
 
     async def already_sent(self, wanted: set[str], *, intent_ms: int) -> set[str]:
         """The ids of ``wanted`` found on the topic (read in a thread, retried until read)."""
@@ -97,7 +114,12 @@ class AnomalyOutbox:
             attempt += 1
             try:
                 found = await asyncio.to_thread(
-                    scan_anomaly_ids, self._bootstrap, self._client_id, wanted, since_ms=since_ms
+                    scan_anomaly_ids,
+                    self._bootstrap,
+                    self._client_id,
+                    wanted,
+                    since_ms=since_ms,
+                    security=self._security,
                 )
             except Exception as exc:
                 delay = backoff_s(attempt)

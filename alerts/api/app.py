@@ -20,6 +20,7 @@ from alerts.api.metrics import CareApiMetrics
 from alerts.api.read_model import FOLLOWED, ReadModel
 from alerts.api.routes import api_router
 from alerts.api.settings import CareApiSettings
+from pghd import kafka_security
 from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
 from pghd.audit_trail import install_audit_trail
@@ -74,7 +75,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await follower.start()
     app.state.producer = producer
     app.state.audit_sink = KafkaAuditSink(producer)
-    logger.info("care-team API started; kafka at %s", settings.kafka_bootstrap)
+    logger.info(
+        "care-team API started; kafka at %s, %s",
+        settings.kafka_bootstrap,
+        kafka_security.current().describe(),
+    )
     try:
         yield
     finally:

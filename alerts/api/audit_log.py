@@ -15,8 +15,9 @@ from datetime import datetime
 
 from kafka import KafkaConsumer, TopicPartition
 
-from pghd import wire
+from pghd import kafka_security, wire
 from pghd.audit import AuditEvent
+from pghd.kafka_security import KafkaSecurity
 from pghd.service.producer import RecordPublisher
 from pghd.topics import AUDIT
 
@@ -48,12 +49,16 @@ def read_audit(
     since: datetime,
     limit: int,
     timeout_s: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> list[AuditEvent]:
     """Events recorded at or after ``since`` (about ``patient_id`` when given), oldest
     first, at most ``limit`` (the newest ``limit`` when there are more). Blocking: run it
     in a thread."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, client_id="pghd-audit"
+        bootstrap_servers=bootstrap.split(","),
+        enable_auto_commit=False,
+        client_id="pghd-audit",
+        **(security or kafka_security.current()).kafka_python(),
     )
     events: list[AuditEvent] = []
     try:

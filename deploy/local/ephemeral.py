@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deploy.local.influxdb import InfluxServer, ensure_influxd
 from deploy.local.influxdb2 import Influx2Server
-from deploy.local.kafka import KafkaServer, ensure_kafka_libs
+from deploy.local.kafka import BrokerSecurity, KafkaServer, ensure_kafka_libs
 from deploy.local.process import free_port, pick_port
 from deploy.local.stack import StackPaths
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
@@ -35,11 +35,18 @@ class EphemeralStack:
 
     def env(self) -> dict[str, str]:
         """``PGHD_*`` variables pointing services at this stack."""
-        return {"PGHD_KAFKA_BOOTSTRAP": self.kafka.bootstrap, **self.influx.env()}
+        return {
+            "PGHD_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "PGHD_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+            **self.influx.env(),
+        }
 
 
-def kafka_on_free_ports(libs: Path, base: Path) -> KafkaServer:
-    """A (not yet started) Kafka with its files under ``base``, on free loopback ports."""
+def kafka_on_free_ports(
+    libs: Path, base: Path, *, security: BrokerSecurity | None = None
+) -> KafkaServer:
+    """A (not yet started) Kafka with its files under ``base``, on free loopback ports
+    (plaintext; with ``security``, SASL_SSL as in docker-compose.yml)."""
     port = free_port()
     return KafkaServer(
         libs_dir=libs,
@@ -49,6 +56,7 @@ def kafka_on_free_ports(libs: Path, base: Path) -> KafkaServer:
         port=port,
         controller_port=pick_port(None, avoid=[port]),
         die_with_parent=True,
+        security=security,
     )
 
 
@@ -90,7 +98,8 @@ def ephemeral_stack(
         progress("==> starting Kafka and InfluxDB on free loopback ports")
         kafka.start()
         influx.start()
-        apply_topics(load_spec(DEFAULT_SPEC), bootstrap=kafka.bootstrap)
+        specs = load_spec(DEFAULT_SPEC)
+        apply_topics(specs, bootstrap=kafka.bootstrap, security=kafka.client_security)
         yield EphemeralStack(kafka=kafka, influx=influx)
     finally:
         influx.stop()

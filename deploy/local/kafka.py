@@ -6,33 +6,56 @@ can cache both), once. ``KafkaServer`` writes ``server.properties`` and a log4j 
 formats the storage on first start, runs ``kafka.Kafka`` and waits until a metadata
 request through kafka-python succeeds. ``stop()`` and ``start()`` may be repeated: the
 broker comes back on the same ports with the same data.
+
+By default the broker is plaintext on loopback (``make run``, the tests). Given a
+:class:`BrokerSecurity` it is the broker of ``docker-compose.yml`` instead: the security
+settings of ``deploy/kafka/server.properties`` taken as they are (SASL_SSL with SCRAM-SHA-512
+for clients, mutual TLS on the controller listener, the ACL authorizer with nothing allowed
+by default), only hosts, ports and paths made local; TLS material from
+``deploy/kafka/make-certs.sh`` and the broker and admin SCRAM users formatted into the
+storage, as ``deploy/kafka/start-broker.sh`` does in Compose.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import secrets
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaAdminClient
 
 from deploy.local import process
+from pghd.kafka_security import KafkaSecurity
 
 __all__ = [
+    "BROKER_CONFIG",
     "KAFKA_POM",
+    "MAKE_CERTS",
+    "BrokerSecurity",
     "KafkaServer",
     "ensure_kafka_libs",
     "kafka_healthy",
     "kafka_version",
+    "make_certificates",
+    "read_properties",
 ]
 
 logger = logging.getLogger(__name__)
 
 KAFKA_POM = Path(__file__).resolve().parent / "pom.xml"
+#: The broker configuration of docker-compose.yml, which the secure local broker runs too.
+BROKER_CONFIG = Path(__file__).resolve().parents[1] / "kafka" / "server.properties"
+#: Makes a CA, the broker's key store and trust store, and the CA certificate in PEM.
+MAKE_CERTS = Path(__file__).resolve().parents[1] / "kafka" / "make-certs.sh"
+#: Kafka's SCRAM mechanism for the users formatted into the storage.
+SCRAM = "SCRAM-SHA-512"
 _JAVA_HINT = "Install a Java runtime >= 17, e.g. `apt-get install openjdk-17-jre-headless`."
 _MVN_HINT = "Install Maven to fetch the Kafka jars once, e.g. `apt-get install maven`."
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -89,14 +112,107 @@ def ensure_kafka_libs(root: Path, *, progress: Callable[[str], None] = logger.in
         return libs
 
 
-def kafka_healthy(bootstrap: str, *, timeout: float = 5.0) -> bool:
-    """True when a kafka-python metadata request to ``bootstrap`` succeeds."""
+def read_properties(path: Path) -> dict[str, str]:
+    """The ``key=value`` lines of a Java properties file (comments and blank lines skipped;
+    the files here use no continuation lines or escapes)."""
+    settings: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"{path}: not a key=value line: {line!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def make_certificates(
+    broker_dir: Path, ca_dir: Path, *, password: str, san: str = "ip:127.0.0.1,dns:localhost"
+) -> None:
+    """Run ``deploy/kafka/make-certs.sh`` (keytool): ``broker_dir/broker.p12`` and
+    ``truststore.p12`` protected by ``password``, ``ca_dir/ca.crt``; the broker certificate
+    names ``san`` (keytool's ``-ext san=`` syntax)."""
+    process.require_tool("keytool", _JAVA_HINT)
+    env = {**os.environ, "PGHD_KAFKA_SSL_PASSWORD": password, "PGHD_KAFKA_CERT_SAN": san}
+    result = subprocess.run(
+        ["sh", str(MAKE_CERTS), str(broker_dir), str(ca_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"making the Kafka certificates failed (exit {result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """What a SASL_SSL broker needs: its TLS stores (``tls_dir``: ``broker.p12``,
+    ``truststore.p12``), the CA its clients trust, the stores' password, and the passwords of
+    the two SCRAM users formatted into its storage (``broker``, ``admin``: super users)."""
+
+    tls_dir: Path
+    ca_file: Path
+    ssl_password: str = field(repr=False)
+    broker_password: str = field(repr=False)
+    admin_password: str = field(repr=False)
+
+    @classmethod
+    def generate(cls, base: Path) -> BrokerSecurity:
+        """New certificates under ``base`` (for 127.0.0.1 and localhost), new passwords."""
+        tls_dir, ca_dir = base / "tls", base / "ca"
+        password = secrets.token_hex(16)
+        make_certificates(tls_dir, ca_dir, password=password)
+        return cls(
+            tls_dir=tls_dir,
+            ca_file=ca_dir / "ca.crt",
+            ssl_password=password,
+            broker_password=secrets.token_hex(16),
+            admin_password=secrets.token_hex(16),
+        )
+
+    def client(self, username: str, password: str) -> KafkaSecurity:
+        """A client's settings for this broker: SASL_SSL as ``username``."""
+        return KafkaSecurity(
+            protocol="SASL_SSL",
+            mechanism=SCRAM,
+            username=username,
+            password=password,
+            ca_file=str(self.ca_file),
+        )
+
+    def admin(self) -> KafkaSecurity:
+        """The admin's client settings (a super user: topics, users, ACLs)."""
+        return self.client("admin", self.admin_password)
+
+    def broker_env(self) -> dict[str, str]:
+        """The broker process's environment for the ``${env:...}`` of its configuration."""
+        return {
+            "PGHD_KAFKA_SSL_PASSWORD": self.ssl_password,
+            "PGHD_KAFKA_BROKER_PASSWORD": self.broker_password,
+        }
+
+    def scram_users(self) -> dict[str, str]:
+        """The users the storage is formatted with."""
+        return {"broker": self.broker_password, "admin": self.admin_password}
+
+
+def kafka_healthy(
+    bootstrap: str, *, timeout: float = 5.0, security: KafkaSecurity | None = None
+) -> bool:
+    """True when a kafka-python metadata request to ``bootstrap`` succeeds (plaintext unless
+    ``security`` says otherwise)."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
             client_id="pghd-health",
             bootstrap_timeout_ms=int(timeout * 1000),
             request_timeout_ms=int(timeout * 1000),
+            **(security or KafkaSecurity()).kafka_python(),
         )
     except Exception:
         return False
@@ -107,6 +223,11 @@ def kafka_healthy(bootstrap: str, *, timeout: float = 5.0) -> bool:
         return False
     finally:
         admin.close()
+
+
+def _listener_names(listeners: str) -> list[str]:
+    """The names of ``NAME://host:port,...``."""
+    return [item.split("://", 1)[0].strip() for item in listeners.split(",") if item.strip()]
 
 
 class KafkaServer:
@@ -124,6 +245,7 @@ class KafkaServer:
         host: str = process.LOOPBACK,
         heap: str = "512m",
         die_with_parent: bool = False,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.libs_dir = libs_dir
         self.data_dir = data_dir
@@ -135,6 +257,7 @@ class KafkaServer:
         self.heap = heap
         # SIGTERM the broker when the thread that started it exits (test fixtures).
         self.die_with_parent = die_with_parent
+        self.security = security
         self.process: subprocess.Popen[bytes] | None = None
         self.argv: list[str] = []
 
@@ -142,6 +265,11 @@ class KafkaServer:
     def bootstrap(self) -> str:
         """``host:port`` for clients."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def client_security(self) -> KafkaSecurity:
+        """How a client with every right reaches this broker: plaintext, or as its admin."""
+        return self.security.admin() if self.security else KafkaSecurity()
 
     @property
     def properties_file(self) -> Path:
@@ -177,7 +305,35 @@ class KafkaServer:
             "transaction.state.log.num.partitions": "10",
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.security is not None:
+            settings.pop("inter.broker.listener.name")
+            settings.update(self._secure_settings(self.security))
         return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _secure_settings(self, security: BrokerSecurity) -> dict[str, str]:
+        """``deploy/kafka/server.properties`` with its hosts, ports and paths made local: the
+        client listener (the advertised one) on ``port``, the controller on
+        ``controller_port``, both on ``host``."""
+        settings = read_properties(BROKER_CONFIG)
+        names = _listener_names(settings["listeners"])
+        (client,) = _listener_names(settings["advertised.listeners"])
+        (controller,) = settings["controller.listener.names"].split(",")
+        if sorted(names) != sorted({client, controller}):
+            raise ValueError(f"{BROKER_CONFIG}: expected the listeners {client} and {controller}")
+        settings.update(
+            {
+                "listeners": (
+                    f"{client}://{self.host}:{self.port},"
+                    f"{controller}://{self.host}:{self.controller_port}"
+                ),
+                "advertised.listeners": f"{client}://{self.host}:{self.port}",
+                "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+                "log.dirs": str(self.data_dir),
+                "ssl.keystore.location": str(security.tls_dir / "broker.p12"),
+                "ssl.truststore.location": str(security.tls_dir / "truststore.p12"),
+            }
+        )
+        return settings
 
     def _log4j_properties(self) -> str:
         return (
@@ -215,9 +371,18 @@ class KafkaServer:
         fmt = self._java(
             "kafka.tools.StorageTool", "format", "-t", uuid, "-c", str(self.properties_file)
         )
-        result = subprocess.run(fmt, capture_output=True, text=True, check=False)
+        for name, password in self._scram_users().items():
+            fmt += ["--add-scram", f"{SCRAM}=[name={name},password={password}]"]
+        result = subprocess.run(fmt, capture_output=True, text=True, check=False, env=self._env())
         if result.returncode != 0:
             raise RuntimeError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+    def _scram_users(self) -> Mapping[str, str]:
+        return self.security.scram_users() if self.security else {}
+
+    def _env(self) -> dict[str, str]:
+        """This process's environment plus what the broker's configuration reads."""
+        return {**os.environ, **(self.security.broker_env() if self.security else {})}
 
     def start(self, *, timeout: float = 90.0) -> None:
         """Start the broker (formatting storage first time) and wait until it serves."""
@@ -232,7 +397,10 @@ class KafkaServer:
         self._format_storage()
         self.argv = self._java("kafka.Kafka", str(self.properties_file))
         self.process = process.start_detached(
-            self.argv, log_file=self.log_file, die_with_parent=self.die_with_parent
+            self.argv,
+            log_file=self.log_file,
+            die_with_parent=self.die_with_parent,
+            env=self.security.broker_env() if self.security else None,
         )
         try:
             process.wait_for_port(
@@ -243,7 +411,7 @@ class KafkaServer:
                 log_file=self.log_file,
             )
             process.wait_until(
-                lambda: kafka_healthy(self.bootstrap),
+                lambda: kafka_healthy(self.bootstrap, security=self.client_security),
                 timeout=timeout,
                 what=f"Kafka metadata at {self.bootstrap}",
                 process=self.process,

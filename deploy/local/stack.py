@@ -22,6 +22,12 @@ against recycled pids; ``health`` is ``kafka://host:port``, ``http(s)://...``,
 ``tcp://host:port`` or null (alive is enough). ``down`` stops services in reverse start
 order, then InfluxDB and Kafka, then any process still running from ``.local/run`` or
 carrying ``PGHD_LOCAL_STACK=<root>/.local/run`` in its environment (set for services).
+
+Kafka here is plaintext on 127.0.0.1, and stated so: the env carries
+``PGHD_KAFKA_SECURITY_PROTOCOL=PLAINTEXT`` (:mod:`pghd.kafka_security`), so a service
+started against the local stack never tries the SASL settings of a shell that also talks to
+a secured cluster; the stack's own admin calls are plaintext too. The compose and Kubernetes
+stacks use SASL_SSL (docs/security.md, "Kafka").
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from deploy.local import process
 from deploy.local.influxdb import InfluxServer, ensure_influxd
 from deploy.local.kafka import KafkaServer, ensure_kafka_libs, kafka_healthy
 from deploy.local.topics import DEFAULT_SPEC, apply_topics
+from pghd.kafka_security import ENV_PROTOCOL, KafkaSecurity
 from pghd.topics import load_spec
 
 __all__ = [
@@ -294,9 +301,12 @@ def up(
             progress("==> starting InfluxDB")
             _start_influx(paths, state, binary=binary, port=influx_port, progress=progress)
             _save_state(paths, state)
+        state.env[ENV_PROTOCOL] = "PLAINTEXT"  # loopback only; see the module docstring
         progress("==> applying the topic spec")
         bootstrap = state.env["PGHD_KAFKA_BOOTSTRAP"]
-        for report in apply_topics(load_spec(DEFAULT_SPEC), bootstrap=bootstrap):
+        plaintext = KafkaSecurity()
+        specs = load_spec(DEFAULT_SPEC)
+        for report in apply_topics(specs, bootstrap=bootstrap, security=plaintext):
             progress(f"    {report.name}: {report.action} {report.detail}".rstrip())
         _save_state(paths, state)
         return state

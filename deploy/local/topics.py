@@ -11,6 +11,9 @@ gets ``min.insync.replicas=2``, so a write that producers send with ``acks=all``
 both Faust workers, the store stage's DLQ producer) is acknowledged only once at least two
 replicas hold it, and one broker can be lost without losing an acknowledged write or
 stopping writes. With fewer replicas (1 locally) the broker default (1) stays.
+
+The clients authenticate as ``security`` says, by default as the process's environment does
+(:func:`pghd.kafka_security.current`; the local stack passes plaintext for its own broker).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from pghd import kafka_security
+from pghd.kafka_security import KafkaSecurity
 from pghd.topics import TopicSpec
 
 __all__ = [
@@ -118,13 +123,20 @@ def plan_topic(spec: TopicSpec, current: TopicInfo | None) -> TopicPlan:
 
 
 @contextlib.contextmanager
-def admin_client(bootstrap: str, *, timeout: float = 30.0) -> Iterator[Any]:
+def admin_client(
+    bootstrap: str,
+    *,
+    timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
+    client_id: str = "pghd-topics",
+) -> Iterator[Any]:
     """A connected ``KafkaAdminClient`` that is closed on exit."""
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap,
-        client_id="pghd-topics",
+        client_id=client_id,
         bootstrap_timeout_ms=int(min(timeout, 10.0) * 1000),
         request_timeout_ms=int(timeout * 1000),
+        **(security or kafka_security.current()).kafka_python(),
     )
     try:
         yield admin
@@ -232,12 +244,13 @@ def apply_topics(
     bootstrap: str,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> list[TopicReport]:
     """Create or update the topics in ``specs`` on the cluster at ``bootstrap``."""
     if replication_factor < 1:
         raise ValueError("replication factor must be at least 1")
     reports = []
-    with admin_client(bootstrap, timeout=timeout) as admin:
+    with admin_client(bootstrap, timeout=timeout, security=security) as admin:
         existing = describe_topics(admin, [s.name for s in specs])
         for spec in (durable_spec(s, replication_factor=replication_factor) for s in specs):
             current = existing.get(spec.name)
@@ -251,7 +264,12 @@ def apply_topics(
 
 
 def ensure_changelog_topics(
-    app: Any, *, bootstrap: str, replication_factor: int = 1, timeout: float = 60.0
+    app: Any,
+    *,
+    bootstrap: str,
+    replication_factor: int = 1,
+    timeout: float = 60.0,
+    security: KafkaSecurity | None = None,
 ) -> list[TopicReport]:
     """Create a Faust app's table changelog topics before its worker starts.
 
@@ -271,18 +289,25 @@ def ensure_changelog_topics(
         for table in app.tables.values()
     ]
     return apply_topics(
-        specs, bootstrap=bootstrap, replication_factor=replication_factor, timeout=timeout
+        specs,
+        bootstrap=bootstrap,
+        replication_factor=replication_factor,
+        timeout=timeout,
+        security=security,
     )
 
 
 def read_from_start(
-    bootstrap: str, topic: str, *, idle_ms: int = 1000
+    bootstrap: str, topic: str, *, idle_ms: int = 1000, security: KafkaSecurity | None = None
 ) -> list[tuple[bytes | None, bytes]]:
     """``(key, value)`` of every record of ``topic`` with a value, all partitions from the
     beginning, read until nothing arrives for ``idle_ms`` (tests and benches check topics
-    with it)."""
+    with it; plaintext unless ``security`` says otherwise: they read their own broker)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=idle_ms
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms,
+        **(security or KafkaSecurity()).kafka_python(),
     )
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]

@@ -20,6 +20,8 @@ from typing import Annotated
 
 import typer
 
+from pghd.kafka_security import KafkaSecurity
+
 __all__ = ["run"]
 
 INGEST_PORT = 8000
@@ -39,12 +41,13 @@ def _api_key(run_dir: Path, name: str = "demo-api-key") -> str:
     return path.read_text().strip()
 
 
-def _consumer_lag(bootstrap: str, group: str, topic: str) -> int | None:
+def _consumer_lag(bootstrap: str, group: str, topic: str, security: KafkaSecurity) -> int | None:
     """Messages of ``topic`` the consumer ``group`` has not committed yet (None: unknown)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pghd-run")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="pghd-run")
+    auth = security.kafka_python()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pghd-run", **auth)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="pghd-run", **auth)
     try:
         committed = admin.list_group_offsets(group).get(group, {})
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -60,11 +63,13 @@ def _consumer_lag(bootstrap: str, group: str, topic: str) -> int | None:
         consumer.close()
 
 
-def _wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float) -> int | None:
+def _wait_caught_up(
+    bootstrap: str, group: str, topic: str, timeout: float, security: KafkaSecurity
+) -> int | None:
     deadline = time.monotonic() + timeout
     lag: int | None = None
     while time.monotonic() < deadline:
-        lag = _consumer_lag(bootstrap, group, topic)
+        lag = _consumer_lag(bootstrap, group, topic, security)
         if lag == 0:
             return 0
         typer.echo(f"    processors still have {lag if lag is not None else '?'} readings to go")
@@ -137,7 +142,13 @@ def run(
         check=True,
     )  # fmt: skip
     typer.echo("==> waiting for the processors to catch up")
-    lag = _wait_caught_up(env["PGHD_KAFKA_BOOTSTRAP"], "pghd-processors", topics.MEASUREMENTS, 600)
+    lag = _wait_caught_up(
+        env["PGHD_KAFKA_BOOTSTRAP"],
+        "pghd-processors",
+        topics.MEASUREMENTS,
+        600,
+        KafkaSecurity.from_env(env),  # the local stack's: plaintext on loopback
+    )
     if lag != 0:
         typer.echo(f"    still {lag} readings behind after 10 minutes; the summary is partial")
     time.sleep(3)  # the alerts service notifies the last anomalies
@@ -189,7 +200,10 @@ def _where_to_look(env: dict[str, str]) -> None:
     typer.echo(f"  ingest API        http://127.0.0.1:{INGEST_PORT}/docs  (metrics: /metrics)")
     typer.echo(f"  processors        http://127.0.0.1:{PROCESSORS_WEB_PORT}/  (Faust web)")
     typer.echo(f"  alerts            http://127.0.0.1:{ALERTS_WEB_PORT}/")
-    typer.echo(f"  Kafka             {env['PGHD_KAFKA_BOOTSTRAP']}  topics: pghd topics list")
+    typer.echo(
+        f"  Kafka             {env['PGHD_KAFKA_BOOTSTRAP']}  (plaintext, loopback only)"
+        "  topics: pghd topics list"
+    )
     typer.echo(f"  InfluxDB          {env['PGHD_INFLUX_URL']}  bucket {bucket}, e.g.:")
     typer.echo(
         f'    curl -s {env["PGHD_INFLUX_URL"]}/api/v2/query -H "Content-Type: application/vnd.flux"'

@@ -21,6 +21,9 @@ from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 
+from pghd import kafka_security
+from pghd.kafka_security import KafkaSecurity
+
 __all__ = [
     "CompactedFollower",
     "ConsumerFactory",
@@ -49,16 +52,22 @@ class ReadyFlag(Protocol):
 
 
 async def topic_partitions(
-    bootstrap: str, topics: Sequence[str], *, client_id: str, timeout_s: float = 10.0
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    client_id: str,
+    timeout_s: float = 10.0,
+    security: KafkaSecurity | None = None,
 ) -> list[TopicPartition]:
     """Every partition of ``topics``, from the cluster's metadata; ``RuntimeError`` when one
-    does not exist (yet).
+    does not exist (yet, or for this client: a topic it may not describe is not listed).
 
     A consumer that is assigned partitions (not subscribed) tracks no topic metadata, and
     asking for given topics could have the broker create them: a short-lived client asks for
     the metadata of all topics instead.
     """
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id=client_id)
+    auth = (security or kafka_security.current()).aiokafka()
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id=client_id, **auth)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         cluster = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
@@ -80,6 +89,7 @@ class CompactedFollower:
     ``ValidationError`` and ``UnicodeDecodeError`` are ones) on a record it cannot read.
     ``model.ready`` is set once the topics were read up to their end at startup, then
     ``on_ready`` is called. ``on_record(topic, outcome)`` counts what became of each record.
+    ``security``: how the consumer authenticates (default: :func:`pghd.kafka_security.current`).
     """
 
     def __init__(
@@ -97,8 +107,11 @@ class CompactedFollower:
         consumer_factory: ConsumerFactory | None = None,
         partitions: PartitionLookup | None = None,
         reconnect_backoff_s: tuple[float, float] = (0.25, 5.0),
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._topics = list(topics)
+        security = security or kafka_security.current()
+        auth = security.aiokafka()
         self._model = model
         self._apply_record = apply
         self._on_ready = on_ready
@@ -113,11 +126,16 @@ class CompactedFollower:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=fetch_max_wait_ms,
+                **auth,
             )
         )
         self._partitions: PartitionLookup = partitions or (
             lambda names: topic_partitions(
-                bootstrap, names, client_id=client_id, timeout_s=connect_timeout_s
+                bootstrap,
+                names,
+                client_id=client_id,
+                timeout_s=connect_timeout_s,
+                security=security,
             )
         )
         self._name = client_id

@@ -26,7 +26,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from pghd import kafka_security
 from pghd.contracts import SCHEMA_VERSION
+from pghd.kafka_security import KafkaSecurity
 from pghd.problems import ProblemError
 from pghd.service.aiokafka_internals import abandon
 
@@ -89,6 +91,8 @@ class KafkaGateway:
 
     ``topic`` is where :meth:`send_batch` writes; every record carries the headers
     ``schema_version`` (``schema_version``), ``content-type`` and ``producer`` (``client_id``).
+    ``security`` is how the producer authenticates (default: the process's,
+    :func:`pghd.kafka_security.current`).
     """
 
     def __init__(
@@ -104,8 +108,10 @@ class KafkaGateway:
         compression: str | None = None,
         reconnect_backoff_s: tuple[float, float] = (0.25, 2.0),
         producer_factory: ProducerFactory | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.topic = topic
+        auth = (security or kafka_security.current()).aiokafka()
         self._produce_timeout_s = produce_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._backoff_min_s, self._backoff_max_s = reconnect_backoff_s
@@ -125,6 +131,7 @@ class KafkaGateway:
                 compression_type=compression,
                 request_timeout_ms=max(int(produce_timeout_s * 1000), 1000),
                 retry_backoff_ms=100,
+                **auth,
             )
         )
         self._producer: Any | None = None

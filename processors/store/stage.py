@@ -39,9 +39,10 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from pghd import topics, wire
+from pghd import kafka_security, topics, wire
 from pghd.contracts import DeadLetter
 from pghd.erasure import ErasureMarker, decode_marker, is_marker, stage_event
+from pghd.kafka_security import KafkaSecurity
 from processors.store.isolate import Refused, Write, write_isolating
 from processors.store.outcome import Outcome, classify, describe
 from processors.store.records import decode_record
@@ -107,8 +108,10 @@ class StoreStage:
         base_backoff_s: float = 0.2,
         max_backoff_s: float = 30.0,
         client_id: str = "pghd-store",
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._bootstrap = bootstrap.split(",")
+        self._security = security or kafka_security.current()
         self._group = group
         self._write = write
         self._erase = erase
@@ -149,6 +152,7 @@ class StoreStage:
                 await asyncio.sleep(delay)
 
     async def _session(self) -> None:
+        auth = self._security.aiokafka()
         self._consumer = consumer = AIOKafkaConsumer(
             topics.POINTS,
             bootstrap_servers=self._bootstrap,
@@ -157,12 +161,14 @@ class StoreStage:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._max_records,
+            **auth,
         )
         self._producer = producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             client_id=f"{self._client_id}-dlq",
             acks="all",
             enable_idempotence=True,
+            **auth,
         )
         try:
             await producer.start()

@@ -207,6 +207,8 @@ def test_dev_up_status_env_down_leave_nothing_behind(scratch_root: Path) -> None
             [*cli, "env", "--root", str(root)], capture_output=True, text=True, check=True
         ).stdout
         assert f"export PGHD_KAFKA_BOOTSTRAP={state.env['PGHD_KAFKA_BOOTSTRAP']}" in exports
+        # The local stack is plaintext on loopback, and says so (docs/security.md, "Kafka").
+        assert "export PGHD_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in exports
         pids = [rec.pid for rec in state.processes.values()] + [service.pid]
     finally:
         busy.close()
