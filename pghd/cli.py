@@ -13,6 +13,7 @@ from pghd.commands import (
     grafana,
     import_,
     influx,
+    kafka,
     patients,
     replay,
     run,
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(dev.app, name="dev")
 app.add_typer(topics.app, name="topics")
+app.add_typer(kafka.app, name="kafka")
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(care_plan.app, name="care-plan")

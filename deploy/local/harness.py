@@ -312,6 +312,7 @@ def running_pipeline(
     probe_timeout: float = 120.0,
     from_now: bool | None = None,
     extra_env: Mapping[str, str] | None = None,
+    env_of: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[Pipeline]:
     """Start the services, wait until a probe reading has gone all the way into InfluxDB.
 
@@ -319,7 +320,8 @@ def running_pipeline(
     groups of processors and alerts at the current end of their input topics, so a pipeline
     judges only what is posted after it started, not every earlier test's readings (the
     session's Kafka is shared); a group that already committed offsets is left alone.
-    ``extra_env`` adds to (or overrides) the services' environment.
+    ``extra_env`` adds to (or overrides) the services' environment; ``env_of[name]`` adds to
+    that of the service ``name`` alone (e.g. its own Kafka user).
     """
     sink = NotificationSink()
     ingest_port = free_port()
@@ -356,7 +358,7 @@ def running_pipeline(
             pipeline.processes[name] = start_detached(
                 [sys.executable, "-m", f"{name}.main"],
                 log_file=pipeline.logs[name],
-                env=env,
+                env={**env, **(env_of or {}).get(name, {})},
                 die_with_parent=True,
             )
         wait_for(

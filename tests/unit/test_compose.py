@@ -5,7 +5,9 @@ The schema is the official Compose Specification JSON schema as vendored by chec
 check from the shell). No Docker engine exists here, so the rules below are what stands
 between the file and a stack that does not come up: health checks, restart policies,
 secrets only from ``.env``, every ``PGHD_*`` variable read by the settings class of the
-service it is given to, partition counts matching the topic spec, processors scalable.
+service it is given to (or by :mod:`pghd.kafka_security`), partition counts matching the topic
+spec, processors scalable; Kafka reachable over SASL_SSL only, with ACLs, every client a user
+of its own with the CA.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from pydantic_settings import BaseSettings
 from typer.testing import CliRunner
 
 from alerts.settings import AlertsSettings
+from deploy.local.acls import DEFAULT_ACL_SPEC
+from deploy.local.kafka import BROKER_CONFIG, read_properties
 from ingest.settings import IngestSettings
 from pghd.cli import app
+from pghd.kafka_acls import load_acl_spec, password_env
+from pghd.kafka_security import ENV_NAMES, KafkaSecurity
 from pghd.topics import load_spec
 from processors.settings import ProcessorSettings
 
@@ -116,7 +122,7 @@ def test_every_service_has_a_restart_policy_and_a_health_check_or_runs_once(
     services: dict[str, dict[str, Any]],
 ) -> None:
     one_shots = _one_shots(services)
-    assert one_shots == {"topics", "grafana-token"}
+    assert one_shots == {"topics", "grafana-token", "kafka-certs", "kafka-acls"}
     for name, svc in services.items():
         assert "restart" in svc, f"{name}: no restart policy"
         if name in one_shots:
@@ -177,7 +183,7 @@ def test_service_variables_are_read_by_its_settings_class(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
     env = {key: str(value) for key, value in services[name]["environment"].items()}
-    known = _env_names(SETTINGS[name])
+    known = _env_names(SETTINGS[name]) | ENV_NAMES
     pghd = {key for key in env if key.startswith("PGHD_")}
     assert pghd, name
     assert pghd <= known, f"{name}: not read by {SETTINGS[name].__name__}: {pghd - known}"
@@ -188,8 +194,9 @@ def test_processors_scale_and_match_the_partitions(services: dict[str, dict[str,
     spec = {t.name: t.partitions for t in load_spec(TOPICS)}
     processors = services["processors"]
     assert "container_name" not in processors and "ports" not in processors
-    # One anonymous volume per container: no named volume shared by scaled workers.
-    assert all(":" not in v for v in processors.get("volumes", [])), processors["volumes"]
+    # One anonymous volume per container: no writable named volume shared by scaled workers.
+    volumes = processors.get("volumes", [])
+    assert all(":" not in v or v.endswith(":ro") for v in volumes), volumes
     env = _env(processors)
     assert env["PGHD_PROCESSORS_STORE"] == "rocksdb://"
     assert int(env["PGHD_PROCESSORS_TOPIC_PARTITIONS"]) == spec["pghd.measurements.v1"]
@@ -198,12 +205,153 @@ def test_processors_scale_and_match_the_partitions(services: dict[str, dict[str,
     )
 
 
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """target -> (source, mode) of a service's volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if ":" not in volume:  # an anonymous volume
+            found[volume] = ("", "rw")
+            continue
+        source, target, *mode = volume.split(":")
+        found[target] = (source, mode[0] if mode else "rw")
+    return found
+
+
 def test_kafka_keeps_its_log_in_a_named_volume(compose: dict[str, Any]) -> None:
     kafka = compose["services"]["kafka"]
-    log_dir = _env(kafka)["KAFKA_LOG_DIRS"]
-    mounts = dict(v.split(":")[:2] for v in kafka["volumes"])
-    volume = {target: source for source, target in mounts.items()}[log_dir]
-    assert volume in compose["volumes"]
+    log_dir = read_properties(BROKER_CONFIG)["log.dirs"]
+    volume, mode = _mounts(kafka)[log_dir]
+    assert volume in compose["volumes"] and mode == "rw"
+
+
+def test_kafka_runs_the_checked_broker_configuration(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    mounts = _mounts(kafka)
+    (config_dir,) = [t for t, (src, _) in mounts.items() if src == "./deploy/kafka"]
+    script = (ROOT / "deploy" / "kafka" / "start-broker.sh").read_text()
+    assert kafka["command"] == ["sh", f"{config_dir}/start-broker.sh"]
+    assert f"{config_dir}/server.properties" in script  # the file start-broker.sh runs
+    # Every secret the configuration reads (${env:NAME}) is given to the broker.
+    wanted = set(re.findall(r"\$\{env:([A-Z0-9_]+)\}", BROKER_CONFIG.read_text()))
+    assert wanted == {"PGHD_KAFKA_BROKER_PASSWORD", "PGHD_KAFKA_SSL_PASSWORD"}
+    assert wanted | {"PGHD_KAFKA_ADMIN_PASSWORD"} <= set(_env(kafka))
+    # The stores the configuration names are those kafka-certs writes, mounted read-only.
+    props = read_properties(BROKER_CONFIG)
+    certs = services["kafka-certs"]
+    tls_dir = str(Path(props["ssl.keystore.location"]).parent)
+    assert str(Path(props["ssl.truststore.location"]).parent) == tls_dir
+    volume, mode = mounts[tls_dir]
+    assert mode == "ro"
+    assert certs["command"][:2] == ["sh", f"{config_dir}/make-certs.sh"]
+    broker_dir, ca_dir = certs["command"][2:]
+    assert _mounts(certs)[broker_dir][0] == volume
+    assert kafka["depends_on"]["kafka-certs"] == {"condition": "service_completed_successfully"}
+    # The health check connects as the admin with the client settings start-broker.sh writes.
+    assert "--command-config /tmp/admin-client.properties" in kafka["healthcheck"]["test"][1]
+    assert "/tmp/admin-client.properties" in script
+    assert _mounts(kafka)[ca_dir] == (_mounts(certs)[ca_dir][0], "ro")
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    found = {}
+    for item in value.split(","):
+        name, _, address = item.partition("://")
+        host, _, port = address.rpartition(":")
+        found[name] = (host, int(port))
+    return found
+
+
+def test_kafka_takes_clients_over_sasl_ssl_only_and_authorizes_every_request(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    props = read_properties(BROKER_CONFIG)
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    listeners = _listeners(props["listeners"])
+    assert set(listeners) == set(protocols)
+    assert not {"PLAINTEXT", "SASL_PLAINTEXT"} & set(protocols.values()), protocols
+    for name, (host, _port) in listeners.items():
+        if protocols[name] == "SASL_SSL":
+            continue
+        # Anything else (the KRaft controller) is on the container's loopback, and asks for
+        # the client's certificate.
+        assert host in {"localhost", "127.0.0.1"}, (name, host)
+        assert props[f"listener.name.{name.lower()}.ssl.client.auth"] == "required", name
+    advertised = _listeners(props["advertised.listeners"])
+    assert {protocols[name] for name in advertised} == {"SASL_SSL"}
+    assert [host for host, _ in advertised.values()] == ["kafka"]
+    assert props["inter.broker.listener.name"] in advertised
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["ssl.endpoint.identification.algorithm"] == "https"
+    assert (
+        props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    )
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    spec = load_acl_spec(DEFAULT_ACL_SPEC)
+    super_users = props["super.users"].split(";")
+    assert {f"User:{u}" for u in spec.super_users} <= set(super_users)
+    assert not {f"User:{u}" for u in spec.users} & set(super_users)
+    assert "ports" not in services["kafka"], "Kafka is for the project's containers only"
+
+
+#: The Kafka user of each service that talks to Kafka (topics and kafka-acls: the admin).
+KAFKA_USERS = {
+    "ingest": "ingest",
+    "processors": "processors",
+    "alerts": "alerts",
+    "topics": "admin",
+    "kafka-acls": "admin",
+}
+
+
+def test_every_kafka_client_is_its_own_user_over_sasl_ssl_with_the_ca(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    spec = load_acl_spec(DEFAULT_ACL_SPEC)
+    certs = services["kafka-certs"]
+    ca_dir = certs["command"][3]
+    ca_volume = _mounts(certs)[ca_dir][0]
+    users = {}
+    for name, user in KAFKA_USERS.items():
+        env = _env(services[name])
+        assert env["PGHD_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        assert env["PGHD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["PGHD_KAFKA_SASL_MECHANISM"] == spec.mechanism, name
+        ca_file = Path(env["PGHD_KAFKA_CA_FILE"])
+        assert _mounts(services[name])[str(ca_file.parent)] == (ca_volume, "ro"), name
+        assert ca_file.name == "ca.crt"
+        assert env["PGHD_KAFKA_USERNAME"] == user, name
+        variable = "PGHD_KAFKA_ADMIN_PASSWORD" if user == "admin" else password_env(user)
+        assert env["PGHD_KAFKA_PASSWORD"].startswith("${" + variable + ":?"), name
+        # The settings hold together (pghd.kafka_security's own checks).
+        KafkaSecurity(protocol="SASL_SSL", username=user, password="x")
+        users[name] = user
+        if user != "admin":
+            assert user in spec.users, f"{name}: Kafka user {user} has no ACLs"
+            depends = services[name]["depends_on"]
+            assert depends["kafka-acls"] == {"condition": "service_completed_successfully"}
+    services_users = [u for u in users.values() if u != "admin"]
+    assert len(services_users) == len(set(services_users)), "one Kafka user per service"
+    assert "PGHD_KAFKA_ADMIN_PASSWORD" in _env(services["kafka"])  # formatted in as admin
+    assert "admin" in spec.super_users
+
+
+def test_the_acl_job_sets_every_users_password_and_applies_the_spec(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    spec = load_acl_spec(DEFAULT_ACL_SPEC)
+    job = services["kafka-acls"]
+    env = _env(job)
+    for user in spec.users:
+        assert env[password_env(user)].startswith("${" + password_env(user) + ":?"), user
+    command = job["command"]
+    assert command[:3] == ["pghd", "kafka", "apply"]
+    result = CliRunner().invoke(app, [*command[1:3], "--help"])
+    assert result.exit_code == 0, result.output
+    for option in (c for c in command[3:] if c.startswith("--")):
+        assert option in result.output, option
+    assert "--require-passwords" in command
+    assert job["depends_on"]["kafka"] == {"condition": "service_healthy"}
 
 
 def test_influxdb_is_initialised_for_the_services(services: dict[str, dict[str, Any]]) -> None:

@@ -5,8 +5,9 @@ each Kubernetes release, so it runs offline), in strict mode (unknown fields are
 The rules: kustomization lists every manifest but the example Secret; every container runs
 the pghd image with resource requests and probes; ingest is probed on /healthz and /readyz;
 the HPA scales the ingest Deployment; processors replicas do not exceed the partitions;
-each container's variables are read by its service's settings class and come from the
-ConfigMap/Secret that define them.
+each container's variables are read by its service's settings class (or by
+:mod:`pghd.kafka_security`) and come from the ConfigMap/Secret that define them; every
+workload reaches Kafka over SASL_SSL as a user of its own, with the brokers' CA mounted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from alerts.settings import AlertsSettings
+from deploy.local.acls import DEFAULT_ACL_SPEC
 from ingest.settings import IngestSettings
+from pghd.kafka_acls import load_acl_spec, password_env
+from pghd.kafka_security import ENV_NAMES
 from pghd.topics import load_spec
 from processors.settings import ProcessorSettings
 
@@ -62,6 +66,10 @@ def _resources() -> dict[tuple[str, str], Manifest]:
         for name in _kustomization()["resources"]
         for doc in _documents(K8S / name)
     }
+
+
+def _example_secrets() -> dict[str, Manifest]:
+    return {doc["metadata"]["name"]: doc for doc in _documents(K8S / EXAMPLE_SECRET)}
 
 
 def _containers(doc: Manifest) -> Iterator[Manifest]:
@@ -111,10 +119,12 @@ def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
 
 
 def test_the_example_secret_holds_placeholders_only() -> None:
-    (secret,) = _documents(K8S / EXAMPLE_SECRET)
-    assert secret["kind"] == "Secret" and "data" not in secret
-    for key, value in secret["stringData"].items():
-        assert "change-me" in value or "example" in value or key == "PGHD_INGEST_API_KEYS"
+    secrets = _example_secrets()
+    assert set(secrets) == {"pghd-secrets", "pghd-kafka-ca"}
+    for secret in secrets.values():
+        assert secret["kind"] == "Secret" and "data" not in secret
+        for key, value in secret["stringData"].items():
+            assert "change-me" in value or "example" in value or key == "PGHD_INGEST_API_KEYS"
 
 
 def test_workloads_run_the_image_with_requests_and_probes() -> None:
@@ -159,19 +169,19 @@ def test_processors_do_not_outnumber_the_partitions() -> None:
     assert int(config["PGHD_PROCESSORS_TOPIC_PARTITIONS"]) == partitions["pghd.measurements.v1"]
     assert int(config["PGHD_ALERTS_TOPIC_PARTITIONS"]) == partitions["pghd.anomalies.v1"]
     assert processors["spec"]["serviceName"] in {name for _, name in resources}
-    (mount,) = next(_containers(processors))["volumeMounts"]
     (claim,) = processors["spec"]["volumeClaimTemplates"]
-    assert mount["name"] == claim["metadata"]["name"]
+    mounts = {m["mountPath"]: m["name"] for m in next(_containers(processors))["volumeMounts"]}
+    assert mounts["/data"] == claim["metadata"]["name"]
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_container_variables_are_read_by_the_service_and_defined(service: str) -> None:
     resources = _resources()
     config = resources[("ConfigMap", "pghd-config")]["data"]
-    (secret,) = _documents(K8S / EXAMPLE_SECRET)
+    secret = _example_secrets()["pghd-secrets"]
     workload = resources.get(("Deployment", service)) or resources[("StatefulSet", service)]
     (container,) = _containers(workload)
-    known = _env_names(SETTINGS[service])
+    known = _env_names(SETTINGS[service]) | ENV_NAMES
     for var in container["env"]:
         assert var["name"] in known, f"{service}: {var['name']} is not read"
         source = var.get("valueFrom", {})
@@ -179,5 +189,70 @@ def test_container_variables_are_read_by_the_service_and_defined(service: str) -
             assert source["configMapKeyRef"]["key"] in config, var
         if "secretKeyRef" in source:
             assert source["secretKeyRef"]["key"] in secret["stringData"], var
-        if any(word in var["name"] for word in ("TOKEN", "API_KEYS", "NOTIFY_URLS")):
+        if any(word in var["name"] for word in ("TOKEN", "API_KEYS", "NOTIFY_URLS", "PASSWORD")):
             assert "secretKeyRef" in source, f"{var['name']} must come from the Secret"
+
+
+#: The Kafka user of each workload (the Jobs: the admin, a super user of the cluster).
+KAFKA_USERS = {
+    ("Deployment", "ingest"): "ingest",
+    ("StatefulSet", "processors"): "processors",
+    ("Deployment", "alerts"): "alerts",
+    ("Job", "pghd-topics"): "admin",
+    ("Job", "pghd-kafka-acls"): "admin",
+}
+
+
+def _env_of(container: Manifest) -> dict[str, Manifest]:
+    return {var["name"]: var for var in container["env"]}
+
+
+def _config_value(var: Manifest, config: dict[str, str]) -> str:
+    if "value" in var:
+        return str(var["value"])
+    return config[var["valueFrom"]["configMapKeyRef"]["key"]]
+
+
+def test_every_workload_reaches_kafka_over_sasl_ssl_as_its_own_user_with_the_ca() -> None:
+    resources = _resources()
+    config = resources[("ConfigMap", "pghd-config")]["data"]
+    secrets = _example_secrets()
+    spec = load_acl_spec(DEFAULT_ACL_SPEC)
+    workloads = {key for key, doc in resources.items() if key[0] in WORKLOADS}
+    assert workloads == set(KAFKA_USERS), "every workload here talks to Kafka"
+    for key, user in KAFKA_USERS.items():
+        pod = resources[key]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = _env_of(container)
+        assert _config_value(env["PGHD_KAFKA_SECURITY_PROTOCOL"], config) == "SASL_SSL", key
+        assert _config_value(env["PGHD_KAFKA_SASL_MECHANISM"], config) == spec.mechanism, key
+        assert env["PGHD_KAFKA_USERNAME"]["value"] == user, key
+        password = env["PGHD_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        wanted = "PGHD_KAFKA_ADMIN_PASSWORD" if user == "admin" else password_env(user)
+        assert (password["name"], password["key"]) == ("pghd-secrets", wanted), key
+        assert wanted in secrets["pghd-secrets"]["stringData"]
+        if user != "admin":
+            assert user in spec.users, f"{key}: Kafka user {user} has no ACLs"
+        # The CA file is the ca.crt of Secret pghd-kafka-ca, mounted read-only.
+        ca_file = Path(_config_value(env["PGHD_KAFKA_CA_FILE"], config))
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(ca_file.parent)]
+        assert mount.get("readOnly") is True, key
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == "pghd-kafka-ca", key
+        assert {"key": "ca.crt", "path": ca_file.name} in volume["secret"]["items"], key
+    assert "ca.crt" in secrets["pghd-kafka-ca"]["stringData"]
+    users = [u for u in KAFKA_USERS.values() if u != "admin"]
+    assert len(users) == len(set(users)), "one Kafka user per service"
+
+
+def test_the_acl_job_sets_every_users_password_and_applies_the_spec() -> None:
+    job = _resources()[("Job", "pghd-kafka-acls")]
+    (container,) = _containers(job)
+    env = _env_of(container)
+    secret = _example_secrets()["pghd-secrets"]["stringData"]
+    for user in load_acl_spec(DEFAULT_ACL_SPEC).users:
+        ref = env[password_env(user)]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "pghd-secrets", "key": password_env(user)}, user
+        assert password_env(user) in secret
+    assert container["command"][:3] == ["pghd", "kafka", "apply"]
+    assert "--require-passwords" in container["command"]
