@@ -181,6 +181,9 @@ def test_the_env_names_are_the_documented_ones() -> None:
         "PGHD_KAFKA_PASSWORD_FILE",
         "PGHD_KAFKA_CA_FILE",
     } == ENV_NAMES
+    docs = (ROOT / "docs" / "security.md").read_text()
+    for name in ENV_NAMES:
+        assert name in docs, f"{name} is not in docs/security.md"
 
 
 def test_the_gateway_and_the_follower_build_their_clients_with_it(ca_file: Path) -> None:
