@@ -31,6 +31,7 @@ from ingest.ratelimit import SourceRateLimiter, document_rate_limits
 from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
 from pghd.audit_trail import install_audit_trail
+from pghd.export.influx import InfluxExportReader
 from pghd.problems import (
     PROBLEM_SCHEMAS,
     JsonResponse,
@@ -98,6 +99,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.imports.close()  # running imports end "failed" before Kafka goes
+        if app.state.export_store is not None:
+            await app.state.export_store.close()
         app.state.gateway = app.state.enrollments = app.state.audit_sink = None
         app.state.support_gateways = {}
         await audit_gateway.stop()
@@ -138,6 +141,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.enrollment_book = EnrollmentBook()
     app.state.enrollments = None
     app.state.audit_sink = None
+    app.state.export_store = _export_store(settings)
     app.state.admin_authenticator = AdminAuthenticator(
         settings.admin_tokens,
         users_file=settings.users_file,
@@ -164,6 +168,19 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(api_router)
     _document_request_bodies(app)
     return app
+
+
+def _export_store(settings: IngestSettings) -> InfluxExportReader | None:
+    """The reader of patient exports, or None (exports answer 503) without an InfluxDB token."""
+    if settings.influx_token is None:
+        return None
+    return InfluxExportReader(
+        url=settings.influx_url,
+        token=settings.influx_token.get_secret_value(),
+        org=settings.influx_org,
+        bucket=settings.influx_bucket,
+        timeout_s=settings.influx_timeout_s,
+    )
 
 
 def _document_request_bodies(app: FastAPI) -> None:
