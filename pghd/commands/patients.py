@@ -17,7 +17,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -26,6 +25,7 @@ import typer
 from tqdm import tqdm
 
 from pghd.commands.dev import format_table
+from pghd.export.document import ExportFormat
 
 __all__ = ["DEFAULT_URL", "ApiRefused", "app", "enroll_cohort", "request"]
 
@@ -280,18 +280,11 @@ def unassign(
     typer.echo(f"patient {patient_id} unassigned from team {team}")
 
 
-class Format(StrEnum):
-    """Export formats (``pghd.export.document.ExportFormat``)."""
-
-    FHIR = "fhir"
-    OMH = "omh"
-
-
 _EXPORT_TIMEOUT = httpx.Timeout(20.0, read=300.0)  # a window of a long history may take long
 
 
 def _stream_export(
-    client: httpx.Client, patient_id: str, format_: Format, out: BinaryIO, *, progress: bool
+    client: httpx.Client, patient_id: str, format_: ExportFormat, out: BinaryIO, *, progress: bool
 ) -> int:
     """Write the export to ``out``; return its size. Raises :class:`ApiRefused` when the API
     refuses, :class:`ExportInterrupted` when the answer breaks off."""
@@ -337,8 +330,8 @@ class ExportInterrupted(RuntimeError):
 def export(
     patient_id: Patient,
     format_: Annotated[
-        Format, typer.Option("--format", help="fhir: a FHIR R4 Bundle; omh: Open mHealth.")
-    ] = Format.FHIR,
+        ExportFormat, typer.Option("--format", help="fhir: a FHIR R4 Bundle; omh: Open mHealth.")
+    ] = ExportFormat.FHIR,
     output: Annotated[
         Path | None,
         typer.Option(
