@@ -30,6 +30,7 @@ from ingest.settings import IngestSettings
 from ingest.webhooks.signing import ReplayGuard
 from pghd.access import CredentialBook
 from pghd.audit_trail import install_audit_trail
+from pghd.export.influx import InfluxExportReader
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.http_metrics import RequestObserver
 from pghd.service.producer import KafkaGateway
@@ -114,6 +115,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.imports.close()  # running imports end "failed" before Kafka goes
+        if app.state.export_store is not None:
+            await app.state.export_store.close()
         app.state.gateway = app.state.enrollments = app.state.audit_sink = None
         app.state.eraser = None
         app.state.support_gateways = {}
@@ -157,6 +160,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.enrollments = None
     app.state.eraser = None
     app.state.audit_sink = None
+    app.state.export_store = _export_store(settings)
     app.state.admin_credentials = CredentialBook(
         settings.users_file,
         fixed=settings.admin_tokens,
@@ -187,3 +191,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         customize=lambda schema: document_rate_limits(schema, scheme=api_key_scheme.scheme_name),
     )
     return app
+
+
+def _export_store(settings: IngestSettings) -> InfluxExportReader | None:
+    """The reader of patient exports, or None (exports answer 503) without an InfluxDB token."""
+    if settings.influx_token is None:
+        return None
+    return InfluxExportReader(
+        url=settings.influx_url,
+        token=settings.influx_token.get_secret_value(),
+        org=settings.influx_org,
+        bucket=settings.influx_bucket,
+        timeout_s=settings.influx_timeout_s,
+    )

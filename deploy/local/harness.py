@@ -154,9 +154,14 @@ class Pipeline:
             timeout=timeout,
         )
 
+    @property
+    def bucket(self) -> str:
+        """The bucket the services write to (``extra_env`` may name another database's)."""
+        return self.env.get("PGHD_INFLUX_BUCKET") or self.influx.bucket
+
     def vitals(self, patient_id: str) -> list[dict[str, Any]]:
         return self.influx.query(
-            f'from(bucket: "{self.influx.bucket}") |> range(start: -30d)'
+            f'from(bucket: "{self.bucket}") |> range(start: -30d)'
             f' |> filter(fn: (r) => r._measurement == "vitals" and r.patient_id == "{patient_id}")'
             ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
             ' |> group() |> sort(columns: ["_time"])'
