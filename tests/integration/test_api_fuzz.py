@@ -219,6 +219,8 @@ def target(kafka_bootstrap: str, influx: InfluxServer) -> Iterator[Target]:
             admin_tokens={"fuzz-admin": hash_key(ADMIN_TOKEN)},
             consent="off",
             rate_limit="off",
+            erase_settle_s=0,  # no processors run here: an erasure is not waited for long
+            erase_max_wait_s=0.5,
             webhooks=WEBHOOK_SOURCES,  # type: ignore[arg-type]
         )
     )

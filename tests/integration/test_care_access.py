@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +22,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deploy.local.harness import Pipeline, running_pipeline
+from deploy.local.harness import Pipeline, running_care_api, running_pipeline
 from deploy.local.influxdb import InfluxServer
-from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from deploy.local.process import log_tail
 from pghd.access import hash_token
 from pghd.cli import app as cli
 from tests.integration.test_care_api import make_alert, publish
@@ -92,27 +91,10 @@ def care(
     workdir = tmp_path_factory.mktemp("care-access")
     users = workdir / "users.json"
     write_users(users, USERS)
-    port = free_port()
-    api = Access(url=f"http://127.0.0.1:{port}", log=workdir / "care-api.log", users=users)
-    process = start_detached(
-        [sys.executable, "-m", "alerts.api.main"],
-        log_file=api.log,
-        env={
-            "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "PGHD_CARE_API_USERS_FILE": str(users),
-            "PGHD_CARE_API_USERS_RECHECK_S": "0.1",
-            "PGHD_CARE_API_PORT": str(port),
-        },
-        die_with_parent=True,
-    )
-    try:
-        wait_until(
-            lambda: httpx.get(f"{api.url}/readyz", timeout=2).status_code == 200,
-            timeout=60,
-            what="care API /readyz",
-            process=process,
-            log_file=api.log,
-        )
+    log = workdir / "care-api.log"
+    env = {"PGHD_CARE_API_USERS_FILE": str(users), "PGHD_CARE_API_USERS_RECHECK_S": "0.1"}
+    with running_care_api(kafka_bootstrap=kafka_bootstrap, log=log, env=env) as url:
+        api = Access(url=url, log=log, users=users)
         # a silence and a care plan of each patient, set by their own team's clinician
         for patient, nurse in ((OURS, "nurse-a"), (THEIRS, "nurse-b")):
             ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -123,8 +105,6 @@ def care(
             plan = api.call(nurse, "PUT", f"/v1/patients/{patient}/care-plan", {"spo2_scale": 2})
             assert plan.status_code == 202, plan.text
         yield api
-    finally:
-        stop_process(process.pid, timeout=20)
 
 
 def _silence_of(api: Access, user: str, patient: str) -> str:
