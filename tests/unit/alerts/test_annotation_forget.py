@@ -31,3 +31,27 @@ def test_forget_drops_only_the_patients_queued_annotations_in_order() -> None:
         return left
 
     assert asyncio.run(scenario()) == ["b1", "b2"]
+
+
+def test_an_erasure_retries_each_annotation_delete_and_names_those_left() -> None:
+    from types import SimpleNamespace
+
+    from alerts.agents import Alerts
+
+    calls: list[int] = []
+
+    class Annotator:
+        def delete(self, annotation_id: int) -> None:
+            calls.append(annotation_id)
+            if annotation_id == 2 and calls.count(2) < 2:
+                raise OSError("Grafana away")  # once, then it answers
+            if annotation_id == 3:
+                raise OSError("Grafana refuses")  # always
+
+    alerts = SimpleNamespace(
+        annotation_queue=SimpleNamespace(annotator=Annotator()),
+        settings=SimpleNamespace(grafana_backoff_s=0.0),
+    )
+    left = asyncio.run(Alerts._delete_annotations(alerts, [1, 2, 3]))  # type: ignore[arg-type]
+    assert left == [3]
+    assert calls == [1, 2, 3, 2, 3, 3]
