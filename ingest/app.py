@@ -33,6 +33,7 @@ from pghd.audit_trail import install_audit_trail
 from pghd.export.influx import InfluxExportReader
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.http_metrics import RequestObserver
+from pghd.service.oidc import OidcVerifier
 from pghd.service.producer import KafkaGateway
 from pghd.topics import AUDIT, CARE_PLANS, DLQ
 from pghd.watched_file import WatchedJson
@@ -165,6 +166,14 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         settings.users_file,
         fixed=settings.admin_tokens,
         recheck_s=settings.credentials_recheck_s,
+    )
+    app.state.oidc = (
+        OidcVerifier(
+            settings.oidc,
+            on_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome=outcome).inc(),
+        )
+        if settings.oidc.enabled
+        else None
     )
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
     if settings.consent == "off":

@@ -6,12 +6,13 @@ keys file read again when it changes (:mod:`ingest.auth`). There is no default k
 neither, every request is refused. ``admin_tokens`` has the same shape for the admin
 bearer tokens of the patients API (enrollment and consent), whose admins may also be the
 ``admin`` users of the users file (``PGHD_INGEST_USERS_FILE``, else the care-team API's
-``PGHD_CARE_API_USERS_FILE``); ``consent=off`` stores readings of anyone (local trials
-only). The Kafka bootstrap servers fall back to the platform-wide ``PGHD_KAFKA_BOOTSTRAP``,
-and the InfluxDB settings of the export route (``PGHD_INGEST_INFLUX_*``) to the stack-wide
-``PGHD_INFLUX_*``. ``webhooks`` configures the signed webhook sources
-(``PGHD_INGEST_WEBHOOKS``, JSON; see :mod:`ingest.webhooks.config`), again with no default
-secret.
+``PGHD_CARE_API_USERS_FILE``), or admins signed in at an identity provider (``oidc``,
+``PGHD_INGEST_OIDC_*`` each falling back to ``PGHD_OIDC_*``; :mod:`pghd.service.oidc`);
+``consent=off`` stores readings of anyone (local trials only). The Kafka bootstrap servers
+fall back to the platform-wide ``PGHD_KAFKA_BOOTSTRAP``, and the InfluxDB settings of the
+export route (``PGHD_INGEST_INFLUX_*``) to the stack-wide ``PGHD_INFLUX_*``. ``webhooks``
+configures the signed webhook sources (``PGHD_INGEST_WEBHOOKS``, JSON; see
+:mod:`ingest.webhooks.config`), again with no default secret.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ingest.webhooks.config import WebhookSource
 from pghd.access import checked_digests
 from pghd.contracts import ID_PATTERN
 from pghd.readings import parse_retention
+from pghd.service.oidc import OidcSettings
 
 __all__ = ["IngestSettings"]
 
@@ -66,6 +68,10 @@ class IngestSettings(BaseSettings):
             "users_file", "PGHD_INGEST_USERS_FILE", "PGHD_CARE_API_USERS_FILE"
         ),
         description="the care-team users file (pghd.access); its admins may use the patients API",
+    )
+    oidc: OidcSettings = Field(
+        default_factory=lambda: OidcSettings.from_env("PGHD_INGEST_"),
+        description="the identity provider whose bearer JWTs (of admins) are accepted",
     )
     credentials_recheck_s: Annotated[float, Field(gt=0)] = Field(
         default=1.0, description="how often the keys and users files are checked for changes"
