@@ -326,6 +326,25 @@ class Alerts:
             if run:
                 await self.handle_batch(run)
 
+    async def _delete_annotations(self, ids: Sequence[int], attempts: int = 3) -> list[int]:
+        """Delete Grafana annotations, retrying each failure with backoff; the ids left."""
+        assert self.annotation_queue is not None
+        annotator = self.annotation_queue.annotator
+        left = list(ids)
+        for attempt in range(1, attempts + 1):
+            failed: list[int] = []
+            for annotation_id in left:
+                try:
+                    await asyncio.to_thread(annotator.delete, annotation_id)
+                except Exception as exc:
+                    logger.warning("annotation %d not deleted (%s)", annotation_id, exc)
+                    failed.append(annotation_id)
+            left = failed
+            if not left or attempt == attempts:
+                return left
+            await asyncio.sleep(self.settings.grafana_backoff_s * 2 ** (attempt - 1))
+        return left
+
     async def erase(self, event: EventT[Any]) -> None:
         """An erasure marker (:mod:`pghd.erasure`), after every earlier message of its
         patient: tombstone their alerts on ``pghd.alerts.v1`` (the state's and any other the
@@ -365,12 +384,10 @@ class Alerts:
         if annotations and self.annotation_queue is None:
             failed = f"{len(annotations)} Grafana annotations kept: no Grafana is configured"
         elif self.annotation_queue is not None:
-            for annotation_id in annotations:
-                try:
-                    await asyncio.to_thread(self.annotation_queue.annotator.delete, annotation_id)
-                    deleted_annotations += 1
-                except Exception as exc:
-                    failed = f"Grafana annotation {annotation_id} not deleted: {exc}"[:500]
+            kept = await self._delete_annotations(annotations)
+            deleted_annotations = len(annotations) - len(kept)
+            if kept:  # the state goes anyway: the ids are in the report, to delete by hand
+                failed = f"Grafana annotations not deleted (ids {kept})"[:500]
         changelog = self.alert_state.changelog_topic.get_topic_name()
         partition = where.partition or 0 if state is None else state.partition
         outgoing: list[Outgoing] = [(topics.ALERTS, fp.encode(), None, None) for fp in fingerprints]

@@ -31,8 +31,10 @@ from ingest.webhooks.signing import ReplayGuard
 from pghd import kafka_security
 from pghd.access import CredentialBook
 from pghd.audit_trail import install_audit_trail
+from pghd.export.influx import InfluxExportReader
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.http_metrics import RequestObserver
+from pghd.service.oidc import OidcVerifier
 from pghd.service.producer import KafkaGateway
 from pghd.topics import AUDIT, CARE_PLANS, DLQ
 from pghd.watched_file import WatchedJson
@@ -119,6 +121,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.imports.close()  # running imports end "failed" before Kafka goes
+        if app.state.export_store is not None:
+            await app.state.export_store.close()
         app.state.gateway = app.state.enrollments = app.state.audit_sink = None
         app.state.eraser = None
         app.state.support_gateways = {}
@@ -162,10 +166,19 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.enrollments = None
     app.state.eraser = None
     app.state.audit_sink = None
+    app.state.export_store = _export_store(settings)
     app.state.admin_credentials = CredentialBook(
         settings.users_file,
         fixed=settings.admin_tokens,
         recheck_s=settings.credentials_recheck_s,
+    )
+    app.state.oidc = (
+        OidcVerifier(
+            settings.oidc,
+            on_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome=outcome).inc(),
+        )
+        if settings.oidc.enabled
+        else None
     )
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
     if settings.consent == "off":
@@ -192,3 +205,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         customize=lambda schema: document_rate_limits(schema, scheme=api_key_scheme.scheme_name),
     )
     return app
+
+
+def _export_store(settings: IngestSettings) -> InfluxExportReader | None:
+    """The reader of patient exports, or None (exports answer 503) without an InfluxDB token."""
+    if settings.influx_token is None:
+        return None
+    return InfluxExportReader(
+        url=settings.influx_url,
+        token=settings.influx_token.get_secret_value(),
+        org=settings.influx_org,
+        bucket=settings.influx_bucket,
+        timeout_s=settings.influx_timeout_s,
+    )

@@ -24,6 +24,7 @@ from ingest.webhooks.signing import ReplayGuard
 from pghd.access import CredentialBook, Role
 from pghd.problems import ProblemError
 from pghd.service.auth import authenticate_bearer, bearer_scheme
+from pghd.service.oidc import OidcVerifier
 from pghd.service.producer import Gateway, kafka_unavailable
 
 __all__ = [
@@ -182,7 +183,8 @@ SourceDep = Annotated[str, Depends(authenticate)]
 
 
 admin_scheme = bearer_scheme(
-    "An admin bearer token (PGHD_INGEST_ADMIN_TOKENS, or an admin of PGHD_INGEST_USERS_FILE)"
+    "An admin bearer token (PGHD_INGEST_ADMIN_TOKENS, an admin of PGHD_INGEST_USERS_FILE, or"
+    " an identity provider's JWT of an admin when PGHD_INGEST_OIDC_ISSUER is set)"
 )
 
 
@@ -190,12 +192,17 @@ def authenticate_admin(
     request: Request,
     presented: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_scheme)],
 ) -> str:
-    """The admin name of the presented bearer token; 401 problem when none matches.
+    """The admin name of the presented bearer token (or of an identity provider's JWT of
+    an admin, ``oidc:<name>``); 401 problem when none matches.
 
     Admin tokens are separate from the device sources' API keys: an API key is no token.
     """
     admins: CredentialBook = request.app.state.admin_credentials
-    return authenticate_bearer(admins, presented, role=Role.ADMIN, what="admin bearer token").name
+    oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
+    principal = authenticate_bearer(
+        admins, presented, role=Role.ADMIN, what="admin bearer token", oidc=oidc
+    )
+    return principal.name
 
 
 AdminDep = Annotated[str, Depends(authenticate_admin)]

@@ -40,6 +40,13 @@ class IngestMetrics:
             registry=self.registry,
         )
         self.requests = requests_counter(self.registry)
+        self.jwks_fetches = Counter(
+            "oidc_jwks_fetches",
+            "Fetches of the identity provider's keys, by outcome (fetched, failed: kept the"
+            " cached ones)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.produce_seconds = Histogram(
             "kafka_produce_seconds",
             "Time from producing a request's readings to Kafka acknowledging all of them",

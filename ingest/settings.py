@@ -6,11 +6,13 @@ keys file read again when it changes (:mod:`ingest.auth`). There is no default k
 neither, every request is refused. ``admin_tokens`` has the same shape for the admin
 bearer tokens of the patients API (enrollment and consent), whose admins may also be the
 ``admin`` users of the users file (``PGHD_INGEST_USERS_FILE``, else the care-team API's
-``PGHD_CARE_API_USERS_FILE``); ``consent=off`` stores readings
-of anyone (local trials only). The Kafka bootstrap servers fall back to the
-platform-wide ``PGHD_KAFKA_BOOTSTRAP``. ``webhooks`` configures the signed webhook sources
-(``PGHD_INGEST_WEBHOOKS``, JSON; see :mod:`ingest.webhooks.config`), again with no default
-secret.
+``PGHD_CARE_API_USERS_FILE``), or admins signed in at an identity provider (``oidc``,
+``PGHD_INGEST_OIDC_*`` each falling back to ``PGHD_OIDC_*``; :mod:`pghd.service.oidc`);
+``consent=off`` stores readings of anyone (local trials only). The Kafka bootstrap servers
+fall back to the platform-wide ``PGHD_KAFKA_BOOTSTRAP``, and the InfluxDB settings of the
+export route (``PGHD_INGEST_INFLUX_*``) to the stack-wide ``PGHD_INFLUX_*``. ``webhooks``
+configures the signed webhook sources (``PGHD_INGEST_WEBHOOKS``, JSON; see
+:mod:`ingest.webhooks.config`), again with no default secret.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.ratelimit import parse_limit
@@ -28,6 +30,7 @@ from ingest.webhooks.config import WebhookSource
 from pghd.access import checked_digests
 from pghd.contracts import ID_PATTERN
 from pghd.readings import parse_retention
+from pghd.service.oidc import OidcSettings
 
 __all__ = ["IngestSettings"]
 
@@ -65,6 +68,10 @@ class IngestSettings(BaseSettings):
             "users_file", "PGHD_INGEST_USERS_FILE", "PGHD_CARE_API_USERS_FILE"
         ),
         description="the care-team users file (pghd.access); its admins may use the patients API",
+    )
+    oidc: OidcSettings = Field(
+        default_factory=lambda: OidcSettings.from_env("PGHD_INGEST_"),
+        description="the identity provider whose bearer JWTs (of admins) are accepted",
     )
     credentials_recheck_s: Annotated[float, Field(gt=0)] = Field(
         default=1.0, description="how often the keys and users files are checked for changes"
@@ -134,6 +141,35 @@ class IngestSettings(BaseSettings):
         return parse_retention(self.raw_retention)
 
     webhook_replay_capacity: Annotated[int, Field(ge=1)] = 100_000
+
+    # InfluxDB, read by the export route only (GET /v1/patients/{id}/export).
+    influx_url: str = Field(
+        default="http://127.0.0.1:8086",
+        validation_alias=AliasChoices("influx_url", "PGHD_INGEST_INFLUX_URL", "PGHD_INFLUX_URL"),
+        description="InfluxDB URL, for patient exports",
+    )
+    influx_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "influx_token", "PGHD_INGEST_INFLUX_TOKEN", "PGHD_INFLUX_TOKEN"
+        ),
+        description="InfluxDB token (1.8: user:password), read access suffices; unset: the"
+        " export route answers 503",
+    )
+    influx_org: str = Field(
+        default="-",
+        validation_alias=AliasChoices("influx_org", "PGHD_INGEST_INFLUX_ORG", "PGHD_INFLUX_ORG"),
+    )
+    influx_bucket: str = Field(
+        default="pghd/autogen",
+        validation_alias=AliasChoices(
+            "influx_bucket", "PGHD_INGEST_INFLUX_BUCKET", "PGHD_INFLUX_BUCKET"
+        ),
+        description="the bucket the store writes readings to (1.8: database/retention policy)",
+    )
+    influx_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="one InfluxDB query of an export (one window of its history)"
+    )
 
     @field_validator("rate_limit")
     @classmethod

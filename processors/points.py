@@ -4,8 +4,11 @@ Measurements (see ``docs/detection.md`` and the dashboards' queries):
 
 - ``vitals``: tags ``patient_id``, ``metric``, ``channel``, ``source`` (vendor), ``device``
   (the source's device id, ``unknown`` when it sent none), ``unit``; fields ``value``,
-  ``event_id``. Two devices reporting at the same instant are two series, so two points;
-  dashboards group by patient and metric to draw one line;
+  ``event_id``, and ``effective_end`` (RFC 3339, UTC) for an interval reading (steps, sleep)
+  whose sender gave its end: the point's time is the interval's start, and an export
+  (:mod:`pghd.export`) gives the reading back as the interval it was. Two devices
+  reporting at the same instant are two series, so two points; dashboards group by patient
+  and metric to draw one line;
 - ``baselines`` (built in :mod:`processors.judge`): tags ``patient_id``, ``channel``,
   ``context``; fields ``mean``, ``spread``, ``low``, ``high``, ``n``;
 - ``anomalies``: tags ``patient_id``, ``metric``, ``channel``, ``detector``, ``severity``;
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pghd.contracts import Anomaly, Measurement
+from pghd.export.records import END_FIELD, format_time
 from processors.detectors.news2_aggregate import Aggregate
 
 __all__ = [
@@ -80,6 +84,8 @@ def vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxPo
         "unit": reading.unit,
     }
     fields: dict[str, float | int | str] = {"value": float(value), "event_id": reading.event_id}
+    if reading.effective_end is not None:
+        fields[END_FIELD] = format_time(reading.effective_end)
     return InfluxPoint("vitals", tags, fields, reading.effective_time)
 
 

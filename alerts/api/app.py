@@ -27,6 +27,7 @@ from pghd.audit_trail import install_audit_trail
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.follower import CompactedFollower
 from pghd.service.http_metrics import RequestObserver
+from pghd.service.oidc import OidcVerifier
 
 __all__ = ["create_app", "load_routing"]
 
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 _DESCRIPTION = """\
 Care teams list alerts and act on them. Authenticate with `Authorization: Bearer <token>`
 (tokens configured as SHA-256 digests in the users file `PGHD_CARE_API_USERS_FILE`, with
-each user's role and care teams; separate from the device sources' API keys). A viewer
+each user's role and care teams, or, where an identity provider is configured, its signed
+JWTs naming the role and teams; separate from the device sources' API keys). A viewer
 reads, a clinician also acknowledges, resolves, silences and sets care plans, both only for
 the patients assigned to their teams (`403` otherwise); an admin reaches every patient.
 Every request to a `/v1/` route appends an audit event (who, role, teams, operation,
@@ -119,10 +121,24 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
         recheck_s=settings.users_recheck_s,
         on_reload=lambda outcome: metrics.users_reloads.labels(outcome=outcome).inc(),
     )
+    app.state.oidc = (
+        OidcVerifier(
+            settings.oidc,
+            on_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome=outcome).inc(),
+        )
+        if settings.oidc.enabled
+        else None
+    )
     app.state.routing = load_routing(settings)
     app.state.producer = None
     app.state.audit_sink = None
-    if not app.state.credentials.configured:
+    if app.state.oidc is not None:
+        logger.info(
+            "bearer JWTs of %s (audience %s) accepted beside the users file's tokens",
+            settings.oidc.issuer,
+            settings.oidc.audience,
+        )
+    if not app.state.credentials.configured and app.state.oidc is None:
         logger.warning(
             "no users configured (PGHD_CARE_API_USERS_FILE, PGHD_CARE_API_TOKENS):"
             " every request is refused"

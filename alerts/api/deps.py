@@ -22,6 +22,7 @@ from pghd.alerting import RoutingConfig
 from pghd.audit_trail import note_patients
 from pghd.problems import ProblemError
 from pghd.service.auth import authenticate_bearer, bearer_scheme
+from pghd.service.oidc import OidcVerifier
 from pghd.service.producer import RecordPublisher, kafka_unavailable
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "check_patient",
     "get_credentials",
     "get_metrics",
+    "get_oidc",
     "get_producer",
     "get_publisher",
     "get_read_model",
@@ -67,6 +69,12 @@ def get_credentials(request: Request) -> CredentialBook:
     """The app's care-team members and their token digests."""
     credentials: CredentialBook = request.app.state.credentials
     return credentials
+
+
+def get_oidc(request: Request) -> OidcVerifier | None:
+    """The checker of the identity provider's bearer JWTs; None when none is configured."""
+    oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
+    return oidc
 
 
 def get_read_model(request: Request) -> ReadModel:
@@ -116,10 +124,13 @@ PublisherDep = Annotated[RecordPublisher, Depends(get_publisher)]
 
 def authenticate(
     credentials: Annotated[CredentialBook, Depends(get_credentials)],
+    oidc: Annotated[OidcVerifier | None, Depends(get_oidc)],
     presented: Annotated[HTTPAuthorizationCredentials | None, Depends(care_team_scheme)],
 ) -> Principal:
-    """The care-team member presenting the bearer token; 401 problem when none matches."""
-    return authenticate_bearer(credentials, presented)
+    """The care-team member presenting the bearer token (the users file's, or an identity
+    provider's JWT); 401 problem when none matches, 503 when the provider's keys are out
+    of reach."""
+    return authenticate_bearer(credentials, presented, oidc=oidc)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -39,6 +39,13 @@ class CareApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.jwks_fetches = Counter(
+            "oidc_jwks_fetches",
+            "Fetches of the identity provider's keys, by outcome (fetched, failed: kept the"
+            " cached ones)",
+            ["outcome"],
+            registry=self.registry,
+        )
         alerts = Gauge("alerts_known", "Alerts in the read model", registry=self.registry)
         alerts.set_function(lambda: float(len(model.alerts)))
         ready = Gauge(

@@ -10,6 +10,9 @@ There is no default credential: with neither, every request is refused.
 ``routing_file`` to the alerts worker's ``PGHD_ALERTS_ROUTING_FILE`` (it gives the
 patient -> notification team map the ``team`` filter uses). ``max_silence_s`` is the
 longest silence anyone may set (policy: a silence hides a patient's alerts from everyone).
+``oidc`` says which identity provider's bearer JWTs are accepted beside the users file's
+tokens (:mod:`pghd.service.oidc`): ``PGHD_CARE_API_OIDC_*``, each falling back to the
+platform-wide ``PGHD_OIDC_*``; unset, none are.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pghd.access import checked_digests
+from pghd.service.oidc import OidcSettings
 
 __all__ = ["ENV_PREFIX", "CareApiSettings"]
 
@@ -50,6 +54,10 @@ class CareApiSettings(BaseSettings):
     tokens: dict[str, str] = Field(
         default_factory=dict,
         description="older form: name -> SHA-256 hex digest of a bearer token (an admin)",
+    )
+    oidc: OidcSettings = Field(
+        default_factory=lambda: OidcSettings.from_env(ENV_PREFIX),
+        description="the identity provider whose bearer JWTs are accepted (pghd.service.oidc)",
     )
     max_silence_s: Annotated[float, Field(gt=0)] = Field(
         default=7 * 86400.0, description="the longest silence that may be set (seconds)"

@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from deploy.local.influxdb import InfluxServer
-from deploy.local.process import free_port, log_tail, start_detached, stop_process
+from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
 from pghd import topics, wire
 from pghd.catalogue import Metric
 from pghd.contracts import ID_PATTERN, Anomaly
@@ -154,9 +154,14 @@ class Pipeline:
             timeout=timeout,
         )
 
+    @property
+    def bucket(self) -> str:
+        """The bucket the services write to (``extra_env`` may name another database's)."""
+        return self.env.get("PGHD_INFLUX_BUCKET") or self.influx.bucket
+
     def vitals(self, patient_id: str) -> list[dict[str, Any]]:
         return self.influx.query(
-            f'from(bucket: "{self.influx.bucket}") |> range(start: -30d)'
+            f'from(bucket: "{self.bucket}") |> range(start: -30d)'
             f' |> filter(fn: (r) => r._measurement == "vitals" and r.patient_id == "{patient_id}")'
             ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
             ' |> group() |> sort(columns: ["_time"])'
@@ -377,6 +382,34 @@ def running_pipeline(
         for proc in reversed(list(pipeline.processes.values())):
             stop_process(proc.pid, timeout=20)
         sink.close()
+
+
+@contextlib.contextmanager
+def running_care_api(
+    *, kafka_bootstrap: str, log: Path, env: Mapping[str, str], timeout: float = 60.0
+) -> Iterator[str]:
+    """The care-team API as its own process (``python -m alerts.api.main``) on a free port,
+    with ``env`` added (its tokens or users file, routing file...); yields its base URL once
+    ``/readyz`` answers 200, stops it at the end."""
+    port = free_port()
+    process = start_detached(
+        [sys.executable, "-m", "alerts.api.main"],
+        log_file=log,
+        env={"PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap, "PGHD_CARE_API_PORT": str(port), **env},
+        die_with_parent=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
+            timeout=timeout,
+            what="care API /readyz",
+            process=process,
+            log_file=log,
+        )
+        yield url
+    finally:
+        stop_process(process.pid, timeout=20)
 
 
 def start_group_at_end(bootstrap: str, group: str, topic_names: Sequence[str]) -> None:

@@ -303,6 +303,40 @@ def read_from_start(
     """``(key, value)`` of every record of ``topic`` with a value, all partitions from the
     beginning, read until nothing arrives for ``idle_ms`` (tests and benches check topics
     with it; plaintext unless ``security`` says otherwise: they read their own broker)."""
+    return [
+        (key, value)
+        for key, value in _records(bootstrap, topic, idle_ms=idle_ms, security=security)
+        if value
+    ]
+
+
+def read_table(
+    bootstrap: str, topic: str, *, security: KafkaSecurity | None = None
+) -> dict[bytes, bytes]:
+    """``topic`` read as a table, from the beginning to its end now: the latest value of
+    every key, tombstones applied (what a compacted topic holds once compacted; plaintext
+    unless ``security`` says otherwise)."""
+    latest: dict[bytes, bytes] = {}
+    for key, value in _records(bootstrap, topic, idle_ms=1000, to_end=True, security=security):
+        if key is None:
+            continue
+        if value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+    return latest
+
+
+def _records(
+    bootstrap: str,
+    topic: str,
+    *,
+    idle_ms: int,
+    to_end: bool = False,
+    security: KafkaSecurity | None = None,
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of ``topic``, all partitions from the beginning, until nothing arrives
+    for ``idle_ms`` (and, with ``to_end``, at least up to the end offsets of now)."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -313,6 +347,10 @@ def read_from_start(
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        return [(m.key, m.value) for m in consumer if m.value]
+        ends = consumer.end_offsets(parts) if to_end else {}
+        records = [(m.key, m.value) for m in consumer]
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            records += [(m.key, m.value) for m in consumer]
+        return records
     finally:
         consumer.close()

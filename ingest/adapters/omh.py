@@ -3,11 +3,11 @@
 Schemas taken (``header.schema_id.name``, namespace ``omh``, or ``ieee`` for the IEEE
 1752.1 versions of the same schemas; any version): heart-rate, blood-pressure,
 body-temperature, oxygen-saturation, respiratory-rate, step-count, blood-glucose,
-sleep-duration and sleep-episode (its ``total_sleep_time`` as ``sleep_duration``, over the
-episode's time interval). Units are the schemas' own (``beats/min``, ``mmHg``,
-``F``/``C``/``K``, ``%``, ``breaths/min``, ``steps``, ``mg/dL``, ``sec``...), mapped here
-to the catalogue's UCUM units; the catalogue converts them and refuses the others, naming
-the accepted ones.
+body-weight, sleep-duration and sleep-episode (its ``total_sleep_time`` as
+``sleep_duration``, over the episode's time interval). Units are the schemas' own
+(``beats/min``, ``mmHg``, ``F``/``C``/``K``, ``%``, ``breaths/min``, ``steps``, ``mg/dL``,
+``kg``/``lb``, ``sec``...), mapped here to the catalogue's UCUM units; the catalogue
+converts them and refuses the others, naming the accepted ones.
 
 Readings are stamped at ``effective_time_frame.date_time`` or at the start of its
 ``time_interval`` (start + end, start + duration, or end + duration); step counts and sleep
@@ -47,6 +47,7 @@ SCHEMAS: dict[str, tuple[Metric, tuple[str, ...]]] = {
     "respiratory-rate": (Metric.RESPIRATORY_RATE, ("respiratory_rate",)),
     "step-count": (Metric.STEPS, ("step_count",)),
     "blood-glucose": (Metric.BLOOD_GLUCOSE, ("blood_glucose",)),
+    "body-weight": (Metric.WEIGHT, ("body_weight",)),
     "sleep-duration": (Metric.SLEEP_DURATION, ("sleep_duration",)),
     "sleep-episode": (Metric.SLEEP_DURATION, ("total_sleep_time",)),
 }

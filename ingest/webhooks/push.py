@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from ingest.adapters import junction, terra
 from ingest.adapters.vendor_samples import Extraction, PayloadError
-from ingest.intake import Candidate, ItemOutcome, error
+from ingest.intake import Candidate, ItemOutcome, Registry, error
 from ingest.webhooks.config import SourceKind, WebhookSource
 from ingest.webhooks.signing import (
     PGHD_SIGNATURE_HEADER,
@@ -29,6 +29,7 @@ from ingest.webhooks.signing import (
     verify_timestamped,
 )
 from pghd import wire
+from pghd.catalogue import Metric
 from pghd.contracts import DeadLetter
 from pghd.problems import ItemError
 from pghd.service.producer import Record
@@ -145,6 +146,7 @@ def dead_letters(
     source: str,
     event: str,
     failed_at: datetime,
+    registry: Registry,
 ) -> list[Record]:
     """One :class:`DeadLetter` per refused item, keyed by the vendor account (or source).
 
@@ -152,19 +154,24 @@ def dead_letters(
     source, event, account, where it was in the push, the reading as the adapter made it,
     and the errors. An item refused because nobody may store it (no consent, an account
     linked to no patient, a source not linked to the patient) keeps its metadata only: the
-    values of a person who did not consent are not kept anywhere, the DLQ included.
+    values of a person who did not consent are not kept anywhere, the DLQ included. So does
+    an invalid item unless it is known to be a consenting patient's (:func:`may_keep`).
     """
     records: list[Record] = []
     for outcome in refused:
         candidate = outcome.candidate
-        details = "; ".join(f"{e['pointer']}: {e['detail']}" for e in outcome.errors)
+        whole = may_keep(outcome, source=source, registry=registry)
+        errors = outcome.errors
+        if not whole and outcome.reason not in UNCONSENTED:  # its details may quote values
+            errors = [{**e, "detail": _WITHHELD} for e in errors]
+        details = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)
         payload = {
             "source": source,
             "event": event,
             "account": candidate.account,
             "pointer": candidate.pointer,
-            "reading": _kept(candidate.reading, reason=outcome.reason),
-            "errors": outcome.errors,
+            "reading": _kept(candidate.reading, whole=whole),
+            "errors": errors,
         }
         letter = DeadLetter(
             stage=DLQ_STAGE,
@@ -180,11 +187,34 @@ def dead_letters(
 
 UNCONSENTED = frozenset({"consent", "unknown-account", "unlinked-source"})
 """Refusal reasons under which nobody may store the reading: only its metadata is kept."""
+_WITHHELD = "withheld: the reading is not known to be a consenting patient's"
 _METADATA = ("patient_id", "metric", "unit", "effective_time", "effective_end", "device_id")
 
 
-def _kept(reading: dict[str, Any] | None, *, reason: str | None) -> dict[str, Any] | None:
+def may_keep(outcome: ItemOutcome, *, source: str, registry: Registry) -> bool:
+    """Whether a refused item's values may be kept in the DLQ: never for a refusal of
+    consent or link; for any other refusal (invalid, out of range...) only when the reading
+    is known to belong to a patient ``source`` may write for and who consents to its metric."""
+    if outcome.reason in UNCONSENTED:
+        return False
+    reading = outcome.candidate.reading or {}
+    patient_id = reading.get("patient_id")
+    account = outcome.candidate.account
+    if not isinstance(patient_id, str) and account is not None:
+        patient_id = registry.patient_for(source=source, account=account)
+    try:
+        metric = Metric(str(reading.get("metric")))
+    except ValueError:
+        return False
+    return (
+        isinstance(patient_id, str)
+        and registry.source_refusal(source=source, patient_id=patient_id) is None
+        and registry.refusal(patient_id=patient_id, metric=metric) is None
+    )
+
+
+def _kept(reading: dict[str, Any] | None, *, whole: bool) -> dict[str, Any] | None:
     """What a dead letter keeps of ``reading``: all of it, or its metadata only."""
-    if reading is None or reason not in UNCONSENTED:
+    if reading is None or whole:
         return reading
     return {k: reading[k] for k in _METADATA if k in reading}

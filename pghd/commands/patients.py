@@ -1,22 +1,32 @@
 """``pghd patients``: enroll patients, link their devices, record and revoke consent,
-assign them to the care teams whose members may see them, and erase them.
+assign them to the care teams whose members may see them, export their data, and
+erase them.
 
 Talks HTTP to ingest's patients API (``--url``, default ``http://127.0.0.1:8000``, or
 ``PGHD_INGEST_URL``) with an admin bearer token (``--token`` or ``PGHD_ADMIN_TOKEN``; its
 SHA-256 digest is in ``PGHD_INGEST_ADMIN_TOKENS``). A refused request prints the API's
 problem detail and exits 1. :func:`enroll_cohort` is what ``pghd simulate --enroll`` uses.
+
+``pghd patients export P`` streams ``GET /v1/patients/P/export`` to stdout or ``--output``
+(written to ``FILE.part`` and renamed once complete, so an interrupted export never leaves
+a complete-looking file), with a byte counter on stderr once it takes more than two seconds.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Mapping
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
 
 import httpx
 import typer
+from tqdm import tqdm
 
 from pghd.commands.dev import format_table
+from pghd.export.document import ExportFormat
 
 __all__ = ["DEFAULT_URL", "ApiRefused", "app", "enroll_cohort", "request"]
 
@@ -269,6 +279,101 @@ def unassign(
     """Take the patient out of a care team, whose members then no longer see the patient."""
     _call("DELETE", f"/v1/patients/{patient_id}/teams/{team}", url=url, token=token)
     typer.echo(f"patient {patient_id} unassigned from team {team}")
+
+
+_EXPORT_TIMEOUT = httpx.Timeout(20.0, read=300.0)  # a window of a long history may take long
+
+
+def _stream_export(
+    client: httpx.Client, patient_id: str, format_: ExportFormat, out: BinaryIO, *, progress: bool
+) -> int:
+    """Write the export to ``out``; return its size. Raises :class:`ApiRefused` when the API
+    refuses, :class:`ExportInterrupted` when the answer breaks off."""
+    path = f"/v1/patients/{patient_id}/export"
+    written = 0
+    try:
+        with (
+            client.stream(
+                "GET", path, params={"format": format_.value}, timeout=_EXPORT_TIMEOUT
+            ) as response,
+            tqdm(
+                desc=f"export {patient_id}",
+                unit="B",
+                unit_scale=True,
+                file=sys.stderr,
+                delay=2.0,
+                disable=not progress,
+            ) as bar,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                raise ApiRefused(_problem(response), status=response.status_code)
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+    except httpx.TransportError as exc:
+        if written == 0 and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            raise ApiRefused(f"cannot reach the ingest API at {client.base_url}: {exc}") from exc
+        raise ExportInterrupted(written, exc) from exc
+    return written
+
+
+class ExportInterrupted(RuntimeError):
+    """The export broke off after ``written`` bytes."""
+
+    def __init__(self, written: int, cause: BaseException) -> None:
+        super().__init__(f"the export broke off after {written} bytes: {cause}")
+        self.written = written
+
+
+@app.command()
+def export(
+    patient_id: Patient,
+    format_: Annotated[
+        ExportFormat, typer.Option("--format", help="fhir: a FHIR R4 Bundle; omh: Open mHealth.")
+    ] = ExportFormat.FHIR,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file (default: stdout).", dir_okay=False
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+) -> None:
+    """Export a patient's readings and findings (FHIR R4 Bundle or Open mHealth data points)."""
+    with _client(url, token) as client:
+        try:
+            if output is None:
+                size = _stream_export(
+                    client, patient_id, format_, sys.stdout.buffer, progress=not quiet
+                )
+                sys.stdout.flush()
+            else:
+                partial = output.with_name(output.name + ".part")
+                try:
+                    with partial.open("wb") as out:
+                        size = _stream_export(client, patient_id, format_, out, progress=not quiet)
+                    os.replace(partial, output)
+                finally:
+                    partial.unlink(missing_ok=True)
+        except ApiRefused as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            typer.echo(f"cannot write {output or 'stdout'}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(1) from None
+        except ExportInterrupted as exc:
+            where = "stdout holds an incomplete document" if output is None else "nothing written"
+            typer.echo(f"{exc} ({where}); run it again", err=True)
+            raise typer.Exit(1) from None
+    if not quiet:
+        target = "stdout" if output is None else str(output)
+        typer.echo(
+            f"patient {patient_id} exported as {format_.value} to {target}: {size} bytes", err=True
+        )
 
 
 @app.command()

@@ -10,6 +10,8 @@ Each piece is written once here and used by both:
   date and says when it has caught up;
 - :mod:`pghd.service.auth`: bearer-token authentication of care-team members and admins
   against a :class:`~pghd.access.CredentialBook`, answered with a ``401`` problem;
+- :mod:`pghd.service.oidc`: the identity provider's bearer JWTs (keys fetched and cached,
+  claims mapped to a :class:`~pghd.access.Principal`), checked by the same authentication;
 - :mod:`pghd.service.http_metrics`: the middleware that counts answered requests (and, for
   ingest, gives each an ``X-Request-ID``);
 - :mod:`pghd.service.serve`: logging set up and uvicorn run, for ``python -m <service>.main``;

@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -52,6 +52,8 @@ __all__ = ["STAGE", "Erase", "StoreCounters", "StoreStage", "backoff_s"]
 logger = logging.getLogger(__name__)
 
 STAGE = "store"
+
+T = TypeVar("T")
 
 #: Deletes every point of a patient from InfluxDB; returns what it removed, counted.
 Erase = Callable[[str], Awaitable[dict[str, int]]]
@@ -226,11 +228,20 @@ class StoreStage:
     async def _write_until_done(self, lines: Sequence[str]) -> list[Refused]:
         if not lines:
             return []
+        return await self._until_done(
+            lambda: write_isolating(lines, write=self._write, chunk=self._chunk),
+            what=f"InfluxDB write of {len(lines)} points",
+        )
+
+    async def _until_done(self, call: Callable[[], Awaitable[T]], *, what: str) -> T:
+        """``call()`` until it succeeds: a failure is counted, logged (an error when an
+        operator must mend it, or from the fifth attempt) and retried after a backoff spent
+        polling paused partitions; raises :class:`_Stopped` if the stage stops meanwhile."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await write_isolating(lines, write=self._write, chunk=self._chunk)
+                return await call()
             except Exception as exc:
                 outcome = classify(exc)
                 self._counters.store_failed(outcome=outcome.value)
@@ -242,8 +253,8 @@ class StoreStage:
                 )
                 logger.log(
                     level,
-                    "InfluxDB write of %d points failed (%s, attempt %d, retry in %.1fs): %s",
-                    len(lines),
+                    "%s failed (%s, attempt %d, retry in %.1fs): %s",
+                    what,
                     outcome.value,
                     attempt,
                     delay,
@@ -268,27 +279,11 @@ class StoreStage:
         if self._erase is None:
             failed = "this store stage has no eraser configured"
         else:
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    removed = await self._erase(marker.patient_id)
-                    break
-                except Exception as exc:
-                    outcome = classify(exc)
-                    self._counters.store_failed(outcome=outcome.value)
-                    delay = self._delay(attempt)
-                    logger.warning(
-                        "erasure %s: InfluxDB delete failed (%s, attempt %d, retry in %.1fs): %s",
-                        marker.erasure_id,
-                        outcome.value,
-                        attempt,
-                        delay,
-                        describe(exc),
-                    )
-                    await self._idle(delay)
-                    if self._stopping.is_set():
-                        raise _Stopped from exc
+            erase = self._erase
+            removed = await self._until_done(
+                lambda: erase(marker.patient_id),
+                what=f"erasure {marker.erasure_id}: InfluxDB delete",
+            )
         report = stage_event(
             marker,
             stage=STAGE,

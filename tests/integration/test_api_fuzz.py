@@ -59,6 +59,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.transport import requests as schemathesis_requests
 
 from deploy.local.harness import API_KEY, SOURCE, wait_for
+from deploy.local.influxdb import InfluxServer
 from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.settings import IngestSettings
@@ -200,8 +201,9 @@ def _auth_headers(operation: Any) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def target(kafka_bootstrap: str) -> Iterator[Target]:
-    """The real ingest app, in-process over ASGI, on the session's real Kafka.
+def target(kafka_bootstrap: str, influx: InfluxServer) -> Iterator[Target]:
+    """The real ingest app, in-process over ASGI, on the session's real Kafka (and InfluxDB,
+    which patient exports read).
 
     Consent is off (every well-formed reading may be stored, so acceptance is judged by the
     readings rules alone), rate limits are off, and an admin token and two signed webhook
@@ -210,10 +212,15 @@ def target(kafka_bootstrap: str) -> Iterator[Target]:
     app = create_app(
         IngestSettings(
             kafka_bootstrap=kafka_bootstrap,
+            influx_url=influx.url,
+            influx_token=influx.token,  # type: ignore[arg-type]
+            influx_bucket=influx.bucket,
             api_keys={SOURCE: hash_key(API_KEY)},
             admin_tokens={"fuzz-admin": hash_key(ADMIN_TOKEN)},
             consent="off",
             rate_limit="off",
+            erase_settle_s=0,  # no processors run here: an erasure is not waited for long
+            erase_max_wait_s=0.5,
             webhooks=WEBHOOK_SOURCES,  # type: ignore[arg-type]
         )
     )

@@ -4,13 +4,14 @@ Patients are enrolled into care teams through ingest's patients API (a real inge
 the care-team API (its own process) follows the enrollments topic and a users file. Alerts,
 silences and care plans of two teams' patients are put where the platform keeps them, and
 every route of the API's own OpenAPI document is called as a clinician of the other team.
+The API also accepts the JWTs of an identity provider (a loopback stand-in,
+:mod:`tests.oidc_idp`), configured through the environment as an operator would.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,12 +24,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deploy.local.harness import Pipeline, running_pipeline
+from deploy.local.harness import Pipeline, running_care_api, running_pipeline
 from deploy.local.influxdb import InfluxServer
-from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from deploy.local.process import log_tail
 from pghd.access import hash_token
 from pghd.cli import app as cli
 from tests.integration.test_care_api import make_alert, publish
+from tests.oidc_idp import AUDIENCE, FakeIdp, serving_idp
 
 RUN = uuid.uuid4().hex[:8]
 OURS, THEIRS = f"access-{RUN}-a", f"access-{RUN}-b"
@@ -81,8 +83,17 @@ def ingest(
 
 
 @pytest.fixture(scope="module")
+def idp() -> Iterator[FakeIdp]:
+    with serving_idp() as idp:
+        yield idp
+
+
+@pytest.fixture(scope="module")
 def care(
-    kafka_bootstrap: str, ingest: Pipeline, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    ingest: Pipeline,
+    idp: FakeIdp,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Access]:
     for patient, team in ((OURS, "ward-a"), (THEIRS, "ward-b")):
         body = {"patient_id": patient, "teams": [team]}
@@ -92,27 +103,15 @@ def care(
     workdir = tmp_path_factory.mktemp("care-access")
     users = workdir / "users.json"
     write_users(users, USERS)
-    port = free_port()
-    api = Access(url=f"http://127.0.0.1:{port}", log=workdir / "care-api.log", users=users)
-    process = start_detached(
-        [sys.executable, "-m", "alerts.api.main"],
-        log_file=api.log,
-        env={
-            "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "PGHD_CARE_API_USERS_FILE": str(users),
-            "PGHD_CARE_API_USERS_RECHECK_S": "0.1",
-            "PGHD_CARE_API_PORT": str(port),
-        },
-        die_with_parent=True,
-    )
-    try:
-        wait_until(
-            lambda: httpx.get(f"{api.url}/readyz", timeout=2).status_code == 200,
-            timeout=60,
-            what="care API /readyz",
-            process=process,
-            log_file=api.log,
-        )
+    log = workdir / "care-api.log"
+    env = {
+        "PGHD_CARE_API_USERS_FILE": str(users),
+        "PGHD_CARE_API_USERS_RECHECK_S": "0.1",
+        "PGHD_OIDC_ISSUER": idp.issuer,  # keys found through discovery
+        "PGHD_CARE_API_OIDC_AUDIENCE": AUDIENCE,
+    }
+    with running_care_api(kafka_bootstrap=kafka_bootstrap, log=log, env=env) as url:
+        api = Access(url=url, log=log, users=users)
         # a silence and a care plan of each patient, set by their own team's clinician
         for patient, nurse in ((OURS, "nurse-a"), (THEIRS, "nurse-b")):
             ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -123,8 +122,6 @@ def care(
             plan = api.call(nurse, "PUT", f"/v1/patients/{patient}/care-plan", {"spo2_scale": 2})
             assert plan.status_code == 202, plan.text
         yield api
-    finally:
-        stop_process(process.pid, timeout=20)
 
 
 def _silence_of(api: Access, user: str, patient: str) -> str:
@@ -229,6 +226,48 @@ def test_every_read_appears_in_the_audit_trail(care: Access) -> None:
     assert printed.exit_code == 0, printed.output
     assert all(request_id in printed.output for request_id in ids)
     assert "viewer-a (viewer)" in printed.output
+
+
+def test_an_identity_providers_clinician_sees_their_team_only(care: Access, idp: FakeIdp) -> None:
+    """A JWT of ward-a's clinician, beside the users file's tokens: the same team checks,
+    and the audit trail names the IdP user as such."""
+    nurse = {"Authorization": f"Bearer {idp.token(preferred_username=f'nurse-{RUN}')}"}
+    own_id, foreign_id = uuid.uuid4().hex, uuid.uuid4().hex
+    own = httpx.get(
+        f"{care.url}/v1/alerts/{ALERTS[OURS].alert_id}",
+        headers=nurse | {"X-Request-ID": own_id},
+        timeout=10,
+    )
+    assert own.status_code == 200, own.text + log_tail(care.log)
+    foreign = httpx.get(
+        f"{care.url}/v1/alerts/{ALERTS[THEIRS].alert_id}",
+        headers=nurse | {"X-Request-ID": foreign_id},
+        timeout=10,
+    )
+    assert foreign.status_code == 403, foreign.text
+    plan = httpx.get(f"{care.url}/v1/patients/{THEIRS}/care-plan", headers=nurse, timeout=10)
+    assert plan.status_code == 403, plan.text
+    assert care.call("nurse-b", "GET", f"/v1/alerts/{ALERTS[THEIRS].alert_id}").status_code == 200
+    forged = idp.token(preferred_username=f"nurse-{RUN}", aud="another-api")
+    refused = httpx.get(
+        f"{care.url}/v1/alerts", headers={"Authorization": f"Bearer {forged}"}, timeout=10
+    )
+    assert refused.status_code == 401, refused.text
+
+    events: dict[str, Any] = {}
+    for patient in (OURS, THEIRS):
+        trail = care.call("auditor", "GET", "/v1/audit", patient_id=patient, limit=10_000)
+        assert trail.status_code == 200, trail.text
+        events |= {e["request_id"]: e for e in trail.json()}
+    for request_id, outcome in ((own_id, "success"), (foreign_id, "denied")):
+        event = events.get(request_id)
+        assert event is not None, f"no audit event of request {request_id}"
+        assert event["agent"] == {
+            "name": f"oidc:nurse-{RUN}",
+            "role": "clinician",
+            "teams": ["ward-a"],
+        }
+        assert event["outcome"] == outcome
 
 
 def test_a_new_team_assignment_and_a_revoked_token_apply_without_a_restart(

@@ -9,7 +9,6 @@ them too. Patient ids are unique per run: the session's Kafka is shared with oth
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +22,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from deploy.local.harness import running_care_api
+from deploy.local.process import log_tail
 from pghd import topics, wire
 from pghd.access import hash_token
 from pghd.alert_commands import AlertCommand, CommandKind
@@ -135,31 +135,13 @@ def care_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
             }
         )
     )
-    port = free_port()
-    api = CareApi(url=f"http://127.0.0.1:{port}", log=workdir / "care-api.log", bootstrap="")
-    api.bootstrap = kafka_bootstrap
-    process = start_detached(
-        [sys.executable, "-m", "alerts.api.main"],
-        log_file=api.log,
-        env={
-            "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "PGHD_CARE_API_TOKENS": json.dumps({USER: hash_token(TOKEN)}),
-            "PGHD_CARE_API_PORT": str(port),
-            "PGHD_CARE_API_ROUTING_FILE": str(routing),
-        },
-        die_with_parent=True,
-    )
-    try:
-        wait_until(
-            lambda: httpx.get(f"{api.url}/readyz", timeout=2).status_code == 200,
-            timeout=60,
-            what="care API /readyz",
-            process=process,
-            log_file=api.log,
-        )
-        yield api
-    finally:
-        stop_process(process.pid, timeout=20)
+    log = workdir / "care-api.log"
+    env = {
+        "PGHD_CARE_API_TOKENS": json.dumps({USER: hash_token(TOKEN)}),
+        "PGHD_CARE_API_ROUTING_FILE": str(routing),
+    }
+    with running_care_api(kafka_bootstrap=kafka_bootstrap, log=log, env=env) as url:
+        yield CareApi(url=url, log=log, bootstrap=kafka_bootstrap)
 
 
 def test_alerts_on_the_topic_are_listed_with_filters(care_api: CareApi) -> None:

@@ -30,9 +30,16 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from deploy.local.harness import Pipeline, new_patient, reading, running_pipeline, service_env
+from deploy.local.harness import (
+    Pipeline,
+    new_patient,
+    reading,
+    running_care_api,
+    running_pipeline,
+    service_env,
+)
 from deploy.local.influxdb import InfluxServer
-from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from deploy.local.process import free_port, log_tail, start_detached, stop_process
 from pghd import topics, wire
 from pghd.access import hash_token
 from pghd.care_plans import CarePlan
@@ -56,30 +63,13 @@ def ingest(stack_env: dict[str, str], influx: InfluxServer, tmp_path: Path) -> I
 @pytest.fixture
 def care_api(kafka_bootstrap: str, tmp_path: Path) -> Iterator[str]:
     """The care-team API process; yields its base URL."""
-    port = free_port()
-    log = tmp_path / "care-api.log"
-    process = start_detached(
-        [sys.executable, "-m", "alerts.api.main"],
-        log_file=log,
-        env={
-            "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "PGHD_CARE_API_TOKENS": json.dumps({USER: hash_token(TOKEN)}),
-            "PGHD_CARE_API_PORT": str(port),
-        },
-        die_with_parent=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
-            timeout=60,
-            what="care API /readyz",
-            process=process,
-            log_file=log,
-        )
+    tokens = json.dumps({USER: hash_token(TOKEN)})
+    with running_care_api(
+        kafka_bootstrap=kafka_bootstrap,
+        log=tmp_path / "care-api.log",
+        env={"PGHD_CARE_API_TOKENS": tokens},
+    ) as url:
         yield url
-    finally:
-        stop_process(process.pid, timeout=20)
 
 
 class Worker:

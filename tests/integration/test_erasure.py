@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ import httpx
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from typer.testing import CliRunner
 
 from deploy.local.harness import (
@@ -32,12 +31,14 @@ from deploy.local.harness import (
     heart_rate_series,
     new_patient,
     reading,
+    running_care_api,
     running_pipeline,
     wait_for,
 )
 from deploy.local.influxdb import InfluxServer
 from deploy.local.influxdb2 import Influx2Server
-from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from deploy.local.process import log_tail
+from deploy.local.topics import read_table
 from pghd import topics
 from pghd.cli import app as cli
 from processors.store.erase import InfluxEraser, buckets_to_erase
@@ -65,30 +66,12 @@ def care_api(
     workdir = tmp_path_factory.mktemp("erasure-care-api")
     users = workdir / "users.json"
     write_users(users, {"auditor": ("admin", [])})
-    port = free_port()
-    log = workdir / "care-api.log"
-    process = start_detached(
-        [sys.executable, "-m", "alerts.api.main"],
-        log_file=log,
-        env={
-            "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "PGHD_CARE_API_USERS_FILE": str(users),
-            "PGHD_CARE_API_PORT": str(port),
-        },
-        die_with_parent=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
-            timeout=60,
-            what="care API /readyz",
-            process=process,
-            log_file=log,
-        )
+    with running_care_api(
+        kafka_bootstrap=kafka_bootstrap,
+        log=workdir / "care-api.log",
+        env={"PGHD_CARE_API_USERS_FILE": str(users)},
+    ) as url:
         yield url
-    finally:
-        stop_process(process.pid, timeout=20)
 
 
 def _care(url: str, method: str, path: str, body: Any = None, **params: Any) -> httpx.Response:
@@ -102,30 +85,6 @@ def _points(influx: InfluxServer, patient: str) -> list[dict[str, Any]]:
         f'from(bucket: "{influx.bucket}") |> range(start: 0)'
         f' |> filter(fn: (r) => r.patient_id == "{patient}")'
     )
-
-
-def _live(bootstrap: str, topic: str) -> dict[bytes, bytes]:
-    """The topic read as a table: the latest value of every key, tombstones applied."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        latest: dict[bytes, bytes] = {}
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for message in consumer:
-                if message.key is None:
-                    continue
-                if message.value is None:
-                    latest.pop(message.key, None)
-                else:
-                    latest[message.key] = message.value
-        return latest
-    finally:
-        consumer.close()
 
 
 def _tables(pipeline: Pipeline) -> list[str]:
@@ -146,7 +105,7 @@ def _naming(pipeline: Pipeline, patient: str) -> dict[str, int]:
     needle = patient.encode()
     found: dict[str, int] = {}
     for topic in _tables(pipeline):
-        live = _live(pipeline.kafka_bootstrap, topic)
+        live = read_table(pipeline.kafka_bootstrap, topic)
         count = sum(1 for k, v in live.items() if needle in k or needle in v)
         if count:
             found[topic] = count
@@ -224,6 +183,8 @@ def test_erase_leaves_nothing_of_the_patient_and_refuses_their_readings(
     assert set(_naming(pipeline, kept)) >= {topics.ENROLLMENTS, topics.CARE_PLANS, topics.ALERTS}
     # the APIs
     assert pipeline.admin("GET", f"/v1/patients/{gone}").status_code == 404
+    assert pipeline.admin("GET", f"/v1/patients/{gone}/export").status_code == 404
+    assert pipeline.admin("GET", f"/v1/patients/{kept}/export").status_code == 200
     wait_for(
         lambda: _care(care_api, "GET", "/v1/alerts", patient_id=gone).json()["items"] == [] or None,
         timeout=30,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -35,10 +34,16 @@ from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, R
 
 from deploy.local.acls import DEFAULT_ACL_SPEC, apply_acls
 from deploy.local.ephemeral import kafka_on_free_ports
-from deploy.local.harness import new_patient, reading, running_pipeline, wait_for
+from deploy.local.harness import (
+    new_patient,
+    reading,
+    running_care_api,
+    running_pipeline,
+    wait_for,
+)
 from deploy.local.influxdb import InfluxServer
 from deploy.local.kafka import BrokerSecurity, KafkaServer, kafka_healthy
-from deploy.local.process import free_port, log_tail, start_detached, stop_process, wait_until
+from deploy.local.process import log_tail
 from deploy.local.topics import DEFAULT_SPEC, admin_client, apply_topics
 from pghd import topics
 from pghd.access import hash_token
@@ -269,35 +274,19 @@ def test_the_care_team_api_runs_as_its_own_user(
     """Its follower reads alerts, commands, care plans and enrollments; every request writes
     an audit event; GET /v1/audit reads the audit topic."""
     workdir = tmp_path_factory.mktemp("sasl-care-api")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = workdir / "care-api.log"
-    process = start_detached(
-        [sys.executable, "-m", "alerts.api.main"],
-        log_file=log,
-        env={
-            "PGHD_KAFKA_BOOTSTRAP": secured.bootstrap,
-            **secured.env("care-api"),
-            "PGHD_CARE_API_TOKENS": json.dumps({"auditor": hash_token(CARE_TOKEN)}),
-            "PGHD_CARE_API_PORT": str(port),
-        },
-        die_with_parent=True,
-    )
+    env = {
+        **secured.env("care-api"),
+        "PGHD_CARE_API_TOKENS": json.dumps({"auditor": hash_token(CARE_TOKEN)}),
+    }
     headers = {"Authorization": f"Bearer {CARE_TOKEN}"}
-    try:
-        wait_until(
-            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
-            timeout=90,
-            what="care API /readyz over SASL_SSL",
-            process=process,
-            log_file=log,
-        )
+    with running_care_api(
+        kafka_bootstrap=secured.bootstrap, log=log, env=env, timeout=90
+    ) as url:  # /readyz: the follower read its four topics over SASL_SSL
         assert httpx.get(f"{url}/v1/alerts", headers=headers, timeout=10).status_code == 200
         audit = httpx.get(f"{url}/v1/audit", headers=headers, timeout=30)
         assert audit.status_code == 200, audit.text
         assert any(e["operation"] == "GET /v1/alerts" for e in audit.json()), audit.json()
-    finally:
-        stop_process(process.pid, timeout=20)
     assert "AuthorizationFailed" not in log.read_text(), log_tail(log)
 
 

@@ -1,23 +1,17 @@
-"""Operational endpoints: liveness, readiness (read model caught up) and Prometheus metrics."""
+"""Readiness (the read model caught up); liveness and metrics: :mod:`pghd.service.health`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from alerts.api.deps import MetricsDep, ReadModelDep, SettingsDep
+from alerts.api.deps import ReadModelDep, SettingsDep
 from pghd.problems import JsonResponse, ProblemError, problem_responses
+from pghd.service import health as shared
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
-
-
-@router.get("/healthz", summary="Liveness: the process answers")
-async def healthz() -> JsonResponse:
-    """200 as long as the process serves requests."""
-    return JsonResponse({"status": "ok"})
+router.include_router(shared.router)
 
 
 @router.get(
@@ -35,14 +29,3 @@ async def readyz(model: ReadModelDep, settings: SettingsDep) -> JsonResponse:
             headers={"Retry-After": str(settings.retry_after_s)},
         )
     return JsonResponse({"status": "ready", "alerts": len(model.alerts)})
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
-)
-async def metrics(registry: MetricsDep) -> Response:
-    """The app's metrics in the Prometheus text format."""
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,25 +1,19 @@
-"""Operational endpoints: liveness, readiness (Kafka reachable) and Prometheus metrics."""
+"""Readiness (Kafka reachable, registry loaded); liveness and metrics: pghd.service.health."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.deps import GatewayDep, MetricsDep, SettingsDep, unavailable
+from ingest.deps import GatewayDep, SettingsDep, unavailable
 from pghd.problems import JsonResponse, problem_responses
+from pghd.service import health as shared
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
+router.include_router(shared.router)
 
 _NOT_READY = problem_responses({503: "Kafka is not reachable, or the registry is loading"})
-
-
-@router.get("/healthz", summary="Liveness: the process answers")
-async def healthz() -> JsonResponse:
-    """200 as long as the process serves requests."""
-    return JsonResponse({"status": "ok"})
 
 
 @router.get(
@@ -37,14 +31,3 @@ async def readyz(gateway: GatewayDep, settings: SettingsDep, request: Request) -
     if not getattr(request.app.state.registry, "ready", True):
         raise unavailable(settings, "the enrollment registry is still loading")
     return JsonResponse({"status": "ready", "kafka": "ok"})
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
-)
-async def metrics(registry: MetricsDep) -> Response:
-    """The app's metrics in the Prometheus text format."""
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -200,7 +200,11 @@ async def _take(
         gateway, good, metrics=metrics, request_id=request_id, retry_after_s=settings.retry_after_s
     )
     letters = push.dead_letters(
-        refused, source=source, event=extraction.event, failed_at=received_at
+        refused,
+        source=source,
+        event=extraction.event,
+        failed_at=received_at,
+        registry=registry,
     )
     if letters:
         try:

@@ -86,6 +86,13 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             "descriptive_statistic": "minimum",
         },
     ),
+    "body-weight": (
+        "2.0",
+        {
+            "body_weight": {"value": 50, "unit": "kg"},
+            "effective_time_frame": {"date_time": "2013-02-05T07:25:00Z"},
+        },
+    ),
     "sleep-duration": (
         "2.0",
         {

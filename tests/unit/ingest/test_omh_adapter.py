@@ -90,6 +90,14 @@ def test_schema_samples_become_canonical_measurements(
     assert measurement.source.app == "RunKeeper"
 
 
+def test_body_weight_in_kilograms_or_pounds() -> None:
+    kg = triaged(candidate(data_point("body-weight"))).measurement
+    assert kg is not None and (kg.metric.value, kg.value, kg.unit) == ("weight", 50, "kg")
+    body = sample_with("body-weight", body_weight={"value": 150, "unit": "lb"})
+    pounds = triaged(candidate(data_point("body-weight", body))).measurement
+    assert pounds is not None and pounds.value == pytest.approx(68.0388555)
+
+
 def test_at_rest_is_the_rest_context() -> None:
     reading = candidate(data_point("respiratory-rate")).candidate.reading
     assert reading is not None and reading["context"] == "rest"

@@ -19,10 +19,13 @@ from ingest.app import create_app
 from ingest.auth import hash_key
 from ingest.deps import get_gateway
 from ingest.enrollment import EnrollmentBook, EnrollmentFollower, EnrollmentService
+from ingest.erasure import Eraser
 from ingest.settings import IngestSettings
 from pghd.commands import patients as patients_command
+from pghd.erasure import ErasureMarker, is_marker, stage_event
 from pghd.service.producer import KafkaUnavailable, Record
 from pghd.topics import ENROLLMENTS
+from tests.clock import ANCHOR as NOW
 from tests.unit.audit_sink import RecordingAuditSink
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway, reading
 
@@ -383,3 +386,74 @@ def test_no_patients_api_answer_without_its_audit_event(
     response = client.get("/v1/patients")
     assert response.status_code == 503
     assert response.json()["type"] == "urn:pghd:problem:audit-unavailable"
+
+
+class _Reports:
+    """The audit topic as the eraser reads it: the stages' events it is given."""
+
+    def __init__(self, order: list[str], stages: Sequence[str]) -> None:
+        self.order = order
+        self.stages = stages
+
+    async def positions(self) -> dict[int, int]:
+        self.order.append("positions")
+        return {0: 0}
+
+    async def collect(self, request_id: str, since: dict[int, int], *, wait_s: float) -> list:  # type: ignore[type-arg]
+        marker = ErasureMarker(
+            erasure_id=request_id, patient_id="p1", requested_at=NOW, requested_by="ops"
+        )
+        return [
+            stage_event(marker, stage=s, resource=s, removed={"n": 1}, recorded=NOW)
+            for s in self.stages
+        ]
+
+
+class _Ordered(RecordingGateway):
+    def __init__(self, name: str, order: list[str]) -> None:
+        super().__init__()
+        self.name, self.order = name, order
+
+    async def send_batch(self, records: Sequence[Record]) -> None:
+        self.order.append(self.name)
+        await super().send_batch(records)
+
+
+@pytest.mark.parametrize(
+    ("stages", "status"),
+    [(("processors", "store", "alerts"), 200), (("processors",), 202)],
+)
+def test_erase_tombstones_first_then_sends_the_marker_and_answers_the_report(
+    client: TestClient, loopback: Loopback, stages: tuple[str, ...], status: int
+) -> None:
+    assert client.post("/v1/patients", json={"patient_id": "p1"}).status_code == 201
+    order: list[str] = []
+    plans, readings = _Ordered("care-plans", order), _Ordered("measurements", order)
+    app = client.app
+    app.state.eraser = Eraser(  # type: ignore[attr-defined]
+        enrollments=app.state.enrollments,  # type: ignore[attr-defined]
+        care_plans=plans,
+        measurements=readings,
+        reports=_Reports(order, stages),  # type: ignore[arg-type]
+        settle_s=0,
+    )
+    response = client.post("/v1/patients/p1/erase", params={"wait": 1})
+    assert response.status_code == status, response.text
+    report = response.json()
+    assert report["removed"]["ingest"] == {"enrollments": 1, "care_plan_tombstones": 1}
+    assert report["pending"] == [s for s in ("processors", "store", "alerts") if s not in stages]
+    assert loopback.sent[-1] == (b"p1", None)  # the enrollment's tombstone
+    assert plans.records == [(b"p1", None)]
+    ((key, marker),) = readings.records
+    assert key == b"p1" and is_marker(marker)
+    assert order == ["care-plans", "positions", "measurements"]
+    assert client.get("/v1/patients/p1").status_code == 404
+    refused = client.post("/v1/measurements", json=reading(patient_id="p1"))
+    assert refused.status_code == 422
+    again = client.post("/v1/patients/p1/erase", params={"wait": 1}).json()
+    assert again["removed"]["ingest"]["enrollments"] == 0
+
+
+def test_erase_needs_an_admin(client: TestClient) -> None:
+    response = client.post("/v1/patients/p1/erase", headers={"Authorization": "Bearer no"})
+    assert response.status_code == 401

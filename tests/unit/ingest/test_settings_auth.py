@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from ingest.app import create_app
 from ingest.auth import ApiKeyAuthenticator, hash_key
-from ingest.deps import get_gateway
+from ingest.deps import authenticate_admin, get_gateway
 from ingest.settings import IngestSettings
 from pghd.access import CredentialBook, Role, hash_token
 from pghd.problems import ProblemError
 from pghd.service.auth import authenticate_bearer
+from pghd.service.oidc import OidcSettings
+from tests.oidc_idp import serving_idp
 from tests.unit.ingest.conftest import RecordingGateway, reading
 
 
@@ -148,3 +153,26 @@ def test_the_care_api_users_file_is_the_default(monkeypatch: pytest.MonkeyPatch)
     assert str(IngestSettings().users_file) == "/etc/pghd/users.json"
     monkeypatch.setenv("PGHD_INGEST_USERS_FILE", "/etc/pghd/ingest-users.json")
     assert str(IngestSettings().users_file) == "/etc/pghd/ingest-users.json"
+
+
+def test_admins_signed_in_at_an_identity_provider_use_the_patients_api() -> None:
+    with serving_idp() as idp:
+        settings = IngestSettings(
+            admin_tokens={"ops": hash_key("ops-token")},
+            oidc=OidcSettings(issuer=idp.issuer, audience="pghd-ingest"),
+        )
+        request = cast(Request, SimpleNamespace(app=create_app(settings)))
+
+        def admin(token: str) -> str | None:
+            presented = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+            try:
+                return authenticate_admin(request, presented)
+            except ProblemError as exc:
+                assert exc.status == 401, exc.detail
+                return None
+
+        lead = idp.token(aud="pghd-ingest", pghd_role="admin", preferred_username="lead")
+        assert admin(lead) == "oidc:lead"
+        assert admin(idp.token(aud="pghd-ingest")) is None, "a clinician is no admin"
+        assert admin(idp.token(pghd_role="admin")) is None, "the care API's audience"
+        assert admin("ops-token") == "ops", "static admin tokens keep working"

@@ -196,6 +196,17 @@ def test_an_invalid_item_keeps_its_values_for_a_replay(env: Env) -> None:
     assert orjson.loads(letter.payload)["reading"]["value"] == 5000
 
 
+def test_an_invalid_item_of_a_patient_who_did_not_consent_keeps_no_values(env: Env) -> None:
+    env.registry.no_consent.add(("patient-g1", Metric.HEART_RATE))
+    body = body_of([reading(patient_id="patient-g1", value=5000)])
+    env.post("acme-push", body, generic_headers(body))
+    (letter,) = env.letters()
+    assert letter.reason.startswith("range:"), "refused as invalid before consent is asked"
+    kept = orjson.loads(letter.payload)["reading"]
+    assert kept["metric"] == "heart_rate" and "value" not in kept
+    assert "5000" not in letter.payload
+
+
 @pytest.mark.parametrize(
     ("headers", "status", "slug", "text"),
     [
