@@ -211,6 +211,7 @@ class Processors:
         self.points_topic = app.topic(topics.POINTS, key_type=bytes, value_type=bytes)
         self.dlq_topic = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
         self.audit_topic = app.topic(topics.AUDIT, key_type=bytes, value_type=bytes)
+        self.commands_topic = app.topic(topics.ALERT_COMMANDS, key_type=bytes, value_type=bytes)
         self.state = StateStore(
             app, partitions=settings.topic_partitions, cache_size=settings.state_cache_patients
         )
@@ -319,6 +320,9 @@ class Processors:
                 await asyncio.gather(
                     deliver(self.points_topic, [(key, forwarded)]),
                     deliver(self.anomalies_topic, [(key, forwarded)]),
+                    deliver(self.commands_topic, [(key, forwarded)]),
+                    # again: a care plan set while ingest's tombstone was on its way
+                    deliver(self.care_plans.topic, [(key, None)]),
                 )
                 report = stage_event(
                     marker, stage=STAGE, resource="processors/state", removed=removed, recorded=now

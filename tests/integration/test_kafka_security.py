@@ -10,9 +10,10 @@ admin SCRAM users formatted into its storage. The services' users and ACLs come 
 Shown: a plaintext client, a wrong password and a client that does not trust the CA are all
 refused; only ``ingest`` may write ``pghd.measurements.v1`` (the others get
 ``TopicAuthorizationFailedError``); the producer gateway and the compacted-topic follower
-work over SASL_SSL; ingest, processors (with the store stage) and alerts run end to end, each
-as its own Kafka user with only the spec's rights; re-applying the spec changes nothing, and
-an ACL added by hand is pruned.
+work over SASL_SSL; ingest, processors (with the store stage) and alerts run end to end, a
+reading to a page and an erasure through every stage, each as its own Kafka user with only
+the spec's rights; so does the care-team API; re-applying the spec changes nothing, and an
+ACL added by hand is pruned.
 """
 
 from __future__ import annotations
@@ -256,6 +257,14 @@ def test_the_services_run_end_to_end_each_as_its_own_user(
             diagnostics=pipeline.diagnostics,
         )
         assert message
+        # An erasure crosses every service's rights: ingest tombstones and writes the marker,
+        # the processors forward it (points, anomalies, commands, care plan) and report, the
+        # store stage and the alerts worker report, ingest reads the reports back.
+        erased = pipeline.admin("POST", f"/v1/patients/{patient}/erase?wait=90")
+        assert erased.status_code == 200, erased.text
+        report = erased.json()
+        assert report["pending"] == [] and report["failed"] == {}, report
+        assert report["removed"]["processors"]["state_records"] == 1, report
         for name in ("ingest", "processors", "alerts"):
             log = pipeline.logs[name].read_text()
             assert "AuthorizationFailed" not in log, f"{name}:\n{log[-3000:]}"

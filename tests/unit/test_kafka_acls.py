@@ -34,9 +34,12 @@ TABLE: dict[str, tuple[set[str], set[str]]] = {
     topics.POINTS: ({"processors"}, {"processors"}),
     topics.ANOMALIES: ({"processors"}, {"processors", "alerts"}),
     topics.ALERTS: ({"alerts"}, {"alerts", "care-api"}),
-    topics.ALERT_COMMANDS: ({"care-api"}, {"alerts", "care-api"}),
+    # processors: the erasure marker, behind the patient's earlier commands
+    topics.ALERT_COMMANDS: ({"care-api", "processors"}, {"alerts", "care-api"}),
     topics.DIGESTS: ({"alerts"}, {"alerts"}),
-    topics.CARE_PLANS: ({"care-api", "ingest"}, {"processors", "care-api"}),
+    # ingest and processors: the tombstone of an erasure (processors: again, after the
+    # patient's earlier plans)
+    topics.CARE_PLANS: ({"care-api", "ingest", "processors"}, {"processors", "care-api"}),
     topics.ENROLLMENTS: ({"ingest"}, {"ingest", "care-api"}),
     topics.DLQ: ({"ingest", "processors", "alerts"}, set()),
     topics.AUDIT: ({"ingest", "processors", "alerts", "care-api"}, {"ingest", "care-api"}),
