@@ -35,9 +35,13 @@ from pghd.pseudonym import pseudonym
 from pghd.service.producer import Gateway
 from pghd.topics import AUDIT
 
-__all__ = ["AuditReports", "Eraser"]
+__all__ = ["AuditReports", "Eraser", "ReportsUnavailable"]
 
 logger = logging.getLogger(__name__)
+
+
+class ReportsUnavailable(Exception):
+    """The audit topic, where the stages report, cannot be read."""
 
 
 class AuditReports:
@@ -108,7 +112,7 @@ class AuditReports:
 def _partitions(consumer: KafkaConsumer) -> list[TopicPartition]:
     numbers = consumer.partitions_for_topic(AUDIT)
     if not numbers:
-        raise RuntimeError(f"topic {AUDIT} does not exist")
+        raise ReportsUnavailable(f"topic {AUDIT} does not exist")
     return [TopicPartition(AUDIT, p) for p in sorted(numbers)]
 
 

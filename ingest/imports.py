@@ -33,6 +33,7 @@ from ingest.adapters.apple_health import candidate_batches
 from ingest.intake import Candidate, Registry, produce, triage
 from ingest.metrics import IngestMetrics
 from pghd.apple_health import ExportError, ExportStats, open_export
+from pghd.contracts import Measurement
 from pghd.problems import ProblemError
 from pghd.service.producer import Gateway
 
@@ -146,18 +147,38 @@ def _next(batches: Iterator[list[Candidate]]) -> list[Candidate] | None:
     return next(batches, None)
 
 
+def _still_allowed(reading: Measurement, *, registry: Registry, source: str) -> bool:
+    """Whether the registry still lets ``source`` store ``reading`` for its patient."""
+    pid = reading.patient_id
+    return (
+        registry.source_refusal(source=source, patient_id=pid) is None
+        and registry.refusal(patient_id=pid, metric=reading.metric) is None
+    )
+
+
 async def _produce_patiently(
     gateway: Gateway,
     outcomes: list[Any],
     *,
     job: ImportJob,
+    registry: Registry,
     metrics: IngestMetrics,
     retry_after_s: int,
-) -> None:
+) -> int:
+    """Produce the accepted readings of ``outcomes``, retrying while Kafka refuses; how
+    many were written."""
     good = [o.measurement for o in outcomes if o.measurement is not None]
     deadline = time.monotonic() + PRODUCE_PATIENCE_S
     wait = 0.5
     while True:
+        # asked again on every attempt: a patient withdrawn or erased while Kafka refused
+        # must not have their readings written after all
+        allowed = [m for m in good if _still_allowed(m, registry=registry, source=job.source)]
+        if len(allowed) < len(good):
+            dropped = len(good) - len(allowed)
+            job.rejected.update({"consent": dropped})
+            logger.warning("import %s: %d readings no longer allowed, dropped", job.id, dropped)
+            good = allowed
         try:
             await produce(
                 gateway,
@@ -166,7 +187,7 @@ async def _produce_patiently(
                 request_id=f"import-{job.id}",
                 retry_after_s=retry_after_s,
             )
-            return
+            return len(good)
         except ProblemError as exc:
             if time.monotonic() + wait > deadline:
                 raise ExportError(f"Kafka kept refusing the readings: {exc.detail}") from None
@@ -203,10 +224,15 @@ async def run_import(
                     max_age=max_age,
                     metrics=metrics,
                 )
-                await _produce_patiently(
-                    gateway, outcomes, job=job, metrics=metrics, retry_after_s=retry_after_s
+                accepted = await _produce_patiently(
+                    gateway,
+                    outcomes,
+                    job=job,
+                    registry=registry,
+                    metrics=metrics,
+                    retry_after_s=retry_after_s,
                 )
-                job.accepted += sum(1 for o in outcomes if o.accepted)
+                job.accepted += accepted
                 job.rejected.update(o.reason for o in outcomes if o.reason is not None)
             job.bytes_read = stream.position
         job.state = "done"

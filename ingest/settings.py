@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.ratelimit import parse_limit
@@ -89,9 +89,11 @@ class IngestSettings(BaseSettings):
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry_after_s: Annotated[int, Field(ge=1)] = 5
     erase_settle_s: Annotated[float, Field(ge=0)] = Field(
-        default=2.0,
+        default=7.0,
         description="an erasure waits this long between tombstoning the enrollment and"
-        " writing its marker: longer than any ingest instance's enrollment-follower lag",
+        " writing its marker: longer than any ingest instance's produce timeout (a reading"
+        " accepted before the tombstone is on the topic or abandoned by then) plus its"
+        " enrollment follower's lag",
     )
     erase_max_wait_s: Annotated[float, Field(ge=0)] = Field(
         default=120.0, description="longest an erase request waits for the stages' reports"
@@ -170,6 +172,16 @@ class IngestSettings(BaseSettings):
     influx_timeout_s: Annotated[float, Field(gt=0)] = Field(
         default=30.0, description="one InfluxDB query of an export (one window of its history)"
     )
+
+    @model_validator(mode="after")
+    def _check_erase_settle(self) -> IngestSettings:
+        if 0 < self.erase_settle_s <= self.produce_timeout_s:
+            raise ValueError(
+                f"erase_settle_s ({self.erase_settle_s:g}) must exceed produce_timeout_s"
+                f" ({self.produce_timeout_s:g}): a reading accepted just before an erasure"
+                " could otherwise land behind its marker"
+            )
+        return self
 
     @field_validator("rate_limit")
     @classmethod

@@ -77,8 +77,10 @@ class AuditEvent(BaseModel):
     outcome: Outcome
     status: int = Field(description="the HTTP status answered")
     request_id: str
-    removed: dict[str, int] = Field(
-        default_factory=dict, description="what an erasure stage removed (counts by kind)"
+    removed: dict[str, int] | None = Field(
+        default=None,
+        description="what an erasure stage removed (counts by kind); absent otherwise, so an"
+        " event of any other kind reads as before",
     )
     note: str | None = Field(default=None, max_length=500, description="why it failed")
 
@@ -144,7 +146,7 @@ def to_fhir(event: AuditEvent) -> dict[str, Any]:
     ]
     details += [
         {"type": f"removed:{kind}", "valueString": str(count)}
-        for kind, count in sorted(event.removed.items())
+        for kind, count in sorted((event.removed or {}).items())
     ]
     return {
         "resourceType": "AuditEvent",

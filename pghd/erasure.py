@@ -144,7 +144,7 @@ def report_of(
         if event.request_id != marker.erasure_id or event.service not in STAGES:
             continue
         if event.outcome == "success":
-            removed[event.service] = dict(event.removed)
+            removed[event.service] = dict(event.removed or {})
             failed.pop(event.service, None)
         elif event.service not in removed:
             failed[event.service] = event.note or "failed"

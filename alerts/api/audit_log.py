@@ -10,6 +10,7 @@ volumes of one deployment's audit queries; an auditor with years of events filte
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 
@@ -22,6 +23,8 @@ from pghd.service.producer import RecordPublisher
 from pghd.topics import AUDIT
 
 __all__ = ["KafkaAuditSink", "read_audit", "start_ms"]
+
+logger = logging.getLogger(__name__)
 
 
 class KafkaAuditSink:
@@ -78,10 +81,9 @@ def read_audit(
                 raise TimeoutError(f"{AUDIT} not read to its end within {timeout_s:.0f} s")
             for tp, records in consumer.poll(timeout_ms=500).items():
                 for record in records:
-                    if record.value is not None:
-                        event = wire.decode(AuditEvent, record.value)
-                        if patient_id is None or patient_id in event.patients:
-                            events.append(event)
+                    event = _event(record.value)
+                    if event is not None and (patient_id is None or patient_id in event.patients):
+                        events.append(event)
                     if record.offset + 1 >= ends[tp]:
                         todo.discard(tp)
                         consumer.pause(tp)
@@ -89,3 +91,15 @@ def read_audit(
         consumer.close()
     events.sort(key=lambda e: e.recorded)
     return events[-limit:]
+
+
+def _event(value: bytes | None) -> AuditEvent | None:
+    """The event of one record; None for one this version cannot read (a newer writer's
+    during a rolling upgrade: logged, never a failure of the whole query)."""
+    if value is None:
+        return None
+    try:
+        return wire.decode(AuditEvent, value)
+    except ValueError as exc:
+        logger.warning("audit record skipped, unreadable here: %s", type(exc).__name__)
+        return None

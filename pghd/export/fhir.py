@@ -57,11 +57,16 @@ _CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _EXTENSION = "urn:pghd:fhir:finding-"
 _SEVERITY = {"critical": "high", "warning": "moderate", "info": "low"}
 _ACTIVITY = frozenset({Metric.STEPS, Metric.SLEEP_DURATION})
+_LABORATORY = frozenset({Metric.BLOOD_GLUCOSE})  # not in the R4 vital-signs profile
 
 
 def _category(metric: Metric) -> list[dict[str, Any]]:
-    activity = metric in _ACTIVITY
-    code, display = ("activity", "Activity") if activity else ("vital-signs", "Vital Signs")
+    if metric in _ACTIVITY:
+        code, display = "activity", "Activity"
+    elif metric in _LABORATORY:
+        code, display = "laboratory", "Laboratory"
+    else:
+        code, display = "vital-signs", "Vital Signs"
     return [{"coding": [{"system": _CATEGORY, "code": code, "display": display}], "text": display}]
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from ingest.deps import AdminDep, EnrollmentsDep, EraserDep, SettingsDep
 from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
+from ingest.erasure import ReportsUnavailable
 from ingest.settings import IngestSettings
 from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
@@ -385,7 +386,7 @@ async def erase_patient(
         KafkaClientError,
         OSError,
         TimeoutError,
-        RuntimeError,
+        ReportsUnavailable,
     ) as exc:
         raise kafka_unavailable(
             f"the erasure was not completed, ask again: {type(exc).__name__}: {exc}",

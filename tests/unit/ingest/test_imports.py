@@ -173,6 +173,51 @@ async def test_kafka_outage_is_waited_out_then_the_job_fails_past_its_patience(
     assert job["accepted"] == 0 and down.records == []
 
 
+class Erasable:
+    """A registry that allows everything until the patient is erased (in place, as the
+    enrollment book changes when the tombstone arrives)."""
+
+    def __init__(self) -> None:
+        self.erased = False
+
+    def patient_for(self, *, source: str, account: str) -> str | None:
+        return None
+
+    def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
+        return f"patient {patient_id} is not enrolled" if self.erased else None
+
+    def source_refusal(self, *, source: str, patient_id: str) -> str | None:
+        return f"not enrolled with source {source}" if self.erased else None
+
+
+class ErasedWhileKafkaRefuses(FlakyGateway):
+    """Kafka refuses the first send; meanwhile the patient is erased."""
+
+    def __init__(self, registry: Erasable) -> None:
+        super().__init__(failures=1)
+        self.registry = registry
+
+    async def send_batch(self, records: Sequence[Record]) -> None:
+        self.registry.erased = True
+        await super().send_batch(records)
+
+
+async def test_a_retried_batch_is_asked_again_whether_its_patient_may_be_stored(
+    app: FastAPI, http: httpx.AsyncClient, export: ExportSummary
+) -> None:
+    """A patient erased (or withdrawn) while Kafka refused a batch: the retry drops it."""
+    registry = Erasable()
+    app.state.registry = registry
+    gateway = ErasedWhileKafkaRefuses(registry)
+    app.dependency_overrides[get_gateway] = lambda: gateway
+    response = await http.post(
+        URL, params={"patient_id": "pt-9"}, content=export.path.read_bytes(), headers=ZIP
+    )
+    job = await finished(http, response.headers["location"])
+    assert gateway.records == []
+    assert job["accepted"] == 0
+
+
 async def test_refusals_are_problems(
     http: httpx.AsyncClient, gateway: RecordingGateway, export: ExportSummary, tmp_path: Path
 ) -> None:

@@ -176,3 +176,12 @@ def test_admins_signed_in_at_an_identity_provider_use_the_patients_api() -> None
         assert admin(idp.token(aud="pghd-ingest")) is None, "a clinician is no admin"
         assert admin(idp.token(pghd_role="admin")) is None, "the care API's audience"
         assert admin("ops-token") == "ops", "static admin tokens keep working"
+
+
+def test_an_erasure_settles_longer_than_a_reading_can_take_to_reach_kafka() -> None:
+    """A reading accepted just before the tombstone is on the topic or abandoned within the
+    produce timeout: a shorter settle would let it land behind the erasure marker."""
+    with pytest.raises(ValidationError, match="erase_settle_s"):
+        IngestSettings(produce_timeout_s=5, erase_settle_s=2)
+    assert IngestSettings(produce_timeout_s=5).erase_settle_s > 5
+    assert IngestSettings(produce_timeout_s=5, erase_settle_s=0).erase_settle_s == 0

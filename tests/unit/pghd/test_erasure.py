@@ -74,3 +74,25 @@ def test_a_stage_report_is_a_fhir_audit_event_of_a_deletion_with_its_counts() ->
     assert details["removed:points"] == "12"
     assert details["request-id"] == marker.erasure_id
     assert fhir["entity"][0]["what"]["reference"] == "Patient/p-1"
+
+
+def test_an_ordinary_audit_event_is_encoded_as_before_erasure_existed() -> None:
+    """Readers of the previous version refuse unknown fields: only erasure events carry
+    ``removed``, and a reader skips a record it cannot read instead of failing."""
+    from alerts.api.audit_log import _event
+    from pghd.audit import AuditAgent, new_event
+
+    event = new_event(
+        recorded=ANCHOR,
+        service="care-api",
+        method="GET",
+        route="/v1/alerts",
+        resource="/v1/alerts",
+        agent=AuditAgent(name="nurse", role="clinician"),
+        patients=["p-1"],
+        status=200,
+        request_id="r-1",
+    )
+    assert b"removed" not in wire.encode(event) and b"note" not in wire.encode(event)
+    assert _event(wire.encode(event)) == event
+    assert _event(b'{"schema_version":1,"from":"the future"}') is None

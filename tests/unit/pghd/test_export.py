@@ -170,6 +170,14 @@ def test_blood_pressure_is_the_panel_with_two_components() -> None:
     assert {q["code"] for q in components.values()} == {"mm[Hg]"}
 
 
+def test_blood_glucose_is_a_laboratory_observation_not_a_vital_sign() -> None:
+    """The R4 vital-signs profile does not list glucose (2339-0)."""
+    glucose = stored(Metric.BLOOD_GLUCOSE, {"blood_glucose": 99.0})
+    resource = fhir.observation(glucose)
+    Observation.model_validate(resource)
+    assert resource["category"][0]["coding"][0]["code"] == "laboratory"
+
+
 def test_an_interval_reading_keeps_its_period_and_is_an_activity() -> None:
     resource = fhir.observation(STEPS)
     Observation.model_validate(resource)

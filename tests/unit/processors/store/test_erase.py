@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from processors.store.erase import (
-    _missing,
     _sum_csv,
     buckets_to_erase,
     count_flux,
@@ -34,7 +33,5 @@ def test_the_count_sums_every_table_of_the_csv_answer() -> None:
     assert _sum_csv("") == 0
 
 
-def test_a_missing_bucket_or_retention_policy_is_nothing_to_erase() -> None:
-    assert _missing('{"code":"not found","message":"bucket \\"x\\" not found"}')
-    assert _missing("failed to initialize execute state: invalid retention policy")
-    assert not _missing("internal error: disk full")
+def test_the_count_reaches_past_now_for_readings_dated_ahead_of_the_clock() -> None:
+    assert "stop: 2262-04-11T00:00:00Z" in count_flux("pghd", "p-1")
