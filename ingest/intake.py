@@ -50,7 +50,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_REASONS = {"unit": "unit", "effective_time": "time", "effective_end": "time"}
+_REASONS = {
+    "unit": "unit",
+    "effective_time": "time",
+    "effective_end": "time",
+    "effective_precision": "time",
+}
 
 
 class ReadingsGateway(KafkaGateway):

@@ -5,7 +5,7 @@ Every message carries ``schema_version``. Times are timezone-aware and normalise
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -15,6 +15,7 @@ from pghd.catalogue import CATALOGUE, MAX_INTERVAL, Metric
 
 __all__ = [
     "ID_PATTERN",
+    "PART_OF_DAY_HOURS",
     "SCHEMA_VERSION",
     "Anomaly",
     "BaselineSnapshot",
@@ -25,9 +26,12 @@ __all__ = [
     "Phase",
     "Severity",
     "Source",
+    "TimePrecision",
     "UtcDatetime",
     "channel_key",
     "interval_problem",
+    "precision_problem",
+    "span_end",
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -48,6 +52,68 @@ class Context(StrEnum):
     REST = "rest"
     SLEEP = "sleep"
     ACTIVITY = "activity"
+
+
+class TimePrecision(StrEnum):
+    """How much of the calendar a reading's time names, when its sender gave less than an
+    instant: a year, a month or a day (a FHIR dateTime ``YYYY``, ``YYYY-MM``,
+    ``YYYY-MM-DD``), or a quarter of a day (an Open mHealth date with a ``part_of_day``).
+
+    ``effective_time`` is then the start of that span read in UTC, since neither standard
+    gives a date a timezone: a year or a month from its first day, a day from 00:00, a
+    part of day from its first hour (:data:`PART_OF_DAY_HOURS`). The reading was taken at
+    some time within the span (:func:`span_end`).
+    """
+
+    YEAR = "year"
+    MONTH = "month"
+    DAY = "day"
+    NIGHT = "night"
+    MORNING = "morning"
+    AFTERNOON = "afternoon"
+    EVENING = "evening"
+
+
+PART_OF_DAY_HOURS: dict[TimePrecision, int] = {
+    TimePrecision.NIGHT: 0,
+    TimePrecision.MORNING: 6,
+    TimePrecision.AFTERNOON: 12,
+    TimePrecision.EVENING: 18,
+}
+"""The first hour of each part of a day; each lasts six hours (night 00-06, morning 06-12,
+afternoon 12-18, evening 18-24)."""
+
+
+def span_end(start: datetime, precision: TimePrecision) -> datetime:
+    """Where the span of ``precision`` starting at ``start`` ends (exclusive)."""
+    if precision is TimePrecision.YEAR:
+        return start.replace(year=start.year + 1)
+    if precision is TimePrecision.MONTH:
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    if precision is TimePrecision.DAY:
+        return start + timedelta(days=1)
+    return start + timedelta(hours=6)
+
+
+def precision_problem(start: datetime, precision: TimePrecision | None) -> str | None:
+    """What is wrong with ``start`` as the start of a ``precision`` span, if anything."""
+    if precision is None:
+        return None
+    utc = start.astimezone(UTC)
+    hour = PART_OF_DAY_HOURS.get(precision, 0)
+    first_day = precision in (TimePrecision.YEAR, TimePrecision.MONTH)
+    if (
+        (utc.hour, utc.minute, utc.second, utc.microsecond) == (hour, 0, 0, 0)
+        and (utc.day == 1 or not first_day)
+        and (utc.month == 1 or precision is not TimePrecision.YEAR)
+    ):
+        return None
+    what = {
+        TimePrecision.YEAR: "a year (January 1, 00:00:00Z)",
+        TimePrecision.MONTH: "a month (its first day, 00:00:00Z)",
+        TimePrecision.DAY: "a day (00:00:00Z)",
+    }.get(precision, f"the {precision.value} of a day ({hour:02d}:00:00Z)")
+    return f"with effective_precision {precision.value!r}, effective_time must start {what}"
 
 
 class Phase(StrEnum):
@@ -125,13 +191,18 @@ class Measurement(BaseModel):
     effective_end: UtcDatetime | None = None
     """End of the interval an interval metric covers (steps, sleep); ``effective_time`` is
     then its start. ``None``: an instant, or an interval whose end the sender did not give."""
+    effective_precision: TimePrecision | None = None
+    """The span the sender's time named when it was less than an instant (a date, a part
+    of a day...); ``effective_time`` is then the span's start. ``None``: an instant."""
 
     @model_validator(mode="after")
     def _shape_matches_metric(self) -> Measurement:
         spec = CATALOGUE[self.metric]
         if self.unit != spec.unit:
             raise ValueError(f"unit must be the canonical {spec.unit!r} for {self.metric.value}")
-        problem = interval_problem(self.metric, self.effective_time, self.effective_end)
+        problem = interval_problem(
+            self.metric, self.effective_time, self.effective_end
+        ) or precision_problem(self.effective_time, self.effective_precision)
         if problem is not None:
             raise ValueError(problem)
         if spec.is_composite:

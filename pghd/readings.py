@@ -22,12 +22,15 @@ from pghd.contracts import (
     Measurement,
     PatientId,
     Source,
+    TimePrecision,
     interval_problem,
+    precision_problem,
 )
 
 __all__ = [
     "EARLIEST_EFFECTIVE_TIME",
     "MAX_FUTURE",
+    "MAX_ZONE_AHEAD",
     "FieldProblem",
     "ReadingIn",
     "ReadingRejected",
@@ -38,6 +41,12 @@ __all__ = [
 
 MAX_FUTURE = timedelta(minutes=10)
 """How far ahead of the server's clock a reading may be (device clocks drift a little)."""
+
+MAX_ZONE_AHEAD = timedelta(hours=14)
+"""How far the furthest time zone runs ahead of UTC (UTC+14; FHIR's offsets stop there). A
+date carries no timezone, so a reading of a day (or part of one) is placed by its UTC
+clock times; it is in the future only when that day has begun nowhere: it may start up to
+this much (and :data:`MAX_FUTURE`) after the server's clock."""
 
 # A device whose clock was never set reports the Unix epoch (1970-01-01) or the GPS epoch
 # (1980-01-06), and no consumer wearable or health app recorded readings before 2000: a
@@ -90,6 +99,13 @@ class ReadingIn(BaseModel):
         "interval ended, with its UTC offset; effective_time is then its start. Refused on "
         "other metrics, when not after effective_time, or when the interval exceeds 26 hours",
     )
+    effective_precision: TimePrecision | None = Field(
+        default=None,
+        description="when the time is known only to a year, month, day or part of a day "
+        "(night 00-06, morning 06-12, afternoon 12-18, evening 18-24): that span, "
+        "effective_time being its start in UTC (e.g. a weight of 2026-11-25: "
+        "effective_time 2026-11-25T00:00:00Z, effective_precision day). Omitted: an instant",
+    )
 
     @model_validator(mode="after")
     def _value_shape(self) -> ReadingIn:
@@ -135,6 +151,8 @@ def derive_event_id(reading: ReadingIn, vendor: str) -> str:
     ]
     if reading.effective_end is not None:  # only then: ids of instants stay as they were
         parts.append(reading.effective_end.isoformat())
+    if reading.effective_precision is not None:  # likewise
+        parts.append(reading.effective_precision.value)
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
     return f"d-{digest}"
 
@@ -195,7 +213,12 @@ def canonicalize(
             )
         )
     problems.extend(
-        _time_problems(reading.effective_time, received_at=received_at, max_age=max_age)
+        _time_problems(
+            reading.effective_time,
+            received_at=received_at,
+            max_age=max_age,
+            precision=reading.effective_precision,
+        )
     )
     problems.extend(_end_problems(reading, received_at=received_at, converted=converted))
     if problems:
@@ -217,6 +240,7 @@ def canonicalize(
         source=_source(vendor, reading.device_id, reading.app),
         context=reading.context,
         effective_end=None if end is None else end.astimezone(UTC),
+        effective_precision=reading.effective_precision,
     )
 
 
@@ -264,15 +288,23 @@ def parse_retention(text: str) -> timedelta | None:
     return timedelta(**{_RETENTION_UNITS[unit]: amount})
 
 
+_ZERO = timedelta(0)
 _RETENTION = re.compile(r"(\d+)([mhdw])")
 _RETENTION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _time_problems(
-    effective_time: datetime, *, received_at: datetime, max_age: timedelta | None
+    effective_time: datetime,
+    *,
+    received_at: datetime,
+    max_age: timedelta | None,
+    precision: TimePrecision | None = None,
 ) -> list[FieldProblem]:
     """The problem with ``effective_time`` (naming the bound it broke), if any."""
-    latest = received_at + MAX_FUTURE
+    wrong = precision_problem(effective_time, precision)
+    if wrong is not None:
+        return [FieldProblem(field="effective_precision", message=wrong)]
+    latest = received_at + MAX_FUTURE + (MAX_ZONE_AHEAD if precision is not None else _ZERO)
     oldest = None if max_age is None else received_at - max_age
     if effective_time < EARLIEST_EFFECTIVE_TIME:
         bound = f"before {EARLIEST_EFFECTIVE_TIME.isoformat()}, the earliest accepted time"
@@ -281,6 +313,14 @@ def _time_problems(
             f"older than the raw retention of {_days(max_age)} "
             f"(before {oldest.astimezone(UTC).isoformat(timespec='seconds')}): "
             "the time-series store would not keep it"
+        )
+    elif effective_time > latest and precision is not None:
+        ahead = MAX_ZONE_AHEAD.total_seconds() / 3600
+        bound = (
+            f"the start of a {precision.value} that has begun in no time zone yet (later than "
+            f"{latest.astimezone(UTC).isoformat(timespec='seconds')}: the server's clock, "
+            f"{MAX_FUTURE.total_seconds() / 60:g} minutes of drift and the {ahead:g} hours "
+            "UTC+14 runs ahead)"
         )
     elif effective_time > latest:
         minutes = MAX_FUTURE.total_seconds() / 60

@@ -10,10 +10,14 @@ Observations are mapped by their LOINC code through :func:`pghd.catalogue.metric
 (vital-signs profile codes: 8867-4, 9279-1, 2708-6/59408-5, 8310-5, 85354-9 with components
 8480-6/8462-4, 29463-7, 2339-0/15074-8, 55423-8). The unit is ``valueQuantity.code`` when
 its ``system`` is UCUM, else ``valueQuantity.unit``. The reading is stamped at
-``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod.start``; a step count or a
-night's sleep (55423-8, 93832-4) over an ``effectivePeriod`` also keeps the period's end as
-``effective_end`` (:mod:`ingest.adapters.intervals`). Every error names its element as a
-FHIRPath expression (``Bundle.entry[2].resource.valueQuantity.code``).
+``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod.start``, in every shape an
+R4 dateTime takes: a year, a month or a date alone is the start of that span in UTC, kept
+as ``effective_precision`` (:mod:`ingest.adapters.times`; a vital sign wants the day, as
+the vital signs profile's vs-1 does). A step count or a night's sleep (55423-8, 93832-4)
+over an ``effectivePeriod`` also keeps the period's end instant as ``effective_end``
+(:mod:`ingest.adapters.intervals`). Every error names its element as a FHIRPath
+expression (``Bundle.entry[2].resource.valueQuantity.code``); a time the specification
+refuses is refused with its reason (no seconds, no offset, 24:00...).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
 from typing import Any
 
 from fhir.resources.R4B.observation import Observation
@@ -16,14 +15,17 @@ from fhir.resources.R4B.quantity import Quantity
 from pydantic import ValidationError
 
 from ingest.adapters.intervals import interval_end
+from ingest.adapters.times import fhir_time, fhir_time_refusal
 from ingest.intake import error
 from pghd.catalogue import CATALOGUE, Metric, metric_for_loinc
+from pghd.contracts import TimePrecision
 
 __all__ = [
     "LOINC",
     "READING_STATUSES",
     "TAKEN_CODES",
     "UCUM",
+    "VITAL_SIGNS",
     "device_of",
     "effective_of",
     "event_id_of",
@@ -39,6 +41,19 @@ UCUM = "http://unitsofmeasure.org"
 READING_STATUSES = ("final", "amended", "corrected")
 _PATIENT_REF = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
 _DEVICE_REF = re.compile(r"(?:^|/)Device/([^/]+)$")
+VITAL_SIGNS = frozenset(
+    {
+        Metric.HEART_RATE,
+        Metric.RESPIRATORY_RATE,
+        Metric.SPO2,
+        Metric.BODY_TEMPERATURE,
+        Metric.BLOOD_PRESSURE,
+        Metric.WEIGHT,
+    }
+)
+"""Metrics whose codes are in FHIR R4's vital signs table: their Observations SHALL conform
+to the vital signs profile, whose vs-1 wants an ``effectiveDateTime`` precise to the day."""
+_COARSER_THAN_DAY = (TimePrecision.YEAR, TimePrecision.MONTH)
 
 
 def issue_error(expression: str, detail: str, *, code: str = "invalid") -> dict[str, Any]:
@@ -167,29 +182,51 @@ def effective_of(
     metric: Metric | None = None,
 ) -> list[dict[str, Any]]:
     """When it was measured: ``effectiveDateTime``, ``effectiveInstant`` or
-    ``effectivePeriod.start``. For an interval metric (steps, sleep) measured over an
-    ``effectivePeriod``, the period's end becomes ``effective_end`` when it is after the
-    start (a period whose end is its start is an instant) and the span is one pghd takes.
+    ``effectivePeriod.start``, placed by :mod:`ingest.adapters.times` (a date alone is the
+    start of its UTC day, with ``effective_precision``). For an interval metric (steps,
+    sleep) measured over an ``effectivePeriod``, the period's end becomes ``effective_end``
+    when it is an instant after the start (a period whose end is its start is an instant)
+    and the span is one pghd takes.
     """
     if obs.effectiveDateTime is not None:
-        when, at = obs.effectiveDateTime, f"{base}.effectiveDateTime"
+        value, at = obs.effectiveDateTime, f"{base}.effectiveDateTime"
     elif obs.effectiveInstant is not None:
-        when, at = obs.effectiveInstant, f"{base}.effectiveInstant"
+        value, at = obs.effectiveInstant, f"{base}.effectiveInstant"
     elif obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
-        when, at = obs.effectivePeriod.start, f"{base}.effectivePeriod.start"
+        value, at = obs.effectivePeriod.start, f"{base}.effectivePeriod.start"
+    elif obs.effectiveTiming is not None:
+        detail = "effectiveTiming is not taken: give effectiveDateTime or effectivePeriod"
+        return [issue_error(f"{base}.effectiveTiming", detail, code="not-supported")]
     else:
         detail = "no effectiveDateTime (or effectivePeriod.start): when was it measured?"
         return [issue_error(f"{base}.effective", detail, code="required")]
-    if not isinstance(when, datetime) or when.tzinfo is None:
-        detail = f"{when!s} is not a date-time with a timezone offset (e.g. 2026-11-25T08:00:00Z)"
-        return [issue_error(at, detail, code="value")]
-    reading["effective_time"] = when
+    placed = fhir_time(value)
+    if placed is None:
+        return [issue_error(at, fhir_time_refusal(str(value)), code="value")]
+    if (
+        placed.precision in _COARSER_THAN_DAY
+        and metric in VITAL_SIGNS
+        and at.endswith(".effectiveDateTime")
+    ):
+        detail = (
+            f"{value} is a {placed.precision}: the FHIR vital signs profile (vs-1) wants the"
+            " effectiveDateTime of a vital sign precise to the day at least"
+        )
+        return [issue_error(at, detail, code="invariant")]
+    reading["effective_time"] = placed.when
     elements["effective_time"] = at
+    if placed.precision is not None:
+        reading["effective_precision"] = placed.precision.value
+        elements["effective_precision"] = at
     period = obs.effectivePeriod
     if metric is not None and at.endswith(".effectivePeriod.start") and period is not None:
-        end = period.end if isinstance(period.end, datetime) else None  # a date: no instant
-        if interval_end(metric, when, end) is not None:
-            reading["effective_end"] = end
+        end = fhir_time(period.end)  # only an instant: a date is no end the sender measured to
+        if (
+            end is not None
+            and end.precision is None
+            and interval_end(metric, placed.when, end.when) is not None
+        ):
+            reading["effective_end"] = end.when
             elements["effective_end"] = f"{base}.effectivePeriod.end"
     return []
 
@@ -239,9 +276,7 @@ def _structure_message(err: Any) -> str:
     value = err.get("input")
     last = err["loc"][-1] if err["loc"] else ""
     if last in ("effectiveDateTime", "start", "end", "effectiveInstant") and isinstance(value, str):
-        if "T" in value:
-            return f"{value!r} has a time but no valid timezone offset (e.g. +01:00 or Z)"
-        return f"{value!r} is not a FHIR dateTime"
+        return fhir_time_refusal(value, instant=last == "effectiveInstant")
     if err["type"] == "extra_forbidden":
         return "unknown element"
     msg = str(err["msg"])

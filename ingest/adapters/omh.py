@@ -10,8 +10,15 @@ body-weight, sleep-duration and sleep-episode (its ``total_sleep_time`` as
 converts them and refuses the others, naming the accepted ones.
 
 Readings are stamped at ``effective_time_frame.date_time`` or at the start of its
-``time_interval`` (start + end, start + duration, or end + duration); step counts and sleep
-keep the interval's end as ``effective_end`` (:mod:`ingest.adapters.intervals`).
+``time_interval``, in each shape omh:time-interval allows: start + end, start + duration,
+end + duration (a duration in any unit of omh:duration-unit-value, ``ps`` to ``yr``), or a
+``date`` + ``part_of_day`` (placed by :mod:`ingest.adapters.times`: the start of that
+quarter of the UTC day, with ``effective_precision``). Step counts and sleep keep an
+interval's end instant as ``effective_end`` (:mod:`ingest.adapters.intervals`). A time frame
+is refused where the schemas refuse it, with their reason (a ``date_time`` with no offset,
+or a date alone; both a ``date_time`` and a ``time_interval``; an interval of none of its
+shapes, or of two at once); an interval with a start and no end is taken as its start (it
+has one meaning, though the schema wants an end).
 
 The patient is ``header.user_id``; a data point without one takes the ``patient_id`` the
 route was given (a query parameter); when both are there they must agree, and when neither
@@ -24,14 +31,15 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ingest.adapters.intervals import interval_end
 from ingest.adapters.locations import Located
+from ingest.adapters.times import PARTS_OF_DAY, leap_second, part_of_day
 from ingest.intake import Candidate, error
 from pghd.catalogue import Metric
-from pghd.contracts import ID_PATTERN
+from pghd.contracts import ID_PATTERN, TimePrecision
 
 __all__ = ["NAMESPACES", "SCHEMAS", "data_point_candidate", "data_points"]
 
@@ -75,7 +83,19 @@ _SECONDS = {
     "h": 3600.0,
     "d": 86400.0,
     "wk": 604800.0,
+    "Mo": 30.4375 * 86400.0,  # UCUM mo: a mean Julian month, 1/12 of a
+    "yr": 365.25 * 86400.0,  # UCUM a: a mean Julian year
 }
+"""omh:duration-unit-value's units (UCUM's common synonyms) in seconds."""
+_INTERVAL_SHAPES = (
+    ("start_date_time", "end_date_time"),
+    ("start_date_time", "duration"),
+    ("end_date_time", "duration"),
+    ("date", "part_of_day"),
+)
+"""The four shapes omh:time-interval allows (``oneOf``: exactly one may be complete)."""
+_SHAPES_TEXT = "start + end, start + duration, end + duration, or date + part_of_day"
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CONTEXTS = {
     "at rest": "rest",
     "active": "activity",
@@ -164,10 +184,13 @@ def _reading(
     reading["unit"] = _UCUM.get(units[0], units[0])
 
     frame = _time_frame(body.get("effective_time_frame"), at=f"{pointer}/body/effective_time_frame")
-    if name in _EPISODES and frame.end is None:
+    if name in _EPISODES and not frame.interval:
         detail = f"a {name} needs a time_interval (from sleep onset to final awakening)"
         raise _Refusal(frame.start_at, detail)
     reading["effective_time"], elements["effective_time"] = frame.start, frame.start_at
+    if frame.precision is not None and frame.precision_at is not None:
+        reading["effective_precision"] = frame.precision.value
+        elements["effective_precision"] = frame.precision_at
     end = interval_end(metric, frame.start, frame.end)
     if end is not None and frame.end_at is not None:
         reading["effective_end"], elements["effective_end"] = end, frame.end_at
@@ -206,12 +229,16 @@ def _unit_value(measure: Any, *, key: str, at: str) -> tuple[float, str]:
 
 @dataclass(frozen=True, slots=True)
 class _Frame:
-    """An effective time frame: its start, and its end if it is an interval; where each is."""
+    """An effective time frame: its start, its end if the sender gave one, where each is;
+    the span a date + part of day names; whether it is an interval."""
 
     start: datetime
     start_at: str
     end: datetime | None = None
     end_at: str | None = None
+    precision: TimePrecision | None = None
+    precision_at: str | None = None
+    interval: bool = True
 
 
 def _time_frame(frame: Any, *, at: str) -> _Frame:
@@ -221,45 +248,98 @@ def _time_frame(frame: Any, *, at: str) -> _Frame:
     and end. The reading is stamped at the start: a step count or a night's sleep then
     belongs to the hour or day in which it began (an interval ending at midnight is not
     moved to the next day by daily windows), as FHIR's effectivePeriod.start is taken too;
-    the end goes on as ``effective_end`` for interval metrics. A ``date_time`` is an instant.
+    the end goes on as ``effective_end`` for interval metrics. A ``date_time`` is an instant;
+    a date + part of day the start of that quarter of the UTC day, with its precision.
     """
     if not isinstance(frame, dict):
         raise _Refusal(at, "no effective_time_frame (date_time or time_interval)")
+    if "date_time" in frame and "time_interval" in frame:
+        detail = (
+            "the time frame gives both date_time and time_interval: omh:time-frame is one"
+            " of them (oneOf)"
+        )
+        raise _Refusal(at, detail)
     if "date_time" in frame:
         where = f"{at}/date_time"
-        return _Frame(_date_time(frame["date_time"], at=where), where)
+        return _Frame(_date_time(frame["date_time"], at=where), where, interval=False)
     interval = frame.get("time_interval")
     if not isinstance(interval, dict):
         raise _Refusal(at, "effective_time_frame needs date_time or time_interval")
     at = f"{at}/time_interval"
+    shapes = [shape for shape in _INTERVAL_SHAPES if all(key in interval for key in shape)]
+    if len(shapes) > 1:
+        given = " and ".join(" + ".join(shape) for shape in shapes)
+        detail = (
+            f"the time_interval gives {given}: omh:time-interval is exactly one of"
+            f" {_SHAPES_TEXT} (oneOf)"
+        )
+        raise _Refusal(at, detail)
+    shape = shapes[0] if shapes else None
+    if shape == ("date", "part_of_day"):
+        return _part_of_day(interval, at=at)
     if "start_date_time" in interval:
         where = f"{at}/start_date_time"
         start = _date_time(interval["start_date_time"], at=where)
-        if "end_date_time" in interval:
+        if shape == ("start_date_time", "end_date_time"):
             end_at = f"{at}/end_date_time"
             return _Frame(start, where, _date_time(interval["end_date_time"], at=end_at), end_at)
-        if "duration" in interval:
+        if shape == ("start_date_time", "duration"):
             end_at = f"{at}/duration"
             end = _shifted(start, _duration(interval["duration"], at=end_at), at=end_at)
             return _Frame(start, where, end, end_at)
-        return _Frame(start, where)  # no end: the schema wants one, the start is still a time
-    if "end_date_time" in interval and "duration" in interval:
+        return _Frame(start, where, interval=False)  # no end: the schema wants one
+    if shape == ("end_date_time", "duration"):
         where = f"{at}/end_date_time"
         end = _date_time(interval["end_date_time"], at=where)
         span = _duration(interval["duration"], at=f"{at}/duration")
         return _Frame(_shifted(end, -span, at=f"{at}/duration"), where, end, where)
-    raise _Refusal(at, "time_interval needs start_date_time, or end_date_time and duration")
+    raise _Refusal(at, f"the time_interval is none of {_SHAPES_TEXT} (omh:time-interval)")
+
+
+def _part_of_day(interval: dict[str, Any], *, at: str) -> _Frame:
+    text, part = interval["date"], interval["part_of_day"]
+    day = _full_date(text) if isinstance(text, str) and _FULL_DATE.fullmatch(text) else None
+    if day is None:
+        detail = f"{text!r} is not an RFC 3339 full-date (YYYY-MM-DD), as omh:time-interval's date"
+        raise _Refusal(f"{at}/date", detail)
+    if not isinstance(part, str) or part not in PARTS_OF_DAY:
+        detail = f"part_of_day {part!r} is none of omh:part-of-day's {', '.join(PARTS_OF_DAY)}"
+        raise _Refusal(f"{at}/part_of_day", detail)
+    placed = part_of_day(day, PARTS_OF_DAY[part])
+    return _Frame(
+        placed.when, f"{at}/date", precision=placed.precision, precision_at=f"{at}/part_of_day"
+    )
+
+
+def _full_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _date_time(value: Any, *, at: str) -> datetime:
     if not isinstance(value, str):
         raise _Refusal(at, "must be an RFC 3339 date-time string")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise _Refusal(at, f"{value!r} is not an RFC 3339 date-time") from None
+    if _FULL_DATE.fullmatch(value):
+        detail = (
+            f"{value!r} is a date alone: omh:date-time is an RFC 3339 date-time, with a time"
+            " and an offset (a date goes in a time_interval with a part_of_day)"
+        )
+        raise _Refusal(at, detail)
+    when = leap_second(value)
+    if when is None:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            detail = f"{value!r} is not an RFC 3339 date-time (e.g. 2013-02-05T07:25:00Z)"
+            raise _Refusal(at, detail) from None
     if when.tzinfo is None:
-        raise _Refusal(at, f"{value!r} has no timezone offset (e.g. Z or +01:00)")
+        detail = (
+            f"{value!r} has no timezone offset (e.g. Z or +01:00): omh:date-time is an"
+            " RFC 3339 date-time, which has one"
+        )
+        raise _Refusal(at, detail)
     return when
 
 

@@ -188,7 +188,15 @@ def dead_letters(
 UNCONSENTED = frozenset({"consent", "unknown-account", "unlinked-source"})
 """Refusal reasons under which nobody may store the reading: only its metadata is kept."""
 _WITHHELD = "withheld: the reading is not known to be a consenting patient's"
-_METADATA = ("patient_id", "metric", "unit", "effective_time", "effective_end", "device_id")
+_METADATA = (
+    "patient_id",
+    "metric",
+    "unit",
+    "effective_time",
+    "effective_end",
+    "effective_precision",
+    "device_id",
+)
 
 
 def may_keep(outcome: ItemOutcome, *, source: str, registry: Registry) -> bool:

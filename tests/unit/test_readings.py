@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from pghd import wire
 from pghd.catalogue import Metric
-from pghd.contracts import Measurement
+from pghd.contracts import Measurement, TimePrecision, span_end
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -172,3 +172,90 @@ def test_a_bad_end_is_refused_naming_why(overrides: dict[str, object], message: 
         )
     assert [p.field for p in refused.value.problems] == ["effective_end"]
     assert message in refused.value.problems[0].message
+
+
+def _weighed(**overrides: object) -> ReadingIn:
+    """A weight known to the day: the start of its UTC day, with its precision."""
+    base: dict[str, object] = {
+        "metric": "weight",
+        "value": 80,
+        "unit": "kg",
+        "effective_time": "2026-11-25T00:00:00Z",
+        "effective_precision": "day",
+    }
+    return reading(**base | overrides)
+
+
+def test_a_time_known_to_the_day_keeps_its_precision_on_the_wire() -> None:
+    m = canonicalize(_weighed(), vendor="a", received_at=NOW)
+    assert (m.effective_time, m.effective_precision) == (
+        datetime(2026, 11, 25, tzinfo=UTC),
+        TimePrecision.DAY,
+    )
+    payload = wire.encode(m)
+    assert b'"effective_precision":"day"' in payload
+    assert wire.decode(Measurement, payload) == m
+    instant = canonicalize(_weighed(effective_precision=None), vendor="a", received_at=NOW)
+    assert instant.event_id != m.event_id
+    assert b"effective_precision" not in wire.encode(instant)  # instants' bytes unchanged
+
+
+@pytest.mark.parametrize(
+    ("precision", "start", "end"),
+    [
+        ("year", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+        ("month", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ("month", "2025-12-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+        ("day", "2026-11-24T00:00:00Z", "2026-11-25T00:00:00Z"),
+        ("night", "2026-11-24T00:00:00Z", "2026-11-24T06:00:00Z"),
+        ("morning", "2026-11-24T06:00:00Z", "2026-11-24T12:00:00Z"),
+        ("afternoon", "2026-11-24T12:00:00Z", "2026-11-24T18:00:00Z"),
+        ("evening", "2026-11-24T18:00:00Z", "2026-11-25T00:00:00Z"),
+    ],
+)
+def test_each_precision_names_a_span_from_its_start(precision: str, start: str, end: str) -> None:
+    m = canonicalize(
+        _weighed(effective_time=start, effective_precision=precision), vendor="a", received_at=NOW
+    )
+    assert m.effective_precision is not None
+    assert span_end(m.effective_time, m.effective_precision) == datetime.fromisoformat(end)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"effective_time": "2026-11-25T08:00:00Z"}, "effective_precision", "start a day"),
+        (
+            {"effective_time": "2026-11-25T00:00:00+01:00"},  # 23:00Z the day before
+            "effective_precision",
+            "start a day (00:00:00Z)",
+        ),
+        (
+            {"effective_time": "2026-11-02T00:00:00Z", "effective_precision": "month"},
+            "effective_precision",
+            "its first day",
+        ),
+        (
+            {"effective_time": "2026-11-25T07:00:00Z", "effective_precision": "morning"},
+            "effective_precision",
+            "the morning of a day (06:00:00Z)",
+        ),
+        ({"effective_time": "2026-11-27T00:00:00Z"}, "effective_time", "begun in no time zone"),
+    ],
+)
+def test_a_time_that_is_not_its_spans_start_is_refused(
+    overrides: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(ReadingRejected) as refused:
+        canonicalize(_weighed(**overrides), vendor="a", received_at=NOW)
+    [problem] = refused.value.problems
+    assert (problem.field, message in problem.message) == (field, True), problem.message
+    data = canonicalize(_weighed(), vendor="a", received_at=NOW).model_dump()
+    data["effective_time"] = datetime(2026, 11, 25, 8, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="must start a day"):
+        Measurement.model_validate(data)
+
+
+def test_a_day_that_has_begun_east_of_utc_is_not_in_the_future() -> None:
+    tomorrow = _weighed(effective_time="2026-11-26T00:00:00Z")  # NOW is 2026-11-25T12:00Z
+    assert canonicalize(tomorrow, vendor="a", received_at=NOW).effective_precision is not None

@@ -2,14 +2,25 @@
 
 Bodies are those of ``test-data/omh/<schema>/<version>/shouldPass`` in openmhealth/schemas,
 wrapped in a header as a data point carries them (and, in :data:`OTHER_SAMPLES`, a few more
-files of that test data, named where they come from).
+files of that test data, named where they come from). :data:`TIME_FRAMES` and
+:data:`REFUSED_TIME_FRAMES` are that test data's time frames, intervals, date-times, parts
+of day and durations (``test-data/omh/{time-frame,time-interval,date-time,part-of-day,
+duration-unit-value}/1.0`` and ``test-data/ieee/time-interval/1.0``), should pass and
+should fail, each as an ``effective_time_frame``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["OTHER_SAMPLES", "SAMPLES", "data_point", "sample_with"]
+__all__ = [
+    "OTHER_SAMPLES",
+    "REFUSED_TIME_FRAMES",
+    "SAMPLES",
+    "TIME_FRAMES",
+    "data_point",
+    "sample_with",
+]
 
 SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "heart-rate": (
@@ -163,6 +174,118 @@ OTHER_SAMPLES: dict[str, dict[str, Any]] = {
     },
 }
 """Other samples of the same test data, named ``<schema>/<file>``."""
+
+
+_DAY = "2013-02-05"  # the date of test-data/omh/time-interval/1.0/shouldPass/date-part-of-day.json
+_START = "2013-02-05T07:25:00Z"  # start_date_time of .../start-time-duration.json
+
+TIME_FRAMES: dict[str, dict[str, Any]] = {
+    # test-data/omh/time-frame/1.0/shouldPass (ieee/time-frame/1.0 has the same two)
+    "time-frame/date-time": {"date_time": "2013-02-05T07:25:00.123Z"},
+    "time-frame/time-interval": {
+        "time_interval": {
+            "duration": {"value": 10, "unit": "d"},
+            "end_date_time": "2013-02-05T07:35:00Z",
+        }
+    },
+    # test-data/omh/time-interval/1.0/shouldPass, each as a time frame's time_interval
+    "time-interval/date-part-of-day": {
+        "time_interval": {"date": "2013-02-05", "part_of_day": "evening"}
+    },
+    "time-interval/duration-end-time": {
+        "time_interval": {
+            "duration": {"value": 10, "unit": "d"},
+            "end_date_time": "2013-02-05T07:35:00Z",
+        }
+    },
+    "time-interval/start-time-duration": {
+        "time_interval": {
+            "start_date_time": "2013-02-05T07:25:00Z",
+            "duration": {"value": 10, "unit": "d"},
+        }
+    },
+    "time-interval/start-time-earlier-than-end-time": {
+        "time_interval": {
+            "start_date_time": "2013-02-05T07:25:00Z",
+            "end_date_time": "2013-02-05T07:35:00Z",
+        }
+    },
+    "time-interval/start-time-later-than-end-time": {
+        "time_interval": {
+            "start_date_time": "2013-02-05T07:35:00Z",
+            "end_date_time": "2013-02-05T07:25:00Z",
+        }
+    },
+    # test-data/ieee/time-interval/1.0/shouldPass (the IEEE 1752.1 schema of the same name)
+    "ieee/time-interval/end-time-duration": {
+        "time_interval": {
+            "duration": {"value": 10.9, "unit": "d"},
+            "end_date_time": "2013-02-05T07:35:00Z",
+        }
+    },
+    "ieee/time-interval/start-time-duration": {
+        "time_interval": {
+            "start_date_time": "2013-02-05T07:25:00Z",
+            "duration": {"value": 10.2, "unit": "d"},
+        }
+    },
+    # test-data/omh/date-time/1.0/shouldPass, each as a time frame's date_time
+    "date-time/date-time-at-utc": {"date_time": "2013-02-05T07:25:00Z"},
+    "date-time/date-time-with-milliseconds": {"date_time": "2013-02-05T07:25:00.123Z"},
+    "date-time/date-time-with-timezone-offset": {"date_time": "2013-02-05T07:25:00+03:00"},
+    # test-data/omh/part-of-day/1.0/shouldPass/valid-string.json, with the date above
+    "part-of-day/valid-string": {"time_interval": {"date": _DAY, "part_of_day": "morning"}},
+    # test-data/omh/duration-unit-value/1.0/shouldPass, as the duration from the start above
+    "duration-unit-value/positive-value": {
+        "time_interval": {"start_date_time": _START, "duration": {"unit": "h", "value": 7.6}}
+    },
+    "duration-unit-value/zero-value": {
+        "time_interval": {"start_date_time": _START, "duration": {"unit": "min", "value": 0}}
+    },
+}
+"""Every time frame shape of the openmhealth/schemas test data that should pass, named
+``<schema>/<file>`` (test-data/omh/ unless it says ieee/), as an effective_time_frame."""
+
+REFUSED_TIME_FRAMES: dict[str, dict[str, Any]] = {
+    # test-data/omh/time-frame/1.0/shouldFail
+    "time-frame/empty-document": {},
+    "time-frame/time-interval-and-date-time": {
+        "date_time": "2013-02-05T07:25:00.123Z",
+        "time_interval": {
+            "duration": {"value": 10, "unit": "d"},
+            "end_date_time": "2013-02-05T07:35:00Z",
+        },
+    },
+    # test-data/omh/time-interval/1.0/shouldFail (start-time-only.json: see the tests)
+    "time-interval/duration-only": {"time_interval": {"duration": {"unit": "h", "value": 7.6}}},
+    "time-interval/empty-document": {"time_interval": {}},
+    "time-interval/end-time-only": {"time_interval": {"end_date_time": "2013-02-05T07:25:00Z"}},
+    "time-interval/part-of-day-only": {"time_interval": {"part_of_day": "morning"}},
+    # test-data/omh/date-time/1.0/shouldFail, as a date_time
+    "date-time/date-only": {"date_time": "2013-02-05"},
+    "date-time/date-time-without-timezone": {"date_time": "2013-02-05T07:25:00"},
+    "date-time/empty-string": {"date_time": ""},
+    "date-time/invalid-string": {"date_time": "foo"},
+    "date-time/time-only": {"date_time": "07:25:00"},
+    # test-data/omh/part-of-day/1.0/shouldFail, with the date above
+    "part-of-day/empty-string": {"time_interval": {"date": _DAY, "part_of_day": ""}},
+    "part-of-day/invalid-string": {"time_interval": {"date": _DAY, "part_of_day": "foo"}},
+    "part-of-day/uppercase-string": {"time_interval": {"date": _DAY, "part_of_day": "MORNING"}},
+    # test-data/omh/duration-unit-value/1.0/shouldFail, as the duration from the start above
+    "duration-unit-value/empty-document": {
+        "time_interval": {"start_date_time": _START, "duration": {}}
+    },
+    "duration-unit-value/invalid-unit": {
+        "time_interval": {"start_date_time": _START, "duration": {"unit": "foo", "value": 7.6}}
+    },
+    "duration-unit-value/unit-only": {
+        "time_interval": {"start_date_time": _START, "duration": {"unit": "yr"}}
+    },
+    "duration-unit-value/value-only": {
+        "time_interval": {"start_date_time": _START, "duration": {"value": 10}}
+    },
+}
+"""The time frames the same test data refuses (shouldFail), named likewise."""
 
 
 def data_point(

@@ -190,7 +190,7 @@ def test_event_id_is_stable_fits_the_pattern_and_prefers_the_identifier() -> Non
         (heart_rate(valueQuantity={"value": 70}), "Observation.valueQuantity.code", "no unit"),
         (heart_rate(status="preliminary"), "Observation.status", "only final, amended"),
         (heart_rate(when="2026-11-25T08:00:00"), "Observation.effectiveDateTime", "timezone"),
-        (heart_rate(when="2026-11-25"), "Observation.effectiveDateTime", "timezone"),
+        (heart_rate(when="2026-11-25T08:00+01:00"), "Observation.effectiveDateTime", "seconds"),
         (
             heart_rate(subject={"reference": "Group/102"}),
             "Observation.subject.reference",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -18,8 +19,9 @@ from ingest.deps import get_gateway, get_registry
 from ingest.settings import IngestSettings
 from pghd import wire
 from pghd.catalogue import Metric
-from pghd.contracts import Measurement
+from pghd.contracts import Measurement, TimePrecision
 from pghd.service.producer import KafkaUnavailable
+from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway
 from tests.unit.ingest.fhir_documents import (
     blood_pressure,
@@ -28,6 +30,7 @@ from tests.unit.ingest.fhir_documents import (
     heart_rate,
     sat_o2,
 )
+from tests.unit.ingest.fhir_spec_examples import VITAL_SIGNS, example
 
 URL = "/v1/fhir"
 FHIR = "application/fhir+json"
@@ -117,6 +120,31 @@ def test_batch_stores_good_entries_and_answers_one_entry_each(
     stored = produced(gateway)
     assert [m.metric for m in stored] == [Metric.HEART_RATE, Metric.BLOOD_PRESSURE]
     assert stored[1].components == {"systolic": 107, "diastolic": 60}
+
+
+def test_the_specifications_vital_signs_examples_are_stored_singly_and_in_a_batch(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    """The R4 examples as published (fhir_spec_examples), only subject and date changed:
+    three of them give a date alone (1999-07-02, 2012-09-17), SpO2 a time with its offset."""
+    day = (ANCHOR - timedelta(days=1)).date()
+    documents = [example(name, patient="p-spec", day=day) for name in VITAL_SIGNS]
+    for document in documents:
+        response = post(client, document)
+        assert response.status_code == 201, response.text
+    response = post(client, bundle("batch", *documents))
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created"] * 4
+
+    stored = produced(gateway)
+    metrics = [Metric.HEART_RATE, Metric.BODY_TEMPERATURE, Metric.BLOOD_PRESSURE, Metric.SPO2]
+    assert [m.metric for m in stored] == metrics * 2
+    day_precise = [TimePrecision.DAY] * 3 + [None]
+    assert [m.effective_precision for m in stored] == day_precise * 2
+    assert {m.effective_time.date() for m in stored} == {day}
+    same = [m.model_dump(exclude={"received_at"}) for m in stored]
+    assert same[:4] == same[4:]  # the same events (ids from the examples' id/identifier)
 
 
 def test_transaction_with_a_bad_entry_stores_nothing_and_lists_every_issue(

@@ -10,7 +10,15 @@ import pytest
 from ingest.adapters.locations import Located, relocate
 from ingest.adapters.omh import data_point_candidate, data_points
 from ingest.intake import AllowAll, ItemOutcome, triage
-from tests.unit.ingest.omh_documents import OTHER_SAMPLES, SAMPLES, data_point, sample_with
+from pghd.contracts import TimePrecision
+from tests.unit.ingest.omh_documents import (
+    OTHER_SAMPLES,
+    REFUSED_TIME_FRAMES,
+    SAMPLES,
+    TIME_FRAMES,
+    data_point,
+    sample_with,
+)
 
 
 def candidate(point: Any, patient_id: str | None = None) -> Located:
@@ -321,3 +329,176 @@ def test_body_must_be_a_data_point_or_a_non_empty_array() -> None:
     for bad in ([], "x", 3):
         with pytest.raises(ValueError):
             data_points(bad)
+
+
+def framed(name: str, frame: Any) -> dict[str, Any]:
+    return data_point(name, sample_with(name, effective_time_frame=frame))
+
+
+def at(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@pytest.mark.parametrize(
+    ("sample", "start", "steps_end", "precision"),
+    [
+        ("time-frame/date-time", "2013-02-05T07:25:00.123Z", None, None),
+        ("time-frame/time-interval", "2013-01-26T07:35:00Z", None, None),  # 10 d: no end kept
+        ("time-interval/date-part-of-day", "2013-02-05T18:00:00Z", None, TimePrecision.EVENING),
+        ("time-interval/duration-end-time", "2013-01-26T07:35:00Z", None, None),
+        ("time-interval/start-time-duration", "2013-02-05T07:25:00Z", None, None),
+        (
+            "time-interval/start-time-earlier-than-end-time",
+            "2013-02-05T07:25:00Z",
+            "2013-02-05T07:35:00Z",
+            None,
+        ),
+        ("time-interval/start-time-later-than-end-time", "2013-02-05T07:35:00Z", None, None),
+        ("ieee/time-interval/end-time-duration", "2013-01-25T09:59:00Z", None, None),
+        ("ieee/time-interval/start-time-duration", "2013-02-05T07:25:00Z", None, None),
+        ("date-time/date-time-at-utc", "2013-02-05T07:25:00Z", None, None),
+        ("date-time/date-time-with-milliseconds", "2013-02-05T07:25:00.123Z", None, None),
+        ("date-time/date-time-with-timezone-offset", "2013-02-05T04:25:00Z", None, None),
+        ("part-of-day/valid-string", "2013-02-05T06:00:00Z", None, TimePrecision.MORNING),
+        (
+            "duration-unit-value/positive-value",
+            "2013-02-05T07:25:00Z",
+            "2013-02-05T15:01:00Z",  # 7.6 h
+            None,
+        ),
+        ("duration-unit-value/zero-value", "2013-02-05T07:25:00Z", None, None),
+    ],
+)
+def test_every_time_frame_the_omh_test_data_passes_is_taken_and_placed(
+    sample: str, start: str, steps_end: str | None, precision: TimePrecision | None
+) -> None:
+    frame = TIME_FRAMES[sample]
+    for name, end in (("body-weight", None), ("step-count", steps_end)):
+        outcome = triaged(candidate(framed(name, frame)))
+        measurement = outcome.measurement
+        assert measurement is not None, (name, outcome.errors)
+        assert measurement.effective_time == at(start), name
+        assert measurement.effective_end == at(end), name
+        assert measurement.effective_precision == precision, name
+
+
+@pytest.mark.parametrize(
+    ("sample", "text"),
+    [
+        ("time-frame/empty-document", "needs date_time or time_interval"),
+        (
+            "time-frame/time-interval-and-date-time",
+            "gives both date_time and time_interval: omh:time-frame is one of them",
+        ),
+        ("time-interval/duration-only", "is none of start + end, start + duration"),
+        ("time-interval/empty-document", "is none of start + end, start + duration"),
+        ("time-interval/end-time-only", "is none of start + end, start + duration"),
+        ("time-interval/part-of-day-only", "is none of start + end, start + duration"),
+        ("date-time/date-only", "is a date alone: omh:date-time is an RFC 3339 date-time"),
+        ("date-time/date-time-without-timezone", "has no timezone offset"),
+        ("date-time/empty-string", "is not an RFC 3339 date-time"),
+        ("date-time/invalid-string", "is not an RFC 3339 date-time"),
+        ("date-time/time-only", "is not an RFC 3339 date-time"),
+        ("part-of-day/empty-string", "is none of omh:part-of-day's morning, afternoon, evening"),
+        ("part-of-day/invalid-string", "is none of omh:part-of-day's"),
+        ("part-of-day/uppercase-string", "'MORNING' is none of omh:part-of-day's"),
+        ("duration-unit-value/empty-document", "duration must be {value, unit}"),
+        ("duration-unit-value/invalid-unit", "duration unit 'foo' is not taken"),
+        ("duration-unit-value/unit-only", "duration must be {value, unit}"),
+        ("duration-unit-value/value-only", "duration unit None is not taken"),
+    ],
+)
+def test_every_time_frame_the_omh_test_data_fails_is_refused_with_its_reason(
+    sample: str, text: str
+) -> None:
+    item = candidate(framed("body-weight", REFUSED_TIME_FRAMES[sample]))
+    outcome = triaged(item)
+    [err] = relocate(outcome.errors, item)
+    assert err["pointer"].startswith("/0/body/effective_time_frame")
+    assert text in err["detail"]
+    assert outcome.reason == "invalid"
+
+
+def test_a_time_interval_of_two_shapes_at_once_is_refused_as_the_schema_does() -> None:
+    frame = {
+        "time_interval": {
+            "start_date_time": "2016-02-05T06:25:00Z",
+            "end_date_time": "2016-02-05T07:25:00Z",
+            "duration": {"value": 1, "unit": "h"},
+        }
+    }
+    [err] = candidate(framed("step-count", frame)).candidate.errors
+    assert err["pointer"] == "/0/body/effective_time_frame/time_interval"
+    assert "gives start_date_time + end_date_time and start_date_time + duration" in err["detail"]
+    assert "exactly one of" in err["detail"] and "(oneOf)" in err["detail"]
+
+
+def test_an_interval_with_a_start_only_is_taken_at_its_start() -> None:
+    """test-data/omh/time-interval/1.0/shouldFail/start-time-only.json: the schema wants an
+    end, but the start alone still says when; it is taken as an instant, as before."""
+    frame = {"time_interval": {"start_date_time": "2013-02-05T07:25:00Z"}}
+    outcome = triaged(candidate(framed("body-weight", frame)))
+    assert outcome.measurement is not None, outcome.errors
+    assert outcome.measurement.effective_time == datetime(2013, 2, 5, 7, 25, tzinfo=UTC)
+    assert outcome.measurement.effective_end is None
+
+
+@pytest.mark.parametrize(
+    ("part", "hour"), [("night", 0), ("morning", 6), ("afternoon", 12), ("evening", 18)]
+)
+def test_a_date_and_part_of_day_is_the_start_of_that_quarter_of_the_utc_day(
+    part: str, hour: int
+) -> None:
+    frame = {"time_interval": {"date": "2013-02-05", "part_of_day": part}}
+    item = candidate(framed("body-weight", frame))
+    reading = item.candidate.reading
+    assert reading is not None
+    assert reading["effective_time"] == datetime(2013, 2, 5, hour, tzinfo=UTC)
+    assert reading["effective_precision"] == part
+    where = "/0/body/effective_time_frame/time_interval"
+    assert item.elements["effective_time"] == f"{where}/date"
+    assert item.elements["effective_precision"] == f"{where}/part_of_day"
+
+
+def test_a_night_of_sleep_given_as_a_date_and_part_of_day_is_an_episode() -> None:
+    frame = {"time_interval": {"date": "2016-02-05", "part_of_day": "night"}}
+    body = sample_with("sleep-episode", effective_time_frame=frame)
+    outcome = triaged(candidate(data_point("sleep-episode", body)))
+    measurement = outcome.measurement
+    assert measurement is not None, outcome.errors
+    assert (measurement.effective_time, measurement.effective_end) == (
+        datetime(2016, 2, 5, tzinfo=UTC),
+        None,
+    )
+    assert measurement.effective_precision is TimePrecision.NIGHT
+
+
+def test_a_part_of_day_needs_a_real_date() -> None:
+    frame = {"time_interval": {"date": "2013-02-30", "part_of_day": "morning"}}
+    [err] = candidate(framed("body-weight", frame)).candidate.errors
+    assert err["pointer"] == "/0/body/effective_time_frame/time_interval/date"
+    assert "not an RFC 3339 full-date" in err["detail"]
+
+
+@pytest.mark.parametrize(
+    ("duration", "start"),
+    [
+        ({"value": 1, "unit": "Mo"}, datetime(2013, 1, 5, 21, 5, tzinfo=UTC)),  # 30.4375 d
+        ({"value": 1, "unit": "yr"}, datetime(2012, 2, 6, 1, 35, tzinfo=UTC)),  # 365.25 d
+        ({"value": 2, "unit": "wk"}, datetime(2013, 1, 22, 7, 35, tzinfo=UTC)),
+    ],
+)
+def test_every_duration_unit_of_the_schema_is_taken(
+    duration: dict[str, Any], start: datetime
+) -> None:
+    frame = {"time_interval": {"end_date_time": "2013-02-05T07:35:00Z", "duration": duration}}
+    reading = candidate(framed("body-weight", frame)).candidate.reading
+    assert reading is not None
+    assert reading["effective_time"] == start
+
+
+def test_a_leap_second_is_the_next_second() -> None:
+    frame = {"date_time": "2016-12-31T23:59:60Z"}
+    reading = candidate(framed("body-weight", frame)).candidate.reading
+    assert reading is not None
+    assert reading["effective_time"] == datetime(2017, 1, 1, tzinfo=UTC)

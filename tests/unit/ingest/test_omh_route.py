@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from ingest.auth import hash_key
 from ingest.deps import get_gateway
 from ingest.settings import IngestSettings
 from pghd import wire
-from pghd.contracts import Measurement
+from pghd.contracts import Measurement, TimePrecision
 from pghd.service.producer import KafkaUnavailable
 from tests.clock import ANCHOR
 from tests.unit.ingest.conftest import API_KEY, SOURCE, RecordingGateway
@@ -117,3 +117,16 @@ def test_the_documented_examples_are_accepted(app: FastAPI, client: TestClient) 
     single = client.post(URL, json=examples["single"]["value"])
     batch = client.post(URL, json=examples["batch"]["value"], params={"patient_id": "patient-001"})
     assert (single.status_code, batch.status_code) == (202, 202), (single.text, batch.text)
+
+
+def test_a_date_and_part_of_day_is_stored_with_its_precision(
+    client: TestClient, gateway: RecordingGateway
+) -> None:
+    day = (ANCHOR - timedelta(days=1)).date()
+    frame = {"time_interval": {"date": day.isoformat(), "part_of_day": "morning"}}
+    point = data_point("body-weight", sample_with("body-weight", effective_time_frame=frame))
+    response = client.post(URL, json=point)
+    assert response.status_code == 202, response.text
+    [stored] = [wire.decode(Measurement, v) for _, v in gateway.records]
+    assert stored.effective_time == datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
+    assert stored.effective_precision is TimePrecision.MORNING
