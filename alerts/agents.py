@@ -23,8 +23,11 @@ holds each patient's :class:`~alerts.state.PatientState`. Per batch:
    Apprise, the outcome written to the alert's notification history and published);
    annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
 
-An erasure marker on ``pghd.anomalies.v1`` (:mod:`pghd.erasure`) ends the batch before it:
-:meth:`Alerts.erase` removes the patient's alerts, state and annotations, and reports.
+An erasure marker (:mod:`pghd.erasure`) on either input (the processors forward it to both,
+so that it comes after the patient's anomalies *and* after their commands) ends the batch
+before it: :meth:`Alerts.erase` removes the patient's alerts, state and annotations, and
+reports. While it waits (Kafka, Grafana) the patient is in ``erasing``: nothing writes their
+state or annotates them again (a delivery settling, the timer, an annotation written).
 
 A leader-only timer (every ``digest_check_s``) sends the daily digest of findings held back
 by the per-patient budget, once per care team and day (:mod:`alerts.digest_sender`).
@@ -44,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -76,7 +80,7 @@ from pghd import stall_watchdog, topics, wire
 from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
-from pghd.erasure import decode_marker, is_marker, stage_event
+from pghd.erasure import ErasureMarker, decode_marker, is_marker, stage_event
 from pghd.kafka_send import Outgoing, send_all
 from pghd.pseudonym import pseudonym
 from pghd.table_partition import in_partition
@@ -84,6 +88,10 @@ from pghd.table_partition import in_partition
 __all__ = ["Alerts", "where_of"]
 
 logger = logging.getLogger(__name__)
+
+#: Erasures remembered (counts so far, whether one failed), for the marker's second copy: one
+#: comes on each input topic.
+_ERASURES_KEPT = 1024
 
 
 def where_of(event: EventT[Any]) -> tuple[Where, bytes | None]:
@@ -137,6 +145,12 @@ class Alerts:
             " annotation ids)",
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.erasing: set[str] = set()
+        """patients whose erasure is under way: their state is not written again"""
+        self._erasures: OrderedDict[str, tuple[dict[str, int], bool]] = OrderedDict()
+        self.erase_attempts = 3
+        """tries of each part of an erasure that can fail (Kafka read, Grafana search)"""
+        self.erase_backoff_s = 1.0
         self.courier = Courier(
             send=self._send,
             load=self.load,
@@ -145,6 +159,7 @@ class Alerts:
             policy=settings.retry_policy(),
             metrics=self.metrics,
             config=self.config,
+            erasing=self.erasing.__contains__,
         )
         self.annotation_queue = (
             None
@@ -164,6 +179,7 @@ class Alerts:
                 attempts=settings.grafana_attempts,
                 backoff_s=settings.grafana_backoff_s,
                 on_outcome=self.metrics.annotation,
+                alive=self._alive,
             )
         )
         app.agent(self.inputs, name="alerts.agents.alert_on_inputs")(self._alert_on_inputs)
@@ -207,8 +223,9 @@ class Alerts:
         task.add_done_callback(self._tasks.discard)
 
     def _apply(self, step: Step) -> None:
-        """Store the state, publish changed alerts, queue annotations (no waiting)."""
-        if not step.dirty:
+        """Store the state, publish changed alerts, queue annotations (no waiting); nothing
+        for a patient being erased."""
+        if not step.dirty or step.state.patient_id in self.erasing:
             return
         self.metrics.alert_changes(self.alert_state.get(step.state.patient_id), step.changed)
         self._store(step.state)
@@ -239,17 +256,26 @@ class Alerts:
         )
 
     async def _flush_and_send(self, deliveries: list[PendingDelivery]) -> None:
-        """Wait until the outbox entries (and alert states) are in Kafka, then send."""
+        """Wait until the outbox entries (and alert states) are in Kafka, then send (not
+        to patients erased meanwhile)."""
         await self.app.producer.flush()
         for delivery in deliveries:
-            self._spawn(self.courier.attempt(delivery))
+            if self._alive(delivery.patient_id):
+                self._spawn(self.courier.attempt(delivery))
+            else:
+                self.courier.in_flight.discard(delivery.notification_id)
+
+    def _alive(self, patient_id: str) -> bool:
+        """Whether the patient has alert state here and is not being erased."""
+        return patient_id not in self.erasing and self.alert_state.get(patient_id) is not None
 
     def _lookup_annotation(self, action: Annotate) -> int | None:
         state = self.load(action.patient_id)
         return None if state is None else state.annotations.get(action.alert_id)
 
     def _remember_annotation(self, action: Annotate, annotation_id: int) -> None:
-        state = self.load(action.patient_id)
+        erasing = action.patient_id in self.erasing
+        state = None if erasing else self.load(action.patient_id)
         if state is None and self.annotation_queue is not None:
             # written while the patient was being erased: it must not outlive them
             self._spawn(asyncio.to_thread(self.annotation_queue.annotator.delete, annotation_id))
@@ -316,7 +342,7 @@ class Alerts:
         async for events in batches:
             run: list[EventT[Any]] = []
             for event in events:
-                if event.message.topic == topics.ANOMALIES and is_marker(event.value):
+                if is_marker(event.value):  # on either topic (see erase)
                     if run:
                         await self.handle_batch(run)
                         run = []
@@ -345,11 +371,39 @@ class Alerts:
             await asyncio.sleep(self.settings.grafana_backoff_s * 2 ** (attempt - 1))
         return left
 
+    async def _retried(self, what: str, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """``call()``, tried :attr:`erase_attempts` times with backoff; raises the last error."""
+        for attempt in range(1, self.erase_attempts + 1):
+            try:
+                return await call()
+            except Exception as exc:
+                if attempt == self.erase_attempts:
+                    raise
+                delay = self.erase_backoff_s * 2 ** (attempt - 1)
+                logger.warning(
+                    "erasure: %s failed (attempt %d, retry in %.1fs): %s: %s",
+                    what,
+                    attempt,
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def erase(self, event: EventT[Any]) -> None:
         """An erasure marker (:mod:`pghd.erasure`), after every earlier message of its
-        patient: tombstone their alerts on ``pghd.alerts.v1`` (the state's and any other the
-        topic holds for them), delete their state (silences and pending notifications
-        with it) and their Grafana annotations; report to ``pghd.audit.v1``."""
+        patient on its topic: tombstone their alerts on ``pghd.alerts.v1`` (the state's and
+        any other the topic holds for them), delete their state (silences and pending
+        notifications with it) and their Grafana annotations (those the state names and
+        those Grafana finds by the patient's tag); report to ``pghd.audit.v1``.
+
+        Never raises (the agent would stop, and the marker could be committed unreported):
+        a part that fails after its retries is named in the report, ``failed``; the rest is
+        erased all the same, and asking again finds what is left. The marker comes once on
+        each input topic: the second copy erases again (a command read between the two may
+        have made new state) and reports only when it removed something, with the counts of
+        both."""
         where, key = where_of(event)
         now = datetime.now(UTC)
         try:
@@ -365,56 +419,159 @@ class Alerts:
                 payload=bytes(event.value).decode("utf-8", "backslashreplace"),
                 failed_at=now,
             )
-            await send_all(self.app.producer, [(topics.DLQ, key, wire.encode(letter), None)])
             self.metrics.dead_letter(letter)
+            try:
+                await send_all(self.app.producer, [(topics.DLQ, key, wire.encode(letter), None)])
+            except Exception as send_exc:
+                logger.error("invalid erasure marker not sent to the DLQ: %r", send_exc)
             return
         pid = marker.patient_id
-        state = self.load(pid)
+        self.erasing.add(pid)  # before any await: nothing writes their state from here
+        try:
+            await self._erase(marker, where, now)
+        except Exception:
+            logger.exception(
+                "erasure %s of patient %s: unexpected failure", marker.erasure_id, pseudonym(pid)
+            )
+        finally:
+            self.erasing.discard(pid)
+
+    async def _erase(self, marker: ErasureMarker, where: Where, now: datetime) -> None:
+        pid = marker.patient_id
+        stored = self.alert_state.get(pid) is not None
+        state = self.load(pid)  # None when unreadable: the tombstone goes all the same
+        # the event's partition is the patient's (both inputs are keyed by patient), also
+        # when their state is unreadable; the state's own, should it differ
+        partitions = {where.partition or 0} | (set() if state is None else {state.partition})
+        store: Any = self.alert_state.data
+        for p in partitions:
+            with in_partition(p):
+                store.pop(pid, None)
+        queued = 0 if self.annotation_queue is None else self.annotation_queue.forget(pid)
+        failures: list[str] = []
+        try:  # what was buffered before (a state, an alert) reaches Kafka before the tombstones
+            await self.app.producer.flush()
+        except Exception as exc:
+            failures.append(f"Kafka producer not flushed ({type(exc).__name__})")
+        published: dict[bytes, bytes] = {}
+        try:
+            published = await self._retried(
+                f"reading {topics.ALERTS}", lambda: self._read_compacted(topics.ALERTS)
+            )
+        except Exception as exc:
+            failures.append(
+                f"{topics.ALERTS} not read ({type(exc).__name__}: {exc}): only the alerts in"
+                " the state were tombstoned"
+            )
+        deleted_annotations, reason = await self._erase_annotations(pid, state)
+        if reason is not None:
+            failures.append(reason)
         fingerprints = set() if state is None else set(state.alerts)
-        for fingerprint, raw in (await self._read_compacted(topics.ALERTS)).items():
+        for fingerprint, raw in published.items():
             try:
                 if orjson.loads(raw).get("patient_id") == pid:
                     fingerprints.add(fingerprint.decode())
             except (orjson.JSONDecodeError, AttributeError, UnicodeDecodeError):
                 continue
-        annotations = [] if state is None else sorted(state.annotations.values())
-        queued = 0 if self.annotation_queue is None else self.annotation_queue.forget(pid)
-        deleted_annotations = 0
-        failed: str | None = None
-        if annotations and self.annotation_queue is None:
-            failed = f"{len(annotations)} Grafana annotations kept: no Grafana is configured"
-        elif self.annotation_queue is not None:
-            kept = await self._delete_annotations(annotations)
-            deleted_annotations = len(annotations) - len(kept)
-            if kept:  # the state goes anyway: the ids are in the report, to delete by hand
-                failed = f"Grafana annotations not deleted (ids {kept})"[:500]
         changelog = self.alert_state.changelog_topic.get_topic_name()
-        partition = where.partition or 0 if state is None else state.partition
         outgoing: list[Outgoing] = [(topics.ALERTS, fp.encode(), None, None) for fp in fingerprints]
-        if state is not None:
-            outgoing.append((changelog, orjson.dumps(pid), None, partition))
-        await send_all(self.app.producer, outgoing)
-        store: Any = self.alert_state.data
-        with in_partition(partition):
-            store.pop(pid, None)
+        outgoing += [(changelog, orjson.dumps(pid), None, p) for p in sorted(partitions)]
+        try:
+            await send_all(self.app.producer, outgoing)
+        except Exception as exc:
+            failures.append(f"tombstones not sent ({type(exc).__name__}: {exc})")
+        for p in partitions:
+            with in_partition(p):
+                store.pop(pid, None)
         removed = {
             "alerts": len(fingerprints),
-            "alert_states": int(state is not None),
+            "alert_states": int(stored),
             "silences": 0 if state is None else len(state.silences),
             "pending_notifications": 0 if state is None else len(state.pending),
             "annotations": deleted_annotations,
             "queued_annotations": queued,
         }
+        failed = "; ".join(failures)[:500] or None
+        await self._report(marker, removed, failed=failed, now=now, topic=where.topic)
+
+    async def _erase_annotations(
+        self, pid: str, state: PatientState | None
+    ) -> tuple[int, str | None]:
+        """Delete the patient's Grafana annotations: those the state names and those Grafana
+        finds by their tag; how many, and why some are left (None: none are)."""
+        known = set() if state is None else set(state.annotations.values())
+        if self.annotation_queue is None:
+            if known:
+                return 0, f"{len(known)} Grafana annotations kept: no Grafana is configured"
+            return 0, None
+        annotator = self.annotation_queue.annotator
+        reason: str | None = None
+        try:
+            found = await self._retried(
+                "searching Grafana annotations", lambda: asyncio.to_thread(annotator.find, pid)
+            )
+            known.update(found)
+        except Exception as exc:
+            reason = f"Grafana annotations not searched ({type(exc).__name__}); ask again"
+        ids = sorted(known)
+        kept = await self._delete_annotations(ids, attempts=self.erase_attempts)
+        if kept:
+            left = f"Grafana annotations not deleted (ids {kept}); ask again"
+            reason = left if reason is None else f"{reason}; {left}"
+        return len(ids) - len(kept), reason
+
+    async def _report(
+        self,
+        marker: ErasureMarker,
+        removed: dict[str, int],
+        *,
+        failed: str | None,
+        now: datetime,
+        topic: str | None,
+    ) -> None:
+        """Append the stage's audit event: the counts of this marker and of its other copy,
+        if this worker erased for it already (then only when this one removed more, failed,
+        or mends a failure of the first)."""
+        pid = marker.patient_id
+        counts, failed_before = self._erasures.pop(marker.erasure_id, (None, False))
+        total = dict(removed)
+        if counts is not None:
+            total = {k: counts.get(k, 0) + removed.get(k, 0) for k in {*counts, *removed}}
+        self._erasures[marker.erasure_id] = (total, failed is not None)
+        while len(self._erasures) > _ERASURES_KEPT:
+            self._erasures.popitem(last=False)
+        news = failed is not None or failed_before or any(removed.values())
+        if counts is not None and not news:
+            logger.info(
+                "erasure %s of patient %s: its marker on %s found nothing more",
+                marker.erasure_id,
+                pseudonym(pid),
+                topic,
+            )
+            return
         report = stage_event(
-            marker,
-            stage="alerts",
-            resource="alerts",
-            removed=removed,
-            recorded=now,
-            failed=failed,
+            marker, stage="alerts", resource="alerts", removed=total, recorded=now, failed=failed
         )
-        await send_all(self.app.producer, [(topics.AUDIT, pid.encode(), wire.encode(report), None)])
-        logger.info("erasure %s of patient %s: %s", marker.erasure_id, pseudonym(pid), removed)
+        try:
+            await send_all(
+                self.app.producer, [(topics.AUDIT, pid.encode(), wire.encode(report), None)]
+            )
+        except Exception as exc:
+            logger.error(
+                "erasure %s of patient %s: report not sent (%r)",
+                marker.erasure_id,
+                pseudonym(pid),
+                exc,
+            )
+            return
+        log = logger.warning if failed else logger.info
+        log(
+            "erasure %s of patient %s: %s%s",
+            marker.erasure_id,
+            pseudonym(pid),
+            total,
+            f"; FAILED: {failed}" if failed else "",
+        )
 
     async def handle_batch(self, events: Sequence[EventT[Any]]) -> None:
         """A batch of anomalies and commands, in order per patient: each patient's state is
@@ -531,6 +688,8 @@ class Alerts:
         deliveries: list[PendingDelivery] = []
         states: list[PatientState] = []
         for patient_id in list(self.alert_state.data.keys()):
+            if patient_id in self.erasing:
+                continue
             state = self.load(patient_id)
             if state is None or state.partition not in owned:
                 continue

@@ -90,8 +90,11 @@ class Courier:
         metrics: AlertsMetrics,
         config: RoutingConfig | None,
         clock: Callable[[], datetime] = _utcnow,
+        erasing: Callable[[str], bool] = lambda patient_id: False,
     ) -> None:
+        """``erasing``: whether a patient is being erased (an outcome then writes nothing)."""
         self._send, self._load, self._apply, self._owned = send, load, apply, owned
+        self._erasing = erasing
         self.policy, self.metrics, self.config, self._clock = policy, metrics, config, clock
         self.in_flight: set[str] = set()
         """notification ids with an attempt under way in this process"""
@@ -152,10 +155,20 @@ class Courier:
     def settle(self, delivery: PendingDelivery, *, delivered: bool) -> Settled | None:
         """Write the attempt's outcome into the patient's state (None: partition moved)."""
         outcome = NotificationOutcome.DELIVERED if delivered else NotificationOutcome.FAILED
+        if self._erasing(delivery.patient_id):  # the state must not come back
+            self.metrics.notification(delivery.channel, outcome, final=True)
+            logger.info(
+                "notification %s alert %s channel %s: %s, not recorded (patient being erased)",
+                delivery.notification_id,
+                delivery.alert_id,
+                delivery.channel,
+                outcome.value,
+            )
+            return None
         state = self._load(delivery.patient_id)
         if state is None or state.partition not in self._owned():
             self.metrics.notification(delivery.channel, outcome, final=delivered)
-            return None  # another worker owns the patient now: it resumes the delivery
+            return None  # another worker owns the patient now (or it was erased)
         settled = outbox.settle(
             state, delivery, delivered=delivered, at=self._clock(), policy=self.policy
         )

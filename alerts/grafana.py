@@ -9,6 +9,12 @@ exponential backoff; a full queue or a request that keeps failing drops that ann
 (logged by ids) and never blocks or delays notifications. The annotation id of each alert
 is kept in the patient's table state through the ``remember`` callback and read back
 through ``lookup``.
+
+Erasure (:meth:`alerts.agents.Alerts.erase`) finds a patient's annotations in Grafana by
+their ``patient:<id>`` tag (:meth:`GrafanaAnnotator.find`) and deletes each
+(:meth:`GrafanaAnnotator.delete`): the ids kept in the state name only the "opened" ones.
+The queue writes nothing for a patient the ``alive`` predicate rejects (erased, or being
+erased), and deletes an annotation whose patient was erased while it was being written.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
-from alerts.lifecycle import Annotate
+from alerts.lifecycle import Annotate, patient_tag
 
 __all__ = ["AnnotationQueue", "GrafanaAnnotator", "annotation_payload", "epoch_ms"]
 
@@ -31,6 +37,10 @@ logger = logging.getLogger(__name__)
 Lookup = Callable[[Annotate], int | None]
 Remember = Callable[[Annotate, int], None]
 Outcome = Callable[[str], None]
+Alive = Callable[[str], bool]
+
+#: The end of Grafana's time axis for a search (9999-12-31, epoch ms).
+_END_OF_TIME_MS = 253402300799999
 
 
 def epoch_ms(when: datetime) -> int:
@@ -88,6 +98,41 @@ class GrafanaAnnotator:
         response = self.api.client.POST("/annotations", json=payload)
         return int(response["id"])
 
+    def find(self, patient_id: str, *, limit: int = 100) -> list[int]:
+        """The ids of every annotation tagged ``pghd`` and ``patient:<patient_id>``, through
+        Grafana's search (``GET /api/annotations?tags=...&type=annotation&limit=...``).
+
+        Grafana answers at most ``limit`` annotations, latest end first, and keeps those with
+        ``time <= to`` and ``timeEnd >= from`` (only when both are given): each next page asks
+        for ``to`` = the earliest end of the page before (an annotation left out ends no later
+        and so starts no later), until a page is short. Grafana splits a tag at every ``:``,
+        so ``patient:a:b`` also matches patient ``a``'s: only annotations that carry the exact
+        tag are returned. Raises on any HTTP or network error."""
+        tag = patient_tag(patient_id)
+        seen: set[int] = set()
+        found: list[int] = []
+        to = _END_OF_TIME_MS
+        while to >= 1:
+            params = [
+                ("tags", "pghd"),
+                ("tags", tag),
+                ("type", "annotation"),
+                ("limit", str(limit)),
+                ("from", "1"),
+                ("to", str(to)),
+            ]
+            page = self.api.client.GET("/annotations", params=params)
+            fresh = [item for item in page if int(item["id"]) not in seen]
+            seen.update(int(item["id"]) for item in fresh)
+            found += [int(item["id"]) for item in fresh if tag in (item.get("tags") or ())]
+            if len(page) < limit:
+                break
+            earliest = min(int(item.get("timeEnd") or item.get("time") or 0) for item in page)
+            # a full page of annotations ending at the same millisecond: step past them (more
+            # there are found when the erasure is asked for again, after these are deleted)
+            to = earliest if fresh else earliest - 1
+        return found
+
     def delete(self, annotation_id: int) -> None:
         """Delete one annotation (an erasure); a 404 (already gone) is not an error."""
         try:
@@ -111,10 +156,14 @@ class AnnotationQueue:
         max_backoff_s: float = 60.0,
         maxsize: int = 10_000,
         on_outcome: Outcome | None = None,
+        alive: Alive | None = None,
     ) -> None:
-        """``on_outcome`` is told "written", "retry", "failed" or "dropped" (metrics)."""
+        """``on_outcome`` is told "written", "retry", "failed" or "dropped" (metrics);
+        ``alive`` says whether a patient may still be annotated (has alert state and is not
+        being erased)."""
         self.annotator = annotator
         self.on_outcome = on_outcome or (lambda outcome: None)
+        self.alive = alive or (lambda patient_id: True)
         self.lookup = lookup
         self.remember = remember
         self.attempts = attempts
@@ -148,8 +197,17 @@ class AnnotationQueue:
         return dropped
 
     async def write(self, action: Annotate) -> int | None:
-        """Write one annotation with retries; its id, or None when every attempt failed."""
+        """Write one annotation with retries; its id, or None when every attempt failed or
+        the patient is no longer :attr:`alive` (erased: their annotations must not come back,
+        e.g. an "acknowledged" or "resolved" still queued)."""
         for attempt in range(1, self.attempts + 1):
+            if not self.alive(action.patient_id):
+                logger.info(
+                    "annotation %s of alert %s not written: its patient was erased",
+                    action.kind,
+                    action.alert_id,
+                )
+                return None
             try:
                 existing = self.lookup(action)
                 annotation_id = await asyncio.to_thread(
@@ -178,6 +236,9 @@ class AnnotationQueue:
                 await asyncio.sleep(delay)
                 continue
             self.on_outcome("written")
+            if not self.alive(action.patient_id):
+                await self._undo(action, annotation_id)
+                return None
             if action.kind == "opened":
                 self.remember(action, annotation_id)
             logger.info(
@@ -185,6 +246,26 @@ class AnnotationQueue:
             )
             return annotation_id
         return None
+
+    async def _undo(self, action: Annotate, annotation_id: int) -> None:
+        """Delete an annotation written while its patient was being erased (the erasure's
+        search may have run before it existed)."""
+        try:
+            await asyncio.to_thread(self.annotator.delete, annotation_id)
+        except Exception as exc:
+            logger.error(
+                "annotation %d of alert %s, written during its patient's erasure, not deleted"
+                " (%s): asking for the erasure again finds it",
+                annotation_id,
+                action.alert_id,
+                type(exc).__name__,
+            )
+            return
+        logger.info(
+            "annotation %d of alert %s deleted: its patient was erased while it was written",
+            annotation_id,
+            action.alert_id,
+        )
 
     async def run(self) -> None:
         """Consume the queue forever (cancel to stop)."""

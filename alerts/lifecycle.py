@@ -65,6 +65,7 @@ __all__ = [
     "fingerprint",
     "group_key",
     "inhibited",
+    "patient_tag",
     "problem_of",
     "resolve",
     "silenced",
@@ -156,11 +157,18 @@ def _alert_id(fp: str, anomaly_id: str) -> str:
     return f"al-{digest}"
 
 
+def patient_tag(patient_id: str) -> str:
+    """The tag naming the patient on each of their Grafana annotations: the patient id
+    itself, so that an erasure finds every annotation of theirs by it (a pseudonym would be
+    found only while its key lasts), in Grafana's search (``tags=patient:<id>``)."""
+    return f"patient:{patient_id}"
+
+
 def _tags(alert: Alert) -> tuple[str, ...]:
     return (
         "pghd",
         "alert",
-        f"patient:{alert.patient_id}",
+        patient_tag(alert.patient_id),
         f"problem:{alert.problem}",
         f"severity:{alert.severity.value}",
     )

@@ -47,7 +47,7 @@ cannot be written); admins read them at `GET /v1/audit`. Alerts are read from th
 patient id) and answered `202` once Kafka acknowledged them; the alerts worker applies them
 and the new alert state shows here shortly after. Silences are not on the alerts topic: `GET
 /v1/silences` lists those found in the commands topic (any instance's, within its retention)
-and those this process issued.
+and those this process issued, of enrolled patients only (none of an erased patient).
 """
 
 

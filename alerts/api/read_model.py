@@ -17,6 +17,11 @@ Care plans: :meth:`ReadModel.apply_care_plan_record` takes one record of the com
 
 Care teams: :meth:`ReadModel.apply_enrollment_record` takes one record of the compacted
 ``pghd.enrollments.v1``; each patient's ``teams`` decide which care-team members see them.
+An enrollment tombstone is an erasure (:mod:`pghd.erasure`): it drops everything held about
+the patient (teams, care plan, alerts, silences). Silences are listed only for enrolled
+patients (:meth:`ReadModel.list_silences`): the commands topic keeps an erased patient's
+silence commands for its retention (30 days), and a restart reads them again, whether before
+the tombstone or after it (or once the tombstone itself is compacted away).
 
 :meth:`ReadModel.apply_record` takes a record of any of these topics (:data:`FOLLOWED`).
 """
@@ -65,6 +70,13 @@ class AlertIndex:
         earlier = self._by_fingerprint.pop(fingerprint, None)
         if earlier is not None and self._by_id.get(earlier.alert_id) is earlier:
             del self._by_id[earlier.alert_id]
+
+    def remove_patient(self, patient_id: str) -> int:
+        """Forget every alert of ``patient_id``; how many."""
+        theirs = [fp for fp, a in self._by_fingerprint.items() if a.patient_id == patient_id]
+        for fingerprint in theirs:
+            self.remove(fingerprint)
+        return len(theirs)
 
     def get(self, ref: str) -> Alert | None:
         """The alert with id ``ref``, else the one with fingerprint ``ref``."""
@@ -136,6 +148,17 @@ class SilenceBook:
     def get(self, silence_id: str) -> SilenceEntry | None:
         """The silence with this id, if known."""
         return self._entries.get(silence_id)
+
+    def forget(self, patient_id: str) -> int:
+        """Drop every silence of ``patient_id`` (an erasure); how many."""
+        theirs = [
+            silence_id
+            for silence_id, entry in self._entries.items()
+            if entry.silence.matchers.get("patient_id") == patient_id
+        ]
+        for silence_id in theirs:
+            del self._entries[silence_id]
+        return len(theirs)
 
     def list(
         self,
@@ -222,13 +245,50 @@ class ReadModel:
         raises ``ValueError`` on a bad one."""
         patient_id, enrollment = read_record(key, value)
         if enrollment is None:
-            self.patient_teams.pop(patient_id, None)
+            self.forget_patient(patient_id)
         else:
             self.patient_teams[patient_id] = frozenset(enrollment.teams)
+
+    def forget_patient(self, patient_id: str) -> None:
+        """Drop everything held about ``patient_id`` (their enrollment was tombstoned: an
+        erasure): teams, care plan, alerts (their tombstones follow from the alerts worker)
+        and silences (rebuilt from commands, which nothing else would remove)."""
+        self.patient_teams.pop(patient_id, None)
+        self.care_plans.pop(patient_id, None)
+        self.alerts.remove_patient(patient_id)
+        self.silences.forget(patient_id)
+
+    def enrolled(self, patient_id: str) -> bool:
+        """Whether ``patient_id`` has an enrollment (erased and unknown patients have none)."""
+        return patient_id in self.patient_teams
 
     def teams_of(self, patient_id: str) -> frozenset[str]:
         """The care teams ``patient_id`` is assigned to (none when unknown)."""
         return self.patient_teams.get(patient_id, frozenset())
+
+    def list_silences(
+        self,
+        *,
+        now: datetime,
+        state: SilenceState | None = None,
+        patient_id: str | None = None,
+        visible: Callable[[str], bool] | None = None,
+    ) -> list[SilenceEntry]:
+        """:meth:`SilenceBook.list`, only of enrolled patients: nothing for an erased (or
+        unknown) one, whose silence commands may still be on the commands topic."""
+        return self.silences.list(
+            now=now,
+            state=state,
+            patient_id=patient_id,
+            visible=lambda p: self.enrolled(p) and (visible is None or visible(p)),
+        )
+
+    def silence(self, silence_id: str) -> SilenceEntry | None:
+        """The silence with this id, if known and of an enrolled patient."""
+        entry = self.silences.get(silence_id)
+        if entry is None or not self.enrolled(entry.silence.matchers.get("patient_id", "")):
+            return None
+        return entry
 
     def load_alerts(self, alerts: Iterable[Alert]) -> None:
         """Put several alerts at once (tests and tools)."""

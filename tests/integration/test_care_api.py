@@ -3,7 +3,9 @@
 Alerts are produced to the compacted ``pghd.alerts.v1`` as the worker would, the API reads
 them (from the beginning, then following), lists them over HTTP with filters, and its
 commands land on ``pghd.alert-commands.v1`` keyed by patient id. ``pghd alerts list`` prints
-them too. Patient ids are unique per run: the session's Kafka is shared with other tests.
+them too. The silenced patient is enrolled (an enrollment record on ``pghd.enrollments.v1``,
+as ingest writes it): the API lists silences of enrolled patients only. Patient ids are
+unique per run: the session's Kafka is shared with other tests.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pghd.alert_commands import AlertCommand, CommandKind
 from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
 from pghd.cli import app as cli
 from pghd.contracts import Severity
+from pghd.enrollment import Action, Change, Enrollment, EnrollmentStatus
 
 TOKEN = "care-integration-token"
 USER = "nurse-ward-3"
@@ -95,6 +98,27 @@ def publish(bootstrap: str, *records: tuple[str, Alert | None]) -> None:
         producer.close()
 
 
+def enroll(bootstrap: str, patient_id: str) -> None:
+    """Put the patient's enrollment on the enrollments topic, as ingest would."""
+    now = datetime.now(UTC)
+    enrollment = Enrollment(
+        patient_id=patient_id,
+        status=EnrollmentStatus.ENROLLED,
+        enrolled_at=now,
+        revision=1,
+        change=Change(
+            change_id=f"ch-{uuid.uuid4().hex[:12]}", action=Action.ENROLL, at=now, by="test"
+        ),
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        producer.send(
+            topics.ENROLLMENTS, key=patient_id.encode(), value=enrollment.to_record()
+        ).get(timeout=10)
+    finally:
+        producer.close()
+
+
 def find_command(bootstrap: str, command_id: str) -> tuple[bytes, AlertCommand]:
     """The record of ``command_id`` on the commands topic, as (key, command)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -124,6 +148,7 @@ def care_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     """The API process, started after some alerts were already on the topic."""
     publish(kafka_bootstrap, *((a.fingerprint, a) for a in (FIRST, SECOND, GONE)))
     publish(kafka_bootstrap, (GONE.fingerprint, None))
+    enroll(kafka_bootstrap, patient(2))  # silenced below
     workdir = tmp_path_factory.mktemp("care-api")
     routing = workdir / "routing.json"
     routing.write_text(

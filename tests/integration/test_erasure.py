@@ -2,10 +2,12 @@
 and the care-team API as processes, real Kafka, real InfluxDB 1.8.
 
 Two patients are enrolled, send the same readings (a heart-rate spike that opens an alert)
-and get a care plan; one is erased with ``pghd patients erase``. Afterwards nothing about
-them is left where the platform keeps it: no point in any InfluxDB measurement, no live
-record naming them in any compacted topic or table changelog, nothing from any API, and
-their new readings are refused; the other patient is untouched. Asking again is harmless.
+and get a care plan; the one to be erased also gets a silence (set through the care API);
+then they are erased with ``pghd patients erase``. Afterwards nothing about them is left
+where the platform keeps it: no point in any InfluxDB measurement, no live record naming
+them in any compacted topic or table changelog, nothing from any API (their silence
+included), and their new readings are refused; the other patient is untouched. Asking again
+is harmless.
 The InfluxDB 2.x side of the eraser runs against a real InfluxDB 2.7.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,32 @@ def _naming(pipeline: Pipeline, patient: str) -> dict[str, int]:
     return found
 
 
+def _silence(pipeline: Pipeline, care_api: str, patient: str) -> str:
+    """A silence of the patient, set by the admin through the care API, and in the alerts
+    worker's state (its table changelog) before the test goes on; its id."""
+    ends_at = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    response = _care(care_api, "POST", "/v1/silences", {"patient_id": patient, "ends_at": ends_at})
+    assert response.status_code == 202, response.text
+    silence_id = str(response.json()["silence_id"])
+    listed = _care(care_api, "GET", "/v1/silences", patient_id=patient).json()["items"]
+    assert [s["silence_id"] for s in listed] == [silence_id]
+    changelogs = [t for t in _tables(pipeline) if t.startswith(pipeline.env["PGHD_ALERTS_APP_ID"])]
+    wait_for(
+        lambda: (
+            any(
+                silence_id.encode() in value
+                for topic in changelogs
+                for value in read_table(pipeline.kafka_bootstrap, topic).values()
+            )
+            or None
+        ),
+        timeout=30,
+        what=f"the alerts worker to hold {patient}'s silence",
+        diagnostics=pipeline.diagnostics,
+    )
+    return silence_id
+
+
 def _erase(pipeline: Pipeline, patient: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(
         cli,
@@ -162,6 +190,7 @@ def test_erase_leaves_nothing_of_the_patient_and_refuses_their_readings(
     gone, kept = new_patient("erase"), new_patient("keep")
     for patient in (gone, kept):
         _prepare(pipeline, care_api, patient)
+    _silence(pipeline, care_api, gone)
     assert _naming(pipeline, gone), "the scan must see the patient before the erasure"
     stored = len(_points(pipeline.influx, gone))
 
@@ -173,6 +202,7 @@ def test_erase_leaves_nothing_of_the_patient_and_refuses_their_readings(
     assert removed["processors"]["state_records"] == 1
     assert removed["store"]["points"] == stored > 0
     assert removed["alerts"]["alerts"] >= 1 and removed["alerts"]["alert_states"] == 1
+    assert removed["alerts"]["silences"] == 1
 
     # InfluxDB: nothing in any measurement; the other patient untouched
     assert _points(pipeline.influx, gone) == []
@@ -191,7 +221,13 @@ def test_erase_leaves_nothing_of_the_patient_and_refuses_their_readings(
         what="the care API to forget the erased patient's alerts",
     )
     assert _care(care_api, "GET", f"/v1/patients/{gone}/care-plan").status_code == 404
-    assert _care(care_api, "GET", "/v1/silences", patient_id=gone).json()["items"] == []
+    wait_for(
+        lambda: (
+            _care(care_api, "GET", "/v1/silences", patient_id=gone).json()["items"] == [] or None
+        ),
+        timeout=30,
+        what="the care API to forget the erased patient's silence",
+    )
     assert _care(care_api, "GET", "/v1/alerts", patient_id=kept).json()["items"]
     # new readings are refused
     late = pipeline.post(reading(gone, 70, ANCHOR + timedelta(hours=3)), enroll=False)

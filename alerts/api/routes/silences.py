@@ -3,7 +3,8 @@
 The alerts worker does not publish silences, so ``GET`` lists what the read model rebuilt
 from the silence and expire-silence commands on ``pghd.alert-commands.v1`` (issued by any
 instance of this API, within the topic's retention), plus what this process issued and
-Kafka acknowledged. Issuing and expiring produce an
+Kafka acknowledged, of enrolled patients only (an erased patient's silence commands stay on
+the topic for its retention). Issuing and expiring produce an
 :class:`~pghd.alert_commands.AlertCommand` keyed by the patient id; ``202`` once Kafka
 acknowledged it.
 
@@ -109,7 +110,7 @@ async def list_silences(
 ) -> SilenceList:
     """Silences known to this API of the patients the caller may see, oldest first."""
     now = datetime.now(UTC)
-    entries = model.silences.list(
+    entries = model.list_silences(
         now=now,
         state=state,
         patient_id=patient_id,
@@ -138,7 +139,7 @@ async def expire_silence(
     settings: SettingsDep,
 ) -> CommandAccepted:
     """Issue an expire-silence command; 202 once Kafka acknowledged it."""
-    entry = model.silences.get(silence_id)
+    entry = model.silence(silence_id)
     if entry is None:
         if not principal.may(Permission.ALL_PATIENTS):
             raise not_yours(principal)  # as for another team's silence: the answer tells nothing

@@ -2,7 +2,9 @@
 
 ``POST /api/annotations`` {dashboardUID?, panelId?, time, timeEnd?, tags, text} answers
 ``{"message": "Annotation added", "id": N}``; ``PATCH /api/annotations/{id}`` answers
-``{"message": "Annotation patched"}``. Both need ``Authorization: Bearer <token>``.
+``{"message": "Annotation patched"}``; ``GET /api/annotations`` searches ``stored`` as
+Grafana does (every tag given, split at ``:`` into key and value; ``from``/``to`` only when
+both are given; latest end first; ``limit``). All need ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -34,6 +37,27 @@ class FakeGrafana:
     fail_first: int = 0
     calls: int = 0
     next_id: int = 100
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    searches: list[dict[str, list[str]]] = field(default_factory=list)
+
+
+def _tag_pair(tag: str) -> tuple[str, str]:
+    """Grafana's ParseTagPairs: key and value around the first ``:``, the rest dropped."""
+    parts = tag.split(":")
+    return (parts[0].strip(), parts[1].strip() if len(parts) > 1 else "")
+
+
+def _search(stored: list[dict[str, Any]], query: dict[str, list[str]]) -> list[dict[str, Any]]:
+    wanted = {_tag_pair(t) for t in query.get("tags", [])}
+    start, end = int(query.get("from", ["0"])[0]), int(query.get("to", ["0"])[0])
+    found = [
+        item
+        for item in stored
+        if wanted <= {_tag_pair(t) for t in item["tags"]}
+        and (not (start > 0 and end > 0) or (item["time"] <= end and item["timeEnd"] >= start))
+    ]
+    found.sort(key=lambda item: (item["timeEnd"], item["time"]), reverse=True)
+    return found[: int(query.get("limit", ["100"])[0])]
 
 
 @pytest.fixture
@@ -66,6 +90,22 @@ def grafana() -> Iterator[FakeGrafana]:
 
         def do_POST(self) -> None:
             self._handle("POST")
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._answer(401, {"message": "Unauthorized"})
+            if url.path != "/api/annotations":
+                return self._answer(404, {"message": "Not found"})
+            query = parse_qs(url.query)
+            state.searches.append(query)
+            found = _search(state.stored, query)
+            data = json.dumps(found).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_PATCH(self) -> None:
             self._handle("PATCH")
@@ -172,3 +212,37 @@ async def test_the_queue_runs_in_the_background_and_never_blocks_submit(
     await asyncio.wait_for(annotations.queue.join(), timeout=10)
     runner.cancel()
     assert [(m, p) for m, p, _ in grafana.requests] == [("POST", "/api/annotations")]
+
+
+def test_find_pages_through_every_annotation_of_the_patient_and_only_theirs(
+    grafana: FakeGrafana,
+) -> None:
+    """Paged by end time (Grafana's order): a region that started early but ended late comes
+    on the first page and does not hide the points in between; patient ``p1:x``'s tag is
+    ``patient:p1`` to Grafana's search, so the exact tag decides."""
+
+    def stored(n: int, patient: str, start_min: int, end_min: int | None = None) -> None:
+        end = start_min if end_min is None else end_min
+        grafana.stored.append(
+            {
+                "id": n,
+                "time": T0_MS + start_min * 60_000,
+                "timeEnd": T0_MS + end * 60_000,
+                "tags": ["pghd", "alert", f"patient:{patient}", "problem:heart_rate", "opened"],
+            }
+        )
+
+    stored(1, "p1", 0, 500)  # a long region: opened early, resolved late
+    for n in range(2, 9):  # points of p1 in between
+        stored(n, "p1", n * 10)
+    stored(9, "p1:x", 30)  # another patient whose tag Grafana cuts to patient:p1
+    stored(10, "p2", 40)
+    stored(11, "p1:x", 600)
+    annotator = GrafanaAnnotator(grafana.url, token=TOKEN)
+
+    assert sorted(annotator.find("p1", limit=3)) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(annotator.find("p1:x", limit=3)) == [9, 11]
+    assert annotator.find("p3") == []
+    first = grafana.searches[0]
+    assert first["tags"] == ["pghd", "patient:p1"] and first["type"] == ["annotation"]
+    assert len(grafana.searches) > 3  # it paged

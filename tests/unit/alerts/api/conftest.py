@@ -88,6 +88,12 @@ def producer() -> RecordingProducer:
 @pytest.fixture
 def model() -> ReadModel:
     model = ReadModel(ready=True)
+    # enrolled (the API lists silences of enrolled patients only)
+    model.patient_teams = {
+        "patient-001": frozenset({"cardio"}),
+        "patient-002": frozenset({"pulmo"}),
+        "patient-003": frozenset({"cardio"}),
+    }
     model.load_alerts(
         [
             make_alert(),

@@ -11,6 +11,9 @@ from alerts.api.read_model import ReadModel
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind, Silence
 from pghd.alerting import AlertState
+from pghd.care_plans import CarePlan, CarePlanSettings
+from pghd.enrollment import Action, Change, Enrollment, EnrollmentStatus
+from pghd.topics import ALERT_COMMANDS, ENROLLMENTS
 from tests.unit.alerts.api.conftest import NOW, make_alert
 
 
@@ -77,3 +80,76 @@ def test_silences_are_rebuilt_from_commands() -> None:
     # seen again on the topic after being added locally: unchanged
     model.apply_command(_command(CommandKind.SILENCE, silence=silence))
     assert model.silences.get("s1") == expired
+
+
+def _silence_command(patient_id: str, silence_id: str) -> bytes:
+    silence = Silence(
+        silence_id=silence_id,
+        matchers={"patient_id": patient_id},
+        starts_at=NOW - timedelta(hours=1),
+        ends_at=NOW + timedelta(hours=1),
+        created_by="nurse",
+    )
+    command = AlertCommand(
+        command_id=f"c-{silence_id}",
+        kind=CommandKind.SILENCE,
+        patient_id=patient_id,
+        by="nurse",
+        issued_at=NOW,
+        silence=silence,
+    )
+    return wire.encode(command)
+
+
+def _enrollment(patient_id: str) -> bytes:
+    change = Change(change_id="c-1", action=Action.ENROLL, at=NOW, by="admin")
+    enrollment = Enrollment(
+        patient_id=patient_id,
+        status=EnrollmentStatus.ENROLLED,
+        enrolled_at=NOW,
+        teams=["ward-a"],
+        revision=1,
+        change=change,
+    )
+    return enrollment.to_record()
+
+
+def _listed(model: ReadModel, patient_id: str | None = None) -> list[str]:
+    entries = model.list_silences(now=NOW, patient_id=patient_id)
+    return [e.silence.silence_id for e in entries]
+
+
+def test_the_enrollment_tombstone_of_an_erasure_drops_everything_held_about_the_patient() -> None:
+    model = ReadModel()
+    for patient in ("gone", "kept"):
+        model.apply_record(ENROLLMENTS, patient.encode(), _enrollment(patient))
+        model.apply_record(ALERT_COMMANDS, None, _silence_command(patient, f"s-{patient}"))
+        model.load_alerts([make_alert(patient_id=patient)])
+        plan = CarePlanSettings.model_validate({"spo2_scale": 2})
+        model.care_plans[patient] = CarePlan.of(
+            plan, patient_id=patient, updated_at=NOW, updated_by="nurse"
+        )
+    assert _listed(model, "gone") == ["s-gone"]
+
+    model.apply_record(ENROLLMENTS, b"gone", None)
+
+    assert _listed(model, "gone") == [] and _listed(model) == ["s-kept"]
+    assert model.silences.get("s-gone") is None and model.silence("s-gone") is None
+    assert model.alerts.query(patient_id="gone") == [] and "gone" not in model.care_plans
+    assert model.teams_of("gone") == frozenset()
+    assert len(model.alerts.query(patient_id="kept")) == 1 and "kept" in model.care_plans
+
+
+def test_silences_of_a_patient_without_enrollment_are_not_listed() -> None:
+    """After a restart the commands topic (30 days) gives an erased patient's silence
+    commands again, before or after their tombstone, or with no tombstone left at all."""
+    model = ReadModel()
+    model.apply_record(ENROLLMENTS, b"gone", None)  # the tombstone read first
+    model.apply_record(ALERT_COMMANDS, None, _silence_command("gone", "s-after"))
+    model.apply_record(ALERT_COMMANDS, None, _silence_command("never", "s-never"))
+    model.apply_record(ENROLLMENTS, b"kept", _enrollment("kept"))
+    model.apply_record(ALERT_COMMANDS, None, _silence_command("kept", "s-kept"))
+
+    assert _listed(model, "gone") == [] and _listed(model, "never") == []
+    assert _listed(model) == ["s-kept"]
+    assert model.silence("s-after") is None and model.silence("s-kept") is not None

@@ -118,3 +118,23 @@ def test_silences_filter_by_patient(client: TestClient, model: ReadModel) -> Non
         client.post("/v1/silences", headers=AUTH, json=_silence(patient_id=patient))
     items = client.get("/v1/silences?patient_id=patient-002", headers=AUTH).json()["items"]
     assert [i["matchers"]["patient_id"] for i in items] == ["patient-002"]
+
+
+def test_no_silence_is_listed_or_expired_for_an_erased_or_unknown_patient(
+    client: TestClient, model: ReadModel, producer: RecordingProducer
+) -> None:
+    created = client.post("/v1/silences", headers=AUTH, json=_silence(patient_id="patient-002"))
+    silence_id = created.json()["silence_id"]
+    listed = client.get("/v1/silences?patient_id=patient-002", headers=AUTH).json()
+    assert listed["count"] == 1
+
+    model.apply_enrollment_record(b"patient-002", None)  # erased
+    assert client.get("/v1/silences?patient_id=patient-002", headers=AUTH).json()["count"] == 0
+    assert client.get("/v1/silences", headers=AUTH).json()["count"] == 0
+    assert client.delete(f"/v1/silences/{silence_id}", headers=AUTH).status_code == 404
+
+    # the silence command read again (a restart, the commands topic keeps it): still nothing
+    [command] = producer.sent
+    model.apply_command(command)
+    assert client.get("/v1/silences?patient_id=patient-002", headers=AUTH).json()["count"] == 0
+    assert client.get("/v1/silences?patient_id=nobody-9", headers=AUTH).json()["count"] == 0
