@@ -94,6 +94,17 @@ logger = logging.getLogger(__name__)
 _ERASURES_KEPT = 1024
 
 
+def _alert_patient(raw: bytes) -> str | None:
+    """The patient of an alert record of ``pghd.alerts.v1`` (its ``labels.patient_id``);
+    None for a record that is not one."""
+    try:
+        labels = orjson.loads(raw).get("labels")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    patient = labels.get("patient_id") if isinstance(labels, dict) else None
+    return patient if isinstance(patient, str) else None
+
+
 def where_of(event: EventT[Any]) -> tuple[Where, bytes | None]:
     """Where ``event`` came from, and its raw key."""
     message = event.message
@@ -468,11 +479,8 @@ class Alerts:
             failures.append(reason)
         fingerprints = set() if state is None else set(state.alerts)
         for fingerprint, raw in published.items():
-            try:
-                if orjson.loads(raw).get("patient_id") == pid:
-                    fingerprints.add(fingerprint.decode())
-            except (orjson.JSONDecodeError, AttributeError, UnicodeDecodeError):
-                continue
+            if _alert_patient(raw) == pid:
+                fingerprints.add(fingerprint.decode("utf-8", "replace"))
         changelog = self.alert_state.changelog_topic.get_topic_name()
         outgoing: list[Outgoing] = [(topics.ALERTS, fp.encode(), None, None) for fp in fingerprints]
         outgoing += [(changelog, orjson.dumps(pid), None, p) for p in sorted(partitions)]

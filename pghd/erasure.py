@@ -7,12 +7,14 @@ like their readings, so it lands *behind* every reading of theirs accepted befor
 stage handles the marker where it stands in its input, after everything before it:
 
 - the **processors** delete the patient's state records and dedup buckets (tombstones to
-  the table's changelog), then forward the marker to ``pghd.points.v1`` and
-  ``pghd.anomalies.v1`` (again keyed by the patient, again behind their earlier records);
+  the table's changelog), tombstone the care plan again, then forward the marker to
+  ``pghd.points.v1``, ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1`` (again keyed by
+  the patient, again behind their earlier records);
 - the **store** stage writes the points before it, then deletes every point tagged with the
   patient from every bucket it writes (raw and downsampled);
-- the **alerts** worker tombstones the patient's alerts on ``pghd.alerts.v1``, deletes its
-  table state (pending notifications included) and the patient's Grafana annotations.
+- the **alerts** worker, at the marker on either of its inputs, tombstones the patient's
+  alerts on ``pghd.alerts.v1``, deletes its table state (silences and pending
+  notifications included) and the patient's Grafana annotations.
 
 Each stage then appends an :class:`~pghd.audit.AuditEvent` to ``pghd.audit.v1`` with
 ``request_id`` = the erasure id and ``removed`` = what it removed (counts); the report of an
@@ -146,8 +148,10 @@ def report_of(
         if event.outcome == "success":
             removed[event.service] = dict(event.removed or {})
             failed.pop(event.service, None)
-        elif event.service not in removed:
+        else:  # the latest word of a stage wins: a later failure is shown too
             failed[event.service] = event.note or "failed"
+            if event.removed:
+                removed[event.service] = dict(event.removed)
     pending = [s for s in STAGES if s not in removed and s not in failed]
     return ErasureReport(
         erasure_id=marker.erasure_id,

@@ -436,3 +436,19 @@ class _Stream:
                 yield batch
 
         return each()
+
+
+async def test_an_alert_only_the_topic_still_holds_is_tombstoned_too(world: World) -> None:
+    """An older incident's alert left the state but is still the latest record of its
+    fingerprint on pghd.alerts.v1: found by its labels' patient and tombstoned."""
+    from tests.unit.alerts.api.conftest import make_alert
+
+    w = world
+    old = make_alert(patient_id=PATIENT, problem="spo2")
+    other = make_alert(patient_id="someone-else", problem="spo2")
+    for alert in (old, other):
+        w.kafka.log.append((topics.ALERTS, alert.fingerprint.encode(), wire.encode(alert)))
+    await w.alerts.erase(_event(topics.ANOMALIES, 1, wire.encode(_marker())))
+    live = w.kafka.table(topics.ALERTS)
+    assert old.fingerprint.encode() not in live
+    assert other.fingerprint.encode() in live
