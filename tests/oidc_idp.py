@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +61,7 @@ class FakeIdp:
     jwks_url: str = ""
     keys: list[SigningKey] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    now: Callable[[], float] = time.time  # when its tokens are issued
     _server: ThreadingHTTPServer | None = None
 
     def add_key(self, alg: str = "RS256", kid: str | None = None) -> SigningKey:
@@ -77,7 +78,7 @@ class FakeIdp:
 
     def claims(self, **changes: Any) -> dict[str, Any]:
         """A clinician of ward-a's access token claims, with ``changes`` (None removes)."""
-        now = int(time.time())
+        now = int(self.now())
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": AUDIENCE,

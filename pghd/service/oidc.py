@@ -421,6 +421,24 @@ class JwksCache:
         return prepared
 
 
+def check_lifetime(claims: Mapping[str, Any], *, now: float, leeway_s: float) -> None:
+    """Raise :class:`TokenRefused` unless ``now`` is within the token's lifetime: before
+    ``exp``, not before ``nbf`` or ``iat`` (each with ``leeway_s`` of clock skew)."""
+    moments: dict[str, float] = {}
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TokenRefused(f"the {name!r} claim must be a number of seconds")
+        moments[name] = float(value)
+    if "exp" in moments and moments["exp"] <= now - leeway_s:
+        raise TokenRefused("the token has expired (exp)")
+    for name in ("nbf", "iat"):
+        if name in moments and moments[name] > now + leeway_s:
+            raise TokenRefused(f"the token is not yet valid ({name})")
+
+
 class OidcVerifier:
     """Checks bearer JWTs of the configured issuer (see the module docstring)."""
 
@@ -430,10 +448,14 @@ class OidcVerifier:
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
         on_fetch: Callable[[str], None] | None = None,
     ) -> None:
+        """``clock`` paces the key cache; ``now`` (seconds since the epoch) is what the
+        token's ``exp``, ``nbf`` and ``iat`` are checked against."""
         self.settings = settings
         self.keys = JwksCache(settings, transport=transport, clock=clock, on_fetch=on_fetch)
+        self._now = now
 
     def identify(self, token: str) -> Principal:
         """The principal the token stands for; :class:`TokenRefused` or
@@ -462,10 +484,15 @@ class OidcVerifier:
                 options={
                     "require": ["exp", "iat", "iss", "aud"],
                     "enforce_minimum_key_length": True,
+                    # checked below against ``now``, with the leeway
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
                 },
             )
         except jwt.PyJWTError as exc:
             raise TokenRefused(str(exc)) from exc
+        check_lifetime(claims, now=self._now(), leeway_s=settings.leeway_s)
         return self.principal_of(claims)
 
     def principal_of(self, claims: Mapping[str, Any]) -> Principal:

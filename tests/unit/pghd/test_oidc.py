@@ -10,7 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +29,10 @@ from pghd.service.oidc import (
     TokenRefused,
     looks_like_jwt,
 )
+from tests.clock import ANCHOR
 from tests.oidc_idp import AUDIENCE, FakeIdp, serving_idp
+
+NOW = int(ANCHOR.timestamp())  # the verifier's and the provider's clock, pinned
 
 
 class Clock:
@@ -44,6 +46,7 @@ class Clock:
 @pytest.fixture
 def idp() -> Iterator[FakeIdp]:
     with serving_idp() as idp:
+        idp.now = lambda: NOW
         yield idp
 
 
@@ -64,7 +67,7 @@ def settings_of(idp: FakeIdp, **changes: Any) -> OidcSettings:
 
 
 def verifier_of(idp: FakeIdp, clock: Clock, **changes: Any) -> OidcVerifier:
-    return OidcVerifier(settings_of(idp, **changes), clock=clock)
+    return OidcVerifier(settings_of(idp, **changes), clock=clock, now=lambda: NOW)
 
 
 def _b64(data: bytes) -> str:
@@ -98,6 +101,7 @@ def test_the_keys_are_found_through_discovery(idp: FakeIdp, clock: Clock) -> Non
 
 def test_a_discovery_document_of_another_issuer_is_not_trusted(clock: Clock) -> None:
     with serving_idp(discovery_issuer="https://evil.example.org/realms/pghd") as idp:
+        idp.now = lambda: NOW
         verifier = verifier_of(idp, clock, jwks_url=None)
         with pytest.raises(IdpUnavailable):
             verifier.identify(idp.token())
@@ -107,9 +111,9 @@ def test_a_discovery_document_of_another_issuer_is_not_trusted(clock: Clock) -> 
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 300}, "not yet valid"),
-        ({"iat": int(time.time()) + 300}, "not yet valid"),
+        ({"exp": NOW - 120}, "expired"),
+        ({"nbf": NOW + 300}, "not yet valid"),
+        ({"iat": NOW + 300}, "not yet valid"),
         ({"aud": "another-api"}, "audience"),
         ({"exp": None}, "exp"),
         ({"iat": None}, "iat"),
@@ -132,7 +136,7 @@ def test_a_token_with_wrong_claims_is_refused(
 
 def test_the_leeway_allows_some_clock_skew(idp: FakeIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock, leeway_s=60)
-    now = int(time.time())
+    now = NOW
     assert verifier.identify(idp.token(exp=now - 20, iat=now - 320))
     assert verifier.identify(idp.token(nbf=now + 20, iat=now + 20))
     strict = verifier_of(idp, clock, leeway_s=0)
@@ -235,7 +239,9 @@ def test_a_rotated_key_is_accepted_after_a_refresh(idp: FakeIdp, clock: Clock) -
 
 def test_cached_keys_work_while_the_provider_is_down(idp: FakeIdp, clock: Clock) -> None:
     outcomes: list[str] = []
-    verifier = OidcVerifier(settings_of(idp), clock=clock, on_fetch=outcomes.append)
+    verifier = OidcVerifier(
+        settings_of(idp), clock=clock, now=lambda: NOW, on_fetch=outcomes.append
+    )
     verifier.identify(idp.token())
     token_after = idp.add_key("RS256")
     idp.stop()
@@ -249,6 +255,7 @@ def test_cached_keys_work_while_the_provider_is_down(idp: FakeIdp, clock: Clock)
 
 def test_before_any_fetch_a_down_provider_is_unavailable_not_a_refusal(clock: Clock) -> None:
     with serving_idp() as idp:
+        idp.now = lambda: NOW
         verifier = verifier_of(idp, clock)
         idp.stop()
         with pytest.raises(IdpUnavailable):
