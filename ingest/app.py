@@ -34,7 +34,7 @@ from pghd.audit_trail import install_audit_trail
 from pghd.export.influx import InfluxExportReader
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.http_metrics import RequestObserver
-from pghd.service.oidc import OidcVerifier
+from pghd.service.oidc import verifier_for
 from pghd.service.producer import KafkaGateway
 from pghd.topics import AUDIT, CARE_PLANS, DLQ
 from pghd.watched_file import WatchedJson
@@ -172,14 +172,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         fixed=settings.admin_tokens,
         recheck_s=settings.credentials_recheck_s,
     )
-    app.state.oidc = (
-        OidcVerifier(
-            settings.oidc,
-            on_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome=outcome).inc(),
-        )
-        if settings.oidc.enabled
-        else None
-    )
+    app.state.oidc = verifier_for(settings.oidc, metrics.jwks_fetches)
     app.state.registry = app.state.enrollment_book if settings.consent == "enforce" else AllowAll()
     if settings.consent == "off":
         logger.warning(

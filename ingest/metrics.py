@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pghd.service.http_metrics import requests_counter
+from pghd.service.oidc import jwks_fetches_counter
 
 __all__ = ["IngestMetrics"]
 
@@ -40,13 +41,7 @@ class IngestMetrics:
             registry=self.registry,
         )
         self.requests = requests_counter(self.registry)
-        self.jwks_fetches = Counter(
-            "oidc_jwks_fetches",
-            "Fetches of the identity provider's keys, by outcome (fetched, failed: kept the"
-            " cached ones)",
-            ["outcome"],
-            registry=self.registry,
-        )
+        self.jwks_fetches = jwks_fetches_counter(self.registry)
         self.produce_seconds = Histogram(
             "kafka_produce_seconds",
             "Time from producing a request's readings to Kafka acknowledging all of them",

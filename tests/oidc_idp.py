@@ -1,9 +1,10 @@
-"""A stand-in OpenID Connect identity provider on the loopback, for the OIDC tests.
+"""A small OpenID Connect identity provider on the loopback, for the OIDC tests.
 
-:class:`FakeIdp` serves a discovery document and a JWKS over real HTTP (``http.server`` in a
-thread), holds the private keys it publishes (generated per test with ``cryptography``),
-signs tokens with them, rotates keys, counts the requests it answered, and can be stopped
-like a provider that went down.
+No IdP (Keycloak and the like) is installed here, so :class:`LoopbackIdp` is one: it serves
+a discovery document and a JWKS over real HTTP (``http.server`` in a thread), holds the
+private keys it publishes (generated per test with ``cryptography``), signs tokens with
+them, rotates keys, counts the requests it answered, and can be stopped like a provider
+that went down.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class SigningKey:
 
 
 @dataclass
-class FakeIdp:
+class LoopbackIdp:
     """The provider; ``issuer`` and ``jwks_url`` are set once it serves."""
 
     issuer: str = ""
@@ -108,10 +109,10 @@ class FakeIdp:
 
 
 @contextmanager
-def serving_idp(*, discovery_issuer: str | None = None) -> Iterator[FakeIdp]:
-    """A :class:`FakeIdp` with one RS256 key, serving on 127.0.0.1 until the block ends.
+def serving_idp(*, discovery_issuer: str | None = None) -> Iterator[LoopbackIdp]:
+    """A :class:`LoopbackIdp` with one RS256 key, serving on 127.0.0.1 until the block ends.
     ``discovery_issuer`` makes its discovery document name another issuer."""
-    idp = FakeIdp()
+    idp = LoopbackIdp()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

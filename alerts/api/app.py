@@ -27,7 +27,7 @@ from pghd.audit_trail import install_audit_trail
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.follower import CompactedFollower
 from pghd.service.http_metrics import RequestObserver
-from pghd.service.oidc import OidcVerifier
+from pghd.service.oidc import verifier_for
 
 __all__ = ["create_app", "load_routing"]
 
@@ -121,14 +121,7 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
         recheck_s=settings.users_recheck_s,
         on_reload=lambda outcome: metrics.users_reloads.labels(outcome=outcome).inc(),
     )
-    app.state.oidc = (
-        OidcVerifier(
-            settings.oidc,
-            on_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome=outcome).inc(),
-        )
-        if settings.oidc.enabled
-        else None
-    )
+    app.state.oidc = verifier_for(settings.oidc, metrics.jwks_fetches)
     app.state.routing = load_routing(settings)
     app.state.producer = None
     app.state.audit_sink = None

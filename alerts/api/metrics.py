@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerts.api.read_model import ReadModel
 from pghd.service.http_metrics import requests_counter
+from pghd.service.oidc import jwks_fetches_counter
 
 __all__ = ["CareApiMetrics"]
 
@@ -39,13 +40,7 @@ class CareApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.jwks_fetches = Counter(
-            "oidc_jwks_fetches",
-            "Fetches of the identity provider's keys, by outcome (fetched, failed: kept the"
-            " cached ones)",
-            ["outcome"],
-            registry=self.registry,
-        )
+        self.jwks_fetches = jwks_fetches_counter(self.registry)
         alerts = Gauge("alerts_known", "Alerts in the read model", registry=self.registry)
         alerts.set_function(lambda: float(len(model.alerts)))
         ready = Gauge(

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import jwt
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
@@ -66,7 +67,9 @@ __all__ = [
     "OidcSettings",
     "OidcVerifier",
     "TokenRefused",
+    "jwks_fetches_counter",
     "looks_like_jwt",
+    "verifier_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -516,3 +519,22 @@ class OidcVerifier:
         ):
             raise TokenRefused(f"the {settings.teams_claim!r} claim is not a list of team names")
         return Principal(f"{NAME_PREFIX}{name}", role, frozenset(teams))
+
+
+def jwks_fetches_counter(registry: CollectorRegistry) -> Counter:
+    """The counter of fetches of the provider's keys, by outcome, in ``registry``."""
+    return Counter(
+        "oidc_jwks_fetches",
+        "Fetches of the identity provider's keys, by outcome (fetched, failed: kept the"
+        " cached ones)",
+        ["outcome"],
+        registry=registry,
+    )
+
+
+def verifier_for(settings: OidcSettings, fetches: Counter) -> OidcVerifier | None:
+    """The verifier an API uses, counting its key fetches in ``fetches``; None when no
+    issuer is configured (static tokens only)."""
+    if not settings.enabled:
+        return None
+    return OidcVerifier(settings, on_fetch=lambda outcome: fetches.labels(outcome=outcome).inc())

@@ -30,7 +30,7 @@ from deploy.local.process import log_tail
 from pghd.access import hash_token
 from pghd.cli import app as cli
 from tests.integration.test_care_api import make_alert, publish
-from tests.oidc_idp import AUDIENCE, FakeIdp, serving_idp
+from tests.oidc_idp import AUDIENCE, LoopbackIdp, serving_idp
 
 RUN = uuid.uuid4().hex[:8]
 OURS, THEIRS = f"access-{RUN}-a", f"access-{RUN}-b"
@@ -83,7 +83,7 @@ def ingest(
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[FakeIdp]:
+def idp() -> Iterator[LoopbackIdp]:
     with serving_idp() as idp:
         yield idp
 
@@ -92,7 +92,7 @@ def idp() -> Iterator[FakeIdp]:
 def care(
     kafka_bootstrap: str,
     ingest: Pipeline,
-    idp: FakeIdp,
+    idp: LoopbackIdp,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Access]:
     for patient, team in ((OURS, "ward-a"), (THEIRS, "ward-b")):
@@ -228,7 +228,9 @@ def test_every_read_appears_in_the_audit_trail(care: Access) -> None:
     assert "viewer-a (viewer)" in printed.output
 
 
-def test_an_identity_providers_clinician_sees_their_team_only(care: Access, idp: FakeIdp) -> None:
+def test_an_identity_providers_clinician_sees_their_team_only(
+    care: Access, idp: LoopbackIdp
+) -> None:
     """A JWT of ward-a's clinician, beside the users file's tokens: the same team checks,
     and the audit trail names the IdP user as such."""
     nurse = {"Authorization": f"Bearer {idp.token(preferred_username=f'nurse-{RUN}')}"}

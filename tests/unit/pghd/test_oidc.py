@@ -1,6 +1,6 @@
 """Bearer JWTs of an identity provider: what is accepted, what is refused, and the keys.
 
-The provider is :class:`tests.oidc_idp.FakeIdp`, real HTTP on the loopback with keys made
+The provider is :class:`tests.oidc_idp.LoopbackIdp`, real HTTP on the loopback with keys made
 per test; the cache's clock is a fake one, so refresh intervals pass when a test says so.
 """
 
@@ -30,7 +30,7 @@ from pghd.service.oidc import (
     looks_like_jwt,
 )
 from tests.clock import ANCHOR
-from tests.oidc_idp import AUDIENCE, FakeIdp, serving_idp
+from tests.oidc_idp import AUDIENCE, LoopbackIdp, serving_idp
 
 NOW = int(ANCHOR.timestamp())  # the verifier's and the provider's clock, pinned
 
@@ -44,7 +44,7 @@ class Clock:
 
 
 @pytest.fixture
-def idp() -> Iterator[FakeIdp]:
+def idp() -> Iterator[LoopbackIdp]:
     with serving_idp() as idp:
         idp.now = lambda: NOW
         yield idp
@@ -55,7 +55,7 @@ def clock() -> Clock:
     return Clock()
 
 
-def settings_of(idp: FakeIdp, **changes: Any) -> OidcSettings:
+def settings_of(idp: LoopbackIdp, **changes: Any) -> OidcSettings:
     values: dict[str, Any] = {
         "issuer": idp.issuer,
         "audience": AUDIENCE,
@@ -66,7 +66,7 @@ def settings_of(idp: FakeIdp, **changes: Any) -> OidcSettings:
     return OidcSettings(**(values | changes))
 
 
-def verifier_of(idp: FakeIdp, clock: Clock, **changes: Any) -> OidcVerifier:
+def verifier_of(idp: LoopbackIdp, clock: Clock, **changes: Any) -> OidcVerifier:
     return OidcVerifier(settings_of(idp, **changes), clock=clock, now=lambda: NOW)
 
 
@@ -81,7 +81,7 @@ def _forged(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) ->
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
-def test_a_valid_token_is_the_principal_it_names(idp: FakeIdp, clock: Clock, alg: str) -> None:
+def test_a_valid_token_is_the_principal_it_names(idp: LoopbackIdp, clock: Clock, alg: str) -> None:
     key = idp.add_key(alg)
     verifier = verifier_of(idp, clock)
     principal = verifier.identify(idp.token(key))
@@ -90,7 +90,7 @@ def test_a_valid_token_is_the_principal_it_names(idp: FakeIdp, clock: Clock, alg
     assert (admin.role, admin.teams) == (Role.ADMIN, frozenset())
 
 
-def test_the_keys_are_found_through_discovery(idp: FakeIdp, clock: Clock) -> None:
+def test_the_keys_are_found_through_discovery(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock, jwks_url=None)
     assert verifier.identify(idp.token()).name == "oidc:nurse-a"
     assert idp.requests == [
@@ -127,14 +127,14 @@ def test_a_discovery_document_of_another_issuer_is_not_trusted(clock: Clock) -> 
     ids=lambda v: v if isinstance(v, str) else ",".join(v),
 )
 def test_a_token_with_wrong_claims_is_refused(
-    idp: FakeIdp, clock: Clock, changes: dict[str, Any], reason: str
+    idp: LoopbackIdp, clock: Clock, changes: dict[str, Any], reason: str
 ) -> None:
     verifier = verifier_of(idp, clock)
     with pytest.raises(TokenRefused, match=f"(?i){reason}"):
         verifier.identify(idp.token(**changes))
 
 
-def test_the_leeway_allows_some_clock_skew(idp: FakeIdp, clock: Clock) -> None:
+def test_the_leeway_allows_some_clock_skew(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock, leeway_s=60)
     now = NOW
     assert verifier.identify(idp.token(exp=now - 20, iat=now - 320))
@@ -145,7 +145,7 @@ def test_the_leeway_allows_some_clock_skew(idp: FakeIdp, clock: Clock) -> None:
 
 
 def test_another_issuers_token_is_refused_without_asking_the_provider(
-    idp: FakeIdp, clock: Clock
+    idp: LoopbackIdp, clock: Clock
 ) -> None:
     verifier = verifier_of(idp, clock)
     with pytest.raises(TokenRefused, match="not issued by"):
@@ -153,7 +153,7 @@ def test_another_issuers_token_is_refused_without_asking_the_provider(
     assert idp.requests == []
 
 
-def test_alg_none_is_refused(idp: FakeIdp, clock: Clock) -> None:
+def test_alg_none_is_refused(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock)
     unsigned = _forged({"alg": "none", "typ": "JWT"}, idp.claims())
     assert looks_like_jwt(unsigned)
@@ -162,7 +162,7 @@ def test_alg_none_is_refused(idp: FakeIdp, clock: Clock) -> None:
     assert idp.requests == []
 
 
-def test_hs256_signed_with_the_public_key_is_refused(idp: FakeIdp, clock: Clock) -> None:
+def test_hs256_signed_with_the_public_key_is_refused(idp: LoopbackIdp, clock: Clock) -> None:
     """The classic confusion: the public key (PEM or JWK) used as an HMAC secret."""
     verifier = verifier_of(idp, clock)
     verifier.identify(idp.token())  # the keys are cached
@@ -184,7 +184,7 @@ def test_hs256_signed_with_the_public_key_is_refused(idp: FakeIdp, clock: Clock)
         settings_of(idp, algorithms=["RS256", "HS256"])
 
 
-def test_a_tampered_payload_is_refused(idp: FakeIdp, clock: Clock) -> None:
+def test_a_tampered_payload_is_refused(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock)
     head, _, signature = idp.token().split(".")
     raised = _b64(json.dumps(idp.claims(pghd_role="admin", pghd_teams=["ward-b"])).encode())
@@ -193,16 +193,16 @@ def test_a_tampered_payload_is_refused(idp: FakeIdp, clock: Clock) -> None:
 
 
 def test_a_token_signed_by_a_key_the_provider_never_published_is_refused(
-    idp: FakeIdp, clock: Clock
+    idp: LoopbackIdp, clock: Clock
 ) -> None:
     verifier = verifier_of(idp, clock)
-    impostor = FakeIdp(issuer=idp.issuer)
+    impostor = LoopbackIdp(issuer=idp.issuer)
     impostor.add_key("RS256", kid=idp.keys[0].kid)  # same kid, another key
     with pytest.raises(TokenRefused, match="Signature verification failed"):
         verifier.identify(impostor.token())
 
 
-def test_an_unknown_kid_refreshes_once_then_is_refused(idp: FakeIdp, clock: Clock) -> None:
+def test_an_unknown_kid_refreshes_once_then_is_refused(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock)
     verifier.identify(idp.token())
     assert len(idp.requests) == 1
@@ -221,7 +221,7 @@ def test_an_unknown_kid_refreshes_once_then_is_refused(idp: FakeIdp, clock: Cloc
     assert len(idp.requests) == 3
 
 
-def test_a_rotated_key_is_accepted_after_a_refresh(idp: FakeIdp, clock: Clock) -> None:
+def test_a_rotated_key_is_accepted_after_a_refresh(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock)
     old = idp.keys[0]
     verifier.identify(idp.token(old))
@@ -237,7 +237,7 @@ def test_a_rotated_key_is_accepted_after_a_refresh(idp: FakeIdp, clock: Clock) -
     assert verifier.identify(idp.token(new)).name == "oidc:nurse-a"
 
 
-def test_cached_keys_work_while_the_provider_is_down(idp: FakeIdp, clock: Clock) -> None:
+def test_cached_keys_work_while_the_provider_is_down(idp: LoopbackIdp, clock: Clock) -> None:
     outcomes: list[str] = []
     verifier = OidcVerifier(
         settings_of(idp), clock=clock, now=lambda: NOW, on_fetch=outcomes.append
@@ -264,7 +264,7 @@ def test_before_any_fetch_a_down_provider_is_unavailable_not_a_refusal(clock: Cl
             verifier.identify(idp.token())
 
 
-def test_a_token_without_kid_uses_the_only_key(idp: FakeIdp, clock: Clock) -> None:
+def test_a_token_without_kid_uses_the_only_key(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock)
     assert verifier.identify(idp.token(kid=None)).name == "oidc:nurse-a"
     clock.now += 11
@@ -274,7 +274,9 @@ def test_a_token_without_kid_uses_the_only_key(idp: FakeIdp, clock: Clock) -> No
         verifier.identify(idp.token(kid=None))
 
 
-def test_a_token_of_an_algorithm_its_key_is_not_for_is_refused(idp: FakeIdp, clock: Clock) -> None:
+def test_a_token_of_an_algorithm_its_key_is_not_for_is_refused(
+    idp: LoopbackIdp, clock: Clock
+) -> None:
     rsa_key = idp.keys[0]
     verifier = verifier_of(idp, clock, algorithms=["RS256", "PS256", "ES256"])
     verifier.identify(idp.token())
@@ -285,7 +287,7 @@ def test_a_token_of_an_algorithm_its_key_is_not_for_is_refused(idp: FakeIdp, clo
         verifier.identify(ps256)
 
 
-def test_roles_mapped_from_a_list_claim(idp: FakeIdp, clock: Clock) -> None:
+def test_roles_mapped_from_a_list_claim(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(
         idp,
         clock,
@@ -302,7 +304,7 @@ def test_roles_mapped_from_a_list_claim(idp: FakeIdp, clock: Clock) -> None:
         verifier.identify(idp.token(realm_access={"roles": ["offline_access"]}))
 
 
-def test_the_user_name_falls_back_to_sub(idp: FakeIdp, clock: Clock) -> None:
+def test_the_user_name_falls_back_to_sub(idp: LoopbackIdp, clock: Clock) -> None:
     verifier = verifier_of(idp, clock)
     principal = verifier.identify(idp.token(preferred_username=None))
     assert principal.name == "oidc:6b1c9b7e-8a83-4a4e-9d1c-0d9f3f0a1b2c"
@@ -351,7 +353,7 @@ def test_each_service_reads_its_own_variables_then_the_shared_ones(
         IngestSettings()
 
 
-def test_only_jwt_shaped_tokens_are_taken_for_jwts(idp: FakeIdp) -> None:
+def test_only_jwt_shaped_tokens_are_taken_for_jwts(idp: LoopbackIdp) -> None:
     assert looks_like_jwt(idp.token())
     for static in ("nurse-a-token", "a.b.c", "eyJhbGciOiJSUzI1NiJ9.e30", "x" * 43, ""):
         assert not looks_like_jwt(static), static
@@ -361,7 +363,7 @@ def _bearer(token: str) -> HTTPAuthorizationCredentials:
     return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
 
 
-def test_the_shared_bearer_auth_takes_both_kinds_of_token(idp: FakeIdp, clock: Clock) -> None:
+def test_the_shared_bearer_auth_takes_both_kinds_of_token(idp: LoopbackIdp, clock: Clock) -> None:
     book = CredentialBook(None, fixed={"ops": hash_token("ops-token")})
     verifier = verifier_of(idp, clock)
     assert authenticate_bearer(book, _bearer("ops-token"), oidc=verifier).name == "ops"
@@ -386,7 +388,7 @@ def test_the_shared_bearer_auth_takes_both_kinds_of_token(idp: FakeIdp, clock: C
     assert unavailable.value.headers is not None and unavailable.value.headers["Retry-After"]
 
 
-def test_without_an_issuer_a_jwt_is_just_an_unknown_token(idp: FakeIdp) -> None:
+def test_without_an_issuer_a_jwt_is_just_an_unknown_token(idp: LoopbackIdp) -> None:
     """No provider configured: bearer auth is what it was, and nobody asks the provider."""
     token = idp.token()
     book = CredentialBook(None, fixed={"ops": hash_token(token)})

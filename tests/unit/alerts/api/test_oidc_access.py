@@ -17,14 +17,14 @@ from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.service.oidc import OidcSettings
-from tests.oidc_idp import AUDIENCE, FakeIdp, serving_idp
+from tests.oidc_idp import AUDIENCE, LoopbackIdp, serving_idp
 from tests.unit.alerts.api.conftest import RecordingProducer, build, make_alert
 from tests.unit.alerts.api.test_access import NOBODYS, OURS, THEIRS
 from tests.unit.audit_sink import RecordingAuditSink
 
 
 @pytest.fixture
-def idp() -> Iterator[FakeIdp]:
+def idp() -> Iterator[LoopbackIdp]:
     with serving_idp() as idp:
         yield idp
 
@@ -35,7 +35,7 @@ def audit() -> RecordingAuditSink:
 
 
 @pytest.fixture
-def client(idp: FakeIdp, audit: RecordingAuditSink, tmp_path: Path) -> TestClient:
+def client(idp: LoopbackIdp, audit: RecordingAuditSink, tmp_path: Path) -> TestClient:
     users = tmp_path / "users.json"
     users.write_text(
         '{"schema_version": 1, "users": {"nurse-b": {"role": "clinician", "teams": ["ward-b"],'
@@ -61,7 +61,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_a_clinician_jwt_reaches_their_teams_patients_only(
-    client: TestClient, idp: FakeIdp, audit: RecordingAuditSink
+    client: TestClient, idp: LoopbackIdp, audit: RecordingAuditSink
 ) -> None:
     nurse = bearer(idp.token())  # nurse-a, clinician of ward-a
     own = client.get(f"/v1/alerts/al-{OURS}", headers=nurse)
@@ -83,7 +83,7 @@ def test_a_clinician_jwt_reaches_their_teams_patients_only(
     assert audit.events[1].patients == [THEIRS]
 
 
-def test_a_viewer_jwt_reads_but_cannot_act(client: TestClient, idp: FakeIdp) -> None:
+def test_a_viewer_jwt_reads_but_cannot_act(client: TestClient, idp: LoopbackIdp) -> None:
     viewer = bearer(idp.token(pghd_role="viewer", preferred_username="student-a"))
     assert client.get(f"/v1/alerts/al-{OURS}", headers=viewer).status_code == 200
     refused = client.post(f"/v1/alerts/al-{OURS}/acknowledge", json={}, headers=viewer)
@@ -92,7 +92,7 @@ def test_a_viewer_jwt_reads_but_cannot_act(client: TestClient, idp: FakeIdp) -> 
     assert "oidc:student-a is a viewer" in refused.json()["detail"]
 
 
-def test_users_file_tokens_keep_working_beside_jwts(client: TestClient, idp: FakeIdp) -> None:
+def test_users_file_tokens_keep_working_beside_jwts(client: TestClient, idp: LoopbackIdp) -> None:
     assert client.get(f"/v1/alerts/al-{THEIRS}", headers=bearer("nurse-b-token")).status_code == (
         200
     )
@@ -102,7 +102,7 @@ def test_users_file_tokens_keep_working_beside_jwts(client: TestClient, idp: Fak
 
 
 def test_bad_jwts_are_401_and_audited_as_anonymous(
-    client: TestClient, idp: FakeIdp, audit: RecordingAuditSink
+    client: TestClient, idp: LoopbackIdp, audit: RecordingAuditSink
 ) -> None:
     for token in (idp.token(aud="another-api"), idp.token(pghd_role=None)):
         response = client.get(f"/v1/alerts/al-{OURS}", headers=bearer(token))
@@ -113,7 +113,7 @@ def test_bad_jwts_are_401_and_audited_as_anonymous(
 
 
 def test_a_jwt_needing_a_key_while_the_provider_is_down_is_503(
-    client: TestClient, idp: FakeIdp
+    client: TestClient, idp: LoopbackIdp
 ) -> None:
     assert client.get("/v1/alerts", headers=bearer(idp.token())).status_code == 200
     rotated = idp.add_key("ES256")
