@@ -5,7 +5,11 @@ care teams they belong to. Roles grant :class:`Permission` s (:data:`GRANTS`):
 
 - ``viewer``: reads the alerts, silences and care plans of their teams' patients;
 - ``clinician``: also acknowledges and resolves alerts, silences them, sets care plans;
-- ``admin``: all of that, for every patient whatever the team, and reads the audit trail.
+- ``admin``: all of that, for every patient whatever the team, and reads the audit trail;
+- ``patient``: a patient (or their app) reads their own data and manages their own feedback,
+  nothing of anyone else (``Principal.patient_id`` names them). Patient tokens are not in the
+  users file: they are issued per patient (at enrollment or later) and their digests travel
+  with the enrollment.
 
 A viewer or clinician sees a patient only when the patient is assigned to one of their
 teams (the enrollment's ``teams``); a patient in no team is seen by admins only.
@@ -30,7 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pghd.contracts import ID_PATTERN
 from pghd.watched_file import WatchedJson
@@ -55,6 +59,7 @@ class Role(StrEnum):
     VIEWER = "viewer"
     CLINICIAN = "clinician"
     ADMIN = "admin"
+    PATIENT = "patient"
 
 
 class Permission(StrEnum):
@@ -62,12 +67,14 @@ class Permission(StrEnum):
     ACT = "act"  # acknowledge, resolve, silence, set or clear care plans
     ALL_PATIENTS = "all-patients"  # every patient, whatever their teams
     AUDIT = "audit"  # read the audit trail
+    SELF = "self"  # a patient's own data and feedback settings (``/v1/me``), nothing else
 
 
 GRANTS: Mapping[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
     Role.CLINICIAN: frozenset({Permission.READ, Permission.ACT}),
-    Role.ADMIN: frozenset(Permission),
+    Role.ADMIN: frozenset(Permission) - {Permission.SELF},
+    Role.PATIENT: frozenset({Permission.SELF}),
 }
 """What each role may do (the table of the module docstring)."""
 
@@ -104,18 +111,41 @@ def checked_digests(
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated care-team member: name, role and teams."""
+    """An authenticated care-team member (name, role, teams) or patient (``patient_id``)."""
 
     name: str
     role: Role
     teams: frozenset[str] = frozenset()
+    patient_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.role is Role.PATIENT) != (self.patient_id is not None):
+            raise ValueError("a patient principal, and only one, names its patient_id")
+        if self.role is Role.PATIENT and self.teams:
+            raise ValueError("a patient principal belongs to no care team")
+
+    @classmethod
+    def for_patient(cls, patient_id: str) -> Principal:
+        """The principal of a patient's own token: ``patient:<id>``, role patient."""
+        return cls(f"patient:{patient_id}", Role.PATIENT, patient_id=patient_id)
 
     def may(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
 
     def sees(self, patient_teams: Iterable[str]) -> bool:
-        """Whether this principal may see a patient assigned to ``patient_teams``."""
+        """Whether this care-team principal may see a patient assigned to ``patient_teams``
+        (a patient principal sees only themselves: :meth:`is_patient`)."""
         return self.may(Permission.ALL_PATIENTS) or not self.teams.isdisjoint(patient_teams)
+
+    def is_patient(self, patient_id: str) -> bool:
+        """Whether this is ``patient_id``'s own token."""
+        return self.patient_id is not None and self.patient_id == patient_id
+
+
+def _not_patient(role: Role) -> Role:
+    if role is Role.PATIENT:
+        raise ValueError("patients are not users of the users file: issue a patient token")
+    return role
 
 
 class UserEntry(BaseModel):
@@ -123,7 +153,7 @@ class UserEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Role
+    role: Annotated[Role, AfterValidator(_not_patient)]
     teams: list[Name] = Field(default_factory=list)
     token_sha256: Annotated[list[Digest], Field(min_length=1)] = Field(
         description="digests of the user's bearer tokens (several while rotating)"

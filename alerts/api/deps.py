@@ -8,7 +8,8 @@ Everything a route needs comes from here, read off ``app.state`` (set by
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
@@ -26,8 +27,11 @@ from pghd.service.oidc import OidcVerifier
 from pghd.service.producer import RecordPublisher, kafka_unavailable
 
 __all__ = [
+    "AnyoneDep",
     "ClinicianDep",
     "MetricsDep",
+    "PatientDep",
+    "PatientTokens",
     "PrincipalDep",
     "ProducerDep",
     "PublisherDep",
@@ -35,10 +39,13 @@ __all__ = [
     "SettingsDep",
     "TeamOfDep",
     "authenticate",
+    "authenticate_anyone",
+    "authenticate_patient",
     "check_patient",
     "get_credentials",
     "get_metrics",
     "get_oidc",
+    "get_patient_tokens",
     "get_producer",
     "get_publisher",
     "get_read_model",
@@ -122,18 +129,79 @@ def get_publisher(request: Request, settings: SettingsDep) -> RecordPublisher:
 PublisherDep = Annotated[RecordPublisher, Depends(get_publisher)]
 
 
-def authenticate(
+class PatientTokens(Protocol):
+    """Who owns a patient token: the patient's principal (:meth:`Principal.for_patient`)."""
+
+    def identify(self, token: str | None) -> Principal | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Either:
+    """The users file's people first, then the patients' own tokens."""
+
+    people: CredentialBook
+    patients: PatientTokens | None
+
+    def identify(self, token: str | None) -> Principal | None:
+        found = self.people.identify(token)
+        if found is None and self.patients is not None:
+            found = self.patients.identify(token)
+        return found
+
+
+def get_patient_tokens(request: Request) -> PatientTokens | None:
+    """The patients' tokens (their digests travel with the enrollments); None: none taken."""
+    tokens: PatientTokens | None = getattr(request.app.state, "patient_tokens", None)
+    return tokens
+
+
+def authenticate_anyone(
     credentials: Annotated[CredentialBook, Depends(get_credentials)],
+    patients: Annotated[PatientTokens | None, Depends(get_patient_tokens)],
     oidc: Annotated[OidcVerifier | None, Depends(get_oidc)],
     presented: Annotated[HTTPAuthorizationCredentials | None, Depends(care_team_scheme)],
 ) -> Principal:
-    """The care-team member presenting the bearer token (the users file's, or an identity
-    provider's JWT); 401 problem when none matches, 503 when the provider's keys are out
-    of reach."""
-    return authenticate_bearer(credentials, presented, oidc=oidc)
+    """Whoever presents the bearer token: a care-team member (the users file's token, or an
+    identity provider's JWT) or a patient (their own token); 401 problem when none matches,
+    503 when the provider's keys are out of reach."""
+    return authenticate_bearer(_Either(credentials, patients), presented, oidc=oidc)
+
+
+AnyoneDep = Annotated[Principal, Depends(authenticate_anyone)]
+"""A care-team member or a patient: for routes that check the patient themselves
+(:func:`check_patient` lets a patient reach only their own records)."""
+
+
+def authenticate(principal: AnyoneDep) -> Principal:
+    """The care-team member presenting the bearer token; a patient's token is refused (403)
+    here: patients read their own data under ``/v1/me`` and ``/fhir``, nothing else."""
+    if principal.patient_id is not None:
+        raise ProblemError(
+            status=403,
+            slug="forbidden-role",
+            detail="a patient token reads only the patient's own data (/v1/me, /fhir)",
+        )
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+"""A care-team member (viewer, clinician or admin), never a patient."""
+
+
+def authenticate_patient(principal: AnyoneDep) -> Principal:
+    """The patient presenting their own token; 403 for anyone else (care-team members act on
+    patients through the other routes)."""
+    if principal.patient_id is None:
+        raise ProblemError(
+            status=403,
+            slug="forbidden-role",
+            detail=f"{principal.name} is no patient: /v1/me answers a patient's own token",
+        )
+    return principal
+
+
+PatientDep = Annotated[Principal, Depends(authenticate_patient)]
+"""A patient's own principal (``patient_id`` set)."""
 
 
 def authorize_action(principal: PrincipalDep) -> Principal:
@@ -156,9 +224,14 @@ def check_patient(
     principal: Principal, patient_id: str, *, model: ReadModel, settings: CareApiSettings
 ) -> None:
     """403 problem unless ``principal`` may see ``patient_id`` (one of the patient's teams
-    is theirs, or they are an admin); 503 while the enrollments are still being read. The
-    request's audit event names the patient, whatever the answer."""
+    is theirs, they are an admin, or it is the patient's own token); 503 while the
+    enrollments are still being read. The request's audit event names the patient, whatever
+    the answer."""
     note_patients([patient_id])
+    if principal.patient_id is not None:
+        if not principal.is_patient(patient_id):
+            raise not_yours(principal)
+        return
     if principal.may(Permission.ALL_PATIENTS):
         return
     if not model.ready:
@@ -179,5 +252,7 @@ def not_yours(principal: Principal) -> ProblemError:
     return ProblemError(
         status=403,
         slug="forbidden-patient",
-        detail=f"nothing here that {principal.name} may see: not a patient of their care teams",
+        detail=f"nothing here that {principal.name} may see: not a patient of their care teams"
+        if principal.patient_id is None
+        else f"nothing here that {principal.name} may see: a patient sees only their own data",
     )

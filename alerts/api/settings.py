@@ -12,7 +12,8 @@ patient -> notification team map the ``team`` filter uses). ``max_silence_s`` is
 longest silence anyone may set (policy: a silence hides a patient's alerts from everyone).
 ``oidc`` says which identity provider's bearer JWTs are accepted beside the users file's
 tokens (:mod:`pghd.service.oidc`): ``PGHD_CARE_API_OIDC_*``, each falling back to the
-platform-wide ``PGHD_OIDC_*``; unset, none are.
+platform-wide ``PGHD_OIDC_*``; unset, none are. ``influx_*`` (falling back to the platform-wide
+``PGHD_INFLUX_*``) is where the patients' own routes and the FHIR read API read readings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pghd.access import checked_digests
@@ -68,6 +69,34 @@ class CareApiSettings(BaseSettings):
             "routing_file", f"{ENV_PREFIX}ROUTING_FILE", "PGHD_ALERTS_ROUTING_FILE"
         ),
         description="the alerts routing config (JSON); gives the patient -> team map",
+    )
+    # InfluxDB, read by the patients' own routes (/v1/me) and the FHIR read API (/fhir).
+    influx_url: str = Field(
+        default="http://127.0.0.1:8086",
+        validation_alias=AliasChoices("influx_url", f"{ENV_PREFIX}INFLUX_URL", "PGHD_INFLUX_URL"),
+        description="InfluxDB URL, for the readings /v1/me and /fhir serve",
+    )
+    influx_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "influx_token", f"{ENV_PREFIX}INFLUX_TOKEN", "PGHD_INFLUX_TOKEN"
+        ),
+        description="InfluxDB token (1.8: user:password), read access suffices; unset: the"
+        " routes that read readings answer 503",
+    )
+    influx_org: str = Field(
+        default="-",
+        validation_alias=AliasChoices("influx_org", f"{ENV_PREFIX}INFLUX_ORG", "PGHD_INFLUX_ORG"),
+    )
+    influx_bucket: str = Field(
+        default="pghd/autogen",
+        validation_alias=AliasChoices(
+            "influx_bucket", f"{ENV_PREFIX}INFLUX_BUCKET", "PGHD_INFLUX_BUCKET"
+        ),
+        description="the bucket the store writes readings to (1.8: database/retention policy)",
+    )
+    influx_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="one InfluxDB query"
     )
     produce_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
-from pghd.access import CredentialBook, Role, hash_token
+from pghd.access import CredentialBook, Permission, Principal, Role, UserEntry, hash_token
 from pghd.alert_commands import Silence
 from pghd.care_plans import CarePlan, CarePlanSettings
 from tests.unit.alerts.api.conftest import RecordingProducer, build, make_alert
@@ -277,3 +277,55 @@ def test_a_users_file_that_does_not_parse_stops_the_start(tmp_path: Path) -> Non
     path.write_text('{"users": {"x": {"role": "viewer", "token_sha256": ["not-a-digest"]}}}')
     with pytest.raises(ValueError, match="token_sha256"):
         CredentialBook(path)
+
+
+class OnePatientToken:
+    """Stands in for the enrollments' patient tokens: ``OURS`` holds ``ours-patient-token``."""
+
+    def identify(self, token: str | None) -> Principal | None:
+        return Principal.for_patient(OURS) if token == "ours-patient-token" else None
+
+
+def test_a_patient_token_reaches_no_care_team_route(
+    client: TestClient, producer: RecordingProducer
+) -> None:
+    """A patient reads their own data under /v1/me and /fhir; every care-team route, even
+    about their own alerts, answers 403 (the routes care teams use are found in the OpenAPI
+    document, so a route added later is checked too)."""
+    client.app.state.patient_tokens = OnePatientToken()  # type: ignore[attr-defined]
+    patient = {"Authorization": "Bearer ours-patient-token"}
+    checked = 0
+    for method, path, body in _requests(client, OURS):
+        if path.startswith(("/v1/me", "/fhir")):
+            continue
+        response = client.request(method, path, json=body, headers=patient)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["type"] == "urn:pghd:problem:forbidden-role"
+        checked += 1
+    assert checked >= 9
+    assert producer.sent == []
+    unknown = client.get("/v1/alerts", headers={"Authorization": "Bearer not-a-patient-token"})
+    assert unknown.status_code == 401
+
+
+def test_check_patient_lets_a_patient_reach_only_themselves(model: ReadModel) -> None:
+    from alerts.api.deps import check_patient
+    from pghd.problems import ProblemError
+
+    settings = CareApiSettings(kafka_bootstrap="127.0.0.1:1")
+    check_patient(Principal.for_patient(OURS), OURS, model=model, settings=settings)
+    with pytest.raises(ProblemError) as refused:
+        check_patient(Principal.for_patient(OURS), THEIRS, model=model, settings=settings)
+    assert refused.value.status == 403
+    assert THEIRS not in str(refused.value.detail)
+
+
+def test_patients_are_not_users_of_the_users_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="issue a patient token"):
+        UserEntry.model_validate({"role": "patient", "token_sha256": [hash_token("x")]})
+    with pytest.raises(ValueError, match="patient_id"):
+        Principal("someone", Role.PATIENT)
+    with pytest.raises(ValueError, match="patient_id"):
+        Principal("nurse", Role.CLINICIAN, patient_id=OURS)
+    assert not Principal.for_patient(OURS).may(Permission.READ)
+    assert not Principal("chief", Role.ADMIN).may(Permission.SELF)
