@@ -1,0 +1,90 @@
+"""The reviewed wording patients read: the packaged file holds together, renders take exactly
+the declared fields, and changes are worded in the patient's own units."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from pghd.catalogue import Metric
+from pghd.contracts import Severity
+from pghd.feedback.wording import (
+    Kind,
+    Templates,
+    WordingError,
+    describe_change,
+    load_templates,
+    metric_name,
+    render,
+)
+
+
+def packaged() -> dict[str, Any]:
+    text = resources.files("pghd.feedback").joinpath("templates.json").read_text("utf-8")
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def test_the_packaged_templates_cover_every_kind_severity_and_metric() -> None:
+    templates = load_templates()
+    assert set(templates.kinds) == set(Kind)
+    assert set(templates.metrics) == set(Metric)
+    assert set(templates.kinds[Kind.FINDING_OPENED]) == set(Severity)
+
+
+def test_a_finding_reads_in_plain_words_and_says_the_care_team_was_told() -> None:
+    change = describe_change("resting_heart_rate", 72.0, 55.0, 63.0)
+    text = render(
+        Kind.FINDING_OPENED,
+        Severity.WARNING,
+        {"metric": metric_name("resting_heart_rate"), "change": change, "since": "for 3 nights"},
+    )
+    assert text.startswith(
+        "Your resting heart rate has been 9 beats per minute above your usual for 3 nights;"
+        " your care team has been told."
+    )
+    for alarming in ("danger", "emergency!", "abnormal", "alert"):
+        assert alarming not in text.lower()
+
+
+def test_changes_are_worded_against_the_usual_range() -> None:
+    assert describe_change("spo2", 91.5, 94.0, 99.0) == "2.5 % below"
+    assert describe_change("heart_rate", 60.0, 50.0, 70.0) == "within"
+    assert metric_name("unknown_metric") == "unknown metric"
+
+
+def test_render_refuses_missing_and_undeclared_fields() -> None:
+    with pytest.raises(WordingError, match="takes fields"):
+        render(Kind.FINDING_RESOLVED, Severity.INFO, {})
+    with pytest.raises(WordingError, match="takes fields"):
+        render(Kind.FINDING_RESOLVED, Severity.INFO, {"metric": "x", "other_patient": "p-2"})
+
+
+def test_kinds_without_severities_read_their_one_template_at_any_severity() -> None:
+    fields = {"source": "your watch", "since": "Tuesday 08:00"}
+    assert render(Kind.DEVICE_SILENT, Severity.CRITICAL, fields) == render(
+        Kind.DEVICE_SILENT, Severity.INFO, fields
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d["kinds"]["finding_opened"].pop("critical"), "finding_opened needs"),
+        (lambda d: d["metrics"].pop("spo2"), "no patient wording for metrics"),
+        (lambda d: d["fields"]["finding_resolved"].clear(), "undeclared fields"),
+        (
+            lambda d: d["kinds"]["device_silent"].__setitem__("info", "{source!r}"),
+            "plain",
+        ),
+        (lambda d: d["kinds"].pop("weekly_summary"), "weekly_summary"),
+    ],
+)
+def test_a_template_file_that_does_not_hold_together_is_refused(change: Any, match: str) -> None:
+    doc = packaged()
+    change(doc)
+    with pytest.raises(ValueError, match=match):
+        Templates.model_validate(doc)
