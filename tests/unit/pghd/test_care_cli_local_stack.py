@@ -6,13 +6,14 @@ API only, the local admin's token from ``.local/run/care-token``. A temporary re
 (``PGHD_ROOT``) holds such a state file, naming this test process as the service (so it is
 "alive") and a small HTTP server standing in for the API, which records what it was asked.
 Explicit options win; a token of the local stack never goes to another URL; without any
-token the commands say how to give one.
+token the commands say how to give one. Also: ``pghd run``'s users file and token files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +25,10 @@ from typer.testing import CliRunner
 
 from deploy.local.process import process_start_time
 from deploy.local.stack import ROOT_ENV, ProcessRecord, StackPaths, StackState
+from pghd.access import Role, UserEntry, UsersFile, hash_token
 from pghd.cli import app
 from pghd.commands.alerts import NO_TOKEN, local_care_api
+from pghd.commands.run import CARE_USER, _api_key, care_users_file
 
 LOCAL_TOKEN = "local-care-token-from-make-run"
 
@@ -49,7 +52,7 @@ ANSWERS: dict[tuple[str, str], Any] = {
     ("GET", "/v1/patients/sim-0001/care-plan"): {
         "patient_id": "sim-0001",
         "spo2_scale": 2,
-        "updated_by": "local-admin",
+        "updated_by": CARE_USER,
         "updated_at": "2026-12-06T09:00:00Z",
     },
     ("GET", "/v1/audit"): [],
@@ -276,3 +279,35 @@ def test_help_says_where_url_and_token_come_from() -> None:
         assert ".local/run/care-token" in text, args
     for group in ("alerts", "care-plan"):
         assert "the local stack's API and its admin token" in _help(group), group
+
+
+def test_the_users_file_is_made_once_with_a_local_admin(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    token = _api_key(run_dir, "care-token")
+    assert _api_key(run_dir, "care-token") == token  # made once
+    assert stat.S_IMODE((run_dir / "care-token").stat().st_mode) == 0o600
+    path = care_users_file(run_dir, token)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    users = UsersFile.model_validate_json(path.read_text()).users
+    assert users == {CARE_USER: UserEntry(role=Role.ADMIN, token_sha256=[hash_token(token)])}
+    # Kept as it is once made (a developer may add users to it) ...
+    edited = UsersFile(
+        users={
+            **users,
+            "nurse": UserEntry(role=Role.CLINICIAN, teams=["ward-a"], token_sha256=["a" * 64]),
+        }
+    )
+    path.write_text(edited.model_dump_json())
+    assert care_users_file(run_dir, token) == path
+    assert UsersFile.model_validate_json(path.read_text()) == edited
+    # ... and when the token was made anew, the local admin holds the new one, others stay.
+    care_users_file(run_dir, "a-new-token")
+    again = UsersFile.model_validate_json(path.read_text()).users
+    assert again[CARE_USER].token_sha256 == [hash_token("a-new-token")]
+    assert again["nurse"] == edited.users["nurse"]
+
+
+def test_a_broken_users_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "care-users.json").write_text("{")
+    with pytest.raises(ValueError, match=r"care-users\.json is not a users file"):
+        care_users_file(tmp_path, "t")
