@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from deploy.local import stack
@@ -110,6 +111,9 @@ def test_make_run_then_list_and_acknowledge_with_nothing_exported(scratch_root: 
         assert services[name].ports["http"] != default, name
     care = services["care-api"]
     assert care.healthy() and care.health == f"http://127.0.0.1:{care.ports['http']}/readyz"
+    # Its metrics are open to Prometheus, as compose and k8s scrape them.
+    metrics = httpx.get(f"http://127.0.0.1:{care.ports['http']}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "# TYPE" in metrics.text
     # "Where to look" names the API, the token and the command.
     assert f"care-team API     http://127.0.0.1:{care.ports['http']}/docs" in out
     assert "care-token" in out and "pghd alerts list" in out
