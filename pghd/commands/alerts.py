@@ -87,7 +87,7 @@ def local_care_api(root: Path | None = None) -> tuple[str, Path] | None:
     try:
         paths = stack.StackPaths.for_root(root)
         record = stack.load_state(paths).processes.get(LOCAL_CARE_API)
-    except (OSError, ValueError, TypeError):  # no repository here, or a state file unreadable
+    except (OSError, ValueError, TypeError, AttributeError):  # no repository, or a bad state file
         return None
     if record is None or "http" not in record.ports or not record.alive():
         return None

@@ -251,8 +251,9 @@ def test_a_stopped_or_absent_care_api_is_not_the_local_stack(
     assert local_care_api(root) is None
     _write_stack(root, _record("care-api", api.port))
     assert local_care_api(root) == (api.url, root / ".local" / "run" / "care-token")
-    StackPaths.for_root(root).state_file.write_text("{not json")
-    assert local_care_api(root) is None
+    for broken in ("{not json", "[]", '{"processes": {"care-api": {"pid": 1}}}'):
+        StackPaths.for_root(root).state_file.write_text(broken)
+        assert local_care_api(root) is None, broken
     assert local_care_api(tmp_path / "nowhere") is None  # not a repository
 
 
