@@ -53,9 +53,13 @@ def after_predicate(key: ReadingKey) -> str:
 
 
 def _from(bucket: str, start: datetime, stop: datetime) -> str:
+    """The bucket's points in ``[start, stop)``. ``range`` alone is not enough: InfluxDB
+    1.8's Flux also gives the points stamped ``stop`` exactly, which the next window (or a
+    ``date=lt`` bound) must not see."""
     return (
         f"from(bucket: {flux_string(bucket)})"
         f" |> range(start: {format_time(start)}, stop: {format_time(stop)})"
+        f" |> filter(fn: (r) => r._time < {format_time(stop)})"
     )
 
 
