@@ -186,6 +186,9 @@ class InfluxExportReader(FluxReader):
             flux = (
                 f"from(bucket: {flux_string(self._bucket)})"
                 f" |> range(start: {format_time(start)}, stop: {format_time(end)})"
+                # InfluxDB 1.8's range also gives the points stamped at its stop, which are
+                # the next window's
+                f" |> filter(fn: (r) => r._time < {format_time(end)})"
                 f" |> filter(fn: (r) => {self._patient((measurement,), patient_id)})"
                 ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
                 f" |> group() |> sort(columns: {flux_columns(order)})"
