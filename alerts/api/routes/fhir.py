@@ -149,8 +149,18 @@ def _refused(error: SearchError) -> FhirResponse:
     )
 
 
-def _url(request: Request, params: Sequence[tuple[str, str]]) -> str:
-    return str(request.url.replace(query=urlencode(list(params))))
+def _base(request: Request, settings: CareApiSettings) -> str:
+    """The read API's base URL: the configured public one, else the request's own."""
+    if settings.fhir_base_url:
+        return settings.fhir_base_url.rstrip("/")
+    own = str(request.url.replace(query=""))
+    return own[: own.index(f"{PREFIX}/") + len(PREFIX)]
+
+
+def _url(request: Request, settings: CareApiSettings, params: Sequence[tuple[str, str]]) -> str:
+    """The URL of the request's resource type with ``params`` (a self or next link)."""
+    resource = request.url.path.rsplit("/", 1)[1]
+    return f"{_base(request, settings)}/{resource}?{urlencode(list(params))}"
 
 
 def _unavailable(settings: CareApiSettings, detail: str) -> ProblemError:
@@ -179,11 +189,15 @@ async def _within_timeout(read: Awaitable[T], settings: CareApiSettings, patient
     response_class=FhirResponse,
     responses=_responses({200: "A CapabilityStatement (FHIR R4 4.0.1)"}),
 )
-async def metadata(request: Request, oidc: OidcDep, now: NowDep) -> FhirResponse:
+async def metadata(
+    request: Request, settings: SettingsDep, oidc: OidcDep, now: NowDep
+) -> FhirResponse:
     """FHIR R4 ``capabilities``: Observation and Flag searches, the security in use."""
-    base = str(request.url.replace(query="")).removesuffix("/metadata")
     statement = capability_statement(
-        version=pghd.__version__, date=now, base_url=base, identity_provider=oidc is not None
+        version=pghd.__version__,
+        date=now,
+        base_url=_base(request, settings),
+        identity_provider=oidc is not None,
     )
     return FhirResponse(statement)
 
@@ -231,9 +245,10 @@ async def search_observations(
     resources = [vital_sign(reading, flags_of(reading, index)) for reading in page.readings]
     shown = [*search.applied, ("_count", str(search.count))]
     here = shown + ([("_cursor", encode_cursor(search.cursor))] if search.cursor else [])
-    links = [("self", _url(request, here))]
+    links = [("self", _url(request, settings, here))]
     if page.next is not None:
-        links.append(("next", _url(request, [*shown, ("_cursor", encode_cursor(page.next))])))
+        following = [*shown, ("_cursor", encode_cursor(page.next))]
+        links.append(("next", _url(request, settings, following)))
     return FhirResponse(searchset(resources, links=links, now=now))
 
 
@@ -272,5 +287,5 @@ async def search_flags(
             headers={"Retry-After": str(settings.retry_after_s)},
         )
     found = matching_alerts(model.alerts.query(patient_id=search.patient_id), search, now=now)
-    links = [("self", _url(request, search.applied))]
+    links = [("self", _url(request, settings, search.applied))]
     return FhirResponse(searchset([flag(alert) for alert in found], links=links, now=now))

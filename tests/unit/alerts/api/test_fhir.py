@@ -436,3 +436,25 @@ def test_flags_wait_for_the_read_model(client: TestClient, model: ReadModel) -> 
     response = client.get("/fhir/Flag", params={"patient": OURS}, headers=bearer("chief"))
     outcome(response, 503)
     assert response.headers["Retry-After"] == "7"
+
+
+def test_links_use_the_public_base_url_when_one_is_configured(
+    tmp_path: Path, model: ReadModel, sink: RecordingAuditSink, store: ListStore
+) -> None:
+    """Behind a proxy that ends TLS, the request's own URL is not the one clients use."""
+    app = make_app(tmp_path, model, sink, fhir_base_url="https://care.example.org/fhir/")
+    app.state.fhir_store = store
+    client = TestClient(app)
+    body = bundle(
+        client.get(
+            "/fhir/Observation", params={"patient": OURS, "_count": "2"}, headers=bearer("chief")
+        )
+    )
+    assert (
+        links(body)["self"] == f"https://care.example.org/fhir/Observation?patient={OURS}&_count=2"
+    )
+    assert links(body)["next"].startswith(
+        f"https://care.example.org/fhir/Observation?patient={OURS}&_count=2&_cursor="
+    )
+    statement = client.get("/fhir/metadata").json()
+    assert statement["implementation"]["url"] == "https://care.example.org/fhir"
