@@ -98,6 +98,12 @@ class CareApiSettings(BaseSettings):
     influx_timeout_s: Annotated[float, Field(gt=0)] = Field(
         default=30.0, description="one InfluxDB query"
     )
+    fhir_base_url: str | None = Field(
+        default=None,
+        description="the FHIR read API's public base URL (https://care.example.org/fhir), for"
+        " the links of its Bundles and its CapabilityStatement behind a proxy; unset: the"
+        " request's own URL",
+    )
     produce_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry_after_s: Annotated[int, Field(ge=1)] = 5
