@@ -63,12 +63,16 @@ class PatientViewStore(Protocol):
     """Where the patient's view reads points (:class:`InfluxPatientView`, or a fake)."""
 
     async def summary_inputs(
-        self, patient_id: str, *, now: datetime, findings_since: datetime | None
+        self, patient_id: str, *, now: datetime, findings: bool
     ) -> SummaryInputs: ...
 
     async def chart_inputs(self, patient_id: str, chosen: ChartPlan) -> ChartInputs: ...
 
     async def close(self) -> None: ...
+
+
+async def _nothing() -> list[FindingPoint]:
+    return []
 
 
 def _float(value: Any) -> float | None:
@@ -136,20 +140,23 @@ class InfluxPatientView:
     # --- the summary ------------------------------------------------------------------------
 
     async def summary_inputs(
-        self, patient_id: str, *, now: datetime, findings_since: datetime | None
+        self, patient_id: str, *, now: datetime, findings: bool
     ) -> SummaryInputs:
-        """Everything :func:`pghd.patient_view.summary.summarize` needs about the patient."""
-        latest, baselines, daily, nights, findings = await self._bounded(
+        """Everything :func:`pghd.patient_view.summary.summarize` needs about the patient;
+        their findings (``anomalies`` points) only when ``findings`` (they have an alert
+        open), over :data:`LOOKBACK`: a finding is stored at the time of its reading, which
+        may be long before its alert opened."""
+        latest, baselines, daily, nights, found = await self._bounded(
             asyncio.gather(
                 self._latest(patient_id, now),
                 self._baselines(patient_id, start=now - LOOKBACK, stop=now + AHEAD),
                 self._daily(patient_id, now),
                 self._nights(patient_id, now),
-                self._findings(patient_id, findings_since, now),
+                self._findings(patient_id, now) if findings else _nothing(),
             )
         )
         return SummaryInputs(
-            latest=latest, baselines=baselines, daily=daily, nights=nights, findings=findings
+            latest=latest, baselines=baselines, daily=daily, nights=nights, findings=found
         )
 
     async def _latest(self, patient_id: str, now: datetime) -> list[StoredLatest]:
@@ -246,14 +253,9 @@ class InfluxPatientView:
                 found.append(StoredNight(at=at, value=value))
         return found
 
-    async def _findings(
-        self, patient_id: str, since: datetime | None, now: datetime
-    ) -> list[FindingPoint]:
-        if since is None:
-            return []
-        start = max(since, now - LOOKBACK)
+    async def _findings(self, patient_id: str, now: datetime) -> list[FindingPoint]:
         flux = (
-            self._from(start, now + AHEAD, "anomalies", patient_id)
+            self._from(now - LOOKBACK, now + AHEAD, "anomalies", patient_id)
             + ' |> filter(fn: (r) => r._field == "value" or r._field == "anomaly_id")'
             ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
             ' |> keep(columns: ["_time", "metric", "channel", "value", "anomaly_id", "phase"])'

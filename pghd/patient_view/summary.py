@@ -44,7 +44,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pghd.alerting import Alert, NotificationOutcome, problem_of
+from pghd.alerting import Alert, NotificationOutcome
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Severity
 from pghd.feedback.wording import Kind, describe_change, metric_name, render
@@ -464,15 +464,14 @@ def _told(alert: Alert) -> bool:
 
 
 def _latest_point(alert: Alert, points: Sequence[FindingPoint]) -> FindingPoint | None:
-    """The alert's newest finding that is not a resolution or a withdrawal: one the alert
-    lists, else one of its problem since it opened."""
-    live = [p for p in points if p.phase not in ("resolved", "withdrawn")]
-    listed = [p for p in live if p.anomaly_id in alert.anomaly_ids]
-    fallback = [
-        p for p in live if problem_of(p.metric) == alert.problem and p.at >= alert.opened_at
+    """The alert's newest finding that is not a resolution or a withdrawal (an alert lists
+    the ids of its latest anomalies, so its newest is always among them)."""
+    listed = [
+        p
+        for p in points
+        if p.anomaly_id in alert.anomaly_ids and p.phase not in ("resolved", "withdrawn")
     ]
-    chosen = listed or fallback
-    return max(chosen, key=lambda p: p.at) if chosen else None
+    return max(listed, key=lambda p: p.at) if listed else None
 
 
 def _change(

@@ -71,9 +71,8 @@ async def my_summary(
         raise view_unavailable(settings, "still reading your findings; retry shortly")
     now = clock()
     alerts = [a for a in model.alerts.query(patient_id=patient_id) if a.active]
-    since = min((a.opened_at for a in alerts), default=None)
     try:
-        inputs = await store.summary_inputs(patient_id, now=now, findings_since=since)
+        inputs = await store.summary_inputs(patient_id, now=now, findings=bool(alerts))
     except PatientViewUnavailable as exc:
         raise _unreadable(settings, exc) from exc
     return summarize(patient_id, inputs, alerts, now=now)

@@ -52,9 +52,9 @@ class FakeView:
         self.failure: Exception | None = None
 
     async def summary_inputs(
-        self, patient_id: str, *, now: datetime, findings_since: datetime | None
+        self, patient_id: str, *, now: datetime, findings: bool
     ) -> SummaryInputs:
-        self.asked.append((patient_id, findings_since))
+        self.asked.append((patient_id, findings))
         if self.failure is not None:
             raise self.failure
         return SummaryInputs(
@@ -172,7 +172,7 @@ def test_the_summary_is_the_token_holders_own(
         " your care team has been told."
     )
     assert "well above this patient's usual" not in response.text, "the clinicians' summary"
-    assert view.asked == [(ME, NOW - timedelta(hours=3))]  # since the open alert opened
+    assert view.asked == [(ME, True)]  # their findings: they have an open alert
     (event,) = audit.events
     assert (event.agent.name, event.agent.role, event.patients, event.outcome) == (
         f"patient:{ME}",
@@ -180,6 +180,17 @@ def test_the_summary_is_the_token_holders_own(
         [ME],
         "success",
     )
+
+
+def test_findings_are_read_only_for_a_patient_with_an_open_alert(
+    client: TestClient, model: ReadModel, view: FakeView
+) -> None:
+    mine = model.alerts.get("al-mine")
+    assert mine is not None
+    model.alerts.remove(mine.fingerprint)
+    response = client.get("/v1/me/summary", headers=bearer(MY_TOKEN))
+    assert response.status_code == 200 and response.json()["findings"] == []
+    assert view.asked == [(ME, False)]
 
 
 def test_the_chart_is_the_token_holders_own_with_the_usual_range(
@@ -331,7 +342,7 @@ def test_the_reader_gives_up_in_time(where: str) -> None:
         )
         try:
             with pytest.raises(PatientViewUnavailable):
-                await reader.summary_inputs(ME, now=NOW, findings_since=NOW)
+                await reader.summary_inputs(ME, now=NOW, findings=True)
             chosen = ChartPlan(
                 Metric.HEART_RATE, NOW - timedelta(hours=1), NOW, Resolution.RAW, None, "none"
             )
