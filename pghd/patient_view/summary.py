@@ -13,11 +13,11 @@ apart), any device, against the usual range (``within``, ``above``, ``below``, a
 :func:`pghd.feedback.wording.describe_change`).
 
 **Trends.** By UTC calendar day, today included: ``last_7_days`` is the mean over the 7 days
-ending today, ``last_30_days`` over the 30 days ending today (the last 7 among them). For most
-channels that is the mean of the readings; for interval metrics (steps, sleep) it is the mean
-of the daily totals, over the days that have any. ``direction`` is ``steady`` while the
-difference is within one spread of the channel's baseline (5 % of the 30-day figure for a
-channel without one), else ``up`` or ``down``.
+ending today, ``last_30_days`` over the 30 days ending today (the last 7 among them), each
+rounded to 2 decimals. For most channels that is the mean of the readings; for interval
+metrics (steps, sleep) it is the mean of the daily totals, over the days that have any.
+``direction`` is ``steady`` while the difference is within one spread of the channel's
+baseline (5 % of the 30-day figure for a channel without one), else ``up`` or ``down``.
 
 **Nightly resting heart rate.** The last :data:`NIGHTS_SHOWN` nights the processors computed
 (:mod:`processors.resting_hr`), each by the date of its morning. The usual is theirs too: the
@@ -349,6 +349,10 @@ def _window(days: Sequence[DailyTotal], *, per_day: bool) -> float | None:
     return sum(d.total for d in days) / count if count else None
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def trends(
     daily: Iterable[DailyTotal], *, today: date, usual: Mapping[str, UsualRange]
 ) -> list[Trend]:
@@ -377,7 +381,7 @@ def trends(
         month = list(days.values())
         week = [d for d in month if d.day >= week_start]
         last_7, last_30 = _window(week, per_day=per_day), _window(month, per_day=per_day)
-        change = None if last_7 is None or last_30 is None else last_7 - last_30
+        change = None if last_7 is None or last_30 is None else _round(last_7 - last_30)
         band = usual.get(channel)
         steady = band.spread if band is not None else STEADY_SHARE * abs(last_30 or 0.0)
         direction: Direction | None = None
@@ -391,8 +395,8 @@ def trends(
                 name=metric_name(metric),
                 unit=_unit(metric),
                 per="day" if per_day else "reading",
-                last_7_days=last_7,
-                last_30_days=last_30,
+                last_7_days=_round(last_7),
+                last_30_days=_round(last_30),
                 days_7=len(week),
                 days_30=len(month),
                 change=change,

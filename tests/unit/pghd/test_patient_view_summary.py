@@ -189,6 +189,15 @@ def test_steps_trend_by_daily_totals_and_steady_is_within_one_spread() -> None:
     assert (spo2.change, spo2.direction) == (pytest.approx(-5), "down")
 
 
+def test_trend_figures_are_rounded_to_2_decimals() -> None:
+    daily = [
+        DailyTotal("heart_rate", "heart_rate", day(n), 66 * 100 if n < 7 else 62.3 * 100, 100)
+        for n in range(30)
+    ]
+    (hr,) = trends(daily, today=TODAY, usual={})
+    assert (hr.last_7_days, hr.last_30_days, hr.change) == (66.0, 63.16, 2.84)
+
+
 def test_a_channel_without_readings_this_week_has_no_weekly_figure() -> None:
     (hr,) = trends(
         [DailyTotal("heart_rate", "heart_rate", day(12), 600, 10)], today=TODAY, usual={}
