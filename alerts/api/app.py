@@ -17,6 +17,8 @@ import pghd
 from alerts.api.audit_log import KafkaAuditSink
 from alerts.api.commands import KafkaCommandProducer
 from alerts.api.metrics import CareApiMetrics
+from alerts.api.patient_tokens import EnrolledPatientTokens
+from alerts.api.patient_view import store_for
 from alerts.api.read_model import FOLLOWED, ReadModel
 from alerts.api.routes import api_router, fhir
 from alerts.api.settings import CareApiSettings
@@ -95,6 +97,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await producer.stop()
         if app.state.fhir_store is not None:
             await app.state.fhir_store.close()
+        if app.state.patient_view is not None:
+            await app.state.patient_view.close()
         logger.info("care-team API stopped")
 
 
@@ -146,6 +150,8 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
     app.state.fhir_store = _fhir_store(settings)
     app.state.producer = None
     app.state.audit_sink = None
+    app.state.patient_tokens = EnrolledPatientTokens(model, retry_after_s=settings.retry_after_s)
+    app.state.patient_view = store_for(settings)
     if app.state.oidc is not None:
         logger.info(
             "bearer JWTs of %s (audience %s) accepted beside the users file's tokens",

@@ -44,6 +44,7 @@ __all__ = [
     "Extent",
     "FluxReader",
     "InfluxExportReader",
+    "describe_error",
     "flux_columns",
     "flux_string",
     "next_span",
@@ -126,7 +127,7 @@ class FluxReader:
             async for record in stream:
                 yield record.values
         except Exception as exc:
-            raise ExportStoreError(f"InfluxDB query failed: {_describe(exc)}") from exc
+            raise ExportStoreError(f"InfluxDB query failed: {describe_error(exc)}") from exc
 
 
 class InfluxExportReader(FluxReader):
@@ -217,7 +218,7 @@ class InfluxExportReader(FluxReader):
                 yield finding
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     message = getattr(exc, "message", None) or getattr(exc, "reason", None) or str(exc)
     text = " ".join(str(message).split())[:300] or type(exc).__name__

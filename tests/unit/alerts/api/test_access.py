@@ -151,6 +151,11 @@ def _is_list(path: str) -> bool:
     return path in ("/v1/alerts", "/v1/silences")
 
 
+def _patients_own(path: str) -> bool:
+    """A route for a patient's own token only: every care-team member gets 403 there."""
+    return path.startswith("/v1/me")
+
+
 def test_another_teams_clinician_gets_403_on_every_patient_route(client: TestClient) -> None:
     requests = _requests(client, THEIRS)
     assert len(requests) >= 11, requests
@@ -162,8 +167,8 @@ def test_another_teams_clinician_gets_403_on_every_patient_route(client: TestCli
         assert response.status_code == 403, (method, path, response.text)
         assert response.headers["content-type"] == _error_type(path)
     for method, path, body in requests:
-        if path == "/v1/audit":
-            continue  # admins only (test_only_admins_read_the_audit_trail)
+        if path == "/v1/audit" or _patients_own(path):
+            continue  # admins only (test_only_admins_read_the_audit_trail); patients only
         response = client.request(method, path, json=body, headers=token("nurse-b"))
         assert response.status_code < 300, (method, path, response.text)
 
@@ -196,7 +201,7 @@ def test_lists_show_only_the_callers_patients(client: TestClient) -> None:
 def test_a_viewer_reads_but_cannot_act(client: TestClient, producer: RecordingProducer) -> None:
     for method, path, body in _requests(client, OURS):
         response = client.request(method, path, json=body, headers=token("viewer-a"))
-        if method == "GET" and path != "/v1/audit":
+        if method == "GET" and path != "/v1/audit" and not _patients_own(path):
             assert response.status_code == 200, (path, response.text)
         else:
             assert response.status_code == 403, (method, path, response.text)

@@ -1,0 +1,42 @@
+"""Patients' own tokens in the care-team API: :class:`EnrolledPatientTokens` is what
+``app.state.patient_tokens`` holds (:class:`alerts.api.deps.PatientTokens`).
+
+The digests come with the enrollments the read model follows, so a token issued, rotated,
+revoked or erased works (or stops working) as soon as its record is read. While the read
+model is still reading the topics at startup, a patient token (by its ``pghd_pt_`` prefix) it
+does not know yet is answered ``503`` + ``Retry-After`` rather than ``401``: a patient's app
+that is told its token is unknown may drop it. Other tokens are not patients' and get the
+usual ``401`` when nobody holds them.
+"""
+
+from __future__ import annotations
+
+from alerts.api.read_model import ReadModel
+from pghd.access import Principal
+from pghd.patient_tokens import TOKEN_PREFIX
+from pghd.problems import ProblemError
+
+__all__ = ["EnrolledPatientTokens"]
+
+
+class EnrolledPatientTokens:
+    """Who holds a patient token, from the read model's enrollments."""
+
+    def __init__(self, model: ReadModel, *, retry_after_s: int) -> None:
+        self._model = model
+        self._retry_after_s = retry_after_s
+
+    def identify(self, token: str | None) -> Principal | None:
+        """The patient's own principal; None for a token nobody holds; the 503 problem for
+        a patient token not found while the enrollments are still being read."""
+        patient_id = self._model.patient_tokens.patient_of(token)
+        if patient_id is not None:
+            return Principal.for_patient(patient_id)
+        if token and token.startswith(TOKEN_PREFIX) and not self._model.ready:
+            raise ProblemError(
+                status=503,
+                slug="not-ready",
+                detail="still reading the enrollments topic; patient tokens are not known yet",
+                headers={"Retry-After": str(self._retry_after_s)},
+            )
+        return None
