@@ -362,3 +362,29 @@ def test_patients_are_not_users_of_the_users_file(tmp_path: Path) -> None:
         Principal("nurse", Role.CLINICIAN, patient_id=OURS)
     assert not Principal.for_patient(OURS).may(Permission.READ)
     assert not Principal("chief", Role.ADMIN).may(Permission.SELF)
+
+
+def test_no_patient_token_is_taken_while_the_enrollments_are_replayed(
+    users_file: Path, producer: RecordingProducer
+) -> None:
+    """The enrollments topic is read from its start: a token issued before a later rotation,
+    revocation or erasure is in the book until that record is read, so while the read model
+    is not ready every patient token gets 503 (retry), known or not."""
+    from alerts.api.patient_tokens import EnrolledPatientTokens
+    from pghd.patient_tokens import new_token
+
+    token = new_token()
+    model = ReadModel(ready=False)
+    model.patient_tokens.put(OURS, [hash_token(token)])  # the issue, its revocation unread
+    settings = CareApiSettings(users_file=users_file, kafka_bootstrap="127.0.0.1:1")
+    app = build(settings, producer, model)
+    app.state.patient_tokens = EnrolledPatientTokens(model, retry_after_s=7)
+    client = TestClient(app)
+    as_patient = {"Authorization": f"Bearer {token}"}
+    for path in ("/v1/me/summary", "/v1/me/readings?metric=heart_rate"):
+        answer = client.get(path, headers=as_patient)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.headers["Retry-After"] == "7"
+    model.ready = True
+    model.patient_tokens.forget(OURS)  # the revocation, read
+    assert client.get("/v1/me/summary", headers=as_patient).status_code == 401
