@@ -6,10 +6,12 @@ are R4's). tests/integration/test_fhir_read.py runs the reader on real InfluxDB.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -213,6 +215,11 @@ def test_a_date_selects_the_range_its_prefix_and_precision_imply(
         ("2026-13-01", "invalid"),
         ("2026-12-01T25:00:00Z", "invalid"),
         ("ge", "invalid"),
+        # ranges leaving years 1 to 9999 (Python's datetime), once 500s
+        ("9999-12-31", "invalid"),
+        ("9999-12-31T23:59", "invalid"),
+        ("gt9999-12-31T23:59:59.999999Z", "invalid"),
+        ("0001-01-01T00:00:00+14:00", "invalid"),
     ],
 )
 def test_unsupported_prefixes_and_bad_dates_are_refused(value: str, code: str) -> None:
@@ -298,7 +305,23 @@ def test_a_cursor_round_trips_and_belongs_to_its_search() -> None:
             parse_observation_search(params(other))
 
 
-@pytest.mark.parametrize("text", ["", "not base64!", "e30", encode_cursor.__name__, "x" * 3000])
+def _forged(time: str) -> str:
+    document = {"v": 1, "t": time, "k": ["acme", "unknown", "heart_rate", "e"], "s": 60, "q": ""}
+    return base64.urlsafe_b64encode(orjson.dumps(document)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not base64!",
+        "e30",
+        encode_cursor.__name__,
+        "x" * 3000,
+        _forged("yesterday"),
+        _forged("0001-01-01T00:00:00+14:00"),  # before year 1 in UTC: once a 500
+    ],
+)
 def test_a_cursor_this_server_did_not_make_is_refused(text: str) -> None:
     with pytest.raises(SearchError) as refused:
         parse_observation_search([("patient", PATIENT), ("_cursor", text or "AAAA")])

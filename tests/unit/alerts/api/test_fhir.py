@@ -259,6 +259,27 @@ def test_a_search_that_cannot_be_run_is_a_400_operation_outcome(
     assert store.searches == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("date", "9999-12-31"),
+        ("date", "9999-12-31T23:59"),
+        ("date", "0001-01-01T00:00:00+14:00"),
+        ("_cursor", "eyJ2IjoxLCJ0IjoiMDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCJ9"),
+    ],
+)
+def test_dates_outside_the_years_1_to_9999_are_a_400_not_a_500(
+    client: TestClient, store: ListStore, name: str, value: str
+) -> None:
+    """The ranges these stand for leave Python's datetime (once an unhandled OverflowError);
+    the cursor is ``{"v":1,"t":"0001-01-01T00:00:00+14:00"}``."""
+    response = client.get(
+        "/fhir/Observation", params={"patient": OURS, name: value}, headers=bearer("chief")
+    )
+    assert outcome(response, 400)["issue"][0]["expression"] == [name]
+    assert store.searches == []
+
+
 def test_unknown_parameters_are_ignored_unless_the_client_asks_for_strict_handling(
     client: TestClient,
 ) -> None:
