@@ -7,7 +7,7 @@ are R4's). tests/integration/test_fhir_read.py runs the reader on real InfluxDB.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,9 +22,11 @@ from pghd.alerting import AlertState
 from pghd.audit_trail import audited_path
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Anomaly, Measurement, Severity, Source
+from pghd.export.influx import EPOCH
 from pghd.export.records import StoredFinding, StoredReading, finding_of, format_time, readings_of
 from pghd.fhir_read import flux
 from pghd.fhir_read.cursor import Cursor, ReadingKey, decode_cursor, encode_cursor
+from pghd.fhir_read.influx import InfluxObservationReader, ObservationPage
 from pghd.fhir_read.interpretation import INTERPRETATION, flags_of, index_findings
 from pghd.fhir_read.paging import MAX_CHANNELS, PageBuilder
 from pghd.fhir_read.resources import (
@@ -436,6 +438,81 @@ def test_the_window_query_reads_after_the_cursor_in_the_rows_order() -> None:
     assert 'r.metric == "heart_rate"' in text
     # InfluxDB 1.8's range also gives points stamped at its stop: filtered out
     assert f"r._time < {format_time(WHEN + timedelta(hours=1))})" in text
+
+
+def test_the_seek_query_filters_nothing_storage_cannot_do_before_first() -> None:
+    """InfluxDB 2.x pushes ``range |> filter(tags, field) |> first()`` down to storage (one
+    point per series read); a filter on ``_time`` before ``first()`` stops that, and each
+    page's seek would read everything from the cursor to now."""
+    stop = WHEN + timedelta(hours=1)
+    text = flux.seek_query("pghd/autogen", PATIENT, {Metric.HEART_RATE}, WHEN, stop)
+    between = text[text.index("|> range(") : text.index("|> first()")]
+    assert "_time" not in between
+    assert f"range(start: {format_time(WHEN)}, stop: {format_time(stop)})" in between
+    assert between.count("|> filter(") == 1
+    assert 'r.metric == "heart_rate"' in between and 'r._field == "value"' in between
+
+
+class ScriptedReader(InfluxObservationReader):
+    """The reader with InfluxDB replaced by a script: every query noted, the seek answering
+    ``seek`` (the times of each series' first point), every other query nothing."""
+
+    def __init__(self, seek: list[datetime]) -> None:
+        super().__init__(url="http://127.0.0.1:1", token="t", org="o", bucket="pghd")
+        self.seek = seek
+        self.queries: list[str] = []
+
+    async def _records(self, flux: str) -> AsyncIterator[Mapping[str, Any]]:
+        self.queries.append(flux)
+        if "first()" in flux:
+            for moment in self.seek:
+                yield {"_time": moment}
+
+
+async def test_a_seek_drops_a_time_at_its_stop_as_influxdb_1_8_gives_it() -> None:
+    """1.8's ``range`` includes its stop; the seek query has no filter against it (see
+    above), so its answer is cut in Python."""
+    stop = WHEN + timedelta(hours=1)
+    search = parse_observation_search([("patient", PATIENT), ("date", f"lt{format_time(stop)}")])
+    assert await ScriptedReader([stop])._seek(search, WHEN, stop) is None
+    later = stop - timedelta(minutes=1)
+    assert await ScriptedReader([stop, later])._seek(search, WHEN, stop) == later
+    reader = ScriptedReader([stop])
+    assert await reader.page(search, now=NOW) == ObservationPage()
+    assert len(reader.queries) == 1  # the seek found nothing before stop: no window read
+
+
+BEFORE = format_time(NOW - timedelta(days=2))
+AFTER = format_time(NOW - timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("dates", "start", "stop"),
+    [
+        (["ge1600-01-01", "le2300-01-01"], EPOCH, NOW + timedelta(days=1)),
+        ([], EPOCH, NOW + timedelta(days=1)),
+        (["gt1969-12-31T23:59:59Z"], EPOCH, NOW + timedelta(days=1)),
+        ([f"ge{BEFORE}", f"lt{AFTER}"], t(BEFORE), t(AFTER)),
+    ],
+)
+async def test_the_dates_read_are_clamped_to_1970_and_a_day_after_now(
+    dates: list[str], start: datetime, stop: datetime
+) -> None:
+    """InfluxDB refuses ``range`` times before 1677 or after 2262, and no reading is stored
+    before 1970 or more than a day ahead: a search's bounds are clamped before Flux."""
+    search = parse_observation_search([("patient", PATIENT), *(("date", d) for d in dates)])
+    reader = ScriptedReader([])
+    await reader.page(search, now=NOW)
+    [seek] = reader.queries
+    assert f"range(start: {format_time(start)}, stop: {format_time(stop)})" in seek
+
+
+async def test_a_search_after_the_clamp_reads_nothing() -> None:
+    """``date=ge2300-01-01`` starts after a day from now: nothing can match, nothing is read."""
+    search = parse_observation_search([("patient", PATIENT), ("date", "ge2300-01-01")])
+    reader = ScriptedReader([])
+    assert await reader.page(search, now=NOW) == ObservationPage()
+    assert reader.queries == []
 
 
 def test_values_in_the_flux_are_escaped_literals() -> None:
