@@ -6,6 +6,9 @@
   carries an opaque cursor (:mod:`pghd.fhir_read`);
 - ``GET /fhir/Flag?patient=&status=``: the patient's alerts from the read model as Flags.
 
+A patient reading their own data gets no care-team text: interpretations carry their codes
+without the findings' explanations, Flags the problem's label without the alert's summary.
+
 Access and audit are the care-team API's: a bearer token (a care-team member's, or the
 patient's own), then :func:`~alerts.api.deps.check_patient` (the patient's teams, an admin,
 or the patient themselves; the audit event names the patient, refusals included). Every
@@ -242,7 +245,11 @@ async def search_observations(
         store.page(search, now=now), settings, search.patient_id
     )
     index = index_findings(page.findings)
-    resources = [vital_sign(reading, flags_of(reading, index)) for reading in page.readings]
+    for_patient = principal.patient_id is not None  # no clinician text: docs/patients.md
+    resources = [
+        vital_sign(reading, flags_of(reading, index), for_patient=for_patient)
+        for reading in page.readings
+    ]
     shown = [*search.applied, ("_count", str(search.count))]
     here = shown + ([("_cursor", encode_cursor(search.cursor))] if search.cursor else [])
     links = [("self", _url(request, settings, here))]
@@ -288,4 +295,6 @@ async def search_flags(
         )
     found = matching_alerts(model.alerts.query(patient_id=search.patient_id), search, now=now)
     links = [("self", _url(request, settings, search.applied))]
-    return FhirResponse(searchset([flag(alert) for alert in found], links=links, now=now))
+    for_patient = principal.patient_id is not None  # no clinician text: docs/patients.md
+    flags = [flag(alert, for_patient=for_patient) for alert in found]
+    return FhirResponse(searchset(flags, links=links, now=now))

@@ -574,6 +574,23 @@ def test_a_blood_pressure_is_interpreted_on_its_flagged_component() -> None:
     assert code_of(resource) == "H"
 
 
+def test_a_patient_gets_the_interpretation_codes_without_the_care_team_s_explanation() -> None:
+    """docs/patients.md: the findings' explanations are never passed to patients."""
+    pressure = reading(Metric.BLOOD_PRESSURE, {"systolic": 170.0, "diastolic": 85.0})
+    found = finding("blood_pressure.systolic", 170.0, detector="hypertension")
+    assert found.explanation
+    flags = flags_of(pressure, index_findings([found]))
+    for_team = vital_sign(pressure, flags)
+    assert for_team["interpretation"][0]["text"] == found.explanation
+    assert for_team["component"][0]["interpretation"][0]["text"] == found.explanation
+    for_patient = vital_sign(pressure, flags, for_patient=True)
+    Observation.model_validate(for_patient)
+    concept = {"coding": [{"system": INTERPRETATION, "code": "H", "display": "High"}]}
+    assert for_patient["interpretation"] == [concept]
+    assert for_patient["component"][0]["interpretation"] == [concept]
+    assert found.explanation not in str(for_patient)
+
+
 def test_notes_withdrawn_flags_and_other_readings_findings_flag_nothing() -> None:
     heart = reading(Metric.HEART_RATE, {"heart_rate": 112.0})
     cases = [
@@ -685,6 +702,22 @@ def test_alerts_are_flags_active_until_resolved() -> None:
     assert second["code"]["text"].startswith("Oxygen saturation")
     assert third["period"]["end"] == format_time(resolved.resolved_at or NOW)
     assert third["code"]["text"].startswith("NEWS2 score")
+
+
+def test_a_patient_s_flag_names_the_problem_without_the_alert_s_summary() -> None:
+    """docs/patients.md: Alert.summary is the care team's text, never passed to patients."""
+    for problem, label in (("heart_rate", "Heart rate"), ("news2", "NEWS2 score")):
+        alert = make_alert(patient_id=PATIENT, problem=problem, summary="165 /min, far above")
+        own = flag(alert, for_patient=True)
+        Flag.model_validate(own)
+        assert own["code"]["text"] == own["code"]["coding"][0]["display"]
+        assert own["code"]["text"].startswith(label)
+        assert "far above" not in str(own)
+        team = flag(alert)
+        assert team["code"]["text"] == f"{own['code']['text']}: 165 /min, far above"
+        assert {k: v for k, v in team.items() if k != "code"} == {
+            k: v for k, v in own.items() if k != "code"
+        }
 
 
 def test_a_flag_search_lists_open_and_recently_resolved_alerts() -> None:

@@ -321,6 +321,32 @@ def test_a_patient_reads_their_own_data_and_nobody_else_s(client: TestClient) ->
     outcome(client.get("/fhir/Flag", params={"patient": THEIRS}, headers=own), 403)
 
 
+def test_a_patient_gets_codes_and_labels_but_never_the_care_team_s_text(
+    client: TestClient, model: ReadModel
+) -> None:
+    """docs/patients.md: Alert.summary and the findings' explanations are never passed to
+    patients; their care team reads both."""
+    alert = make_alert(patient_id=OURS, summary="Heart rate 165 /min, far above the usual 70")
+    model.load_alerts([alert])
+    own = {"Authorization": "Bearer ours-patient-token"}
+    query = {"patient": OURS}
+    mine = client.get("/fhir/Observation", params=query, headers=own)
+    [flagged] = [e["resource"] for e in bundle(mine)["entry"] if "interpretation" in e["resource"]]
+    assert flagged["interpretation"][0]["coding"][0]["code"] == "HH"
+    assert "text" not in flagged["interpretation"][0]
+    assert FLAG.explanation not in mine.text
+    my_flags = client.get("/fhir/Flag", params=query, headers=own)
+    [my_flag] = [e["resource"] for e in bundle(my_flags)["entry"]]
+    assert my_flag["code"]["text"] == "Heart rate"
+    assert alert.summary not in my_flags.text
+
+    team = bundle(client.get("/fhir/Observation", params=query, headers=bearer("nurse-a")))
+    [seen] = [e["resource"] for e in team["entry"] if "interpretation" in e["resource"]]
+    assert seen["interpretation"][0]["text"] == FLAG.explanation
+    team_flags = bundle(client.get("/fhir/Flag", params=query, headers=bearer("nurse-a")))
+    assert team_flags["entry"][0]["resource"]["code"]["text"] == f"Heart rate: {alert.summary}"
+
+
 def test_influxdb_failing_is_a_503_with_retry_after(client: TestClient, store: ListStore) -> None:
     store.failure = ExportStoreError("InfluxDB query failed: HTTP 500: boom")
     response = client.get("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
