@@ -12,24 +12,27 @@ without the findings' explanations, Flags the problem's label without the alert'
 Access and audit are the care-team API's: a bearer token (a care-team member's, or the
 patient's own), then :func:`~alerts.api.deps.check_patient` (the patient's teams, an admin,
 or the patient themselves; the audit event names the patient, refusals included). Every
-answer is ``application/fhir+json``, errors OperationOutcomes with the same status as the
-rest of the API would answer: 400 for a search that cannot be run (``patient`` missing, a
-bad date or cursor, unknown parameters under ``Prefer: handling=strict``), 401, 403, and 503
-+ ``Retry-After`` when InfluxDB does not answer within ``PGHD_CARE_API_INFLUX_TIMEOUT_S``
-(the whole page) or is not configured, or the read model is still loading.
+answer is ``application/fhir+json`` and ``Cache-Control: no-store``, errors OperationOutcomes
+with the same status as the rest of the API would answer: 400 for a search that cannot be
+run (``patient`` missing, a bad date or cursor, unknown parameters under ``Prefer:
+handling=strict``), 401, 403, 404 for a path under ``/fhir`` that is none of these, 405 for
+another method, and 503 + ``Retry-After`` when InfluxDB does not answer within
+``PGHD_CARE_API_INFLUX_TIMEOUT_S`` (the whole page) or is not configured, or the read model
+is still loading (404 and 405 reach no route: :func:`install_errors` has the app answer
+them so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 import pghd
 from alerts.api.deps import AnyoneDep, ReadModelDep, SettingsDep, check_patient, get_oidc
@@ -55,13 +58,24 @@ from pghd.service.fhir_outcome import (
     FHIR_MEDIA_TYPE,
     FhirResponse,
     FhirRoute,
+    install_outcome_handlers,
     issue,
     operation_outcome,
     outcome_response,
 )
 from pghd.service.oidc import OidcVerifier
 
-__all__ = ["PREFIX", "PUBLIC", "audit_refusal", "get_now", "get_observation_store", "router"]
+__all__ = [
+    "NO_STORE",
+    "PREFIX",
+    "PUBLIC",
+    "ReadRoute",
+    "audit_refusal",
+    "get_now",
+    "get_observation_store",
+    "install_errors",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +83,34 @@ PREFIX = "/fhir"
 PUBLIC = (f"{PREFIX}/metadata",)
 """The read API's paths that read no patient's data: not audited, no token needed."""
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"], route_class=FhirRoute)
+NO_STORE = {"Cache-Control": "no-store"}
+"""Every answer of the read API: patient data is cached nowhere (as ``/v1/me``'s)."""
+
+
+class ReadRoute(FhirRoute):
+    """A read API route: its errors are OperationOutcomes (:class:`FhirRoute`), and none of
+    its answers is cached (:data:`NO_STORE`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def no_store(request: Request) -> Response:
+            response = await handler(request)
+            response.headers.update(NO_STORE)
+            return response
+
+        return no_store
+
+
+router = APIRouter(prefix=PREFIX, tags=["fhir"], route_class=ReadRoute)
+
+
+def install_errors(app: FastAPI) -> None:
+    """Answer the errors under ``/fhir`` that no route sees (no such path: 404; a method no
+    route serves: 405; an unexpected error: 500) as OperationOutcomes, not stored either.
+    After :func:`pghd.problems.install_handlers`, whose handlers it scopes."""
+    install_outcome_handlers(app, prefix=PREFIX, headers=NO_STORE)
+
 
 T = TypeVar("T")
 

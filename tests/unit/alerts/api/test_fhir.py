@@ -147,10 +147,13 @@ def client(
     yield TestClient(app)
 
 
-def outcome(response: Any, status: int) -> dict[str, Any]:
-    """The OperationOutcome ``response`` must be, with ``status``."""
+def outcome(response: Any, status: int, *, by_a_route: bool = True) -> dict[str, Any]:
+    """The OperationOutcome ``response`` must be, with ``status``; stored nowhere when the
+    read API (its routes, its error handlers) answered it, not the audit middleware."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == FHIR
+    if by_a_route:
+        assert response.headers["cache-control"] == "no-store"
     body: dict[str, Any] = response.json()
     OperationOutcome.model_validate(body)
     return body
@@ -159,6 +162,7 @@ def outcome(response: Any, status: int) -> dict[str, Any]:
 def bundle(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == FHIR
+    assert response.headers["cache-control"] == "no-store"  # patient data, stored nowhere
     body: dict[str, Any] = response.json()
     Bundle.model_validate(body)
     assert body["type"] == "searchset"
@@ -177,6 +181,7 @@ def test_the_capability_statement_is_public_and_not_audited(
 ) -> None:
     response = client.get("/fhir/metadata")
     assert response.status_code == 200 and response.headers["content-type"] == FHIR
+    assert response.headers["cache-control"] == "no-store"
     statement = response.json()
     CapabilityStatement.model_validate(statement)
     assert statement["fhirVersion"] == "4.0.1"
@@ -439,10 +444,43 @@ def test_nothing_is_answered_when_the_audit_trail_cannot_be_written(
 ) -> None:
     sink.failure = RuntimeError("kafka down")
     response = client.get("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
-    body = outcome(response, 503)
+    body = outcome(response, 503, by_a_route=False)  # the middleware's answer: no patient data
     assert "audit" in body["issue"][0]["diagnostics"]
     assert response.headers["Retry-After"] == "7"
     assert client.get("/fhir/metadata").status_code == 200  # public: no audit needed
+
+
+def test_paths_and_methods_the_read_api_does_not_serve_are_operation_outcomes(
+    client: TestClient, sink: RecordingAuditSink
+) -> None:
+    """They reach no route (no FhirRoute to make them FHIR): the app's handlers answer them
+    as OperationOutcomes under /fhir, as problem documents elsewhere."""
+    for path in ("/fhir/Observation/abc", "/fhir/Patient", "/fhir"):
+        missing = outcome(client.get(path, headers=bearer("chief")), 404)
+        assert missing["issue"][0]["code"] == "not-found"
+    for method, path in (("POST", "/fhir/Observation/_search"), ("DELETE", "/fhir/Flag")):
+        response = client.request(method, path, params={"patient": OURS}, headers=bearer("chief"))
+        status = 405 if path == "/fhir/Flag" else 404
+        assert outcome(response, status)["issue"][0]["code"] in ("not-supported", "not-found")
+    post = client.post("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
+    assert outcome(post, 405)["issue"][0]["code"] == "not-supported"
+    assert post.headers["allow"] == "GET"
+    elsewhere = client.get("/v1/nothing-here", headers=bearer("chief"))
+    assert elsewhere.status_code == 404
+    assert elsewhere.headers["content-type"] == "application/problem+json"
+    assert "cache-control" not in elsewhere.headers
+
+
+def test_an_unexpected_error_under_fhir_is_a_500_operation_outcome(
+    tmp_path: Path, model: ReadModel, sink: RecordingAuditSink, store: ListStore
+) -> None:
+    app = make_app(tmp_path, model, sink)
+    store.failure = RuntimeError("a bug")  # not an ExportStoreError: nobody expected it
+    app.state.fhir_store = store
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.get("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
+    body = outcome(response, 500)
+    assert body["issue"][0]["severity"] == "fatal" and "a bug" not in response.text
 
 
 # --- Flag ----------------------------------------------------------------------------------
