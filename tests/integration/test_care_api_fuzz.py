@@ -42,6 +42,7 @@ from schemathesis.transport import requests as schemathesis_requests
 from alerts.api.app import create_app
 from alerts.api.settings import CareApiSettings
 from deploy.local.harness import wait_for
+from deploy.local.influxdb import InfluxServer
 from pghd import topics
 from pghd.access import hash_token
 from pghd.enrollment import Action, Change, assign, enroll
@@ -103,7 +104,9 @@ def _enroll_in_ward_b(bootstrap: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def target(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def target(
+    kafka_bootstrap: str, influx: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
     _enroll_in_ward_b(kafka_bootstrap)
     publish(kafka_bootstrap, (ALERT.fingerprint, ALERT))
     users: Path = tmp_path_factory.mktemp("care-fuzz") / "users.json"
@@ -122,7 +125,16 @@ def target(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         )
     )
     app = create_app(
-        CareApiSettings(kafka_bootstrap=kafka_bootstrap, users_file=users, retry_after_s=1)
+        CareApiSettings(
+            kafka_bootstrap=kafka_bootstrap,
+            users_file=users,
+            retry_after_s=1,
+            # /fhir and /v1/me read the real InfluxDB: an admin's search is answered, not 503
+            influx_url=influx.url,
+            influx_token=influx.token,
+            influx_org=influx.org,
+            influx_bucket=influx.bucket,
+        )
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     assert sorted(
