@@ -9,6 +9,12 @@ sleep), each point at the start of its window. ``auto`` picks ``raw`` for spans 
 :data:`MAX_SPAN`; a window that would give more than :data:`MAX_POINTS` points is refused,
 ``raw`` only for spans up to :data:`MAX_RAW_SPAN`, and a raw chart stops at
 :data:`MAX_POINTS` per channel (``truncated``).
+
+Each channel comes with every context's usual range (:mod:`pghd.patient_view.usual`) as it
+stood at the chart's end, and each point names the one it is compared with
+(``usual_context``): the bucket a reading at its time falls in when its context is not
+known, for the channels the processors judge so; none for heart and respiratory rate (judged
+only at rest or asleep, which a stored reading does not say) or a window spanning buckets.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import channel_key
 from pghd.feedback.wording import metric_name
-from pghd.patient_view.summary import UsualRange
+from pghd.patient_view.models import UsualRange
+from pghd.patient_view.usual import UsualRanges, window_bucket
 
 __all__ = [
     "DEFAULT_SPAN",
@@ -154,16 +161,25 @@ class ChartPoint(BaseModel):
 
     at: datetime
     value: float
+    usual_context: str | None = Field(
+        default=None,
+        description="the context of the channel's usual range this point is compared with;"
+        " null when none can be told (heart and respiratory rate: judged only at rest or"
+        " asleep) or there is none",
+    )
 
 
 class ChartChannel(BaseModel):
-    """One channel's points, with the usual range as it stood at the chart's end."""
+    """One channel's points, with every context's usual range as it stood at the chart's
+    end."""
 
     model_config = ConfigDict(frozen=True)
 
     channel: str
     part: str | None
-    usual: UsualRange | None
+    usual: list[UsualRange] = Field(
+        description="the usual range of each context bucket (sleep, awake, awake-HH)"
+    )
     points: list[ChartPoint]
     truncated: bool = Field(description="more raw readings than a chart holds: the first shown")
 
@@ -188,19 +204,24 @@ def chart(
     patient_id: str,
     chosen: ChartPlan,
     series: Mapping[str, Sequence[tuple[datetime, float]]],
-    usual: Mapping[str, UsualRange],
+    usual: UsualRanges,
 ) -> Chart:
     """The chart of the plan from each channel's points (oldest first after sorting) and
     the usual ranges; every channel of the metric is listed, with or without points."""
     channels = []
     for channel in chosen.channels:
         points = sorted(series.get(channel, ()))
+        drawn = []
+        for at, value in points[: chosen.limit]:
+            bucket = window_bucket(channel, at, chosen.every)
+            known = bucket is not None and usual.of(channel, bucket) is not None
+            drawn.append(ChartPoint(at=at, value=value, usual_context=bucket if known else None))
         channels.append(
             ChartChannel(
                 channel=channel,
                 part=channel.split(".", 1)[1] if "." in channel else None,
-                usual=usual.get(channel),
-                points=[ChartPoint(at=at, value=value) for at, value in points[: chosen.limit]],
+                usual=usual.every(channel),
+                points=drawn,
                 truncated=len(points) > chosen.limit,
             )
         )

@@ -22,7 +22,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from pghd.export.influx import describe_error, flux_string
 from pghd.export.records import format_time
 from pghd.patient_view.chart import ChartPlan
-from pghd.patient_view.summary import (
+from pghd.patient_view.models import (
     DailyTotal,
     FindingPoint,
     StoredBaseline,

@@ -3,7 +3,7 @@
 ``GET /v1/me/summary``: their latest readings against their usual ranges, 7- and 30-day
 trends, nightly resting heart rates and their open findings in plain words
 (:mod:`pghd.patient_view.summary`); ``GET /v1/me/readings``: one metric's points over a
-span, downsampled for long spans, with the usual range alongside
+span, downsampled for long spans, with the usual ranges alongside
 (:mod:`pghd.patient_view.chart`). Only the token's own patient is ever read: the patient id
 comes from the token, never from the request. Every request is audited like every other
 ``/v1/`` one, naming the patient. Answers are ``Cache-Control: no-store``.
@@ -24,7 +24,9 @@ from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
 from pghd.patient_view.chart import Chart, ChartRequestError, Resolution, chart, plan
 from pghd.patient_view.influx import PatientViewUnavailable
-from pghd.patient_view.summary import Summary, summarize, usual_by_channel
+from pghd.patient_view.models import Summary
+from pghd.patient_view.summary import summarize
+from pghd.patient_view.usual import usual_ranges
 from pghd.problems import ProblemError, problem_responses
 
 __all__ = ["router"]
@@ -101,7 +103,7 @@ async def my_readings(
     ] = Resolution.AUTO,
 ) -> Chart:
     """The patient's own points of ``metric`` in ``[start, end)``, per channel, with each
-    channel's usual range as it stood at ``end``."""
+    channel's usual ranges as they stood at ``end``."""
     patient_id = _patient(principal, response)
     try:
         chosen = plan(metric, now=clock(), start=start, end=end, resolution=resolution)
@@ -111,4 +113,4 @@ async def my_readings(
         series, baselines = await store.chart_inputs(patient_id, chosen)
     except PatientViewUnavailable as exc:
         raise _unreadable(settings, exc) from exc
-    return chart(patient_id, chosen, series, usual_by_channel(baselines))
+    return chart(patient_id, chosen, series, usual_ranges(baselines))

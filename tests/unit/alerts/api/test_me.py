@@ -28,7 +28,7 @@ from pghd.patient_view.influx import (
     InfluxPatientView,
     PatientViewUnavailable,
 )
-from pghd.patient_view.summary import (
+from pghd.patient_view.models import (
     FindingPoint,
     StoredBaseline,
     StoredLatest,
@@ -57,11 +57,15 @@ class FakeView:
         self.asked.append((patient_id, findings))
         if self.failure is not None:
             raise self.failure
+        learned = now - timedelta(hours=1)
         return SummaryInputs(
-            latest=[StoredLatest("heart_rate", "heart_rate", "/min", 85, now)],
+            latest=[
+                StoredLatest("heart_rate", "heart_rate", "/min", 85, now),
+                StoredLatest("blood_pressure", "blood_pressure.systolic", "mm[Hg]", 130, now),
+            ],
             baselines=[
-                StoredBaseline("heart_rate", "awake-06", 64, 3, 52, 76, 40, now),
-                StoredBaseline("blood_pressure.systolic", "awake", 120, 4, 104, 136, 20, now),
+                StoredBaseline("heart_rate", "awake-06", 64, 3, 52, 76, 40, learned),
+                StoredBaseline("blood_pressure.systolic", "awake", 120, 4, 104, 136, 20, learned),
             ],
             findings=[FindingPoint("an-1", "heart_rate", "heart_rate", 85, now)],
         )
@@ -163,8 +167,13 @@ def test_the_summary_is_the_token_holders_own(
     assert response.headers["Cache-Control"] == "no-store"
     summary = response.json()
     assert (summary["patient_id"], summary["as_of"]) == (ME, "2026-03-10T09:30:00Z")
-    (latest,) = summary["latest"]
-    assert (latest["value"], latest["compared"], latest["usual"]["high"]) == (85, "above", 76)
+    hr, systolic = summary["latest"]
+    assert (hr["value"], hr["usual"], hr["compared"]) == (85, None, None), "context unknown"
+    assert (systolic["value"], systolic["compared"], systolic["usual"]["high"]) == (
+        130,
+        "within",
+        136,
+    )
     (finding,) = summary["findings"]
     assert finding["alert_id"] == "al-mine" and finding["care_team_told"]
     assert finding["message"].startswith(
@@ -206,8 +215,11 @@ def test_the_chart_is_the_token_holders_own_with_the_usual_range(
     drawn = response.json()
     assert (drawn["patient_id"], drawn["resolution"], drawn["aggregate"]) == (OTHER, "3h", "mean")
     systolic, diastolic = drawn["channels"]
-    assert systolic["points"] == [{"at": "2026-03-10T08:30:00Z", "value": 130.0}]
-    assert systolic["usual"]["low"] == 104 and diastolic["usual"] is None
+    assert systolic["points"] == [
+        {"at": "2026-03-10T08:30:00Z", "value": 130.0, "usual_context": "awake"}
+    ]
+    assert [(b["context"], b["low"]) for b in systolic["usual"]] == [("awake", 104)]
+    assert diastolic["usual"] == [] and diastolic["points"][0]["usual_context"] is None
     ((asked, chosen),) = view.asked
     assert asked == OTHER and chosen.metric is Metric.BLOOD_PRESSURE
     assert (chosen.start, chosen.end) == (NOW - timedelta(days=30), NOW)
