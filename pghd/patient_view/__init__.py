@@ -5,7 +5,8 @@
   findings in the reviewed patient wording (:mod:`pghd.feedback.wording`); its models are
   :mod:`pghd.patient_view.models`;
 - :mod:`pghd.patient_view.usual` (pure): the usual ranges, one per channel and context
-  bucket as the processors keep them, and which one a reading is compared with;
+  bucket as the processors keep them (under the patient's care plan), and which one a
+  reading is compared with;
 - :mod:`pghd.patient_view.chart` (pure): which resolution a chart of a span is drawn at,
   and the chart itself;
 - :mod:`pghd.patient_view.influx` (I/O): reads the points both need from InfluxDB, one

@@ -114,8 +114,8 @@ class _Out(BaseModel):
 
 
 class UsualRange(_Out):
-    """A channel's usual range in one context: its baseline's centre ± ``z_warning`` (4)
-    spreads (``low``, ``high``)."""
+    """A channel's usual range in one context: its baseline's centre ± z spreads (``low``,
+    ``high``; z is the patient's care-plan ``z_warning`` for the channel, else the service's)."""
 
     centre: float
     spread: float

@@ -1,13 +1,13 @@
 """A patient's summary of their own data, from stored points and their alerts. Pure: the
-points, the alerts and the clock (``now``) come in, the :class:`Summary` goes out (its
-models: :mod:`pghd.patient_view.models`).
+points, the alerts, the care plan and the clock (``now``) come in, the :class:`Summary` goes
+out (its models: :mod:`pghd.patient_view.models`).
 
 **Usual range** (:mod:`pghd.patient_view.usual`). The processors keep a baseline per
 channel per context bucket (``sleep``, ``awake``, ``awake-HH``); its band is centre ∓
-``z_warning`` spreads, outside which the deviation detector calls a reading far from the
-patient's usual. A reading is compared with the band of the bucket it was, or would be,
-judged in; where that cannot be told (heart and respiratory rate, judged only at rest or
-asleep) it has none.
+``z_warning`` spreads (the care plan's z where it sets one), outside which the deviation
+detector calls a reading far from the patient's usual. A reading is compared with the band
+of the bucket it was, or would be, judged in; where that cannot be told (heart and
+respiratory rate, judged only at rest or asleep) it has none.
 
 **Latest.** The newest reading of each channel (blood pressure: systolic and diastolic
 apart), any device, against its usual range (``within``, ``above``, ``below``, and in words,
@@ -45,6 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from statistics import median
 
 from pghd.alerting import Alert, NotificationOutcome
+from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Severity
 from pghd.feedback.wording import Kind, describe_change, metric_name, render
@@ -360,10 +361,15 @@ def findings(
 
 
 def summarize(
-    patient_id: str, inputs: SummaryInputs, alerts: Iterable[Alert], *, now: datetime
+    patient_id: str,
+    inputs: SummaryInputs,
+    alerts: Iterable[Alert],
+    *,
+    now: datetime,
+    plan: CarePlan | None = None,
 ) -> Summary:
-    """The whole summary of ``patient_id`` at ``now``."""
-    usual = usual_ranges(inputs.baselines)
+    """The whole summary of ``patient_id`` at ``now``, under their care ``plan``."""
+    usual = usual_ranges(inputs.baselines, plan=plan)
     nights = nightly(inputs.nights, now=now)
     return Summary(
         patient_id=patient_id,

@@ -7,7 +7,10 @@ reading's UTC time). Whenever a bucket's baseline learns a reading they write a
 ``baselines`` point (:mod:`processors.judge`) at the reading's time: its centre (``mean``),
 its robust spread, and ``low``/``high`` = centre ∓ ``z_warning`` spreads, the band outside
 which the deviation detector calls a reading far from the patient's usual. The newest point
-of each bucket is that bucket's usual range (:func:`usual_ranges`).
+of each bucket is that bucket's usual range (:func:`usual_ranges`). The stored band uses the
+service-wide ``z_warning``; where the patient's care plan sets its own ``z_warning`` for the
+channel (:meth:`pghd.care_plans.CarePlanSettings.detector_override`), which is what the
+detector then uses, the band is rebuilt as centre ∓ that z times the spread.
 
 **Which range a reading is compared with** (:meth:`UsualRanges.for_reading`). A stored
 reading (``vitals``) carries no context: what the patient was doing is inferred by the
@@ -39,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, ChannelSpec
 from pghd.contracts import channel_key
 from pghd.patient_view.models import StoredBaseline, UsualRange
@@ -50,6 +54,7 @@ __all__ = [
     "UsualRanges",
     "judged",
     "judged_without_context",
+    "plan_z",
     "processors_bucket",
     "usual_ranges",
     "window_bucket",
@@ -109,6 +114,12 @@ def window_bucket(channel: str, at: datetime, every: timedelta | None) -> str | 
     return bucket
 
 
+def plan_z(plan: CarePlan | None, channel: str) -> float | None:
+    """The care plan's ``z_warning`` for ``channel``, if it sets one."""
+    override = None if plan is None else plan.detector_override(channel)
+    return None if override is None else override.z_warning
+
+
 @dataclass(frozen=True, slots=True)
 class UsualRanges:
     """A patient's usual ranges: channel -> context bucket -> range."""
@@ -147,8 +158,11 @@ class UsualRanges:
         return max((b.spread for b in self.every(channel)), default=None)
 
 
-def usual_ranges(baselines: Iterable[StoredBaseline]) -> UsualRanges:
-    """The newest baseline of each channel and context as its usual range."""
+def usual_ranges(
+    baselines: Iterable[StoredBaseline], *, plan: CarePlan | None = None
+) -> UsualRanges:
+    """The newest baseline of each channel and context as its usual range, its band
+    rebuilt with the care ``plan``'s ``z_warning`` where that sets one for the channel."""
     newest: dict[tuple[str, str], StoredBaseline] = {}
     for point in baselines:
         key = (point.channel, point.context)
@@ -156,11 +170,13 @@ def usual_ranges(baselines: Iterable[StoredBaseline]) -> UsualRanges:
             newest[key] = point
     by_channel: dict[str, dict[str, UsualRange]] = {}
     for (channel, context), p in sorted(newest.items()):
+        z = plan_z(plan, channel)
+        low, high = (p.low, p.high) if z is None else (p.mean - z * p.spread, p.mean + z * p.spread)
         by_channel.setdefault(channel, {})[context] = UsualRange(
             centre=p.mean,
             spread=p.spread,
-            low=p.low,
-            high=p.high,
+            low=low,
+            high=high,
             context=context,
             readings=p.n,
             updated_at=p.at,

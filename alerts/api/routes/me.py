@@ -4,7 +4,9 @@
 trends, nightly resting heart rates and their open findings in plain words
 (:mod:`pghd.patient_view.summary`); ``GET /v1/me/readings``: one metric's points over a
 span, downsampled for long spans, with the usual ranges alongside
-(:mod:`pghd.patient_view.chart`). Only the token's own patient is ever read: the patient id
+(:mod:`pghd.patient_view.chart`). Usual ranges follow the patient's care plan (its
+``z_warning``, as the detectors do), so both answer ``503`` until the read model has read
+the care plans at startup. Only the token's own patient is ever read: the patient id
 comes from the token, never from the request. Every request is audited like every other
 ``/v1/`` one, naming the patient. Answers are ``Cache-Control: no-store``.
 """
@@ -77,7 +79,8 @@ async def my_summary(
         inputs = await store.summary_inputs(patient_id, now=now, findings=bool(alerts))
     except PatientViewUnavailable as exc:
         raise _unreadable(settings, exc) from exc
-    return summarize(patient_id, inputs, alerts, now=now)
+    plan = model.care_plans.get(patient_id)
+    return summarize(patient_id, inputs, alerts, now=now, plan=plan)
 
 
 @router.get(
@@ -89,6 +92,7 @@ async def my_summary(
 async def my_readings(
     principal: PatientDep,
     response: Response,
+    model: ReadModelDep,
     store: PatientViewDep,
     clock: ClockDep,
     settings: SettingsDep,
@@ -109,8 +113,11 @@ async def my_readings(
         chosen = plan(metric, now=clock(), start=start, end=end, resolution=resolution)
     except ChartRequestError as exc:
         raise ProblemError(status=422, slug="invalid-chart", detail=str(exc)) from None
+    if not model.ready:
+        raise view_unavailable(settings, "still reading your care plan; retry shortly")
     try:
         series, baselines = await store.chart_inputs(patient_id, chosen)
     except PatientViewUnavailable as exc:
         raise _unreadable(settings, exc) from exc
-    return chart(patient_id, chosen, series, usual_ranges(baselines))
+    care_plan = model.care_plans.get(patient_id)
+    return chart(patient_id, chosen, series, usual_ranges(baselines, plan=care_plan))

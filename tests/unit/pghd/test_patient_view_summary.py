@@ -17,6 +17,7 @@ from pghd.alerting import (
     NotificationRecord,
     label_fingerprint,
 )
+from pghd.care_plans import CarePlan, CarePlanSettings, DetectorOverride
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Context, Measurement, Severity, Source
 from pghd.patient_view.models import (
@@ -207,6 +208,33 @@ def test_a_heart_rate_of_unknown_context_has_no_usual_range() -> None:
     asleep = StoredLatest("heart_rate", "heart_rate", "/min", 57, NOW.replace(hour=3))
     (hr,) = latest_readings([asleep], usual)
     assert hr.usual is not None and (hr.usual.context, hr.compared) == ("sleep", "within")
+
+
+def test_the_care_plans_z_warning_sets_the_band_the_detector_uses() -> None:
+    settings = CarePlanSettings(
+        detectors={
+            "blood_pressure.systolic": DetectorOverride(z_warning=2.5),
+            "spo2": DetectorOverride(z_critical=5),  # z_warning unchanged: the stored band
+        }
+    )
+    plan = CarePlan.of(settings, patient_id=ME, updated_at=NOW, updated_by="dr")
+    points = [
+        baseline("blood_pressure.systolic", mean=120, spread=4, context="awake"),
+        baseline("blood_pressure.systolic", mean=110, spread=2, context="sleep"),
+        baseline("spo2", mean=97, spread=1, context="awake"),
+    ]
+    usual = usual_ranges(points, plan=plan)
+    bands = {(b.context, b.low, b.high) for b in usual.every("blood_pressure.systolic")}
+    assert bands == {("awake", 110, 130), ("sleep", 105, 115)}
+    spo2 = usual.of("spo2", "awake")
+    assert spo2 is not None and (spo2.low, spo2.high) == (93, 101)
+    without = usual_ranges(points).of("blood_pressure.systolic", "awake")
+    assert without is not None and (without.low, without.high) == (104, 136)
+
+    latest = StoredLatest("blood_pressure", "blood_pressure.systolic", "mm[Hg]", 132, NOW)
+    inputs = SummaryInputs(latest=[latest], baselines=points)
+    summary = summarize(ME, inputs, [], now=NOW, plan=plan)
+    assert (summary.latest[0].compared, summary.latest[0].change) == ("above", "2 mmHg above")
 
 
 def test_the_latest_value_of_each_channel_against_its_usual_range() -> None:

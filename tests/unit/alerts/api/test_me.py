@@ -1,7 +1,7 @@
 """``/v1/me`` with a fake reader of the patient's points: only the token's own patient is
 read, their token lives and dies with their enrollment record, InfluxDB trouble is a 503,
-and the answers are audited and cached nowhere. The reader itself, on a server that never
-answers, gives up in time."""
+and the answers are audited and cached nowhere; usual ranges follow the patient's care plan.
+The reader itself, on a server that never answers, gives up in time."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.alerting import NotificationOutcome, NotificationRecord
+from pghd.care_plans import CarePlan, CarePlanSettings, DetectorOverride
 from pghd.catalogue import Metric
 from pghd.enrollment import Action, Change, Enrollment, enroll, issue_token, revoke_tokens
 from pghd.patient_view.chart import ChartPlan, Resolution
@@ -223,6 +224,37 @@ def test_the_chart_is_the_token_holders_own_with_the_usual_range(
     ((asked, chosen),) = view.asked
     assert asked == OTHER and chosen.metric is Metric.BLOOD_PRESSURE
     assert (chosen.start, chosen.end) == (NOW - timedelta(days=30), NOW)
+
+
+def test_the_usual_ranges_follow_the_patients_care_plan(
+    client: TestClient, model: ReadModel
+) -> None:
+    """A plan's z_warning of 2 on systolic pressure: the detector flags beyond 120 ± 8, so
+    the usual range the patient sees is 112-128, not the stored 104-136."""
+    override = DetectorOverride(z_warning=2)
+    settings = CarePlanSettings(detectors={"blood_pressure.systolic": override})
+    model.care_plans[ME] = CarePlan.of(settings, patient_id=ME, updated_at=NOW, updated_by="dr")
+    summary = client.get("/v1/me/summary", headers=bearer(MY_TOKEN)).json()
+    systolic = summary["latest"][1]
+    assert (systolic["usual"]["low"], systolic["usual"]["high"]) == (112, 128)
+    assert (systolic["compared"], systolic["change"]) == ("above", "2 mmHg above")
+    drawn = client.get(
+        "/v1/me/readings", params={"metric": "blood_pressure"}, headers=bearer(MY_TOKEN)
+    ).json()
+    assert [(b["low"], b["high"]) for b in drawn["channels"][0]["usual"]] == [(112, 128)]
+    theirs = client.get(
+        "/v1/me/readings", params={"metric": "blood_pressure"}, headers=bearer(OTHER_TOKEN)
+    ).json()
+    assert [(b["low"], b["high"]) for b in theirs["channels"][0]["usual"]] == [(104, 136)]
+
+
+def test_a_chart_waits_for_the_care_plans_to_be_read(
+    client: TestClient, model: ReadModel, view: FakeView
+) -> None:
+    model.ready = False  # its care plan may not be read yet: no band drawn without it
+    response = client.get("/v1/me/readings?metric=heart_rate", headers=bearer(MY_TOKEN))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "7"
+    assert view.asked == []
 
 
 @pytest.mark.parametrize(
