@@ -8,7 +8,8 @@ sleep), each point at the start of its window. ``auto`` picks ``raw`` for spans 
 :data:`TARGET_POINTS` points (a 30-day chart: 3-hour windows, 240 points). A span is at most
 :data:`MAX_SPAN`; a window that would give more than :data:`MAX_POINTS` points is refused,
 ``raw`` only for spans up to :data:`MAX_RAW_SPAN`, and a raw chart stops at
-:data:`MAX_POINTS` per channel (``truncated``).
+:data:`MAX_POINTS` per channel (``truncated``). ``start`` and ``end`` lie between
+:data:`EARLIEST` and :data:`AHEAD` after now.
 
 Each channel comes with every context's usual range (:mod:`pghd.patient_view.usual`) as it
 stood at the chart's end, and each point names the one it is compared with
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -34,7 +35,9 @@ from pghd.patient_view.models import UsualRange
 from pghd.patient_view.usual import UsualRanges, window_bucket
 
 __all__ = [
+    "AHEAD",
     "DEFAULT_SPAN",
+    "EARLIEST",
     "MAX_POINTS",
     "MAX_RAW_SPAN",
     "MAX_SPAN",
@@ -83,12 +86,22 @@ RAW_AUTO_SPAN = timedelta(hours=6)
 MAX_RAW_SPAN = timedelta(days=7)
 TARGET_POINTS = 300
 MAX_POINTS = 2000
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""No chart starts or ends before this (nothing is stored earlier)."""
+AHEAD = timedelta(days=1)
+"""No chart starts or ends later than this after now (ingest takes readings up to 10
+minutes ahead of its clock)."""
 
 Aggregate = Literal["none", "mean", "sum"]
 
 
 class ChartRequestError(ValueError):
-    """A chart that may not be drawn (span, resolution); ``str(exc)`` says why."""
+    """A chart that may not be drawn (span, resolution, times); ``str(exc)`` says why and
+    ``field`` names the request's parameter at fault, when it is one alone."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +131,18 @@ def plan(
     resolution: Resolution = Resolution.AUTO,
 ) -> ChartPlan:
     """The chart of ``metric`` over ``[start, end)`` (default: the 7 days up to ``now``);
-    :class:`ChartRequestError` for a span or resolution that may not be drawn."""
+    :class:`ChartRequestError` for times, a span or a resolution that may not be drawn."""
+    latest = now + AHEAD
+    for name, moment in (("start", start), ("end", end)):
+        if moment is not None and not EARLIEST <= moment <= latest:
+            raise ChartRequestError(
+                f"{name} must be from {EARLIEST:%Y-%m-%d} to one day after now", field=name
+            )
     end = end or now
-    start = start or end - DEFAULT_SPAN
+    try:
+        start = start or end - DEFAULT_SPAN
+    except OverflowError:  # only with a "now" out of range: the bounds above keep end in it
+        raise ChartRequestError("end is out of range", field="end") from None
     span = end - start
     if span <= timedelta(0):
         raise ChartRequestError("start must be before end")

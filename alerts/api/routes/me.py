@@ -87,7 +87,7 @@ async def my_summary(
     "/readings",
     summary="My readings of one metric over a span, for a chart",
     response_model=Chart,
-    responses=problem_responses({**_ERRORS, 422: "Invalid metric, span or resolution"}),
+    responses=problem_responses({**_ERRORS, 422: "Invalid metric, times, span or resolution"}),
 )
 async def my_readings(
     principal: PatientDep,
@@ -98,9 +98,13 @@ async def my_readings(
     settings: SettingsDep,
     metric: Annotated[Metric, Query(description="a metric of the catalogue")],
     start: Annotated[
-        AwareDatetime | None, Query(description="from (default: 7 days before end)")
+        AwareDatetime | None,
+        Query(description="from (default: 7 days before end); 1970 to a day after now"),
     ] = None,
-    end: Annotated[AwareDatetime | None, Query(description="until (default: now)")] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(description="until (default: now); 1970 to a day after now"),
+    ] = None,
     resolution: Annotated[
         Resolution,
         Query(description="raw, a window (5m ... 1d), or auto: raw up to 6 h, else ~300 points"),
@@ -112,7 +116,12 @@ async def my_readings(
     try:
         chosen = plan(metric, now=clock(), start=start, end=end, resolution=resolution)
     except ChartRequestError as exc:
-        raise ProblemError(status=422, slug="invalid-chart", detail=str(exc)) from None
+        errors = None
+        if exc.field is not None:
+            errors = [{"pointer": f"/query/{exc.field}", "field": exc.field, "detail": str(exc)}]
+        raise ProblemError(
+            status=422, slug="invalid-chart", detail=str(exc), errors=errors
+        ) from None
     if not model.ready:
         raise view_unavailable(settings, "still reading your care plan; retry shortly")
     try:

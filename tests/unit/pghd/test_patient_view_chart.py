@@ -10,6 +10,8 @@ import pytest
 from pghd.catalogue import Metric
 from pghd.patient_view import usual as usual_module
 from pghd.patient_view.chart import (
+    AHEAD,
+    EARLIEST,
     MAX_POINTS,
     ChartRequestError,
     Resolution,
@@ -51,6 +53,31 @@ def test_the_default_span_is_the_last_7_days_and_steps_are_summed() -> None:
     assert (chosen.resolution, chosen.aggregate) == (Resolution.H1, "sum")
     ending = plan(Metric.SPO2, now=NOW, end=NOW - timedelta(days=1))
     assert ending.start == NOW - timedelta(days=8)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        (None, datetime(1, 1, 2, tzinfo=UTC), "end"),  # end - 7 days: before year 1
+        (None, datetime.fromisoformat("9999-12-31T23:00-05:00"), "end"),  # past 9999 in UTC
+        (datetime.fromisoformat("0001-01-01T00:00+05:00"), None, "start"),  # before year 1
+        (datetime(1969, 12, 31, 23, tzinfo=UTC), None, "start"),
+        (None, NOW + timedelta(days=1, seconds=1), "end"),
+    ],
+)
+def test_times_out_of_range_are_refused_naming_the_field(
+    start: datetime | None, end: datetime | None, field: str
+) -> None:
+    with pytest.raises(ChartRequestError, match=f"^{field} must be from 1970-01-01") as refused:
+        plan(Metric.HEART_RATE, now=NOW, start=start, end=end)
+    assert refused.value.field == field
+
+
+def test_times_at_the_bounds_are_charted() -> None:
+    first = plan(Metric.SPO2, now=NOW, start=EARLIEST, end=EARLIEST + timedelta(days=1))
+    assert first.start == EARLIEST
+    ahead = plan(Metric.SPO2, now=NOW, end=NOW + AHEAD)
+    assert ahead.start == NOW + AHEAD - timedelta(days=7)
 
 
 @pytest.mark.parametrize(

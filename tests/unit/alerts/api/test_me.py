@@ -1,7 +1,8 @@
 """``/v1/me`` with a fake reader of the patient's points: only the token's own patient is
 read, their token lives and dies with their enrollment record, InfluxDB trouble is a 503,
-and the answers are audited and cached nowhere; usual ranges follow the patient's care plan.
-The reader itself, on a server that never answers, gives up in time."""
+and the answers are audited and cached nowhere; usual ranges follow the patient's care plan;
+times out of range are 422. The reader itself, on a server that never answers, gives up in
+time."""
 
 from __future__ import annotations
 
@@ -254,6 +255,30 @@ def test_a_chart_waits_for_the_care_plans_to_be_read(
     model.ready = False  # its care plan may not be read yet: no band drawn without it
     response = client.get("/v1/me/readings?metric=heart_rate", headers=bearer(MY_TOKEN))
     assert response.status_code == 503 and response.headers["Retry-After"] == "7"
+    assert view.asked == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"end": "0001-01-02T00:00:00Z"}, "end"),
+        ({"end": "9999-12-31T23:00-05:00"}, "end"),
+        ({"start": "0001-01-01T00:00:00+05:00"}, "start"),
+        ({"start": "1969-12-31T23:59:59Z", "end": "1970-01-02T00:00:00Z"}, "start"),
+        ({"end": "2026-03-11T09:30:01Z"}, "end"),
+    ],
+)
+def test_times_out_of_range_are_422_naming_the_field(
+    client: TestClient, view: FakeView, params: dict[str, str], field: str
+) -> None:
+    response = client.get(
+        "/v1/me/readings", params={"metric": "heart_rate", **params}, headers=bearer(MY_TOKEN)
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"] == "urn:pghd:problem:invalid-chart"
+    assert problem["detail"].startswith(f"{field} must be from 1970-01-01")
+    assert [(e["pointer"], e["field"]) for e in problem["errors"]] == [(f"/query/{field}", field)]
     assert view.asked == []
 
 
