@@ -2,7 +2,7 @@
 read, their token lives and dies with their enrollment record, InfluxDB trouble is a 503,
 and the answers are audited and cached nowhere; usual ranges follow the patient's care plan;
 times out of range are 422. The reader itself, on a server that never answers, gives up in
-time."""
+time, and one failing query cancels the others."""
 
 from __future__ import annotations
 
@@ -427,3 +427,46 @@ def test_the_reader_gives_up_in_time(where: str) -> None:
         if server is not None:
             server.close()
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("failing", ["summary", "chart"])
+def test_one_failing_query_cancels_the_others(
+    failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """InfluxDB refusing one query of a summary (its nights) or a chart (its points): the
+    others are cancelled at once, not left to run until their own HTTP timeout."""
+    reader = InfluxPatientView(url="http://127.0.0.1:1", token="t", org="-", bucket="b")
+    fails = '"resting_heart_rate"' if failing == "summary" else "aggregateWindow"
+    others = 4 if failing == "summary" else 1
+    waiting: list[str] = []
+    cancelled: list[str] = []
+
+    async def rows(flux: str) -> list[Any]:
+        if fails in flux:
+            while len(waiting) < others:  # the others are under way
+                await asyncio.sleep(0)
+            raise PatientViewUnavailable("InfluxDB query failed: HTTP 500")
+        waiting.append(flux)
+        try:
+            await asyncio.Event().wait()  # an answer that never comes
+        except asyncio.CancelledError:
+            cancelled.append(flux)
+            raise
+        return []
+
+    monkeypatch.setattr(reader, "_rows", rows)
+    chosen = ChartPlan(
+        Metric.HEART_RATE, NOW - timedelta(days=1), NOW, Resolution.H1, timedelta(hours=1), "mean"
+    )
+
+    async def read() -> None:
+        with pytest.raises(PatientViewUnavailable, match="HTTP 500"):
+            if failing == "summary":
+                await reader.summary_inputs(ME, now=NOW, findings=True)
+            else:
+                await reader.chart_inputs(ME, chosen)
+        assert len(waiting) == others and sorted(cancelled) == sorted(waiting)
+
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(read(), 5))
+    assert time.monotonic() - started < 2
