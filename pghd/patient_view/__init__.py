@@ -2,7 +2,11 @@
 
 - :mod:`pghd.patient_view.summary` (pure): the latest value per channel against the
   patient's usual range, 7- and 30-day trends, nightly resting heart rates, and their open
-  findings in the reviewed patient wording (:mod:`pghd.feedback.wording`);
+  findings in the reviewed patient wording (:mod:`pghd.feedback.wording`); its models are
+  :mod:`pghd.patient_view.models`;
+- :mod:`pghd.patient_view.usual` (pure): the usual ranges, one per channel and context
+  bucket as the processors keep them (under the patient's care plan), and which one a
+  reading is compared with;
 - :mod:`pghd.patient_view.chart` (pure): which resolution a chart of a span is drawn at,
   and the chart itself;
 - :mod:`pghd.patient_view.influx` (I/O): reads the points both need from InfluxDB, one

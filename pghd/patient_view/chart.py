@@ -8,14 +8,21 @@ sleep), each point at the start of its window. ``auto`` picks ``raw`` for spans 
 :data:`TARGET_POINTS` points (a 30-day chart: 3-hour windows, 240 points). A span is at most
 :data:`MAX_SPAN`; a window that would give more than :data:`MAX_POINTS` points is refused,
 ``raw`` only for spans up to :data:`MAX_RAW_SPAN`, and a raw chart stops at
-:data:`MAX_POINTS` per channel (``truncated``).
+:data:`MAX_POINTS` per channel (``truncated``). ``start`` and ``end`` lie between
+:data:`EARLIEST` and :data:`AHEAD` after now.
+
+Each channel comes with every context's usual range (:mod:`pghd.patient_view.usual`) as it
+stood at the chart's end, and each point names the one it is compared with
+(``usual_context``): the bucket a reading at its time falls in when its context is not
+known, for the channels the processors judge so; none for heart and respiratory rate (judged
+only at rest or asleep, which a stored reading does not say) or a window spanning buckets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -24,10 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import channel_key
 from pghd.feedback.wording import metric_name
-from pghd.patient_view.summary import UsualRange
+from pghd.patient_view.models import UsualRange
+from pghd.patient_view.usual import UsualRanges, window_bucket
 
 __all__ = [
+    "AHEAD",
     "DEFAULT_SPAN",
+    "EARLIEST",
     "MAX_POINTS",
     "MAX_RAW_SPAN",
     "MAX_SPAN",
@@ -76,12 +86,22 @@ RAW_AUTO_SPAN = timedelta(hours=6)
 MAX_RAW_SPAN = timedelta(days=7)
 TARGET_POINTS = 300
 MAX_POINTS = 2000
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""No chart starts or ends before this (nothing is stored earlier)."""
+AHEAD = timedelta(days=1)
+"""No chart starts or ends later than this after now (ingest takes readings up to 10
+minutes ahead of its clock)."""
 
 Aggregate = Literal["none", "mean", "sum"]
 
 
 class ChartRequestError(ValueError):
-    """A chart that may not be drawn (span, resolution); ``str(exc)`` says why."""
+    """A chart that may not be drawn (span, resolution, times); ``str(exc)`` says why and
+    ``field`` names the request's parameter at fault, when it is one alone."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +131,18 @@ def plan(
     resolution: Resolution = Resolution.AUTO,
 ) -> ChartPlan:
     """The chart of ``metric`` over ``[start, end)`` (default: the 7 days up to ``now``);
-    :class:`ChartRequestError` for a span or resolution that may not be drawn."""
+    :class:`ChartRequestError` for times, a span or a resolution that may not be drawn."""
+    latest = now + AHEAD
+    for name, moment in (("start", start), ("end", end)):
+        if moment is not None and not EARLIEST <= moment <= latest:
+            raise ChartRequestError(
+                f"{name} must be from {EARLIEST:%Y-%m-%d} to one day after now", field=name
+            )
     end = end or now
-    start = start or end - DEFAULT_SPAN
+    try:
+        start = start or end - DEFAULT_SPAN
+    except OverflowError:  # only with a "now" out of range: the bounds above keep end in it
+        raise ChartRequestError("end is out of range", field="end") from None
     span = end - start
     if span <= timedelta(0):
         raise ChartRequestError("start must be before end")
@@ -154,16 +183,25 @@ class ChartPoint(BaseModel):
 
     at: datetime
     value: float
+    usual_context: str | None = Field(
+        default=None,
+        description="the context of the channel's usual range this point is compared with;"
+        " null when none can be told (heart and respiratory rate: judged only at rest or"
+        " asleep) or there is none",
+    )
 
 
 class ChartChannel(BaseModel):
-    """One channel's points, with the usual range as it stood at the chart's end."""
+    """One channel's points, with every context's usual range as it stood at the chart's
+    end."""
 
     model_config = ConfigDict(frozen=True)
 
     channel: str
     part: str | None
-    usual: UsualRange | None
+    usual: list[UsualRange] = Field(
+        description="the usual range of each context bucket (sleep, awake, awake-HH)"
+    )
     points: list[ChartPoint]
     truncated: bool = Field(description="more raw readings than a chart holds: the first shown")
 
@@ -188,19 +226,24 @@ def chart(
     patient_id: str,
     chosen: ChartPlan,
     series: Mapping[str, Sequence[tuple[datetime, float]]],
-    usual: Mapping[str, UsualRange],
+    usual: UsualRanges,
 ) -> Chart:
     """The chart of the plan from each channel's points (oldest first after sorting) and
     the usual ranges; every channel of the metric is listed, with or without points."""
     channels = []
     for channel in chosen.channels:
         points = sorted(series.get(channel, ()))
+        drawn = []
+        for at, value in points[: chosen.limit]:
+            bucket = window_bucket(channel, at, chosen.every)
+            known = bucket is not None and usual.of(channel, bucket) is not None
+            drawn.append(ChartPoint(at=at, value=value, usual_context=bucket if known else None))
         channels.append(
             ChartChannel(
                 channel=channel,
                 part=channel.split(".", 1)[1] if "." in channel else None,
-                usual=usual.get(channel),
-                points=[ChartPoint(at=at, value=value) for at, value in points[: chosen.limit]],
+                usual=usual.every(channel),
+                points=drawn,
                 truncated=len(points) > chosen.limit,
             )
         )

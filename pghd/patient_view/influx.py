@@ -8,6 +8,8 @@ it was given: nothing of anyone else can be read through it.
 
 Each call is bounded: the client's HTTP timeout and, around all the queries of a summary or
 chart, ``timeout_s``; InfluxDB down, refusing or slow is :class:`PatientViewUnavailable`.
+A summary's or chart's queries run together in a task group: the first to fail cancels the
+others, which would otherwise hold their connections until their own timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from pghd.export.influx import describe_error, flux_string
 from pghd.export.records import format_time
 from pghd.patient_view.chart import ChartPlan
-from pghd.patient_view.summary import (
+from pghd.patient_view.models import (
     DailyTotal,
     FindingPoint,
     StoredBaseline,
@@ -70,10 +72,6 @@ class PatientViewStore(Protocol):
     async def close(self) -> None: ...
 
 
-async def _nothing() -> list[FindingPoint]:
-    return []
-
-
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -112,6 +110,8 @@ class InfluxPatientView:
             await client.close()  # type: ignore[no-untyped-call]
 
     async def _bounded(self, work: Awaitable[T]) -> T:
+        """``work`` (queries in a task group) within ``timeout_s``; the first query's
+        :class:`PatientViewUnavailable` out of the group as itself."""
         try:
             return await asyncio.wait_for(work, self._timeout_s)
         except PatientViewUnavailable:
@@ -120,6 +120,14 @@ class InfluxPatientView:
             raise PatientViewUnavailable(
                 f"InfluxDB did not answer within {self._timeout_s:g} s"
             ) from exc
+        except ExceptionGroup as group:
+            unavailable = group.subgroup(PatientViewUnavailable)
+            if unavailable is None:
+                raise
+            first = unavailable.exceptions[0]
+            while isinstance(first, ExceptionGroup):
+                first = first.exceptions[0]
+            raise first from first.__cause__
 
     async def _rows(self, flux: str) -> list[Mapping[str, Any]]:
         try:
@@ -145,17 +153,25 @@ class InfluxPatientView:
         their findings (``anomalies`` points) only when ``findings`` (they have an alert
         open), over :data:`LOOKBACK`: a finding is stored at the time of its reading, which
         may be long before its alert opened."""
-        latest, baselines, daily, nights, found = await self._bounded(
-            asyncio.gather(
-                self._latest(patient_id, now),
-                self._baselines(patient_id, start=now - LOOKBACK, stop=now + AHEAD),
-                self._daily(patient_id, now),
-                self._nights(patient_id, now),
-                self._findings(patient_id, now) if findings else _nothing(),
+        return await self._bounded(self._summary_inputs(patient_id, now=now, findings=findings))
+
+    async def _summary_inputs(
+        self, patient_id: str, *, now: datetime, findings: bool
+    ) -> SummaryInputs:
+        async with asyncio.TaskGroup() as group:
+            latest = group.create_task(self._latest(patient_id, now))
+            baselines = group.create_task(
+                self._baselines(patient_id, start=now - LOOKBACK, stop=now + AHEAD)
             )
-        )
+            daily = group.create_task(self._daily(patient_id, now))
+            nights = group.create_task(self._nights(patient_id, now))
+            found = group.create_task(self._findings(patient_id, now)) if findings else None
         return SummaryInputs(
-            latest=latest, baselines=baselines, daily=daily, nights=nights, findings=found
+            latest=latest.result(),
+            baselines=baselines.result(),
+            daily=daily.result(),
+            nights=nights.result(),
+            findings=found.result() if found is not None else [],
         )
 
     async def _latest(self, patient_id: str, now: datetime) -> list[StoredLatest]:
@@ -281,18 +297,20 @@ class InfluxPatientView:
 
     async def chart_inputs(self, patient_id: str, chosen: ChartPlan) -> ChartInputs:
         """The chart's points by channel, and the metric's baselines up to its end."""
-        series, baselines = await self._bounded(
-            asyncio.gather(
-                self._series(patient_id, chosen),
+        return await self._bounded(self._chart_inputs(patient_id, chosen))
+
+    async def _chart_inputs(self, patient_id: str, chosen: ChartPlan) -> ChartInputs:
+        async with asyncio.TaskGroup() as group:
+            series = group.create_task(self._series(patient_id, chosen))
+            baselines = group.create_task(
                 self._baselines(
                     patient_id,
                     start=chosen.end - LOOKBACK,
                     stop=chosen.end,
                     channels=tuple(chosen.channels),
-                ),
+                )
             )
-        )
-        return series, baselines
+        return series.result(), baselines.result()
 
     async def _series(self, patient_id: str, chosen: ChartPlan) -> Series:
         flux = (

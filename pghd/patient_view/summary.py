@@ -1,15 +1,16 @@
 """A patient's summary of their own data, from stored points and their alerts. Pure: the
-points, the alerts and the clock (``now``) come in, the :class:`Summary` goes out.
+points, the alerts, the care plan and the clock (``now``) come in, the :class:`Summary` goes
+out (its models: :mod:`pghd.patient_view.models`).
 
-**Usual range.** The processors write a ``baselines`` point whenever a channel's baseline
-learns a reading (:mod:`processors.judge`): its centre (``mean``), its robust spread, and
-``low``/``high`` = centre ∓ ``z_warning`` (4) spreads, the band outside which the deviation
-detector calls a reading far from the patient's usual. That band is the usual range shown
-here, with its centre and spread; it is the channel's most recent baseline point, whatever
-its context bucket (``sleep``, ``awake``, ``awake-HH``), which is named alongside.
+**Usual range** (:mod:`pghd.patient_view.usual`). The processors keep a baseline per
+channel per context bucket (``sleep``, ``awake``, ``awake-HH``); its band is centre ∓
+``z_warning`` spreads (the care plan's z where it sets one), outside which the deviation
+detector calls a reading far from the patient's usual. A reading is compared with the band
+of the bucket it was, or would be, judged in; where that cannot be told (heart and
+respiratory rate, judged only at rest or asleep) it has none.
 
 **Latest.** The newest reading of each channel (blood pressure: systolic and diastolic
-apart), any device, against the usual range (``within``, ``above``, ``below``, and in words,
+apart), any device, against its usual range (``within``, ``above``, ``below``, and in words,
 :func:`pghd.feedback.wording.describe_change`).
 
 **Trends.** By UTC calendar day, today included: ``last_7_days`` is the mean over the 7 days
@@ -17,7 +18,8 @@ ending today, ``last_30_days`` over the 30 days ending today (the last 7 among t
 rounded to 2 decimals. For most channels that is the mean of the readings; for interval
 metrics (steps, sleep) it is the mean of the daily totals, over the days that have any.
 ``direction`` is ``steady`` while the difference is within one spread of the channel's
-baseline (5 % of the 30-day figure for a channel without one), else ``up`` or ``down``.
+baselines (the widest of its contexts; 5 % of the 30-day figure for a channel without one),
+else ``up`` or ``down``.
 
 **Nightly resting heart rate.** The last :data:`NIGHTS_SHOWN` nights the processors computed
 (:mod:`processors.resting_hr`), each by the date of its morning. The usual is theirs too: the
@@ -27,7 +29,9 @@ median of up to 28 earlier nights that were not elevated (a night is elevated wh
 **Findings.** The patient's open or acknowledged alerts, each in the reviewed wording
 (:data:`pghd.feedback.wording.Kind.FINDING_OPENED`): the metric's plain name, how far its
 latest finding was from the usual range, and since when (:func:`since_phrase`, or the nights
-in a row for resting heart rate). "Your care team has been told" (the warning and critical
+in a row for resting heart rate). A finding may have been judged awake or asleep: against
+one range it is said how far; against both, only the side when both agree ("above");
+otherwise "different from". "Your care team has been told" (the warning and critical
 templates) is said only when a notification of the alert was delivered; otherwise the info
 template ("your care team can see this") is used. The clinicians' text (``Alert.summary``,
 the findings' explanations) never reaches the patient.
@@ -36,35 +40,36 @@ the findings' explanations) never reaches the patient.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from statistics import median
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from pghd.alerting import Alert, NotificationOutcome
+from pghd.care_plans import CarePlan
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Severity
 from pghd.feedback.wording import Kind, describe_change, metric_name, render
+from pghd.patient_view.models import (
+    Compared,
+    DailyTotal,
+    Direction,
+    Finding,
+    FindingPoint,
+    LatestReading,
+    Night,
+    NightlyRestingHeartRate,
+    StoredLatest,
+    StoredNight,
+    Summary,
+    SummaryInputs,
+    Trend,
+    UsualRange,
+)
+from pghd.patient_view.usual import UsualRanges, usual_ranges
 
 __all__ = [
     "NIGHTLY_MARGIN",
     "NIGHTS_SHOWN",
-    "DailyTotal",
-    "Finding",
-    "FindingPoint",
-    "LatestReading",
-    "Night",
-    "NightlyRestingHeartRate",
-    "StoredBaseline",
-    "StoredLatest",
-    "StoredNight",
-    "Summary",
-    "SummaryInputs",
-    "Trend",
-    "UsualRange",
     "findings",
     "latest_readings",
     "nightly",
@@ -72,7 +77,6 @@ __all__ = [
     "since_phrase",
     "summarize",
     "trends",
-    "usual_by_channel",
 ]
 
 NIGHTS_SHOWN = 14
@@ -82,176 +86,7 @@ NIGHTLY_MARGIN = 3.0
 """/min above the usual from which a night counts as elevated (the processors' amber)."""
 STEADY_SHARE = 0.05
 
-Compared = Literal["within", "above", "below"]
-Direction = Literal["up", "down", "steady"]
-
 _ORDER = {metric: i for i, metric in enumerate(CATALOGUE)}
-
-
-# --- what is read from storage ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredLatest:
-    """The newest ``vitals`` point of one channel."""
-
-    metric: str
-    channel: str
-    unit: str
-    value: float
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBaseline:
-    """A ``baselines`` point: one channel's baseline in one context bucket."""
-
-    channel: str
-    context: str
-    mean: float
-    spread: float
-    low: float
-    high: float
-    n: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DailyTotal:
-    """One UTC day of a channel's readings: their sum and how many."""
-
-    metric: str
-    channel: str
-    day: date
-    total: float
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredNight:
-    """A nightly resting heart rate (``resting_heart_rate``, kind ``nightly``): its wake time."""
-
-    at: datetime
-    value: float
-
-
-@dataclass(frozen=True, slots=True)
-class FindingPoint:
-    """An ``anomalies`` point (never its explanation: that is the clinicians' text)."""
-
-    anomaly_id: str
-    metric: str
-    channel: str
-    value: float
-    at: datetime
-    phase: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SummaryInputs:
-    """Everything a summary is made of, for one patient."""
-
-    latest: Sequence[StoredLatest] = ()
-    baselines: Sequence[StoredBaseline] = ()
-    daily: Sequence[DailyTotal] = ()
-    nights: Sequence[StoredNight] = ()
-    findings: Sequence[FindingPoint] = ()
-
-
-# --- what the patient gets ------------------------------------------------------------------
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class UsualRange(_Out):
-    """A channel's usual range: its baseline's centre ± 4 spreads (``low``, ``high``)."""
-
-    centre: float
-    spread: float
-    low: float
-    high: float
-    context: str = Field(description="the baseline's context: sleep, awake, awake-HH (UTC)")
-    readings: int = Field(description="how many readings shaped it")
-    updated_at: datetime
-
-
-class LatestReading(_Out):
-    """The newest reading of one channel, against the usual range."""
-
-    metric: str
-    channel: str
-    part: str | None = Field(description="the channel of a composite metric: systolic...")
-    name: str = Field(description="the metric's plain name")
-    unit: str
-    value: float
-    at: datetime
-    usual: UsualRange | None
-    compared: Compared | None = Field(description="against the usual range; null without one")
-    change: str | None = Field(description='in words: "9 beats per minute above", "within"')
-
-
-class Trend(_Out):
-    """A channel's last 7 days against its last 30 (UTC days, today included)."""
-
-    metric: str
-    channel: str
-    part: str | None
-    name: str
-    unit: str
-    per: Literal["reading", "day"] = Field(
-        description="means of the readings, or of the daily totals (steps, sleep)"
-    )
-    last_7_days: float | None
-    last_30_days: float | None
-    days_7: int = Field(description="days with readings among the last 7")
-    days_30: int = Field(description="days with readings among the last 30")
-    change: float | None = Field(description="last_7_days - last_30_days")
-    direction: Direction | None
-
-
-class Night(_Out):
-    """One night's resting heart rate."""
-
-    night: date = Field(description="the date of the morning the night ended")
-    at: datetime = Field(description="when it ended")
-    value: float
-    elevated: bool = Field(description="3 /min or more above the usual of the nights before")
-
-
-class NightlyRestingHeartRate(_Out):
-    """The last nights' resting heart rates and the patient's usual one."""
-
-    unit: str = "/min"
-    usual: float | None = Field(description="median of up to 28 earlier nights not elevated")
-    usual_nights: int = Field(description="how many nights the usual is the median of")
-    nights: list[Night]
-
-
-class Finding(_Out):
-    """An open (or acknowledged) alert about the patient, in the patient's words."""
-
-    alert_id: str
-    metric: str
-    name: str
-    severity: Severity
-    status: str
-    opened_at: datetime
-    updated_at: datetime
-    care_team_told: bool = Field(description="a notification of it was delivered to the team")
-    message: str
-
-
-class Summary(_Out):
-    """What ``GET /v1/me/summary`` answers."""
-
-    patient_id: str
-    as_of: datetime
-    latest: list[LatestReading]
-    trends: list[Trend]
-    nightly_resting_heart_rate: NightlyRestingHeartRate
-    findings: list[Finding]
 
 
 # --- the pure functions ---------------------------------------------------------------------
@@ -278,37 +113,15 @@ def _unit(metric: str) -> str:
     return CATALOGUE[known].unit if known is not None else ""
 
 
-def usual_by_channel(baselines: Iterable[StoredBaseline]) -> dict[str, UsualRange]:
-    """The most recent baseline of each channel, as its usual range."""
-    newest: dict[str, StoredBaseline] = {}
-    for point in baselines:
-        held = newest.get(point.channel)
-        if held is None or (point.at, point.context) > (held.at, held.context):
-            newest[point.channel] = point
-    return {
-        channel: UsualRange(
-            centre=p.mean,
-            spread=p.spread,
-            low=p.low,
-            high=p.high,
-            context=p.context,
-            readings=p.n,
-            updated_at=p.at,
-        )
-        for channel, p in newest.items()
-    }
-
-
 def _compared(value: float, usual: UsualRange | None) -> Compared | None:
     if usual is None:
         return None
     return "above" if value > usual.high else "below" if value < usual.low else "within"
 
 
-def latest_readings(
-    latest: Iterable[StoredLatest], usual: Mapping[str, UsualRange]
-) -> list[LatestReading]:
-    """The newest reading of each (metric, channel), with its usual range, in catalogue order."""
+def latest_readings(latest: Iterable[StoredLatest], usual: UsualRanges) -> list[LatestReading]:
+    """The newest reading of each (metric, channel), with the usual range it is compared
+    with (:meth:`UsualRanges.for_reading`), in catalogue order."""
     newest: dict[tuple[str, str], StoredLatest] = {}
     for point in latest:
         key = (point.metric, point.channel)
@@ -316,7 +129,7 @@ def latest_readings(
             newest[key] = point
     found = []
     for (metric, channel), p in sorted(newest.items(), key=lambda kv: _sort_key(*kv[0])):
-        band = usual.get(channel)
+        band = usual.for_reading(channel, p.at)
         words = None if band is None else describe_change(metric, p.value, band.low, band.high)
         found.append(
             LatestReading(
@@ -353,9 +166,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def trends(
-    daily: Iterable[DailyTotal], *, today: date, usual: Mapping[str, UsualRange]
-) -> list[Trend]:
+def trends(daily: Iterable[DailyTotal], *, today: date, usual: UsualRanges) -> list[Trend]:
     """Each channel's last 7 days against its last 30 (see the module docstring)."""
     by_channel: dict[tuple[str, str], dict[date, DailyTotal]] = {}
     first = today - timedelta(days=29)
@@ -382,8 +193,8 @@ def trends(
         week = [d for d in month if d.day >= week_start]
         last_7, last_30 = _window(week, per_day=per_day), _window(month, per_day=per_day)
         change = None if last_7 is None or last_30 is None else _round(last_7 - last_30)
-        band = usual.get(channel)
-        steady = band.spread if band is not None else STEADY_SHARE * abs(last_30 or 0.0)
+        spread = usual.widest_spread(channel)
+        steady = spread if spread is not None else STEADY_SHARE * abs(last_30 or 0.0)
         direction: Direction | None = None
         if change is not None:
             direction = "steady" if abs(change) <= steady else "up" if change > 0 else "down"
@@ -478,24 +289,33 @@ def _latest_point(alert: Alert, points: Sequence[FindingPoint]) -> FindingPoint 
     return max(listed, key=lambda p: p.at) if listed else None
 
 
+def _side(value: float, band: UsualRange) -> str:
+    """Which side of ``band`` ``value`` lies on; inside it, of its centre (a value back
+    inside a range that moved with it is still above or below the usual)."""
+    if value > band.high:
+        return "above"
+    if value < band.low:
+        return "below"
+    if value == band.centre:
+        return "different from"
+    return "above" if value > band.centre else "below"
+
+
 def _change(
     point: FindingPoint | None,
-    usual: Mapping[str, UsualRange],
+    usual: UsualRanges,
     nights: NightlyRestingHeartRate,
 ) -> str:
     if point is None:
         return "different from"
     if point.metric == Metric.RESTING_HEART_RATE.value and nights.usual is not None:
         return describe_change(point.metric, point.value, nights.usual, nights.usual)
-    band = usual.get(point.channel)
-    if band is None:
-        return "different from"
-    words = describe_change(point.metric, point.value, band.low, band.high)
-    if words != "within":
-        return words
-    if point.value == band.centre:
-        return "different from"
-    return "above" if point.value > band.centre else "below"
+    bands = usual.for_finding(point.channel, point.at)
+    if len(bands) == 1:
+        words = describe_change(point.metric, point.value, bands[0].low, bands[0].high)
+        return words if words != "within" else _side(point.value, bands[0])
+    sides = {_side(point.value, band) for band in bands}
+    return sides.pop() if len(sides) == 1 else "different from"
 
 
 def findings(
@@ -503,7 +323,7 @@ def findings(
     points: Sequence[FindingPoint],
     *,
     patient_id: str,
-    usual: Mapping[str, UsualRange],
+    usual: UsualRanges,
     nights: NightlyRestingHeartRate,
     now: datetime,
 ) -> list[Finding]:
@@ -541,10 +361,15 @@ def findings(
 
 
 def summarize(
-    patient_id: str, inputs: SummaryInputs, alerts: Iterable[Alert], *, now: datetime
+    patient_id: str,
+    inputs: SummaryInputs,
+    alerts: Iterable[Alert],
+    *,
+    now: datetime,
+    plan: CarePlan | None = None,
 ) -> Summary:
-    """The whole summary of ``patient_id`` at ``now``."""
-    usual = usual_by_channel(inputs.baselines)
+    """The whole summary of ``patient_id`` at ``now``, under their care ``plan``."""
+    usual = usual_ranges(inputs.baselines, plan=plan)
     nights = nightly(inputs.nights, now=now)
     return Summary(
         patient_id=patient_id,

@@ -78,6 +78,11 @@ def test_the_reader_reads_one_patient_on_both_influxdb_versions(
             f"baselines,channel=heart_rate,context=awake,patient_id={tag}"
             f" high=74,low=50,mean=62,n={20 + hours}i,spread=3 {_ns(at)}"
         )
+        if hours % 24 < 6:  # each context's newest baseline is read, not the newest of all
+            lines.append(
+                f"baselines,channel=heart_rate,context=sleep,patient_id={tag}"
+                f" high=63,low=47,mean=55,n={30 + hours}i,spread=2 {_ns(at)}"
+            )
     for channel, value in (("systolic", 128), ("diastolic", 84)):
         lines.append(
             f"vitals,channel=blood_pressure.{channel},device=cuff,metric=blood_pressure,"
@@ -132,15 +137,24 @@ def test_the_reader_reads_one_patient_on_both_influxdb_versions(
         now - timedelta(minutes=30),
     )
     assert latest["blood_pressure.systolic"].unit == "mm[Hg]"
-    (baseline,) = inputs.baselines
-    assert (baseline.low, baseline.high, baseline.n) == (50, 74, 20)
+    baselines = {b.context: b for b in inputs.baselines}
+    assert set(baselines) == {"awake", "sleep"}
+    assert (baselines["awake"].low, baselines["awake"].high, baselines["awake"].n) == (50, 74, 20)
+    assert (baselines["sleep"].mean, baselines["sleep"].n, baselines["sleep"].at) == (
+        55,
+        30,
+        now - timedelta(minutes=30),
+    )
     assert sum(d.count for d in inputs.daily if d.channel == "heart_rate") == 48
     assert [(n.value, n.at) for n in inputs.nights] == [(57.5, now - timedelta(hours=4))]
     assert [(f.anomaly_id, f.value, f.phase) for f in inputs.findings] == [("an-1", 95, "onset")]
     # a chart: one patient's points only, windowed or raw, with the baseline at its end
     series, baselines = hourly
     assert len(series["heart_rate"]) == 24 and all(v != 99 for _, v in series["heart_rate"])
-    assert [b.channel for b in baselines] == ["heart_rate"]
+    assert sorted((b.channel, b.context) for b in baselines) == [
+        ("heart_rate", "awake"),
+        ("heart_rate", "sleep"),
+    ]
     assert [v for _, v in sorted(raw[0]["heart_rate"])] == [64, 63, 62, 61, 60]
     days = sorted(daily[0]["heart_rate"])
     assert len(days) <= 4 and all(at.hour == 0 for at, _ in days[1:])
@@ -235,8 +249,11 @@ def test_a_patient_sees_their_own_readings_against_their_usual_and_nothing_else(
         assert summary["patient_id"] == me
         latest = {r["channel"]: r for r in summary["latest"]}
         hr = latest["heart_rate"]
+        # a heart rate is judged only at rest: this one has a range because the processors
+        # learned it (a baseline point at its time, in its time-of-day bucket)
         assert hr["value"] == 71 and hr["compared"] == "within" and hr["change"] == "within"
         assert hr["usual"]["low"] < 71 < hr["usual"]["high"]
+        assert hr["usual"]["context"] == "awake-12" and hr["usual"]["updated_at"] == hr["at"]
         assert hr["usual"]["centre"] == pytest.approx(70.5, abs=2)
         assert hr["usual"]["readings"] >= WARMUP
         assert (
@@ -262,7 +279,8 @@ def test_a_patient_sees_their_own_readings_against_their_usual_and_nothing_else(
         assert chart.status_code == 200, chart.text
         (channel,) = chart.json()["channels"]
         assert [p["value"] for p in channel["points"]] == MINE
-        assert channel["usual"]["high"] == hr["usual"]["high"]
+        assert channel["usual"] == [hr["usual"]]
+        assert {p["usual_context"] for p in channel["points"]} == {None}, "context unknown"
         hourly = get(
             "/v1/me/readings",
             metric="heart_rate",

@@ -3,8 +3,10 @@
 ``GET /v1/me/summary``: their latest readings against their usual ranges, 7- and 30-day
 trends, nightly resting heart rates and their open findings in plain words
 (:mod:`pghd.patient_view.summary`); ``GET /v1/me/readings``: one metric's points over a
-span, downsampled for long spans, with the usual range alongside
-(:mod:`pghd.patient_view.chart`). Only the token's own patient is ever read: the patient id
+span, downsampled for long spans, with the usual ranges alongside
+(:mod:`pghd.patient_view.chart`). Usual ranges follow the patient's care plan (its
+``z_warning``, as the detectors do), so both answer ``503`` until the read model has read
+the care plans at startup. Only the token's own patient is ever read: the patient id
 comes from the token, never from the request. Every request is audited like every other
 ``/v1/`` one, naming the patient. Answers are ``Cache-Control: no-store``.
 """
@@ -24,7 +26,9 @@ from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
 from pghd.patient_view.chart import Chart, ChartRequestError, Resolution, chart, plan
 from pghd.patient_view.influx import PatientViewUnavailable
-from pghd.patient_view.summary import Summary, summarize, usual_by_channel
+from pghd.patient_view.models import Summary
+from pghd.patient_view.summary import summarize
+from pghd.patient_view.usual import usual_ranges
 from pghd.problems import ProblemError, problem_responses
 
 __all__ = ["router"]
@@ -75,40 +79,54 @@ async def my_summary(
         inputs = await store.summary_inputs(patient_id, now=now, findings=bool(alerts))
     except PatientViewUnavailable as exc:
         raise _unreadable(settings, exc) from exc
-    return summarize(patient_id, inputs, alerts, now=now)
+    plan = model.care_plans.get(patient_id)
+    return summarize(patient_id, inputs, alerts, now=now, plan=plan)
 
 
 @router.get(
     "/readings",
     summary="My readings of one metric over a span, for a chart",
     response_model=Chart,
-    responses=problem_responses({**_ERRORS, 422: "Invalid metric, span or resolution"}),
+    responses=problem_responses({**_ERRORS, 422: "Invalid metric, times, span or resolution"}),
 )
 async def my_readings(
     principal: PatientDep,
     response: Response,
+    model: ReadModelDep,
     store: PatientViewDep,
     clock: ClockDep,
     settings: SettingsDep,
     metric: Annotated[Metric, Query(description="a metric of the catalogue")],
     start: Annotated[
-        AwareDatetime | None, Query(description="from (default: 7 days before end)")
+        AwareDatetime | None,
+        Query(description="from (default: 7 days before end); 1970 to a day after now"),
     ] = None,
-    end: Annotated[AwareDatetime | None, Query(description="until (default: now)")] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(description="until (default: now); 1970 to a day after now"),
+    ] = None,
     resolution: Annotated[
         Resolution,
         Query(description="raw, a window (5m ... 1d), or auto: raw up to 6 h, else ~300 points"),
     ] = Resolution.AUTO,
 ) -> Chart:
     """The patient's own points of ``metric`` in ``[start, end)``, per channel, with each
-    channel's usual range as it stood at ``end``."""
+    channel's usual ranges as they stood at ``end``."""
     patient_id = _patient(principal, response)
     try:
         chosen = plan(metric, now=clock(), start=start, end=end, resolution=resolution)
     except ChartRequestError as exc:
-        raise ProblemError(status=422, slug="invalid-chart", detail=str(exc)) from None
+        errors = None
+        if exc.field is not None:
+            errors = [{"pointer": f"/query/{exc.field}", "field": exc.field, "detail": str(exc)}]
+        raise ProblemError(
+            status=422, slug="invalid-chart", detail=str(exc), errors=errors
+        ) from None
+    if not model.ready:
+        raise view_unavailable(settings, "still reading your care plan; retry shortly")
     try:
         series, baselines = await store.chart_inputs(patient_id, chosen)
     except PatientViewUnavailable as exc:
         raise _unreadable(settings, exc) from exc
-    return chart(patient_id, chosen, series, usual_by_channel(baselines))
+    care_plan = model.care_plans.get(patient_id)
+    return chart(patient_id, chosen, series, usual_ranges(baselines, plan=care_plan))

@@ -1,5 +1,6 @@
-"""The patient's summary, pure (pghd/patient_view/summary.py): usual ranges, latest values,
-trends, nights and findings, at a pinned clock."""
+"""The patient's summary, pure (pghd/patient_view/summary.py, usual.py): usual ranges by
+context bucket as the processors keep them, latest values, trends, nights and findings, at a
+pinned clock."""
 
 from __future__ import annotations
 
@@ -16,14 +17,18 @@ from pghd.alerting import (
     NotificationRecord,
     label_fingerprint,
 )
-from pghd.contracts import Severity
-from pghd.patient_view.summary import (
+from pghd.care_plans import CarePlan, CarePlanSettings, DetectorOverride
+from pghd.catalogue import CATALOGUE, Metric
+from pghd.contracts import Context, Measurement, Severity, Source
+from pghd.patient_view.models import (
     DailyTotal,
     FindingPoint,
     StoredBaseline,
     StoredLatest,
     StoredNight,
     SummaryInputs,
+)
+from pghd.patient_view.summary import (
     findings,
     latest_readings,
     nightly,
@@ -31,8 +36,15 @@ from pghd.patient_view.summary import (
     since_phrase,
     summarize,
     trends,
-    usual_by_channel,
 )
+from pghd.patient_view.usual import (
+    TIME_BINNED,
+    processors_bucket,
+    usual_ranges,
+    window_bucket,
+)
+from processors import baseline as processors_baseline
+from processors.judge import state_keys
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 TODAY = NOW.date()
@@ -110,25 +122,132 @@ def point(
 # --- usual range and latest ----------------------------------------------------------------
 
 
-def test_the_usual_range_is_the_newest_baseline_of_each_channel() -> None:
-    usual = usual_by_channel(
+def test_the_usual_range_is_the_newest_baseline_of_each_channel_and_context() -> None:
+    usual = usual_ranges(
         [
             baseline(mean=70, at=NOW - timedelta(hours=3), context="sleep"),
+            baseline(mean=60, at=NOW - timedelta(hours=2)),
             baseline(mean=64, at=NOW - timedelta(hours=1)),
             baseline("spo2", mean=97, spread=1, at=NOW - timedelta(days=2), context="awake"),
         ]
     )
-    hr = usual["heart_rate"]
+    hr = usual.of("heart_rate", "awake-06")
+    assert hr is not None
     assert (hr.centre, hr.spread, hr.low, hr.high, hr.context) == (64, 3, 52, 76, "awake-06")
-    assert (usual["spo2"].low, usual["spo2"].high) == (93, 101)
+    assert [b.context for b in usual.every("heart_rate")] == ["awake-06", "sleep"]
+    spo2 = usual.of("spo2", "awake")
+    assert spo2 is not None and (spo2.low, spo2.high) == (93, 101)
+
+
+def _reading(metric: Metric, at: datetime, context: Context | None) -> Measurement:
+    channels = CATALOGUE[metric].channels
+    middle = {c.name: (c.possible[0] + c.possible[1]) / 2 for c in channels}
+    values: dict[str, Any] = (
+        {"components": middle} if len(channels) > 1 else {"value": next(iter(middle.values()))}
+    )
+    if CATALOGUE[metric].interval:
+        values["effective_end"] = at + timedelta(minutes=10)
+    return Measurement(
+        event_id="e-1",
+        patient_id=ME,
+        metric=metric,
+        unit=CATALOGUE[metric].unit,
+        effective_time=at,
+        received_at=at,
+        source=Source(vendor="acme"),
+        context=context,
+        **values,
+    )
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_readings_are_bucketed_as_the_processors_bucket_them(metric: Metric) -> None:
+    """The view's rule is the processors' (processors.judge.state_keys): the bucket of a
+    reading without context, none where they judge none; awake and asleep likewise."""
+    assert TIME_BINNED == processors_baseline.TIME_BINNED
+    for hour in range(24):
+        at = NOW.replace(hour=hour, minute=59)
+        judged = {
+            key.split("|")[1]: key.split("|")[2] for key in state_keys(_reading(metric, at, None))
+        }
+        for channel in _reading(metric, at, None).channels():
+            assert window_bucket(channel[0], at, None) == judged.get(channel[0]), (channel, hour)
+        for context, asleep in ((Context.REST, False), (Context.SLEEP, True)):
+            for key in state_keys(_reading(metric, at, context)):
+                _, channel_key, bucket = key.split("|")
+                assert processors_bucket(channel_key, at, asleep=asleep) == bucket
+
+
+def test_a_reading_is_compared_with_the_range_of_the_bucket_its_time_falls_in() -> None:
+    """An SpO2 at 03:00 of a patient whose newest baseline is their sleep one is compared
+    with the awake range, as the processors judge a reading whose context is not known."""
+    usual = usual_ranges(
+        [
+            baseline("spo2", mean=97, spread=1, at=NOW - timedelta(hours=5), context="awake"),
+            baseline("spo2", mean=93, spread=1, at=NOW - timedelta(hours=4), context="sleep"),
+        ]
+    )
+    (spo2,) = latest_readings([StoredLatest("spo2", "spo2", "%", 91, NOW.replace(hour=3))], usual)
+    assert spo2.usual is not None and spo2.usual.context == "awake"
+    assert (spo2.compared, spo2.change) == ("below", "2 % below")
+
+
+def test_a_heart_rate_of_unknown_context_has_no_usual_range() -> None:
+    """Heart rate is judged only at rest or asleep: a walking 118 /min is not "32 above" an
+    awake range; a reading the processors learned (a baseline point at its time) has its
+    bucket's range."""
+    usual = usual_ranges(
+        [
+            baseline(mean=74, at=NOW.replace(hour=12) - timedelta(hours=1), context="awake-12"),
+            baseline(mean=55, at=NOW.replace(hour=3), context="sleep"),
+        ]
+    )
+    walking = StoredLatest("heart_rate", "heart_rate", "/min", 118, NOW.replace(hour=12))
+    (hr,) = latest_readings([walking], usual)
+    assert (hr.usual, hr.compared, hr.change) == (None, None, None)
+    asleep = StoredLatest("heart_rate", "heart_rate", "/min", 57, NOW.replace(hour=3))
+    (hr,) = latest_readings([asleep], usual)
+    assert hr.usual is not None and (hr.usual.context, hr.compared) == ("sleep", "within")
+
+
+def test_the_care_plans_z_warning_sets_the_band_the_detector_uses() -> None:
+    settings = CarePlanSettings(
+        detectors={
+            "blood_pressure.systolic": DetectorOverride(z_warning=2.5),
+            "spo2": DetectorOverride(z_critical=5),  # z_warning unchanged: the stored band
+        }
+    )
+    plan = CarePlan.of(settings, patient_id=ME, updated_at=NOW, updated_by="dr")
+    points = [
+        baseline("blood_pressure.systolic", mean=120, spread=4, context="awake"),
+        baseline("blood_pressure.systolic", mean=110, spread=2, context="sleep"),
+        baseline("spo2", mean=97, spread=1, context="awake"),
+    ]
+    usual = usual_ranges(points, plan=plan)
+    bands = {(b.context, b.low, b.high) for b in usual.every("blood_pressure.systolic")}
+    assert bands == {("awake", 110, 130), ("sleep", 105, 115)}
+    spo2 = usual.of("spo2", "awake")
+    assert spo2 is not None and (spo2.low, spo2.high) == (93, 101)
+    without = usual_ranges(points).of("blood_pressure.systolic", "awake")
+    assert without is not None and (without.low, without.high) == (104, 136)
+
+    latest = StoredLatest("blood_pressure", "blood_pressure.systolic", "mm[Hg]", 132, NOW)
+    inputs = SummaryInputs(latest=[latest], baselines=points)
+    summary = summarize(ME, inputs, [], now=NOW, plan=plan)
+    assert (summary.latest[0].compared, summary.latest[0].change) == ("above", "2 mmHg above")
 
 
 def test_the_latest_value_of_each_channel_against_its_usual_range() -> None:
-    usual = usual_by_channel([baseline(), baseline("blood_pressure.systolic", mean=120, spread=3)])
+    usual = usual_ranges(
+        [
+            baseline("spo2", mean=97, spread=1, context="awake"),
+            baseline("blood_pressure.systolic", mean=120, spread=3, context="awake"),
+        ]
+    )
     latest = latest_readings(
         [
-            StoredLatest("heart_rate", "heart_rate", "/min", 70, NOW - timedelta(hours=2)),
-            StoredLatest("heart_rate", "heart_rate", "/min", 85, NOW - timedelta(minutes=5)),
+            StoredLatest("spo2", "spo2", "%", 99, NOW - timedelta(hours=2)),
+            StoredLatest("spo2", "spo2", "%", 92, NOW - timedelta(minutes=5)),
             StoredLatest("blood_pressure", "blood_pressure.diastolic", "mm[Hg]", 80, NOW),
             StoredLatest("blood_pressure", "blood_pressure.systolic", "mm[Hg]", 100, NOW),
             StoredLatest("steps", "steps", "{steps}", 1200, NOW),
@@ -136,13 +255,13 @@ def test_the_latest_value_of_each_channel_against_its_usual_range() -> None:
         usual,
     )
     assert [(r.channel, r.part, r.value, r.compared, r.change) for r in latest] == [
-        ("heart_rate", None, 85, "above", "9 beats per minute above"),
+        ("spo2", None, 92, "below", "1 % below"),
         ("blood_pressure.diastolic", "diastolic", 80, None, None),
         ("blood_pressure.systolic", "systolic", 100, "below", "8 mmHg below"),
         ("steps", None, 1200, None, None),
     ]
-    assert latest[0].name == "heart rate" and latest[0].usual == usual["heart_rate"]
-    inside = latest_readings([StoredLatest("heart_rate", "heart_rate", "/min", 70, NOW)], usual)
+    assert latest[0].name == "blood oxygen" and latest[0].usual == usual.of("spo2", "awake")
+    inside = latest_readings([StoredLatest("spo2", "spo2", "%", 97, NOW)], usual)
     assert (inside[0].compared, inside[0].change) == ("within", "within")
 
 
@@ -163,7 +282,7 @@ def test_trends_compare_the_last_7_days_with_the_last_30_by_utc_day() -> None:
         DailyTotal("heart_rate", "heart_rate", day(30), 500 * 9, 9),  # too old
         DailyTotal("heart_rate", "heart_rate", day(-1), 500 * 9, 9),  # tomorrow
     ]
-    (hr,) = trends(daily, today=TODAY, usual={})
+    (hr,) = trends(daily, today=TODAY, usual=usual_ranges([]))
     assert hr.per == "reading" and (hr.days_7, hr.days_30) == (2, 4)
     assert hr.last_7_days == pytest.approx((160 + 560) / 10)  # each reading weighs the same
     assert hr.last_30_days == pytest.approx((160 + 560 + 600 + 1200) / 40)
@@ -181,7 +300,7 @@ def test_steps_trend_by_daily_totals_and_steady_is_within_one_spread() -> None:
         DailyTotal("spo2", "spo2", day(1), 90, 1),
         DailyTotal("spo2", "spo2", day(20), 100, 1),
     ]
-    hr, spo2, steps = trends(daily, today=TODAY, usual=usual_by_channel([baseline()]))
+    hr, spo2, steps = trends(daily, today=TODAY, usual=usual_ranges([baseline()]))
     assert (steps.per, steps.last_7_days, steps.last_30_days) == ("day", 7000, 7000)
     assert steps.direction == "steady"
     assert (hr.change, hr.direction) == (pytest.approx(2), "steady"), "within one spread (3)"
@@ -189,19 +308,33 @@ def test_steps_trend_by_daily_totals_and_steady_is_within_one_spread() -> None:
     assert (spo2.change, spo2.direction) == (pytest.approx(-5), "down")
 
 
+def test_steady_is_within_the_widest_spread_of_the_channels_contexts() -> None:
+    daily = [
+        DailyTotal("heart_rate", "heart_rate", day(1), 66.5 * 10, 10),
+        DailyTotal("heart_rate", "heart_rate", day(20), 62 * 10, 10),
+    ]
+    usual = usual_ranges(
+        [
+            baseline(spread=3, at=NOW - timedelta(hours=8)),
+            baseline(mean=55, spread=2, at=NOW - timedelta(hours=4), context="sleep"),
+        ]
+    )
+    (hr,) = trends(daily, today=TODAY, usual=usual)
+    assert (hr.change, hr.direction) == (pytest.approx(2.25), "steady")
+
+
 def test_trend_figures_are_rounded_to_2_decimals() -> None:
     daily = [
         DailyTotal("heart_rate", "heart_rate", day(n), 66 * 100 if n < 7 else 62.3 * 100, 100)
         for n in range(30)
     ]
-    (hr,) = trends(daily, today=TODAY, usual={})
+    (hr,) = trends(daily, today=TODAY, usual=usual_ranges([]))
     assert (hr.last_7_days, hr.last_30_days, hr.change) == (66.0, 63.16, 2.84)
 
 
 def test_a_channel_without_readings_this_week_has_no_weekly_figure() -> None:
-    (hr,) = trends(
-        [DailyTotal("heart_rate", "heart_rate", day(12), 600, 10)], today=TODAY, usual={}
-    )
+    old = [DailyTotal("heart_rate", "heart_rate", day(12), 600, 10)]
+    (hr,) = trends(old, today=TODAY, usual=usual_ranges([]))
     assert (hr.last_7_days, hr.last_30_days, hr.change, hr.direction) == (None, 60, None, None)
 
 
@@ -263,7 +396,7 @@ def test_nights_phrases() -> None:
 
 
 def test_an_open_finding_in_the_patients_words_never_the_clinicians() -> None:
-    usual = usual_by_channel([baseline()])
+    usual = usual_ranges([baseline()])
     (found,) = findings(
         [alert()],
         [point(value=85)],
@@ -286,7 +419,7 @@ def test_the_care_team_is_said_told_only_once_a_notification_was_delivered() -> 
         [alert(delivered=False, severity=Severity.CRITICAL)],
         [point(value=85)],
         patient_id=ME,
-        usual=usual_by_channel([baseline()]),
+        usual=usual_ranges([baseline()]),
         nights=nightly([], now=NOW),
         now=NOW,
     )
@@ -306,7 +439,7 @@ def test_only_the_patients_own_open_and_acknowledged_alerts_most_severe_first() 
         alerts,
         [point(ME, "spo2", 90), point(ME, "heart_rate", 50), point(OTHER, "heart_rate", 150)],
         patient_id=ME,
-        usual=usual_by_channel([baseline(), baseline("spo2", mean=97, spread=1)]),
+        usual=usual_ranges([baseline(), baseline("spo2", mean=97, spread=1, context="awake")]),
         nights=nightly([], now=NOW),
         now=NOW,
     )
@@ -323,7 +456,7 @@ def test_a_finding_without_a_stored_point_or_range_still_reads_plainly() -> None
         [alert(opened=timedelta(days=2, hours=1))],
         [point(phase="resolved")],  # a resolution is no finding to describe
         patient_id=ME,
-        usual={},
+        usual=usual_ranges([]),
         nights=nightly([], now=NOW),
         now=NOW,
     )
@@ -337,11 +470,39 @@ def test_a_value_back_inside_a_moved_range_is_still_said_above_or_below() -> Non
         [alert()],
         [point(value=70)],
         patient_id=ME,
-        usual=usual_by_channel([baseline()]),
+        usual=usual_ranges([baseline()]),
         nights=nightly([], now=NOW),
         now=NOW,
     )
     assert "has been above your usual" in found.message
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (85, "has been above your usual"),  # above the awake (52-76) and asleep (49-61) ones
+        (45, "has been below your usual"),
+        (62, "has been different from your usual"),  # below the awake centre, above asleep
+    ],
+)
+def test_a_finding_that_may_have_been_judged_awake_or_asleep_says_only_the_side(
+    value: float, words: str
+) -> None:
+    usual = usual_ranges(
+        [
+            baseline(at=NOW - timedelta(hours=6)),
+            baseline(mean=55, spread=1.5, at=NOW - timedelta(hours=1), context="sleep"),
+        ]
+    )
+    (found,) = findings(
+        [alert()],
+        [point(value=value)],
+        patient_id=ME,
+        usual=usual,
+        nights=nightly([], now=NOW),
+        now=NOW,
+    )
+    assert words in found.message
 
 
 def test_a_nightly_finding_counts_the_nights_in_a_row() -> None:
@@ -351,7 +512,7 @@ def test_a_nightly_finding_counts_the_nights_in_a_row() -> None:
         [alert(ME, "heart_rate", opened=timedelta(days=1), anomaly_ids=["an-night"])],
         [rhr],
         patient_id=ME,
-        usual={},
+        usual=usual_ranges([]),
         nights=resting,
         now=NOW,
     )
@@ -372,7 +533,8 @@ def test_summarize_puts_it_all_together_for_the_one_patient() -> None:
     )
     summary = summarize(ME, inputs, [alert(), alert(OTHER)], now=NOW)
     assert (summary.patient_id, summary.as_of) == (ME, NOW)
-    assert summary.latest[0].compared == "above"
+    assert summary.latest[0].compared is None, "a heart rate of unknown context"
+    assert "9 beats per minute above" in summary.findings[0].message
     assert summary.trends[0].last_7_days == 85
     assert summary.nightly_resting_heart_rate.nights[0].value == 58.0
     assert [f.alert_id for f in summary.findings] == [f"al-{ME}-heart_rate"]

@@ -1,7 +1,8 @@
 """``/v1/me`` with a fake reader of the patient's points: only the token's own patient is
 read, their token lives and dies with their enrollment record, InfluxDB trouble is a 503,
-and the answers are audited and cached nowhere. The reader itself, on a server that never
-answers, gives up in time."""
+and the answers are audited and cached nowhere; usual ranges follow the patient's care plan;
+times out of range are 422. The reader itself, on a server that never answers, gives up in
+time, and one failing query cancels the others."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd.access import hash_token
 from pghd.alerting import NotificationOutcome, NotificationRecord
+from pghd.care_plans import CarePlan, CarePlanSettings, DetectorOverride
 from pghd.catalogue import Metric
 from pghd.enrollment import Action, Change, Enrollment, enroll, issue_token, revoke_tokens
 from pghd.patient_view.chart import ChartPlan, Resolution
@@ -28,7 +30,7 @@ from pghd.patient_view.influx import (
     InfluxPatientView,
     PatientViewUnavailable,
 )
-from pghd.patient_view.summary import (
+from pghd.patient_view.models import (
     FindingPoint,
     StoredBaseline,
     StoredLatest,
@@ -57,11 +59,15 @@ class FakeView:
         self.asked.append((patient_id, findings))
         if self.failure is not None:
             raise self.failure
+        learned = now - timedelta(hours=1)
         return SummaryInputs(
-            latest=[StoredLatest("heart_rate", "heart_rate", "/min", 85, now)],
+            latest=[
+                StoredLatest("heart_rate", "heart_rate", "/min", 85, now),
+                StoredLatest("blood_pressure", "blood_pressure.systolic", "mm[Hg]", 130, now),
+            ],
             baselines=[
-                StoredBaseline("heart_rate", "awake-06", 64, 3, 52, 76, 40, now),
-                StoredBaseline("blood_pressure.systolic", "awake", 120, 4, 104, 136, 20, now),
+                StoredBaseline("heart_rate", "awake-06", 64, 3, 52, 76, 40, learned),
+                StoredBaseline("blood_pressure.systolic", "awake", 120, 4, 104, 136, 20, learned),
             ],
             findings=[FindingPoint("an-1", "heart_rate", "heart_rate", 85, now)],
         )
@@ -163,8 +169,13 @@ def test_the_summary_is_the_token_holders_own(
     assert response.headers["Cache-Control"] == "no-store"
     summary = response.json()
     assert (summary["patient_id"], summary["as_of"]) == (ME, "2026-03-10T09:30:00Z")
-    (latest,) = summary["latest"]
-    assert (latest["value"], latest["compared"], latest["usual"]["high"]) == (85, "above", 76)
+    hr, systolic = summary["latest"]
+    assert (hr["value"], hr["usual"], hr["compared"]) == (85, None, None), "context unknown"
+    assert (systolic["value"], systolic["compared"], systolic["usual"]["high"]) == (
+        130,
+        "within",
+        136,
+    )
     (finding,) = summary["findings"]
     assert finding["alert_id"] == "al-mine" and finding["care_team_told"]
     assert finding["message"].startswith(
@@ -206,11 +217,69 @@ def test_the_chart_is_the_token_holders_own_with_the_usual_range(
     drawn = response.json()
     assert (drawn["patient_id"], drawn["resolution"], drawn["aggregate"]) == (OTHER, "3h", "mean")
     systolic, diastolic = drawn["channels"]
-    assert systolic["points"] == [{"at": "2026-03-10T08:30:00Z", "value": 130.0}]
-    assert systolic["usual"]["low"] == 104 and diastolic["usual"] is None
+    assert systolic["points"] == [
+        {"at": "2026-03-10T08:30:00Z", "value": 130.0, "usual_context": "awake"}
+    ]
+    assert [(b["context"], b["low"]) for b in systolic["usual"]] == [("awake", 104)]
+    assert diastolic["usual"] == [] and diastolic["points"][0]["usual_context"] is None
     ((asked, chosen),) = view.asked
     assert asked == OTHER and chosen.metric is Metric.BLOOD_PRESSURE
     assert (chosen.start, chosen.end) == (NOW - timedelta(days=30), NOW)
+
+
+def test_the_usual_ranges_follow_the_patients_care_plan(
+    client: TestClient, model: ReadModel
+) -> None:
+    """A plan's z_warning of 2 on systolic pressure: the detector flags beyond 120 ± 8, so
+    the usual range the patient sees is 112-128, not the stored 104-136."""
+    override = DetectorOverride(z_warning=2)
+    settings = CarePlanSettings(detectors={"blood_pressure.systolic": override})
+    model.care_plans[ME] = CarePlan.of(settings, patient_id=ME, updated_at=NOW, updated_by="dr")
+    summary = client.get("/v1/me/summary", headers=bearer(MY_TOKEN)).json()
+    systolic = summary["latest"][1]
+    assert (systolic["usual"]["low"], systolic["usual"]["high"]) == (112, 128)
+    assert (systolic["compared"], systolic["change"]) == ("above", "2 mmHg above")
+    drawn = client.get(
+        "/v1/me/readings", params={"metric": "blood_pressure"}, headers=bearer(MY_TOKEN)
+    ).json()
+    assert [(b["low"], b["high"]) for b in drawn["channels"][0]["usual"]] == [(112, 128)]
+    theirs = client.get(
+        "/v1/me/readings", params={"metric": "blood_pressure"}, headers=bearer(OTHER_TOKEN)
+    ).json()
+    assert [(b["low"], b["high"]) for b in theirs["channels"][0]["usual"]] == [(104, 136)]
+
+
+def test_a_chart_waits_for_the_care_plans_to_be_read(
+    client: TestClient, model: ReadModel, view: FakeView
+) -> None:
+    model.ready = False  # its care plan may not be read yet: no band drawn without it
+    response = client.get("/v1/me/readings?metric=heart_rate", headers=bearer(MY_TOKEN))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "7"
+    assert view.asked == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"end": "0001-01-02T00:00:00Z"}, "end"),
+        ({"end": "9999-12-31T23:00-05:00"}, "end"),
+        ({"start": "0001-01-01T00:00:00+05:00"}, "start"),
+        ({"start": "1969-12-31T23:59:59Z", "end": "1970-01-02T00:00:00Z"}, "start"),
+        ({"end": "2026-03-11T09:30:01Z"}, "end"),
+    ],
+)
+def test_times_out_of_range_are_422_naming_the_field(
+    client: TestClient, view: FakeView, params: dict[str, str], field: str
+) -> None:
+    response = client.get(
+        "/v1/me/readings", params={"metric": "heart_rate", **params}, headers=bearer(MY_TOKEN)
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"] == "urn:pghd:problem:invalid-chart"
+    assert problem["detail"].startswith(f"{field} must be from 1970-01-01")
+    assert [(e["pointer"], e["field"]) for e in problem["errors"]] == [(f"/query/{field}", field)]
+    assert view.asked == []
 
 
 @pytest.mark.parametrize(
@@ -358,3 +427,46 @@ def test_the_reader_gives_up_in_time(where: str) -> None:
         if server is not None:
             server.close()
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("failing", ["summary", "chart"])
+def test_one_failing_query_cancels_the_others(
+    failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """InfluxDB refusing one query of a summary (its nights) or a chart (its points): the
+    others are cancelled at once, not left to run until their own HTTP timeout."""
+    reader = InfluxPatientView(url="http://127.0.0.1:1", token="t", org="-", bucket="b")
+    fails = '"resting_heart_rate"' if failing == "summary" else "aggregateWindow"
+    others = 4 if failing == "summary" else 1
+    waiting: list[str] = []
+    cancelled: list[str] = []
+
+    async def rows(flux: str) -> list[Any]:
+        if fails in flux:
+            while len(waiting) < others:  # the others are under way
+                await asyncio.sleep(0)
+            raise PatientViewUnavailable("InfluxDB query failed: HTTP 500")
+        waiting.append(flux)
+        try:
+            await asyncio.Event().wait()  # an answer that never comes
+        except asyncio.CancelledError:
+            cancelled.append(flux)
+            raise
+        return []
+
+    monkeypatch.setattr(reader, "_rows", rows)
+    chosen = ChartPlan(
+        Metric.HEART_RATE, NOW - timedelta(days=1), NOW, Resolution.H1, timedelta(hours=1), "mean"
+    )
+
+    async def read() -> None:
+        with pytest.raises(PatientViewUnavailable, match="HTTP 500"):
+            if failing == "summary":
+                await reader.summary_inputs(ME, now=NOW, findings=True)
+            else:
+                await reader.chart_inputs(ME, chosen)
+        assert len(waiting) == others and sorted(cancelled) == sorted(waiting)
+
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(read(), 5))
+    assert time.monotonic() - started < 2
