@@ -13,8 +13,10 @@ a clinical system's ``GET /fhir/Observation?patient=…&code=8867-4`` answers a 
 fhir.resources validates. ``pghd dev down`` runs whatever happens, and nothing of the stack
 may be left running.
 
-The cohort: 3 patients x 1 day, seed 1, which raises two alerts, one of them still open
-(measured; the whole test takes about a minute).
+The cohort: 3 patients x 3 days (make run's default span), seed 1, which raises alerts, one of
+them still open, and gives the processors enough of the patient's readings to learn their
+usual range (1 day does not: every channel is still warming up); the whole test takes about a
+minute (measured).
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def test_make_run_then_list_and_acknowledge_with_nothing_exported(scratch_root: 
     started = time.monotonic()
     out = _ok(
         _pghd(
-            root, "run", "--patients", "3", "--days", "1", "--seed", "1", "--free-ports",
+            root, "run", "--patients", "3", "--days", "3", "--seed", "1", "--free-ports",
             timeout=420,
         )
     )  # fmt: skip
