@@ -100,12 +100,12 @@ class Templates(BaseModel):
         missing_metrics = set(Metric) - set(self.metrics)
         if missing_metrics:
             raise WordingError(f"no patient wording for metrics {sorted(missing_metrics)}")
-        for what, given, wanted in (
+        for what, given, names in (
             ("reasons", self.reasons, REFUSAL_REASONS),
             ("phrases", self.phrases, PHRASES),
         ):
-            if set(given) != wanted or not all(text.strip() for text in given.values()):
-                raise WordingError(f"{what} needs words for exactly {sorted(wanted)}")
+            if set(given) != names or not all(text.strip() for text in given.values()):
+                raise WordingError(f"{what} needs words for exactly {sorted(names)}")
         for kind in Kind:
             by_severity = self.kinds.get(kind)
             if by_severity is None or kind not in self.fields:
