@@ -30,6 +30,7 @@ from pghd.feedback.wording import Kind
 
 __all__ = [
     "EVENT_ID_PATTERN",
+    "SENT_KINDS",
     "FeedbackEvent",
     "FindingDetails",
     "RefusalDetails",
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 EVENT_ID_PATTERN = r"^fb-[0-9a-f]{24}$"
+
+SENT_KINDS = frozenset({Kind.FINDING_OPENED, Kind.FINDING_RESOLVED, Kind.READING_REFUSED})
+"""The kinds the platform sends: a registration may consent to these only (``device_silent``
+and ``weekly_summary`` are worded but not sent yet)."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
