@@ -64,9 +64,10 @@ REFUSAL_REASONS = frozenset({"range", "unit", "time", "invalid", "other"})
 """Why ingest refused a reading (its reasons for a consenting patient's reading, ``other``
 for any reason without words of its own), worded in ``reasons``."""
 
-PHRASES = frozenset({"different"})
+PHRASES = frozenset({"different", "unknown_time"})
 """Phrases the code fills into templates: ``different`` is a finding's change when no
-"above" or "below" says it (no usual range, or a value within it: a trend, a pattern)."""
+"above" or "below" says it (no usual range, or a value within it: a trend, a pattern);
+``unknown_time`` is when a refused reading was taken if its time could not be read."""
 
 
 class WordingError(ValueError):
