@@ -4,9 +4,12 @@ Measurements (see ``docs/detection.md`` and the dashboards' queries):
 
 - ``vitals``: tags ``patient_id``, ``metric``, ``channel``, ``source`` (vendor), ``device``
   (the source's device id, ``unknown`` when it sent none), ``unit``; fields ``value``,
-  ``event_id``, and ``effective_end`` (RFC 3339, UTC) for an interval reading (steps, sleep)
+  ``event_id``, ``effective_end`` (RFC 3339, UTC) for an interval reading (steps, sleep)
   whose sender gave its end: the point's time is the interval's start, and an export
-  (:mod:`pghd.export`) gives the reading back as the interval it was. Two devices
+  (:mod:`pghd.export`) gives the reading back as the interval it was; and
+  ``effective_precision`` (``year``, ``month``, ``day``, ``night``, ``morning``,
+  ``afternoon``, ``evening``) when the sender gave a date, month, year or part of a day
+  rather than an instant: the point's time is then the start of that span, in UTC. Two devices
   reporting at the same instant are two series, so two points; dashboards group by patient
   and metric to draw one line;
 - ``baselines`` (built in :mod:`processors.judge`): tags ``patient_id``, ``channel``,
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pghd.contracts import Anomaly, Measurement
-from pghd.export.records import END_FIELD, format_time
+from pghd.export.records import END_FIELD, PRECISION_FIELD, format_time
 from processors.detectors.news2_aggregate import Aggregate
 
 __all__ = [
@@ -86,6 +89,8 @@ def vital_point(reading: Measurement, *, channel: str, value: float) -> InfluxPo
     fields: dict[str, float | int | str] = {"value": float(value), "event_id": reading.event_id}
     if reading.effective_end is not None:
         fields[END_FIELD] = format_time(reading.effective_end)
+    if reading.effective_precision is not None:
+        fields[PRECISION_FIELD] = reading.effective_precision.value
     return InfluxPoint("vitals", tags, fields, reading.effective_time)
 
 

@@ -7,7 +7,10 @@ Readings are Observations shaped like the specification's vital-signs examples, 
   are not vital signs); ``code`` the catalogue's LOINC code of the metric; ``subject``
   ``Patient/<id>``;
 - ``effectiveDateTime``, or ``effectivePeriod`` (start, end) for a step count or a night's
-  sleep whose sender gave the interval's end;
+  sleep whose sender gave the interval's end; a reading whose sender gave only a year, a
+  month or a day gets that partial ``effectiveDateTime`` back (``2026-11-25``), one given
+  a part of a day (Open mHealth) the ``effectivePeriod`` of its six hours, as FHIR has no
+  dateTime for it;
 - ``valueQuantity`` in the metric's canonical UCUM unit (``system`` UCUM, ``code`` and
   ``unit`` the UCUM code); blood pressure as the panel 85354-9 with its systolic (8480-6)
   and diastolic (8462-4) ``component``;
@@ -40,6 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from pghd.catalogue import CATALOGUE, Metric
+from pghd.contracts import TimePrecision, span_end
 from pghd.export.records import StoredFinding, StoredReading, channel_of, format_time
 
 __all__ = [
@@ -70,6 +74,13 @@ def _category(metric: Metric) -> list[dict[str, Any]]:
     return [{"coding": [{"system": _CATEGORY, "code": code, "display": display}], "text": display}]
 
 
+_DATE_FORMATS = {
+    TimePrecision.YEAR: "%Y",
+    TimePrecision.MONTH: "%Y-%m",
+    TimePrecision.DAY: "%Y-%m-%d",
+}
+
+
 def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
@@ -88,6 +99,18 @@ def _reading_id(reading: StoredReading) -> str:
         format_time(reading.time),
         reading.event_id,
     )
+
+
+def _effective(time: datetime, precision: TimePrecision | None) -> dict[str, Any]:
+    """An instant as ``effectiveDateTime``; a year, month or day as the partial dateTime the
+    sender gave (``2026``, ``2026-11``, ``2026-11-25``); a part of a day, which FHIR has no
+    dateTime for, as the ``effectivePeriod`` of its six hours."""
+    if precision is None:
+        return {"effectiveDateTime": format_time(time)}
+    if precision in _DATE_FORMATS:
+        return {"effectiveDateTime": time.strftime(_DATE_FORMATS[precision])}
+    end = span_end(time, precision)
+    return {"effectivePeriod": {"start": format_time(time), "end": format_time(end)}}
 
 
 def observation(reading: StoredReading) -> dict[str, Any]:
@@ -109,7 +132,7 @@ def observation(reading: StoredReading) -> dict[str, Any]:
             "end": format_time(reading.end),
         }
     else:
-        resource["effectiveDateTime"] = format_time(reading.time)
+        resource.update(_effective(reading.time, reading.precision))
     if spec.is_composite:
         noun = reading.metric.value.replace("_", " ")
         resource["component"] = [

@@ -7,7 +7,11 @@ body-weight 2.0, sleep-duration 2.0, with the schemas' units (``beats/min``, ``m
 ``C``, ``%``, ``breaths/min``, ``steps``, ``mg/dL``, ``kg``, ``h``) and values in the
 canonical unit those name.
 ``effective_time_frame`` is a ``date_time``, or a ``time_interval`` (start and end) for a
-step count or a night's sleep whose sender gave its end.
+step count or a night's sleep whose sender gave its end. A reading whose sender gave a date
+and a part of the day gets that ``time_interval`` (``date``, ``part_of_day``) back; one given
+as a year, a month or a day (a FHIR partial dateTime) the ``time_interval`` from the start
+of that span to its end, as Open mHealth has no partial date: posted back, such a reading is
+placed at the same time, without the precision.
 
 Resting heart rate and heart-rate variability (SDNN) have no Open mHealth schema that says
 what they are (a heart-rate data point "at rest" is one sample, not the day's resting
@@ -36,6 +40,7 @@ from datetime import datetime
 from typing import Any
 
 from pghd.catalogue import CATALOGUE, Metric
+from pghd.contracts import PART_OF_DAY_HOURS, TimePrecision, span_end
 from pghd.export.records import StoredFinding, StoredReading, format_time
 
 __all__ = ["FINDING_SCHEMA", "SCHEMAS", "OmhSchema", "data_point", "finding_point"]
@@ -89,7 +94,14 @@ SCHEMAS: dict[Metric, OmhSchema] = {
 FINDING_SCHEMA = {"namespace": "pghd", "name": "finding", "version": "1.0"}
 
 
-def _time_frame(start: datetime, end: datetime | None) -> dict[str, Any]:
+def _time_frame(
+    start: datetime, end: datetime | None, precision: TimePrecision | None = None
+) -> dict[str, Any]:
+    if end is None and precision in PART_OF_DAY_HOURS:
+        assert precision is not None
+        return {"time_interval": {"date": start.date().isoformat(), "part_of_day": precision.value}}
+    if end is None and precision is not None:
+        end = span_end(start, precision)  # a year, month or day: the interval it names
     if end is None:
         return {"date_time": format_time(start)}
     return {
@@ -116,7 +128,7 @@ def data_point(reading: StoredReading, *, now: datetime) -> dict[str, Any]:
         key: {"value": reading.values[channel.name], "unit": schema.unit}
         for key, channel in zip(schema.keys, channels, strict=True)
     }
-    body["effective_time_frame"] = _time_frame(reading.time, reading.end)
+    body["effective_time_frame"] = _time_frame(reading.time, reading.end, reading.precision)
     header = _header(reading.event_id, schema.schema_id, patient_id=reading.patient_id, now=now)
     header["acquisition_provenance"] = {"source_name": reading.source}
     return {"header": header, "body": body}

@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pghd.catalogue import CATALOGUE, ChannelSpec, Metric
-from pghd.contracts import channel_key
+from pghd.contracts import TimePrecision, channel_key
 
 __all__ = [
     "END_FIELD",
     "NEWS2_CHANNEL",
+    "PRECISION_FIELD",
     "UNKNOWN_DEVICE",
     "StoredFinding",
     "StoredReading",
@@ -35,6 +36,9 @@ __all__ = [
 
 #: The ``vitals`` field holding an interval reading's end (RFC 3339, UTC).
 END_FIELD = "effective_end"
+#: The ``vitals`` field holding how much of the calendar a reading's time names, when its
+#: sender gave less than an instant (``day``, ``morning``, ...: :class:`TimePrecision`).
+PRECISION_FIELD = "effective_precision"
 #: ``device`` tag of a reading whose source named no device.
 UNKNOWN_DEVICE = "unknown"
 #: The channel of a partial NEWS2 aggregate finding (``processors/detectors/news2_aggregate``).
@@ -69,7 +73,8 @@ class StoredReading:
     ``values`` maps the catalogue's channel names (``systolic``, ``diastolic``; a scalar
     metric's single channel is named like the metric) to their values. ``end`` is the
     interval's end for steps and sleep whose sender gave it; ``device`` is None when the
-    source named none.
+    source named none; ``precision`` is the calendar span ``time`` starts when the sender
+    gave a date, a month, a year or a part of a day rather than an instant.
     """
 
     patient_id: str
@@ -81,6 +86,7 @@ class StoredReading:
     event_id: str
     device: str | None = None
     end: datetime | None = None
+    precision: TimePrecision | None = None
 
     @property
     def value(self) -> float:
@@ -113,6 +119,13 @@ def channel_of(metric: Metric, channel: str) -> ChannelSpec | None:
     return next(
         (c for c in CATALOGUE[metric].channels if channel_key(metric, c.name) == channel), None
     )
+
+
+def _precision(value: Any) -> TimePrecision | None:
+    try:
+        return TimePrecision(str(value)) if value else None
+    except ValueError:
+        return None  # a precision this version does not know: read as an instant
 
 
 def _metric(value: Any) -> Metric | None:
@@ -173,6 +186,7 @@ class _Folder:
             event_id=str(event_id or ""),
             device=None if device in (None, "", UNKNOWN_DEVICE) else str(device),
             end=parse_time(row.get(END_FIELD)),
+            precision=_precision(row.get(PRECISION_FIELD)),
         )
 
 

@@ -243,6 +243,8 @@ def _device_readings(pipeline: Pipeline, patient: str) -> None:
         sat_o2(97, patient=patient, when=at),
         glucose_mmol(6.3, patient=patient, when=at),
         weight_lb(185, patient=patient, when=at),
+        # a daily weight given as a date alone, as the R4 dateTime allows
+        weight_lb(184, patient=patient, when=when.date().isoformat(), id_="weighed-on-a-day"),
         steps(1200, patient=patient, **over(when - timedelta(hours=1), when)),
         sleep_duration(7.25, patient=patient, **over(*night)),
     )
@@ -268,9 +270,23 @@ def _device_readings(pipeline: Pipeline, patient: str) -> None:
                 "temporal_relationship_to_physical_activity": "at rest",
             },
         },
+        {  # a date and a part of the day, as the omh time-interval schema allows
+            "header": {
+                "id": f"{patient}-resp-morning",
+                "creation_date_time": at,
+                "schema_id": {"namespace": "omh", "name": "respiratory-rate", "version": "2.0"},
+                "user_id": patient,
+            },
+            "body": {
+                "respiratory_rate": {"value": 15, "unit": "breaths/min"},
+                "effective_time_frame": {
+                    "time_interval": {"date": when.date().isoformat(), "part_of_day": "morning"}
+                },
+            },
+        },
     ]
     posted = _post_omh(pipeline, omh_points)
-    assert posted.json()["accepted"] == 1, posted.text
+    assert posted.json()["accepted"] == 2, posted.text
     # A watch's heart rate at rest, with a spike the processors flag: a finding to export.
     normal = [70, 72, 69, 71, 73, 70, 68, 71, 72, 70, 69, 71]
     series = heart_rate_series(
@@ -328,6 +344,12 @@ def test_an_export_re_ingested_into_a_fresh_stack_gives_the_same_points(
         )
         original = _points(influx, bucket, patient, devices=True)
         assert {p[0] for p in original} == set(METRICS)
+        precisions = {
+            (row["metric"], row["effective_precision"])
+            for row in _rows(influx, bucket, "vitals", patient)
+            if row.get("effective_precision")
+        }
+        assert precisions == {("weight", "day"), ("respiratory_rate", "morning")}
         findings = _rows(influx, bucket, "anomalies", patient)
 
         exported = httpx.get(
@@ -362,6 +384,8 @@ def test_an_export_re_ingested_into_a_fresh_stack_gives_the_same_points(
         assert unknown.status_code == 404
 
     kinds = [e["resource"]["resourceType"] for e in fhir_bundle["entry"]]
+    dated = [e["resource"].get("effectiveDateTime") for e in fhir_bundle["entry"]]
+    assert (ANCHOR - timedelta(hours=4)).date().isoformat() in dated  # the weight's date
     assert kinds.count("Observation") == len({(p[0], p[2], p[6]) for p in original})
     assert kinds.count("DetectedIssue") == len(findings) >= 1
 

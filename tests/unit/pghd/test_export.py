@@ -24,7 +24,7 @@ from ingest.adapters.fhir import observation_candidate, read_document
 from ingest.adapters.omh import data_point_candidate
 from ingest.intake import AllowAll, triage
 from pghd.catalogue import CATALOGUE, Metric
-from pghd.contracts import Measurement
+from pghd.contracts import Measurement, TimePrecision
 from pghd.export import fhir, omh
 from pghd.export.document import ExportFormat, export_chunks, json_array_chunks
 from pghd.export.influx import MAX_SPAN, MIN_SPAN, next_span
@@ -52,6 +52,7 @@ def stored(
     end: datetime | None = None,
     device: str | None = "watch-1",
     event_id: str = "ev-1",
+    precision: TimePrecision | None = None,
 ) -> StoredReading:
     return StoredReading(
         patient_id=PATIENT,
@@ -63,6 +64,7 @@ def stored(
         event_id=event_id,
         device=device,
         end=end,
+        precision=precision,
     )
 
 
@@ -127,12 +129,13 @@ def stored_again(measurement: Measurement) -> StoredReading:
 
 
 def same_reading(a: StoredReading, b: StoredReading) -> None:
-    assert (a.patient_id, a.metric, a.time, a.end, a.unit) == (
+    assert (a.patient_id, a.metric, a.time, a.end, a.unit, a.precision) == (
         b.patient_id,
         b.metric,
         b.time,
         b.end,
         b.unit,
+        b.precision,
     )
     assert a.values == pytest.approx(b.values)
 
@@ -463,3 +466,100 @@ def test_json_array_chunks_writes_every_item_once() -> None:
 
     assert orjson.loads(asyncio.run(collect())) == list(range(100))
     assert not math.isnan(FINDING.score)
+
+
+# --- readings given as a date, a month, a year or a part of a day ------------------------
+
+MIDNIGHT = WHEN.replace(hour=0, minute=0, second=0, microsecond=0)
+WEIGHED_ON_A_DAY = stored(
+    Metric.WEIGHT, {"weight": 71.5}, when=MIDNIGHT, precision=TimePrecision.DAY, event_id="ev-w"
+)
+# a vital sign wants the day at least (vs-1); a laboratory result may name a month or a year
+GLUCOSE_IN_A_MONTH = stored(
+    Metric.BLOOD_GLUCOSE,
+    {"blood_glucose": 99.0},
+    when=MIDNIGHT.replace(day=1),
+    precision=TimePrecision.MONTH,
+    event_id="ev-m",
+)
+GLUCOSE_IN_A_YEAR = stored(
+    Metric.BLOOD_GLUCOSE,
+    {"blood_glucose": 101.0},
+    when=MIDNIGHT.replace(month=1, day=1),
+    precision=TimePrecision.YEAR,
+    event_id="ev-y",
+)
+MORNING_PRESSURE = stored(
+    Metric.BLOOD_PRESSURE,
+    {"systolic": 121.0, "diastolic": 79.0},
+    when=MIDNIGHT.replace(hour=6),
+    precision=TimePrecision.MORNING,
+    event_id="ev-bp",
+)
+
+
+def test_the_store_keeps_a_reading_s_precision_and_the_export_reads_it_back() -> None:
+    measurement = Measurement(
+        event_id="ev-w",
+        patient_id=PATIENT,
+        metric=Metric.WEIGHT,
+        value=71.5,
+        unit="kg",
+        effective_time=MIDNIGHT,
+        effective_precision=TimePrecision.DAY,
+        received_at=NOW,
+        source={"vendor": "acme"},
+    )
+    point = vital_point(measurement, channel="weight", value=71.5)
+    assert point.fields["effective_precision"] == "day"
+    assert stored_again(measurement).precision is TimePrecision.DAY
+    instant = measurement.model_copy(update={"effective_precision": None})
+    assert "effective_precision" not in vital_point(instant, channel="weight", value=71.5).fields
+    unknown = row("weight", 71.5, effective_precision="fortnight")
+    assert next(iter(readings_of([unknown]))).precision is None  # read as an instant
+
+
+@pytest.mark.parametrize(
+    ("reading", "effective"),
+    [
+        (WEIGHED_ON_A_DAY, MIDNIGHT.strftime("%Y-%m-%d")),
+        (GLUCOSE_IN_A_MONTH, MIDNIGHT.strftime("%Y-%m")),
+        (GLUCOSE_IN_A_YEAR, MIDNIGHT.strftime("%Y")),
+    ],
+)
+def test_a_dated_reading_is_exported_as_the_partial_date_and_taken_back_alike(
+    reading: StoredReading, effective: str
+) -> None:
+    resource = fhir.observation(reading)
+    Observation.model_validate(resource)
+    assert resource["effectiveDateTime"] == effective
+    located = observation_candidate(resource, base="Observation", source="elsewhere")
+    same_reading(stored_again(measurement_of(located.candidate)), reading)
+
+
+def test_a_part_of_day_is_a_six_hour_period_in_fhir_and_a_part_of_day_in_omh() -> None:
+    resource = fhir.observation(MORNING_PRESSURE)
+    Observation.model_validate(resource)
+    assert resource["effectivePeriod"] == {
+        "start": format_time(MIDNIGHT.replace(hour=6)),
+        "end": format_time(MIDNIGHT.replace(hour=12)),
+    }
+    point = omh.data_point(MORNING_PRESSURE, now=NOW)
+    assert point["body"]["effective_time_frame"] == {
+        "time_interval": {"date": MIDNIGHT.date().isoformat(), "part_of_day": "morning"}
+    }
+    located = data_point_candidate(point, pointer="/0", patient_id=None)
+    same_reading(stored_again(measurement_of(located.candidate)), MORNING_PRESSURE)
+
+
+def test_a_dated_reading_in_omh_is_the_interval_it_names_and_keeps_its_time() -> None:
+    point = omh.data_point(WEIGHED_ON_A_DAY, now=NOW)
+    assert point["body"]["effective_time_frame"] == {
+        "time_interval": {
+            "start_date_time": format_time(MIDNIGHT),
+            "end_date_time": format_time(MIDNIGHT + timedelta(days=1)),
+        }
+    }
+    located = data_point_candidate(point, pointer="/0", patient_id=None)
+    again = stored_again(measurement_of(located.candidate))
+    assert (again.time, again.precision, again.values) == (MIDNIGHT, None, {"weight": 71.5})
