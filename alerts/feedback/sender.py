@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 EVENT_ID_HEADER = "X-Pghd-Event-Id"
 
+# httpx logs every request line at INFO, URL included: a patient's app URL may hold a token
+# of theirs, so those lines are not logged (failures are, by this module, without the URL).
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 """host, port -> the addresses it resolves to"""
 
