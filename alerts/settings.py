@@ -21,7 +21,8 @@ Feedback to patients' apps (:mod:`alerts.feedback`): ``_FEEDBACK_RATE_PER_HOUR``
 ``_FEEDBACK_BURST`` (3) per patient, ``_FEEDBACK_ATTEMPTS`` (8) tries with a backoff from
 ``_FEEDBACK_BACKOFF_S`` (2 s) doubling to ``_FEEDBACK_MAX_BACKOFF_S`` (600 s), each POST
 within ``_FEEDBACK_TIMEOUT_S`` (5 s); an event older than ``_FEEDBACK_MAX_AGE_S`` (24 h) is
-not sent. ``_FEEDBACK_ALLOW_LOOPBACK_HTTP`` (or the stack-wide
+not sent. A source whose readings have not arrived for ``_FEEDBACK_SILENT_AFTER_S`` (24 h)
+is told as ``device_silent``. ``_FEEDBACK_ALLOW_LOOPBACK_HTTP`` (or the stack-wide
 ``PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP``) lets apps on the loopback take events (local stacks).
 """
 
@@ -166,7 +167,17 @@ class AlertsSettings(BaseSettings):
         default=24 * 3600.0, gt=0, description="an event older than this is not sent"
     )
     feedback_tick_s: float = Field(
-        default=1.0, gt=0, description="how often feedback retries are checked"
+        default=1.0, gt=0, description="how often feedback retries and silences are checked"
+    )
+    feedback_silent_after_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="a source whose readings have not arrived for this long is told silent",
+    )
+    feedback_seen_granularity_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="a source's last arrival is written at most once per this span",
     )
     feedback_allow_loopback_http: bool = Field(
         default=False,

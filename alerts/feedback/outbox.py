@@ -95,6 +95,12 @@ class FeedbackState(BaseModel):
     settled: dict[str, UtcDatetime] = Field(
         default_factory=dict, description="event id -> when it was settled (or dropped)"
     )
+    last_seen: dict[str, UtcDatetime] = Field(
+        default_factory=dict, description="source -> when its readings last arrived"
+    )
+    silence_told: dict[str, UtcDatetime] = Field(
+        default_factory=dict, description="source -> the last arrival its silence was told of"
+    )
 
 
 def _remember(

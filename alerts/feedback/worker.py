@@ -9,7 +9,10 @@ Off the care team's path, by construction:
    a patient's events land on the partition number of their anomalies). An agent on
    ``pghd.dlq.v1`` makes ``reading_refused`` (:mod:`alerts.feedback.refusals`) and writes it
    there too. While the subscriptions are known (:class:`~alerts.feedback.book.SubscriptionBook`
-   ready), only events a subscription consents to are written.
+   ready), only events a subscription consents to are written. An agent on
+   ``pghd.points.v1`` notes when each source's readings last arrived for the patients who
+   consented to ``device_silent`` (:mod:`alerts.feedback.silence`; every other patient's
+   records are skipped by their key, unread); the timer tells a silence of a day.
 2. *One agent sends, per patient, from the events topic*: :func:`~alerts.feedback.outbox.admit`
    against the patient's :class:`~alerts.feedback.outbox.FeedbackState` (the ``feedback``
    table: bucket, outbox, ids settled), then each admitted event in its own task
@@ -55,9 +58,12 @@ from alerts.feedback.outbox import (
 )
 from alerts.feedback.refusals import refusal_event
 from alerts.feedback.sender import Sender
+from alerts.feedback.silence import seen, silent, sources_of
 from alerts.metrics import AlertsMetrics
 from pghd import topics, wire
+from pghd.erasure import is_marker
 from pghd.feedback.events import FeedbackEvent
+from pghd.feedback.wording import Kind
 from pghd.kafka_send import Outgoing, send_all
 from pghd.pseudonym import pseudonym
 from pghd.service.follower import CompactedFollower
@@ -88,6 +94,10 @@ class FeedbackSettings(Protocol):
     def feedback_tick_s(self) -> float: ...
     @property
     def feedback_allow_loopback_http(self) -> bool: ...
+    @property
+    def feedback_silent_after_s(self) -> float: ...
+    @property
+    def feedback_seen_granularity_s(self) -> float: ...
 
     def feedback_policy(self) -> Any: ...
 
@@ -129,6 +139,7 @@ class Feedback:
         self.topic_name = events_topic(settings.app_id)
         self.events = app.topic(self.topic_name, key_type=bytes, value_type=bytes)
         self.dead_letters = app.topic(topics.DLQ, key_type=bytes, value_type=bytes)
+        self.points = app.topic(topics.POINTS, key_type=bytes, value_type=bytes)
         self.table = app.Table(
             "feedback",
             partitions=settings.topic_partitions,
@@ -144,6 +155,7 @@ class Feedback:
         self._tasks: set[asyncio.Task[Any]] = set()
         app.agent(self.events, name="alerts.feedback.deliver")(self._deliver)
         app.agent(self.dead_letters, name="alerts.feedback.refusals")(self._refusals)
+        app.agent(self.points, name="alerts.feedback.arrivals")(self._arrivals)
         app.timer(interval=settings.feedback_tick_s, name="alerts.feedback.tick")(self.tick)
         app.task(self._follow)
 
@@ -238,6 +250,35 @@ class Feedback:
             outgoing = self.records([found])
             if outgoing:
                 await send_all(self.app.producer, outgoing)
+
+    async def _arrivals(self, stream: faust.StreamT[Any]) -> None:
+        """The judged readings: when each source's last arrived, for ``device_silent``."""
+        await self._until_ready()
+        async for event in stream.events():
+            self.on_points(event)
+
+    def on_points(self, event: EventT[Any]) -> None:
+        """One ``pghd.points.v1`` record: its sources seen at its Kafka time, if its patient
+        consented to ``device_silent`` (anyone else's is not even read)."""
+        message = event.message
+        key = message.key if isinstance(message.key, bytes) else b""
+        patient_id = key.decode("utf-8", "replace")
+        found = self.book.get(patient_id)
+        if found is None or Kind.DEVICE_SILENT not in found.kinds or patient_id in self.erasing:
+            return
+        if is_marker(event.value):
+            return
+        sources = sources_of(event.value)
+        if not sources:
+            return
+        state = self.load(patient_id) or FeedbackState(
+            patient_id=patient_id, partition=message.partition
+        )
+        stamp = message.timestamp  # when the processors wrote it: when the readings arrived
+        at = datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
+        moved = seen(state, sources, at=at, granularity_s=self.settings.feedback_seen_granularity_s)
+        if moved != state:
+            self._store(moved)
 
     async def _deliver(self, stream: faust.StreamT[Any]) -> None:
         """The events topic: admit each event, and attempt what was admitted."""
@@ -337,9 +378,23 @@ class Feedback:
             self._store(kept)
         return kept
 
+    def _silences(self, state: FeedbackState, *, now: datetime) -> FeedbackState:
+        """Admit the silences of ``state``'s sources (a day without readings); the state."""
+        after = self.settings.feedback_silent_after_s
+        told, events = silent(state, now=now, after_s=after)
+        subscription = self.book.get(state.patient_id)
+        for event in events:
+            told, decision = admit(told, event, subscription, now=now, policy=self.policy)
+            self.metrics.feedback(event.kind.value, decision)
+            if decision == "queued":
+                self._spawn(self.attempt(state.patient_id, event.id))
+        if told != state:
+            self._store(told)
+        return told
+
     async def tick(self) -> None:
-        """Retries that are due, and entries a restart left unsent, on this worker's
-        partitions; the ``feedback_pending`` gauge."""
+        """Silences to tell, retries that are due, and entries a restart left unsent, on this
+        worker's partitions; the ``feedback_pending`` gauge."""
         if self.app.rebalancing or self.app.in_recovery or not self.book.ready:
             return
         owned, now = self._owned(), datetime.now(UTC)
@@ -350,7 +405,7 @@ class Feedback:
             state = self.load(patient_id)
             if state is None or state.partition not in owned:
                 continue
-            state = self._withdraw(state)
+            state = self._silences(self._withdraw(state), now=now)
             pending += len(state.pending)
             for entry in due(state, now=now, busy=frozenset(self.in_flight)):
                 self._spawn(self.attempt(patient_id, entry.event.id))

@@ -10,7 +10,8 @@ of the care-team API), signed like the webhooks ingest takes (:mod:`pghd.signatu
 
 ``message`` is the reviewed wording (:mod:`pghd.feedback.wording`); ``details`` holds only the
 patient's own data, in a fixed shape per kind (:class:`FindingDetails`,
-:class:`RefusalDetails`): never another patient, never a care-team member's name or note.
+:class:`RefusalDetails`, :class:`SilenceDetails`): never another patient, never a care-team
+member's name or note.
 ``id`` is the same for every delivery of one event (a retry, a resend after a crash), so an
 app drops a repeat by it.
 
@@ -34,15 +35,18 @@ __all__ = [
     "FeedbackEvent",
     "FindingDetails",
     "RefusalDetails",
+    "SilenceDetails",
     "at_words",
     "event_id",
 ]
 
 EVENT_ID_PATTERN = r"^fb-[0-9a-f]{24}$"
 
-SENT_KINDS = frozenset({Kind.FINDING_OPENED, Kind.FINDING_RESOLVED, Kind.READING_REFUSED})
-"""The kinds the platform sends: a registration may consent to these only (``device_silent``
-and ``weekly_summary`` are worded but not sent yet)."""
+SENT_KINDS = frozenset(
+    {Kind.FINDING_OPENED, Kind.FINDING_RESOLVED, Kind.READING_REFUSED, Kind.DEVICE_SILENT}
+)
+"""The kinds the platform sends: a registration may consent to these only (``weekly_summary``
+is worded but not sent yet)."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
@@ -78,10 +82,20 @@ class RefusalDetails(BaseModel):
     reason: Id = Field(description="range, unit, time, invalid or another of ingest's reasons")
 
 
+class SilenceDetails(BaseModel):
+    """A source of the patient's that sent nothing for a while (``device_silent``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Id = Field(description="the vendor or app that went quiet")
+    last_reading_at: UtcDatetime = Field(description="when its last readings arrived")
+
+
 _DETAILS: dict[Kind, type[BaseModel]] = {
     Kind.FINDING_OPENED: FindingDetails,
     Kind.FINDING_RESOLVED: FindingDetails,
     Kind.READING_REFUSED: RefusalDetails,
+    Kind.DEVICE_SILENT: SilenceDetails,
 }
 
 
@@ -97,7 +111,7 @@ class FeedbackEvent(BaseModel):
     occurred_at: UtcDatetime = Field(description="when it happened (not when it was sent)")
     severity: Severity
     message: Annotated[str, Field(min_length=1, max_length=1000)]
-    details: FindingDetails | RefusalDetails
+    details: FindingDetails | RefusalDetails | SilenceDetails
 
     @model_validator(mode="after")
     def _details_fit_the_kind(self) -> FeedbackEvent:

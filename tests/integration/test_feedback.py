@@ -4,7 +4,8 @@ One worker (``python -m alerts.main``) runs for the module; patients' apps are o
 server on the loopback (a path per app). Findings are driven as ``test_alerting.py`` drives
 them: anomalies produced straight to ``pghd.anomalies.v1``. Refused readings are dead letters
 made by ingest's own code (:func:`ingest.webhooks.push.dead_letters`) and produced to
-``pghd.dlq.v1``.
+``pghd.dlq.v1``; a device's readings are a points record as the processors write it, produced
+to ``pghd.points.v1``, and the worker calls a source silent after seconds, not a day.
 
 Subscriptions are put on ``pghd.feedback-subscriptions.v1`` the way ``PUT /v1/me/feedback``
 writes them (:func:`pghd.feedback.subscription.subscribe`, keyed by the patient): patient
@@ -61,7 +62,9 @@ APPS: dict[str, tuple[str, list[Kind] | None]] = {
     "d": ("d", None),  # no registration at all
     "flaky": ("flaky", [Kind.FINDING_OPENED]),
     "refused": ("refused", [Kind.READING_REFUSED]),
+    "quiet": ("quiet", [Kind.DEVICE_SILENT]),
 }
+SILENT_AFTER_S = 3.0  # a day in production
 FAIL_FIRST = {"/flaky": 1}
 
 
@@ -144,7 +147,7 @@ class Stack:
         caught_up(
             self.bootstrap,
             self.app_id,
-            (topics.ANOMALIES, topics.DLQ, self.events_topic),
+            (topics.ANOMALIES, topics.DLQ, topics.POINTS, self.events_topic),
             timeout=60,
             what=self.diagnostics(),
         )
@@ -251,7 +254,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     app_id = f"pghd-alerts-fb-{RUN}"
     # earlier tests' anomalies and dead letters are not this worker's business
     start_group_at_end(
-        kafka_bootstrap, app_id, [topics.ANOMALIES, topics.ALERT_COMMANDS, topics.DLQ]
+        kafka_bootstrap,
+        app_id,
+        [topics.ANOMALIES, topics.ALERT_COMMANDS, topics.DLQ, topics.POINTS],
     )
     env = {
         "PGHD_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -262,6 +267,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "PGHD_ALERTS_TICK_S": "0.5",
         "PGHD_ALERTS_FEEDBACK_TICK_S": "0.2",
         "PGHD_ALERTS_FEEDBACK_BACKOFF_S": "0.5",
+        "PGHD_ALERTS_FEEDBACK_SILENT_AFTER_S": str(SILENT_AFTER_S),
         "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true",  # the apps are on the loopback
     }
     running = Stack(
@@ -377,6 +383,27 @@ def test_a_consenting_patients_refused_reading_is_told(stack: Stack) -> None:
     assert event.kind is Kind.READING_REFUSED and event.patient_id == patient
     assert "could not be stored: the value is outside the range a reading can have" in event.message
     assert "5000" not in post.body.decode()
+
+
+def test_a_source_that_went_silent_is_told_once(stack: Stack) -> None:
+    patient = stack.patients["quiet"]
+    line = (
+        f"vitals,device=watch-1,metric=heart_rate,patient_id={patient},source=acme,unit=/min"
+        f" value=64 {time.time_ns()}"
+    )
+    record = json.dumps({"schema_version": 1, "patient_id": patient, "lines": [line]})
+    arrived = time.time()
+    _produce(stack.bootstrap, topics.POINTS, [(patient.encode(), record.encode())])
+    (post,) = stack.posts("quiet", 1, timeout=30)
+    event = stack.verified("quiet", post)
+    print(f"\ndevice_silent told {post.at - arrived:.3f} s after the last readings arrived")
+    assert post.at - arrived >= SILENT_AFTER_S - 0.5
+    assert event.kind is Kind.DEVICE_SILENT and event.patient_id == patient
+    assert "We have not received any readings from acme since" in event.message
+    stack.caught_up()
+    time.sleep(SILENT_AFTER_S)  # well past another silence's time: still told once
+    stack.settled("quiet")
+    assert len(stack.apps.to("quiet")) == 1
 
 
 def test_an_erasure_takes_the_subscription_and_the_feedback_state_with_it(stack: Stack) -> None:

@@ -32,7 +32,8 @@ SPEC = load_acl_spec(DEFAULT_ACL_SPEC)
 #: topic -> (writers, readers), from the code.
 TABLE: dict[str, tuple[set[str], set[str]]] = {
     topics.MEASUREMENTS: ({"ingest"}, {"processors"}),
-    topics.POINTS: ({"processors"}, {"processors"}),
+    # alerts: when each patient's sources last sent, for their feedback (device_silent)
+    topics.POINTS: ({"processors"}, {"processors", "alerts"}),
     topics.ANOMALIES: ({"processors"}, {"processors", "alerts"}),
     topics.ALERTS: ({"alerts"}, {"alerts", "care-api"}),
     # processors: the erasure marker, behind the patient's earlier commands

@@ -300,3 +300,38 @@ async def test_an_erasure_tombstones_the_subscription_and_the_feedback_state(
         _input(A, 6, wire.encode(_event(A, 7)), w.topic), now=datetime.now(UTC)
     )
     assert later == "unconsented"
+
+
+def _points(patient: str, offset: int, at: datetime) -> Any:
+    line = (
+        f"vitals,device=watch-1,metric=heart_rate,patient_id={patient},source=acme,unit=/min"
+        " value=64 1"
+    )
+    value = orjson.dumps({"schema_version": 1, "patient_id": patient, "lines": [line]})
+    message = SimpleNamespace(
+        key=patient.encode(), topic=topics.POINTS, partition=0, offset=offset,
+        timestamp=at.timestamp(),
+    )  # fmt: skip
+    return SimpleNamespace(message=message, value=value)
+
+
+async def test_a_source_silent_for_a_day_is_told_once_to_a_consenting_patient(
+    world: World,
+) -> None:
+    w = world
+    w.subscribe(A, Kind.DEVICE_SILENT)
+    w.subscribe(B, Kind.FINDING_OPENED)  # no consent to device_silent
+    day_ago = datetime.now(UTC) - timedelta(hours=25)
+    w.feedback.on_points(_points(A, 0, day_ago))
+    w.feedback.on_points(_points(B, 1, day_ago))
+    state = w.feedback.load(A)
+    assert state is not None and state.last_seen == {"acme": day_ago}
+    assert w.feedback.load(B) is None, "not even read for a patient who did not consent"
+    await w.feedback.tick()
+    await w.settle()
+    ((url, event),) = w.app.sent
+    assert url == URLS[A] and event.kind is Kind.DEVICE_SILENT
+    assert "We have not received any readings from acme since" in event.message
+    await w.feedback.tick()
+    await w.settle()
+    assert len(w.app.sent) == 1, "told once"
