@@ -64,7 +64,7 @@ from pydantic import ValidationError
 from alerts import outbox
 from alerts.delivery import Courier
 from alerts.digest_sender import read_compacted, send_due_digests
-from alerts.feedback.worker import Feedback
+from alerts.feedback.worker import Feedback, events_topic
 from alerts.grafana import AnnotationQueue, GrafanaAnnotator
 from alerts.lifecycle import Annotate
 from alerts.metrics import AlertsMetrics, install_metrics
@@ -144,7 +144,15 @@ class Alerts:
             app,
             bootstrap=settings.kafka_bootstrap,
             group=settings.app_id,
-            topics=[topics.ANOMALIES, topics.ALERT_COMMANDS],
+            # and feedback's inputs: a patient's app never holds them up, so their lag says
+            # the feedback agents fell behind (alerts.feedback.worker)
+            topics=[
+                topics.ANOMALIES,
+                topics.ALERT_COMMANDS,
+                events_topic(settings.app_id),
+                topics.DLQ,
+                topics.POINTS,
+            ],
             lag_interval_s=settings.metrics_lag_interval_s,
         )
         stall_watchdog.install(

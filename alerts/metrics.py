@@ -26,7 +26,8 @@ server it already runs (``PGHD_ALERTS_WEB_HOST:_WEB_PORT``, 6067), from its own 
   ``withdrawn`` (unsubscribed before it was sent);
 - ``feedback_pending`` (gauge, this worker's partitions): feedback events not settled yet;
 - ``kafka_consumer_lag{group,topic,partition}``: as in the processors, for the alerts group
-  on ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1``.
+  on ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1``, and on feedback's inputs (its
+  events topic, ``pghd.dlq.v1``, ``pghd.points.v1``).
 """
 
 from __future__ import annotations
