@@ -43,7 +43,7 @@ from ingest.intake import Candidate, triage
 from ingest.webhooks.push import dead_letters
 from ingest.webhooks.signing import verify_timestamped
 from pghd import topics, wire
-from pghd.alerting import Alert, AlertLabels, label_fingerprint
+from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
 from pghd.audit import AuditEvent
 from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, BaselineSnapshot, Severity
@@ -65,6 +65,7 @@ APPS: dict[str, tuple[str, list[Kind] | None]] = {
     "quiet": ("quiet", [Kind.DEVICE_SILENT]),
 }
 SILENT_AFTER_S = 3.0  # a day in production
+QUIET_S = 4.0  # a finding with no anomaly this long resolves (6 h in production)
 FAIL_FIRST = {"/flaky": 1}
 
 
@@ -180,6 +181,20 @@ class Stack:
             probe, timeout=60, what=f"{name}'s finding opened", diagnostics=self.diagnostics
         )
 
+    def resolved(self, name: str) -> Alert:
+        """The patient's heart-rate alert, once the worker published it resolved."""
+        fingerprint = label_fingerprint(
+            AlertLabels(patient_id=self.patients[name], problem="heart_rate")
+        )
+
+        def probe() -> Alert | None:
+            states = alert_states(self.bootstrap, fingerprint=fingerprint)
+            return states[-1] if states and states[-1].status is AlertState.RESOLVED else None
+
+        return wait_for(
+            probe, timeout=60, what=f"{name}'s finding resolved", diagnostics=self.diagnostics
+        )
+
     def verified(self, name: str, post: Post) -> FeedbackEvent:
         """The post's event, once its signature verifies with the patient's secret."""
         secret = self.secrets[name].encode("ascii")
@@ -268,6 +283,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "PGHD_ALERTS_FEEDBACK_TICK_S": "0.2",
         "PGHD_ALERTS_FEEDBACK_BACKOFF_S": "0.5",
         "PGHD_ALERTS_FEEDBACK_SILENT_AFTER_S": str(SILENT_AFTER_S),
+        "PGHD_ALERTS_GROUPING": json.dumps({"auto_resolve_after_s": QUIET_S}),
         "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true",  # the apps are on the loopback
     }
     running = Stack(
@@ -318,23 +334,34 @@ def test_an_opened_finding_reaches_the_patients_app_once_signed_within_seconds(
     assert len(stack.apps.to("a")) == 1, "exactly once"
 
 
-def test_a_patient_who_did_not_consent_to_the_kind_or_never_registered_gets_nothing(
+def test_only_the_kinds_consented_to_are_sent_and_nothing_to_the_unregistered(
     stack: Stack,
 ) -> None:
-    for name in ("b", "d"):
-        _open_finding(stack, name)
-    for name in ("b", "d"):
-        stack.alert_of(name)  # the finding opened: the transition was made
+    """b consented to finding_resolved only, d never registered: b hears of the resolution
+    (the quiet period, seconds here, resolved by the worker's timer), not of the opening; d
+    hears nothing, and nothing of d's is even written."""
+    opened = {name: _open_finding(stack, name) for name in ("b", "d")}
+    (post,) = stack.posts("b", 1, timeout=30)
+    event = stack.verified("b", post)
+    assert event.kind is Kind.FINDING_RESOLVED and event.patient_id == stack.patients["b"]
+    assert post.at - opened["b"] >= QUIET_S - 0.5, "told when it resolved, not when it opened"
+    assert event.message == (
+        "Your heart rate is back within your usual range. Your care team has been updated"
+        " and will follow up with you if needed."
+    )
+    stack.resolved("d")  # d's finding opened and resolved too: both transitions were made
     stack.caught_up()
-    assert stack.apps.to("b") == [] and stack.apps.to("d") == []
-    assert stack.feedback_state("b") is None and stack.feedback_state("d") is None
+    stack.settled("b")
+    assert len(stack.apps.to("b")) == 1 and stack.apps.to("d") == []
+    assert stack.feedback_state("d") is None
     written = [
-        wire.decode(FeedbackEvent, v).patient_id
+        wire.decode(FeedbackEvent, v)
         for _, v in read_from_start(stack.bootstrap, stack.events_topic)
     ]
-    assert stack.patients["b"] not in written and stack.patients["d"] not in written, (
-        "not even written: the worker knew they did not consent"
-    )
+    assert [e.kind for e in written if e.patient_id == stack.patients["b"]] == [
+        Kind.FINDING_RESOLVED
+    ], "the opening was not even written: the worker knew b did not consent to it"
+    assert all(e.patient_id != stack.patients["d"] for e in written)
 
 
 def test_an_app_answering_500_then_200_gets_it_after_one_retry_once(stack: Stack) -> None:

@@ -22,6 +22,7 @@ from alerts.feedback.outbox import FeedbackState, Pending
 from alerts.feedback.sender import Attempt
 from alerts.settings import AlertsSettings
 from pghd import topics, wire
+from pghd.alerting import GroupingPolicy
 from pghd.contracts import Severity
 from pghd.erasure import new_marker
 from pghd.feedback.events import FeedbackEvent, FindingDetails, event_id
@@ -335,3 +336,27 @@ async def test_a_source_silent_for_a_day_is_told_once_to_a_consenting_patient(
     await w.feedback.tick()
     await w.settle()
     assert len(w.app.sent) == 1, "told once"
+
+
+async def test_a_finding_the_timer_resolves_is_published_for_the_feedback_agent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quiet period's resolution happens in the timer, not in a batch: its event goes
+    out through the producer's buffer, as the alert does."""
+    w = world
+    w.subscribe(A, Kind.FINDING_RESOLVED)
+    buffered: list[tuple[bytes, bytes]] = []
+    monkeypatch.setattr(
+        w.feedback.events, "send_soon", lambda **kw: buffered.append((kw["key"], kw["value"]))
+    )
+    monkeypatch.setattr(w.alerts, "policy", GroupingPolicy(auto_resolve_after_s=1))
+    quiet_since = datetime.now(UTC) - timedelta(seconds=30)
+    anomaly = make_anomaly(anomaly_id="an-q", patient_id=A, detected_at=quiet_since)
+    await w.alerts.handle_batch([_input(A, 0, wire.encode(anomaly))])
+    assert w.events_written() == [], "A did not consent to finding_opened: not written"
+    await w.alerts.tick()
+    ((key, value),) = buffered
+    event = wire.decode(FeedbackEvent, value)
+    assert key == A.encode() and event.kind is Kind.FINDING_RESOLVED
+    await w.alerts.tick()
+    assert len(buffered) == 1, "resolved once"
