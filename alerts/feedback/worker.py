@@ -334,8 +334,8 @@ class Feedback:
         self.in_flight.add(event_id)
         try:
             await self.app.producer.flush()  # the outbox entry reaches Kafka before the POST
-            state = self.load(patient_id)
-            if state is None or patient_id in self.erasing or event_id not in state.pending:
+            state = self._mine(patient_id)
+            if state is None or event_id not in state.pending:
                 return
             subscription = self.book.get(patient_id)
             state = self._withdraw(state)
@@ -344,8 +344,8 @@ class Feedback:
                 return
             tried = await self.sender.send(subscription.url, subscription.key, entry.event)
             now = datetime.now(UTC)
-            latest = None if patient_id in self.erasing else self.load(patient_id)
-            if latest is None:
+            latest = self._mine(patient_id)
+            if latest is None:  # erased, or its partition moved: the new owner sends it again
                 return
             settled, outcome = settle(latest, event_id, ok=tried.ok, now=now, policy=self.policy)
             if outcome is None:
@@ -368,6 +368,15 @@ class Feedback:
             self._store(settled)
         finally:
             self.in_flight.discard(event_id)
+
+    def _mine(self, patient_id: str) -> FeedbackState | None:
+        """``patient_id``'s state if this worker may write it: not being erased, and of a
+        partition it owns (after a rebalance the new owner sends what is pending, with the
+        same ids, and writes the outcome; a write from here could undo its changes)."""
+        if patient_id in self.erasing:
+            return None
+        state = self.load(patient_id)
+        return state if state is not None and state.partition in self._owned() else None
 
     def _withdraw(self, state: FeedbackState) -> FeedbackState:
         """The state without what its subscription no longer consents to (stored, counted)."""

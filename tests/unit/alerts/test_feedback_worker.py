@@ -65,6 +65,7 @@ class World:
         self.feedback = alerts.feedback
         self.topic = self.feedback.topic_name
         self.changelog = self.feedback.table.changelog_topic.get_topic_name()
+        self.owned: set[TP] = set()
 
     def subscribe(self, patient: str, *kinds: Kind) -> FeedbackSubscription:
         made = subscribe(
@@ -100,7 +101,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     faust_app.producer = kafka  # type: ignore[assignment]
     alerts.feedback.sender = patient_apps  # type: ignore[assignment]
     alerts.feedback.book.ready = True
-    owned = {TP(topics.ANOMALIES, 0), TP(w.topic, 0)}
+    owned = w.owned = {TP(topics.ANOMALIES, 0), TP(w.topic, 0)}
     monkeypatch.setattr(faust_app.assignor, "assigned_actives", lambda: owned)
 
     def changelog_of(topic: str) -> Any:
@@ -360,3 +361,24 @@ async def test_a_finding_the_timer_resolves_is_published_for_the_feedback_agent(
     assert key == A.encode() and event.kind is Kind.FINDING_RESOLVED
     await w.alerts.tick()
     assert len(buffered) == 1, "resolved once"
+
+
+async def test_a_worker_that_lost_the_partition_during_a_post_writes_nothing_back(
+    world: World,
+) -> None:
+    """The new owner sends what is pending again (same id) and writes its outcome; a write
+    from the old owner could undo the new owner's changes."""
+    w = world
+    w.subscribe(A)
+    w.app.hold[URLS[A]] = asyncio.Event()
+    w.feedback.on_event(_input(A, 0, wire.encode(_event(A, 1)), w.topic), now=datetime.now(UTC))
+    await w.settle()
+    written = len(w.kafka.buffer) + len(w.kafka.log)
+    w.owned.discard(TP(w.topic, 0))  # a rebalance gave the partition to another worker
+    w.app.hold[URLS[A]].set()
+    await w.settle()
+    assert len(w.app.sent) == 1
+    assert len(w.kafka.buffer) + len(w.kafka.log) == written, "no outcome written from here"
+    await w.feedback.tick()  # and this worker's timer leaves the partition alone
+    await w.settle()
+    assert len(w.app.sent) == 1
