@@ -3,7 +3,10 @@ code ingest verifies webhooks with), read the event, drop a repeat by its id."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,3 +73,20 @@ def test_the_receiver_answers_as_an_app_should() -> None:
         assert post(b"{}", signed(b"{}")) == 400
     assert taken == [(EVENT.id, False), (EVENT.id, True)]
     assert len(refused) == 2 and "does not match the body" in refused[0]
+
+
+def test_the_verification_example_of_the_docs_accepts_pghds_signatures() -> None:
+    """docs/patients-feedback.md shows an app's verification without pghd: it must accept
+    what the worker signs, and refuse what it did not."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "patients-feedback.md").read_text()
+    section = doc.split("## Verifying a delivery", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "patients-feedback.md", "exec"), namespace)
+    read = namespace["read_delivery"]
+    now = int(time.time())
+    assert read(signed(at=now), BODY, SECRET)["id"] == EVENT.id
+    with pytest.raises(ValueError, match="not signed"):
+        read(signed(secret=new_secret(), at=now), BODY, SECRET)
+    with pytest.raises(ValueError, match="stale"):
+        read(signed(at=now - 3600), BODY, SECRET)
