@@ -9,7 +9,7 @@ DAYS ?= 3
 .PHONY: help install run stop status test unit integration lint bench soak fuzz influxdb2 clean
 
 help:
-	@echo "make run     install, start Kafka + InfluxDB + ingest/processors/alerts, feed a simulated cohort"
+	@echo "make run     install, start Kafka + InfluxDB + ingest/processors/alerts/care-team API, feed a simulated cohort"
 	@echo "make stop    stop everything 'make run' started"
 	@echo "make status  what is running, on which ports"
 	@echo "make test    lint + unit + integration tests (starts and stops real Kafka and InfluxDB)"

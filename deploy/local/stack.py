@@ -17,6 +17,9 @@ Everything lives under ``<root>/.local``: ``data/{kafka,influxdb}``, ``logs/<nam
       }
     }
 
+The repository root is the one given, else ``$PGHD_ROOT`` (:data:`ROOT_ENV`: a second stack
+in another copy, as the tests run ``pghd run``), else the repository holding this file.
+
 ``processes`` is in start order; ``start_time`` (from ``/proc/<pid>/stat``) guards
 against recycled pids; ``health`` is ``kafka://host:port``, ``http(s)://...``,
 ``tcp://host:port`` or null (alive is enough). ``down`` stops services in reverse start
@@ -48,6 +51,7 @@ from pghd.kafka_security import ENV_PROTOCOL, KafkaSecurity
 from pghd.topics import load_spec
 
 __all__ = [
+    "ROOT_ENV",
     "ComponentStatus",
     "ProcessRecord",
     "StackPaths",
@@ -63,6 +67,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 STACK_MARKER = "PGHD_LOCAL_STACK"  # set in each service's environment: finds strays
+ROOT_ENV = "PGHD_ROOT"  # the repository root when none is given (default: this repository)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +84,9 @@ class StackPaths:
 
     @classmethod
     def for_root(cls, root: Path | None = None) -> StackPaths:
-        """Paths for ``root`` (default: the repository holding this file)."""
-        found = (root or Path(__file__).resolve().parents[2]).resolve()
+        """Paths for ``root`` (default: ``$PGHD_ROOT``, else the repository holding this file)."""
+        given = root or os.environ.get(ROOT_ENV) or Path(__file__).resolve().parents[2]
+        found = Path(given).resolve()
         if not (found / "pyproject.toml").is_file():
             raise FileNotFoundError(f"{found} is not the pghd repository (no pyproject.toml)")
         local = found / ".local"
@@ -255,6 +261,7 @@ def _start_influx(
     paths: StackPaths, state: StackState, *, binary: Path, port: int | None, progress: Progress
 ) -> None:
     old = state.processes.get("influxdb")
+    rpc = 0 if port == 0 else None  # any free port asked for: the RPC port too
     port = _choose_port("InfluxDB", _wanted(port, old, "http", 8086), progress=progress)
     server = InfluxServer(
         binary=binary,
@@ -262,7 +269,7 @@ def _start_influx(
         config_dir=paths.run / "influxdb",
         log_file=paths.logs / "influxdb.log",
         port=port,
-        rpc_port=process.pick_port(_wanted(None, old, "rpc", 8088), avoid=[port]),
+        rpc_port=process.pick_port(_wanted(rpc, old, "rpc", 8088), avoid=[port]),
     )
     server.start()
     ports = {"http": server.port, "rpc": server.rpc_port}

@@ -1,8 +1,13 @@
 """``pghd alerts``: list, show, acknowledge, resolve and silence alerts over the care-team API.
 
-Talks HTTP to ``python -m alerts.api.main`` (``--url``, default ``http://127.0.0.1:8001``)
-with a care-team bearer token (``--token`` or ``PGHD_CARE_TOKEN``). A refused request prints
-the API's problem detail and exits 1.
+Talks HTTP to ``python -m alerts.api.main`` (``--url`` or ``PGHD_CARE_API_URL``) with a
+care-team bearer token (``--token`` or ``PGHD_CARE_TOKEN``). Given no URL, it uses the local
+stack's care-team API when ``make run`` (``pghd run``) runs one (the ``care-api`` service of
+``.local/run/stack.json``), else ``http://127.0.0.1:8001``; given no token for the local
+stack's API, the local admin's token ``make run`` made (``.local/run/care-token``). A token
+is never taken from the local stack for another URL. No token at all: a message saying how
+to give one, exit 2. A refused request prints the API's problem detail and exits 1.
+``pghd care-plan`` and ``pghd audit`` share these options.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -17,19 +23,46 @@ import typer
 
 from pghd.commands.dev import format_table
 
-__all__ = ["DEFAULT_URL", "app", "parse_duration"]
+__all__ = [
+    "DEFAULT_URL",
+    "LOCAL_CARE_API",
+    "LOCAL_CARE_TOKEN",
+    "NO_TOKEN",
+    "app",
+    "care_api_target",
+    "local_care_api",
+    "parse_duration",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8001"
+LOCAL_CARE_API = "care-api"  # the local stack's service (pghd run)
+LOCAL_CARE_TOKEN = "care-token"  # its admin's token, in .local/run/
+NO_TOKEN = "no token: pass --token, set PGHD_CARE_TOKEN, or start the local stack with make run"
 
-app = typer.Typer(help="Care-team actions on alerts, over the care-team API.", no_args_is_help=True)
+app = typer.Typer(
+    help="Care-team actions on alerts, over the care-team API. Without --url and --token: the"
+    " local stack's API and its admin token (after `make run`).",
+    no_args_is_help=True,
+)
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="PGHD_CARE_API_URL", help="Base URL of the care-team API.")
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="PGHD_CARE_API_URL",
+        help="Base URL of the care-team API (default: the local stack's when `make run` runs"
+        f" it, else {DEFAULT_URL}).",
+        show_default=False,
+    ),
 ]
 TokenOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--token", envvar="PGHD_CARE_TOKEN", help="Your care-team bearer token.", show_default=False
+        "--token",
+        envvar="PGHD_CARE_TOKEN",
+        help="Your care-team bearer token (default, for the local stack's API only: its"
+        " admin's, in .local/run/care-token).",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON as is.")]
@@ -46,10 +79,51 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
+def local_care_api(root: Path | None = None) -> tuple[str, Path] | None:
+    """The care-team API of the local stack (``pghd run``) when it runs: its base URL and
+    the file holding its admin's token; None when there is no such stack or service."""
+    from deploy.local import stack
+
+    try:
+        paths = stack.StackPaths.for_root(root)
+        record = stack.load_state(paths).processes.get(LOCAL_CARE_API)
+    except (OSError, ValueError, TypeError, AttributeError):  # no repository, or a bad state file
+        return None
+    if record is None or "http" not in record.ports or not record.alive():
+        return None
+    return f"http://127.0.0.1:{record.ports['http']}", paths.run / LOCAL_CARE_TOKEN
+
+
+def care_api_target(
+    url: str | None, token: str | None, *, root: Path | None = None
+) -> tuple[str, str]:
+    """The URL and token to use: those given, else the local stack's (its token only for its
+    own URL), else :data:`DEFAULT_URL`; exit 2 with :data:`NO_TOKEN` when there is no token."""
+    local = None if url else local_care_api(root)
+    if local is not None:
+        url = local[0]
+        if not token:
+            try:
+                token = local[1].read_text().strip()
+            except OSError:
+                token = None
+    if not token:
+        typer.echo(NO_TOKEN, err=True)
+        raise typer.Exit(2)
+    return url or DEFAULT_URL, token
+
+
 def _call(
-    method: str, path: str, *, url: str, token: str, body: dict[str, Any] | None = None
+    method: str,
+    path: str,
+    *,
+    url: str | None,
+    token: str | None,
+    body: dict[str, Any] | None = None,
 ) -> Any:
-    """One request to the API; the decoded JSON body, or exit 1 with the problem's detail."""
+    """One request to the API; the decoded JSON body, or exit 1 with the problem's detail.
+    ``url`` and ``token`` as given (None: :func:`care_api_target` finds them)."""
+    url, token = care_api_target(url, token)
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=15.0) as client:
@@ -82,8 +156,8 @@ def _short(value: object, width: int = 60) -> str:
 
 @app.command("list")
 def list_alerts(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
     state: Annotated[str | None, typer.Option(help="open, acknowledged or resolved")] = None,
     patient: Annotated[str | None, typer.Option(help="Only this patient id.")] = None,
     severity: Annotated[str | None, typer.Option(help="info, warning or critical")] = None,
@@ -119,8 +193,8 @@ def list_alerts(
 @app.command()
 def show(
     alert_id: Annotated[str, typer.Argument(help="Alert id (or fingerprint).")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """One alert: summary, anomalies and notification history."""
@@ -150,8 +224,8 @@ def _accepted(result: dict[str, Any]) -> None:
 @app.command()
 def ack(
     alert_id: Annotated[str, typer.Argument(help="Alert id (or fingerprint).")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
     comment: Annotated[str, typer.Option(help="Optional note.")] = "",
 ) -> None:
     """Acknowledge an alert (stops its escalation)."""
@@ -163,8 +237,8 @@ def ack(
 def resolve(
     alert_id: Annotated[str, typer.Argument(help="Alert id (or fingerprint).")],
     reason: Annotated[str, typer.Option(help="Why it is resolved.")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Resolve an alert."""
     body = {"reason": reason}
@@ -180,8 +254,8 @@ def silence(
     comment: Annotated[str, typer.Option(help="Why (shown to colleagues).")] = "",
     problem: Annotated[str | None, typer.Option(help="Only this problem, e.g. heart_rate.")] = None,
     severity: Annotated[str | None, typer.Option(help="Only this severity.")] = None,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Silence a patient's alerts for a while."""
     ends_at = datetime.now(UTC) + parse_duration(duration)
@@ -194,8 +268,8 @@ def silence(
 @app.command()
 def unsilence(
     silence_id: Annotated[str, typer.Argument(help="The silence to expire now.")],
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Expire a silence now."""
     _accepted(_call("DELETE", f"/v1/silences/{silence_id}", url=url, token=token))
@@ -203,8 +277,8 @@ def unsilence(
 
 @app.command()
 def silences(
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
     state: Annotated[str | None, typer.Option(help="pending, active or expired")] = None,
 ) -> None:
     """List silences."""

@@ -1,10 +1,11 @@
 """``pghd audit``: who read or changed a patient's data, from the care-team API's audit trail.
 
-Asks ``GET /v1/audit`` of the care-team API (``--url``, default ``http://127.0.0.1:8001``)
-with an admin's bearer token (``--token`` or ``PGHD_CARE_TOKEN``): one line per request,
-oldest first, with who asked (name, role), what (operation and path), the outcome and the
-request id. ``--json`` prints the events as the API answers them, ``--fhir`` as a FHIR R4
-Bundle of AuditEvent resources.
+Asks ``GET /v1/audit`` of the care-team API (``--url``; default: the local stack's, else
+``http://127.0.0.1:8001``) with an admin's bearer token (``--token`` or ``PGHD_CARE_TOKEN``;
+for the local stack's API, its admin's by default: :mod:`pghd.commands.alerts`): one line
+per request, oldest first, with who asked (name, role), what (operation and path), the
+outcome and the request id. ``--json`` prints the events as the API answers them,
+``--fhir`` as a FHIR R4 Bundle of AuditEvent resources.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from pghd.commands.alerts import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _call
+from pghd.commands.alerts import JsonOption, TokenOption, UrlOption, _call
 from pghd.commands.dev import format_table
 
 __all__ = ["audit"]
@@ -40,8 +41,8 @@ def audit(
         bool, typer.Option("--fhir", help="Print a FHIR Bundle of AuditEvents.")
     ] = False,
     as_json: JsonOption = False,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Print the audit trail (admins only): who read or changed patient data, and how it went."""
     params: dict[str, str] = {"limit": str(limit)}

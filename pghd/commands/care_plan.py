@@ -4,7 +4,8 @@
 and puts the whole plan back (``--replace`` starts from an empty plan instead). Values are in
 canonical units (heart rate /min, glucose mg/dL, SpO2 %). The API validates the plan; a
 refused one prints the problem and each wrong field, and exits 1. Same ``--url`` and
-``--token`` (``PGHD_CARE_API_URL``, ``PGHD_CARE_TOKEN``) as ``pghd alerts``.
+``--token`` (``PGHD_CARE_API_URL``, ``PGHD_CARE_TOKEN``) as ``pghd alerts``, with the same
+fallback: the local stack's care-team API and its admin token (after ``make run``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from pghd.commands.alerts import DEFAULT_URL, JsonOption, TokenOption, UrlOption, _call
+from pghd.commands.alerts import JsonOption, TokenOption, UrlOption, _call, care_api_target
 
 __all__ = ["app", "apply_options", "describe_plan"]
 
 app = typer.Typer(
-    help="Per-patient care plans (SpO2 scale, limits, detector overrides).", no_args_is_help=True
+    help="Per-patient care plans (SpO2 scale, limits, detector overrides), over the care-team"
+    " API. Without --url and --token: the local stack's API and its admin token (after"
+    " `make run`).",
+    no_args_is_help=True,
 )
 
 PatientArg = Annotated[str, typer.Argument(help="The patient's id.")]
@@ -124,8 +128,9 @@ def describe_plan(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _current(patient_id: str, *, url: str, token: str) -> dict[str, Any]:
+def _current(patient_id: str, *, url: str | None, token: str | None) -> dict[str, Any]:
     """The patient's plan, or ``{}`` when there is none (404)."""
+    url, token = care_api_target(url, token)
     headers = {"Authorization": f"Bearer {token}"}
     try:
         response = httpx.get(f"{url}{_path(patient_id)}", headers=headers, timeout=15.0)
@@ -143,8 +148,8 @@ def _current(patient_id: str, *, url: str, token: str) -> dict[str, Any]:
 @app.command()
 def show(
     patient_id: PatientArg,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a patient's care plan."""
@@ -178,8 +183,8 @@ def set_plan(
     replace: Annotated[
         bool, typer.Option("--replace", help="Start from an empty plan, not the current one.")
     ] = False,
-    url: UrlOption = DEFAULT_URL,
-    token: TokenOption = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Set a patient's care plan (only what the options name changes)."""
     current = {} if replace else _current(patient_id, url=url, token=token)
@@ -201,7 +206,7 @@ def set_plan(
 
 
 @app.command()
-def clear(patient_id: PatientArg, url: UrlOption = DEFAULT_URL, token: TokenOption = "") -> None:
+def clear(patient_id: PatientArg, url: UrlOption = None, token: TokenOption = None) -> None:
     """Clear a patient's care plan (judged with the standard thresholds again)."""
     _call("DELETE", _path(patient_id), url=url, token=token)
     typer.echo(f"care plan of {patient_id} cleared")

@@ -30,7 +30,11 @@ app = typer.Typer(
 
 RootOption = Annotated[
     Path | None,
-    typer.Option("--root", help="Repository root (default: the one pghd is installed from)."),
+    typer.Option(
+        "--root",
+        help="Repository root (default: $PGHD_ROOT, else the one pghd is installed from).",
+        show_default=False,
+    ),
 ]
 
 

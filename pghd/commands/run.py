@@ -1,9 +1,21 @@
 """``pghd run``: the main job. Stack up, services up, a simulated cohort through the webhook.
 
-Starts Kafka and InfluxDB (``pghd dev up``), the ingest, processors and alerts services and a
-local notification inbox, posts a simulated cohort to ``POST /v1/measurements``, waits until
-the processors have caught up, then prints what was stored and raised and where to look.
-Everything keeps running until ``pghd dev down`` (``make stop``).
+Starts Kafka and InfluxDB (``pghd dev up``), the four services (ingest, processors, alerts and
+the care-team API) and a local notification inbox, posts a simulated cohort to
+``POST /v1/measurements``, waits until the processors have caught up, then prints what was
+stored and raised and where to look. Everything keeps running until ``pghd dev down``
+(``make stop``).
+
+The care-team API gets a users file made once in ``.local/run/care-users.json`` with one user,
+``local-admin``, of role **admin**: the simulated cohort is enrolled in no care team, and a
+patient in no team is seen by admins only (:mod:`pghd.access`). Its bearer token is made once
+in ``.local/run/care-token``; ``pghd alerts``, ``pghd care-plan`` and ``pghd audit`` use that
+URL and token when given none (:func:`pghd.commands.alerts.local_care_api`).
+
+Ports: the usual ones (8000, 8001, 6066, 6067, 8025; Kafka 9092, InfluxDB 8086), a taken one
+replaced by a free one and said so; ``--free-ports`` takes free ports for everything (a second
+stack beside the usual one, as ``tests/integration/test_make_run.py`` runs it). The state
+file (``.local/run/stack.json``) records which.
 """
 
 from __future__ import annotations
@@ -16,18 +28,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pghd.access import Role, UserEntry, UsersFile, hash_token
+from pghd.commands.alerts import LOCAL_CARE_API, LOCAL_CARE_TOKEN
+from pghd.commands.dev import RootOption
 from pghd.kafka_security import KafkaSecurity
 
-__all__ = ["run"]
+if TYPE_CHECKING:
+    from deploy.local.stack import StackPaths
+
+__all__ = ["care_users_file", "run"]
 
 INGEST_PORT = 8000
+CARE_API_PORT = 8001
 INBOX_PORT = 8025
 PROCESSORS_WEB_PORT = 6066
 ALERTS_WEB_PORT = 6067
+CARE_USER = "local-admin"
+CARE_USERS_FILE = "care-users.json"
 
 
 def _api_key(run_dir: Path, name: str = "demo-api-key") -> str:
@@ -36,9 +57,47 @@ def _api_key(run_dir: Path, name: str = "demo-api-key") -> str:
     path = run_dir / name
     if not path.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def care_users_file(run_dir: Path, token: str) -> Path:
+    """The local care-team API's users file (``.local/run/care-users.json``), made once: the
+    admin ``local-admin`` holding the digest of ``token``. A file that holds no user with
+    that digest (the token file was deleted) gets ``local-admin`` back; its other users are
+    kept. ``ValueError`` when the file is not a users file."""
+    path = run_dir / CARE_USERS_FILE
+    digest = hash_token(token)
+    users: dict[str, UserEntry] = {}
+    if path.exists():
+        try:
+            current = UsersFile.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a users file; fix or delete it: {exc}") from exc
+        if any(digest in entry.token_sha256 for entry in current.users.values()):
+            return path
+        users = dict(current.users)
+    users[CARE_USER] = UserEntry(role=Role.ADMIN, token_sha256=[digest])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(UsersFile(users=users).model_dump_json(indent=2) + "\n")
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def _port(name: str, default: int, *, free: bool, taken: list[int]) -> int:
+    """``default`` if free (any free port with ``free``), else a free one, said aloud."""
+    from deploy.local.process import pick_port
+
+    wanted = 0 if free else default
+    port = pick_port(wanted, avoid=taken)
+    if wanted and port != wanted:
+        typer.echo(f"    {name}: port {wanted} is taken, using {port}")
+    taken.append(port)
+    return port
 
 
 def _consumer_lag(bootstrap: str, group: str, topic: str, security: KafkaSecurity) -> int | None:
@@ -82,52 +141,103 @@ def run(
     days: Annotated[float, typer.Option(min=0.1, help="days of data per patient")] = 3.0,
     speed: Annotated[float, typer.Option(min=0.0, help="simulated s per real s; 0 = flat out")] = 0,
     seed: Annotated[int, typer.Option(help="random seed of the cohort")] = 1,
+    root: RootOption = None,
+    free_ports: Annotated[
+        bool,
+        typer.Option(
+            "--free-ports",
+            help="Free ports for Kafka, InfluxDB and every service instead of the usual ones"
+            " (a second stack beside the usual one).",
+        ),
+    ] = False,
 ) -> None:
-    """Bring the local platform up and run a simulated cohort through it; print a summary."""
+    """Bring the local platform up and run a simulated cohort through it; print a summary.
+
+    The care-team API runs too, as a local admin: `pghd alerts list` needs no --url, --token.
+    """
     from deploy.local import stack
     from pghd import topics
     from pghd.commands.summary import summary
 
-    paths = stack.StackPaths.for_root()
-    state = stack.up(progress=typer.echo)
+    paths = stack.StackPaths.for_root(root)
+    any_port = 0 if free_ports else None
+    state = stack.up(
+        root=paths.root,
+        kafka_port=any_port,
+        controller_port=any_port,
+        influx_port=any_port,
+        progress=typer.echo,
+    )
     env = dict(state.env)
     key = _api_key(paths.run)
     admin_token = _api_key(paths.run, "admin-token")
+    care_token = _api_key(paths.run, LOCAL_CARE_TOKEN)
+    try:
+        users_file = care_users_file(paths.run, care_token)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     python = sys.executable
+    taken: list[int] = []
+
+    def port_of(name: str, default: int) -> int:
+        """The port of a service already running, else one to start it on."""
+        rec = state.processes.get(name)
+        if rec is not None and rec.alive() and "http" in rec.ports:
+            taken.append(rec.ports["http"])
+            return rec.ports["http"]
+        return _port(name, default, free=free_ports, taken=taken)
+
     inbox_file = paths.logs / "notifications.jsonl"
+    inbox_port = port_of("inbox", INBOX_PORT)
     inbox = stack.start_service(
         "inbox",
-        [python, "-m", "deploy.local.inbox", str(INBOX_PORT), str(inbox_file)],
-        ports={"http": INBOX_PORT},
-        health=f"http://127.0.0.1:{INBOX_PORT}/",
+        [python, "-m", "deploy.local.inbox", str(inbox_port), str(inbox_file)],
+        root=paths.root,
+        ports={"http": inbox_port},
+        health=f"http://127.0.0.1:{inbox_port}/",
         ready_timeout=20,
     )
+    ports = {
+        "ingest": port_of("ingest", INGEST_PORT),
+        "processors": port_of("processors", PROCESSORS_WEB_PORT),
+        "alerts": port_of("alerts", ALERTS_WEB_PORT),
+        LOCAL_CARE_API: port_of(LOCAL_CARE_API, CARE_API_PORT),
+    }
     service_env = {
         "PGHD_INGEST_API_KEYS": json.dumps({"demo": hashlib.sha256(key.encode()).hexdigest()}),
         "PGHD_INGEST_ADMIN_TOKENS": json.dumps(
             {"local-admin": hashlib.sha256(admin_token.encode()).hexdigest()}
         ),
-        "PGHD_INGEST_PORT": str(INGEST_PORT),
-        "PGHD_PROCESSORS_WEB_PORT": str(PROCESSORS_WEB_PORT),
+        "PGHD_INGEST_PORT": str(ports["ingest"]),
+        "PGHD_PROCESSORS_WEB_PORT": str(ports["processors"]),
         "PGHD_PROCESSORS_DATA_DIR": str(paths.data / "processors"),
-        "PGHD_ALERTS_WEB_PORT": str(ALERTS_WEB_PORT),
+        "PGHD_ALERTS_WEB_PORT": str(ports["alerts"]),
         "PGHD_ALERTS_DATA_DIR": str(paths.data / "alerts"),
         "PGHD_ALERTS_NOTIFY_URLS": json.dumps([f"json://127.0.0.1:{inbox.ports['http']}/pghd"]),
         # the local inbox is this machine's, on loopback: cleared to show who and what
         "PGHD_ALERTS_NOTIFY_CLEARED": "true",
     }
-    typer.echo("==> starting ingest, processors and alerts")
-    for name, port, health in (
-        ("ingest", INGEST_PORT, f"http://127.0.0.1:{INGEST_PORT}/readyz"),
-        ("processors", PROCESSORS_WEB_PORT, f"http://127.0.0.1:{PROCESSORS_WEB_PORT}/"),
-        ("alerts", ALERTS_WEB_PORT, f"http://127.0.0.1:{ALERTS_WEB_PORT}/"),
+    # The care-team API's users file is its own: ingest would take its admin as a patients
+    # API admin too (PGHD_INGEST_USERS_FILE defaults to PGHD_CARE_API_USERS_FILE).
+    care_env = {
+        "PGHD_CARE_API_PORT": str(ports[LOCAL_CARE_API]),
+        "PGHD_CARE_API_USERS_FILE": str(users_file),
+    }
+    typer.echo("==> starting ingest, processors, alerts and the care-team API")
+    for name, module, health in (
+        ("ingest", "ingest.main", "/readyz"),
+        ("processors", "processors.main", "/"),
+        ("alerts", "alerts.main", "/"),
+        (LOCAL_CARE_API, "alerts.api.main", "/readyz"),
     ):
         stack.start_service(
             name,
-            [python, "-m", f"{name}.main"],
-            env=service_env,
-            ports={"http": port},
-            health=health,
+            [python, "-m", module],
+            root=paths.root,
+            env=care_env if name == LOCAL_CARE_API else service_env,
+            ports={"http": ports[name]},
+            health=f"http://127.0.0.1:{ports[name]}{health}",
             ready_timeout=90,
         )
     labels = paths.run / "episodes.json"
@@ -136,7 +246,7 @@ def run(
         [
             python, "-m", "pghd.cli", "simulate", "--patients", str(patients),
             "--days", str(days), "--speed", str(speed), "--seed", str(seed),
-            "--url", f"http://127.0.0.1:{INGEST_PORT}", "--labels-out", str(labels),
+            "--url", f"http://127.0.0.1:{ports['ingest']}", "--labels-out", str(labels),
         ],
         env={**os.environ, "PGHD_API_KEY": key, "PGHD_ADMIN_TOKEN": admin_token},
         check=True,
@@ -167,15 +277,15 @@ def run(
     notified = len(inbox_file.read_text().splitlines()) if inbox_file.exists() else 0
     typer.echo(f"notifications delivered to the local inbox: {notified} ({inbox_file})")
     episodes = json.loads(labels.read_text())["episodes"] if labels.exists() else []
-    _episodes_seen(env, episodes)
-    _where_to_look(env)
+    _episodes_seen(env, episodes, labels)
+    _where_to_look(env, ports, paths)
 
 
-def _episodes_seen(env: dict[str, str], episodes: list[dict[str, str]]) -> None:
+def _episodes_seen(env: dict[str, str], episodes: list[dict[str, str]], labels: Path) -> None:
     """For each injected episode: did its patient get an anomaly during it (or 12 h after)?"""
     from influxdb_client.client.influxdb_client import InfluxDBClient
 
-    typer.echo(f"episodes injected by the simulator: {len(episodes)} (.local/run/episodes.json)")
+    typer.echo(f"episodes injected by the simulator: {len(episodes)} ({_shown(labels)})")
     bucket = env["PGHD_INFLUX_BUCKET"]
     with InfluxDBClient(
         url=env["PGHD_INFLUX_URL"], token=env["PGHD_INFLUX_TOKEN"], org=env["PGHD_INFLUX_ORG"]
@@ -193,13 +303,32 @@ def _episodes_seen(env: dict[str, str], episodes: list[dict[str, str]]) -> None:
             typer.echo(f"  {episode['kind']:<14} {episode['patient_id']:<10} {seen}")
 
 
-def _where_to_look(env: dict[str, str]) -> None:
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (``.local/run/...``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _where_to_look(env: dict[str, str], ports: dict[str, int], paths: StackPaths) -> None:
+    run_dir = paths.run
     bucket = env["PGHD_INFLUX_BUCKET"]
+    ingest = f"http://127.0.0.1:{ports['ingest']}"
+    care_api = f"http://127.0.0.1:{ports[LOCAL_CARE_API]}"
     typer.echo("")
     typer.echo("Where to look:")
-    typer.echo(f"  ingest API        http://127.0.0.1:{INGEST_PORT}/docs  (metrics: /metrics)")
-    typer.echo(f"  processors        http://127.0.0.1:{PROCESSORS_WEB_PORT}/  (Faust web)")
-    typer.echo(f"  alerts            http://127.0.0.1:{ALERTS_WEB_PORT}/")
+    typer.echo(f"  ingest API        {ingest}/docs  (metrics: /metrics)")
+    typer.echo(f"  processors        http://127.0.0.1:{ports['processors']}/  (Faust web)")
+    typer.echo(f"  alerts            http://127.0.0.1:{ports['alerts']}/")
+    typer.echo(
+        f"  care-team API     {care_api}/docs  (metrics: /metrics) as {CARE_USER}, an admin;"
+        f" token in {_shown(run_dir / LOCAL_CARE_TOKEN)}"
+    )
+    typer.echo(
+        "    alerts          pghd alerts list, pghd alerts ack ID, pghd care-plan show PATIENT"
+        " (the local stack's URL and token by default)"
+    )
     typer.echo(
         f"  Kafka             {env['PGHD_KAFKA_BOOTSTRAP']}  (plaintext, loopback only)"
         "  topics: pghd topics list"
@@ -211,8 +340,15 @@ def _where_to_look(env: dict[str, str]) -> None:
         ' |> filter(fn:(r) => r._measurement == "anomalies" and r._field == "score")'
         ' |> group(columns:["detector"]) |> count()\''
     )
+    url = "" if ports["ingest"] == INGEST_PORT else f" --url {ingest}"
     typer.echo(
-        "  patients          PGHD_ADMIN_TOKEN=$(cat .local/run/admin-token) pghd patients list"
+        f"  patients          PGHD_ADMIN_TOKEN=$(cat {_shown(run_dir / 'admin-token')})"
+        f" pghd patients list{url}"
     )
-    typer.echo("  logs              .local/logs/  (ingest.log, processors.log, alerts.log, ...)")
-    typer.echo("  stop everything   make stop")
+    typer.echo(
+        f"  logs              {_shown(paths.logs)}/  (ingest.log, processors.log, alerts.log,"
+        " care-api.log, ...)"
+    )
+    this_repository = paths.root == Path(__file__).resolve().parents[2]
+    stop = "make stop" if this_repository else f"pghd dev down --root {paths.root}"
+    typer.echo(f"  stop everything   {stop}")

@@ -7,7 +7,9 @@ between the file and a stack that does not come up: health checks, restart polic
 secrets only from ``.env``, every ``PGHD_*`` variable read by the settings class of the
 service it is given to (or by :mod:`pghd.kafka_security`), partition counts matching the topic
 spec, processors scalable; Kafka reachable over SASL_SSL only, with ACLs, every client a user
-of its own with the CA.
+of its own with the CA; the four services (the care-team API included) each running its
+module with a health check on its own port, the care-team API with its users and routing
+files mounted read-only.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import yaml
 from pydantic_settings import BaseSettings
 from typer.testing import CliRunner
 
+from alerts.api.settings import CareApiSettings
 from alerts.settings import AlertsSettings
 from deploy.local.acls import DEFAULT_ACL_SPEC
 from deploy.local.kafka import BROKER_CONFIG, read_properties
 from ingest.settings import IngestSettings
+from pghd.alerting import RoutingConfig
 from pghd.cli import app
 from pghd.kafka_acls import load_acl_spec, password_env
 from pghd.kafka_security import ENV_NAMES, KafkaSecurity
@@ -45,6 +49,15 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "processors": ProcessorSettings,
     "alerts": AlertsSettings,
+    "care-api": CareApiSettings,
+}
+#: Each service's module (``python -m``), the settings field of its HTTP port and the path
+#: its health check asks (the APIs: ready; the Faust workers: their web server's root).
+SERVICES = {
+    "ingest": ("ingest.main", "port", "/readyz"),
+    "processors": ("processors.main", "web_port", "/"),
+    "alerts": ("alerts.main", "web_port", "/"),
+    "care-api": ("alerts.api.main", "port", "/readyz"),
 }
 #: Variable names that hold secrets: their value must come from .env.
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEYS|NOTIFY_URLS")
@@ -206,15 +219,70 @@ def test_processors_scale_and_match_the_partitions(services: dict[str, dict[str,
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """target -> (source, mode) of a service's volumes."""
+    """target -> (source, mode) of a service's volumes (a source may be ``${VAR:?...}``)."""
     found = {}
     for volume in service.get("volumes", []):
-        if ":" not in volume:  # an anonymous volume
-            found[volume] = ("", "rw")
+        variable = INTERPOLATION.match(volume)
+        source = variable.group(0) if variable else ""
+        rest = volume[len(source) :].removeprefix(":")
+        if not source and ":" not in rest:  # an anonymous volume
+            found[rest] = ("", "rw")
             continue
-        source, target, *mode = volume.split(":")
+        if not source:
+            source, rest = rest.split(":", 1)
+        target, *mode = rest.split(":")
         found[target] = (source, mode[0] if mode else "rw")
     return found
+
+
+def _port(name: str, service: dict[str, Any]) -> int:
+    """The port a service serves HTTP on: its variable in compose, else its default."""
+    settings, field = SETTINGS[name], SERVICES[name][1]
+    variable = f"{settings.model_config.get('env_prefix', '')}{field}".upper()
+    return int(_env(service).get(variable, settings.model_fields[field].default))
+
+
+def test_the_four_services_run_with_a_health_check_on_their_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    long_running = {
+        name
+        for name, svc in services.items()
+        if svc.get("image") == "pghd:local" and svc.get("restart") != "no"
+    }
+    assert long_running == set(SERVICES), "each pghd service runs here (and only those)"
+    for name, (module, _, path) in SERVICES.items():
+        svc = services[name]
+        assert svc["command"] == ["python", "-m", module], name
+        test = " ".join(svc["healthcheck"]["test"])
+        assert f"http://localhost:{_port(name, svc)}{path}'" in test, (name, test)
+
+
+def test_the_care_api_has_its_users_and_routing_files_mounted_read_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    care = services["care-api"]
+    env, mounts = _env(care), _mounts(care)
+    assert env["PGHD_CARE_API_HOST"] == "0.0.0.0"
+    assert care["ports"] == [f"127.0.0.1:{_port('care-api', care)}:{_port('care-api', care)}"]
+    # The users file's directory is mounted (an edited file is a new inode: a mounted file
+    # would keep the old one and tokens would not rotate without a restart).
+    users = Path(env["PGHD_CARE_API_USERS_FILE"])
+    source, mode = mounts[str(users.parent)]
+    assert mode == "ro" and REQUIRED.match(source), source
+    source, mode = mounts[env["PGHD_CARE_API_ROUTING_FILE"]]
+    assert mode == "ro" and REQUIRED.match(source), source
+    # The routing file .env.example names is one the API starts with.
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    variable = INTERPOLATION.match(source)
+    assert variable is not None
+    RoutingConfig.model_validate_json((ROOT / example[variable.group(1)]).read_bytes())
+    assert "/care-api-users/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert example["CARE_API_USERS_DIR"] == "./care-api-users"
 
 
 def test_kafka_keeps_its_log_in_a_named_volume(compose: dict[str, Any]) -> None:
@@ -299,6 +367,7 @@ KAFKA_USERS = {
     "ingest": "ingest",
     "processors": "processors",
     "alerts": "alerts",
+    "care-api": "care-api",
     "topics": "admin",
     "kafka-acls": "admin",
 }
@@ -427,11 +496,11 @@ def test_prometheus_scrapes_the_services_that_expose_metrics(
         for sc in job.get("static_configs", [])
         for t in sc["targets"]
     }
-    assert "ingest:8000" in targets
+    assert {"ingest:8000", "care-api:8001"} <= targets
     for target in targets:
         host, port = target.split(":")
         assert host in services, target
-        assert _env(services[host]).get(f"PGHD_{host.upper()}_PORT", port) == port
+        assert _port(host, services[host]) == int(port), target
 
 
 def test_topics_job_runs_a_real_command(services: dict[str, dict[str, Any]]) -> None:

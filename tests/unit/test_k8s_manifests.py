@@ -2,12 +2,15 @@
 
 Schema validation is kubernetes-validate's (it bundles the OpenAPI-derived JSON schemas of
 each Kubernetes release, so it runs offline), in strict mode (unknown fields are errors).
-The rules: kustomization lists every manifest but the example Secret; every container runs
-the pghd image with resource requests and probes; ingest is probed on /healthz and /readyz;
-the HPA scales the ingest Deployment; processors replicas do not exceed the partitions;
-each container's variables are read by its service's settings class (or by
-:mod:`pghd.kafka_security`) and come from the ConfigMap/Secret that define them; every
-workload reaches Kafka over SASL_SSL as a user of its own, with the brokers' CA mounted.
+The rules: kustomization lists every manifest but the example Secret; the four services
+(the care-team API included) each run their module; every container runs the pghd image
+with resource requests and probes; both APIs are probed on /healthz and /readyz; the HPA
+scales the ingest Deployment; processors replicas do not exceed the partitions; the
+care-team API has a Service and a PodDisruptionBudget, its users file from a Secret and its
+routing file from a ConfigMap, both mounted so that they update; each container's variables
+are read by its service's settings class (or by :mod:`pghd.kafka_security`) and come from
+the ConfigMap/Secret that define them, and so do the files its volumes mount; every workload
+reaches Kafka over SASL_SSL as a user of its own, with the brokers' CA mounted.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from alerts.api.settings import CareApiSettings
 from alerts.settings import AlertsSettings
 from deploy.local.acls import DEFAULT_ACL_SPEC
 from ingest.settings import IngestSettings
+from pghd.access import UsersFile
+from pghd.alerting import RoutingConfig
 from pghd.kafka_acls import load_acl_spec, password_env
 from pghd.kafka_security import ENV_NAMES
 from pghd.topics import load_spec
@@ -37,7 +43,17 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "processors": ProcessorSettings,
     "alerts": AlertsSettings,
+    "care-api": CareApiSettings,
 }
+#: The long-running services: their workload and the module each runs.
+SERVICES = {
+    ("Deployment", "ingest"): "ingest.main",
+    ("StatefulSet", "processors"): "processors.main",
+    ("Deployment", "alerts"): "alerts.main",
+    ("Deployment", "care-api"): "alerts.api.main",
+}
+#: The HTTP APIs: liveness on /healthz, readiness on /readyz.
+APIS = [("Deployment", "ingest"), ("Deployment", "care-api")]
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
 
 Manifest = dict[str, Any]
@@ -120,7 +136,7 @@ def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
 
 def test_the_example_secret_holds_placeholders_only() -> None:
     secrets = _example_secrets()
-    assert set(secrets) == {"pghd-secrets", "pghd-kafka-ca"}
+    assert set(secrets) == {"pghd-secrets", "pghd-kafka-ca", "pghd-care-api-users"}
     for secret in secrets.values():
         assert secret["kind"] == "Secret" and "data" not in secret
         for key, value in secret["stringData"].items():
@@ -143,10 +159,105 @@ def test_workloads_run_the_image_with_requests_and_probes() -> None:
                     assert probe in container, f"{name}: no {probe}"
 
 
-def test_ingest_probes_health_and_readiness() -> None:
-    (container,) = _containers(_resources()[("Deployment", "ingest")])
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+def test_the_four_services_run_here() -> None:
+    resources = _resources()
+    running = {key for key in resources if key[0] in {"Deployment", "StatefulSet"}}
+    assert running == set(SERVICES), "each pghd service runs here (and only those)"
+    for key, module in SERVICES.items():
+        (container,) = _containers(resources[key])
+        assert container["command"] == ["python", "-m", module], key
+
+
+@pytest.mark.parametrize("key", APIS, ids=[name for _, name in APIS])
+def test_the_apis_probe_health_and_readiness(key: tuple[str, str]) -> None:
+    (container,) = _containers(_resources()[key])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert container[probe]["httpGet"]["path"] == path, (key, probe)
+        assert container[probe]["httpGet"]["port"] in ports, (key, probe)
+
+
+def _selects(selector: Manifest, labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_the_care_api_has_a_service_and_a_disruption_budget() -> None:
+    resources = _resources()
+    deployment = resources[("Deployment", "care-api")]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    (container,) = _containers(deployment)
+    port_names = {p["name"] for p in container["ports"]}
+    service = resources[("Service", "care-api")]
+    assert _selects(service["spec"]["selector"], labels)
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+    budget = resources[("PodDisruptionBudget", "care-api")]
+    assert _selects(budget["spec"]["selector"]["matchLabels"], labels)
+    # A drain may take one pod, never the last one.
+    assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    # Its settings: listening on every interface of the pod, on the port probed.
+    env = {v["name"]: v.get("value") for v in container["env"]}
+    assert env["PGHD_CARE_API_HOST"] == "0.0.0.0"
+    assert {"name": "http", "containerPort": int(env["PGHD_CARE_API_PORT"])} in container["ports"]
+
+
+def _mounted_file(doc: Manifest, path: str) -> tuple[Manifest, Manifest]:
+    """The volume mount and volume that hold file ``path`` of ``doc``'s container."""
+    (container,) = _containers(doc)
+    parent, name = str(Path(path).parent), Path(path).name
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == parent]
+    assert "subPath" not in mount, "a subPath mount never sees the updated Secret/ConfigMap"
+    pod = doc["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    source = volume.get("secret") or volume["configMap"]
+    assert name in {item["path"] for item in source.get("items", [{"path": name}])}
+    return mount, volume
+
+
+def _item_key(source: Manifest, path: str) -> str:
+    items = {item["path"]: item["key"] for item in source.get("items", [])}
+    return items.get(path, path)
+
+
+def test_the_care_api_reads_its_users_from_a_secret_and_its_routing_from_a_configmap() -> None:
+    resources = _resources()
+    deployment = resources[("Deployment", "care-api")]
+    (container,) = _containers(deployment)
+    env = {v["name"]: v.get("value") for v in container["env"]}
+    users_path, routing_path = env["PGHD_CARE_API_USERS_FILE"], env["PGHD_CARE_API_ROUTING_FILE"]
+
+    mount, volume = _mounted_file(deployment, users_path)
+    assert mount.get("readOnly") is True
+    secret = _example_secrets()[volume["secret"]["secretName"]]
+    users = secret["stringData"][_item_key(volume["secret"], Path(users_path).name)]
+    assert UsersFile.model_validate_json(users).users  # the example parses, holds a user
+
+    mount, volume = _mounted_file(deployment, routing_path)
+    assert mount.get("readOnly") is True
+    config_map = resources[("ConfigMap", volume["configMap"]["name"])]
+    routing = config_map["data"][_item_key(volume["configMap"], Path(routing_path).name)]
+    RoutingConfig.model_validate_json(routing)  # the API starts with it
+
+
+def test_every_mounted_secret_and_configmap_is_defined() -> None:
+    resources = _resources()
+    secrets = _example_secrets()
+    for key, doc in resources.items():
+        if key[0] not in WORKLOADS:
+            continue
+        for volume in doc["spec"]["template"]["spec"].get("volumes", []):
+            if "secret" in volume:
+                data = secrets[volume["secret"]["secretName"]]["stringData"]
+                items = volume["secret"].get("items", [])
+            elif "configMap" in volume:
+                data = resources[("ConfigMap", volume["configMap"]["name"])]["data"]
+                items = volume["configMap"].get("items", [])
+            else:
+                continue
+            assert {item["key"] for item in items} <= set(data), (key, volume["name"])
 
 
 def test_the_hpa_scales_the_ingest_deployment() -> None:
@@ -198,6 +309,7 @@ KAFKA_USERS = {
     ("Deployment", "ingest"): "ingest",
     ("StatefulSet", "processors"): "processors",
     ("Deployment", "alerts"): "alerts",
+    ("Deployment", "care-api"): "care-api",
     ("Job", "pghd-topics"): "admin",
     ("Job", "pghd-kafka-acls"): "admin",
 }
