@@ -128,6 +128,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(agents, "send_all", send_all)
     monkeypatch.setattr(agents, "send_notification", no_page)
     yield w
+    # POSTs still waiting for an app: cancelled, not left pending for the garbage collector to
+    # report in whichever later test happens to collect it
+    for task in [*alerts._tasks, *alerts.feedback._tasks]:
+        task.cancel()
 
 
 def _input(patient: str, offset: int, payload: bytes, topic: str = topics.ANOMALIES) -> Any:
