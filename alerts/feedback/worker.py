@@ -50,6 +50,7 @@ from pydantic import ValidationError
 from alerts.feedback.book import SubscriptionBook
 from alerts.feedback.outbox import (
     Admission,
+    FeedbackPolicy,
     FeedbackState,
     admit,
     due,
@@ -99,7 +100,7 @@ class FeedbackSettings(Protocol):
     @property
     def feedback_seen_granularity_s(self) -> float: ...
 
-    def feedback_policy(self) -> Any: ...
+    def feedback_policy(self) -> FeedbackPolicy: ...
 
 
 def events_topic(app_id: str) -> str:
