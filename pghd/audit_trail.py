@@ -5,14 +5,20 @@ asks (:func:`note_agent`, from the authentication dependency) and which patients
 or writes (:func:`note_patients`); when the answer starts, the middleware sends the event
 to the service's sink and only then lets the answer out. If the event cannot be written the
 client gets ``503`` + ``Retry-After`` instead of the answer: nothing is read without a trace
-(a write may still have taken effect; the audit then lacks it, and the error is logged).
+(a write may still have taken effect; the audit then lacks it, and the error is logged). That
+refusal is a problem document, or whatever the service's ``refusal`` makes of it for the path
+(the care-team API's ``/fhir/`` routes answer an OperationOutcome).
+
+:func:`audited_path` says which paths are audited: those under one of the service's
+prefixes (``/v1/``, ``/fhir/``) except its public ones (``/fhir/metadata``, which reads no
+patient's data).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +29,46 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pghd.audit import AuditAgent, AuditEvent, new_event
 
-__all__ = ["AuditSink", "AuditTrail", "install_audit_trail", "note_agent", "note_patients"]
+__all__ = [
+    "AUDIT_UNAVAILABLE",
+    "AuditSink",
+    "AuditTrail",
+    "Refusal",
+    "audited_path",
+    "install_audit_trail",
+    "note_agent",
+    "note_patients",
+    "problem_refusal",
+]
 
 logger = logging.getLogger(__name__)
 
 ANONYMOUS = AuditAgent(name="anonymous", role="none")
+
+AUDIT_UNAVAILABLE = "the audit trail cannot be written now; retry later"
+
+Refusal = Callable[[str], tuple[str, bytes]]
+"""The answer to a request whose event could not be written, for its path: (content type,
+body); the status is 503 and ``Retry-After`` is added."""
+
+
+def problem_refusal(path: str) -> tuple[str, bytes]:
+    """The problem document of a request whose event could not be written."""
+    body = orjson.dumps(
+        {
+            "type": "urn:pghd:problem:audit-unavailable",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": AUDIT_UNAVAILABLE,
+        }
+    )
+    return "application/problem+json", body
+
+
+def audited_path(path: str, *, prefixes: Collection[str], public: Collection[str] = ()) -> bool:
+    """Whether a request to ``path`` is audited: under one of ``prefixes`` and not one of the
+    ``public`` paths (exact paths, which read no patient's data)."""
+    return path not in public and any(path.startswith(prefix) for prefix in prefixes)
 
 
 class AuditSink(Protocol):
@@ -71,6 +112,7 @@ class AuditTrail:
         audited: Callable[[str], bool],
         retry_after_s: int = 5,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        refusal: Refusal = problem_refusal,
     ) -> None:
         self.app = app
         self.service = service
@@ -78,6 +120,7 @@ class AuditTrail:
         self.audited = audited
         self.retry_after_s = retry_after_s
         self.clock = clock
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.audited(scope["path"]):
@@ -95,7 +138,7 @@ class AuditTrail:
                     await send(message)
                     return
                 swallowing = True
-                await self._refuse(send)
+                await self._refuse(send, scope["path"])
             elif not swallowing:
                 await send(message)
 
@@ -139,21 +182,14 @@ class AuditTrail:
             return False
         return True
 
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps(
-            {
-                "type": "urn:pghd:problem:audit-unavailable",
-                "title": "Service Unavailable",
-                "status": 503,
-                "detail": "the audit trail cannot be written now; retry later",
-            }
-        )
+    async def _refuse(self, send: Send, path: str) -> None:
+        content_type, body = self.refusal(path)
         await send(
             {
                 "type": "http.response.start",
                 "status": 503,
                 "headers": [
-                    (b"content-type", b"application/problem+json"),
+                    (b"content-type", content_type.encode("latin-1")),
                     (b"content-length", str(len(body)).encode()),
                     (b"retry-after", str(self.retry_after_s).encode()),
                 ],
@@ -172,13 +208,25 @@ def _header_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def install_audit_trail(app: Any, *, service: str, prefix: str, retry_after_s: int) -> None:
-    """Audit ``app``'s requests under ``prefix``, to the sink its lifespan puts in
-    ``app.state.audit_sink`` (None until then: audited requests answer 503)."""
+def install_audit_trail(
+    app: Any,
+    *,
+    service: str,
+    prefix: str | Collection[str],
+    retry_after_s: int,
+    public: Collection[str] = (),
+    refusal: Refusal = problem_refusal,
+) -> None:
+    """Audit ``app``'s requests under ``prefix`` (one or several), but for the ``public``
+    paths, to the sink its lifespan puts in ``app.state.audit_sink`` (None until then:
+    audited requests answer 503, worded by ``refusal``)."""
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    public_paths = frozenset(public)
     app.add_middleware(
         AuditTrail,
         service=service,
         sink=lambda: app.state.audit_sink,
-        audited=lambda path: path.startswith(prefix),
+        audited=lambda path: audited_path(path, prefixes=prefixes, public=public_paths),
         retry_after_s=retry_after_s,
+        refusal=refusal,
     )

@@ -5,7 +5,8 @@ Pure models and functions, no I/O. An :class:`Enrollment` is the whole state of 
 enrolled or withdrawn, the vendor accounts and devices linked to the patient, one
 :class:`Consent` per metric, and the care teams the patient is assigned to. The transitions
 (:func:`enroll`, :func:`link`, :func:`unlink`, :func:`grant`, :func:`revoke`,
-:func:`assign`, :func:`unassign`, :func:`withdraw`, or :func:`apply` with an
+:func:`assign`, :func:`unassign`, :func:`withdraw`, :func:`issue_token`,
+:func:`revoke_tokens`, or :func:`apply` with an
 :class:`EnrollmentCommand`) return a new Enrollment, the same one when nothing changes, or
 raise :class:`EnrollmentError`. :func:`refusal` says, in words a person understands, why a
 reading of a metric may not be stored, and :func:`source_refusal` why a source (the holder
@@ -22,6 +23,14 @@ Team assignment governs who sees the patient: the care-team API shows a patient 
 members of the teams it is assigned to (a patient in no team is seen by admins only). It is
 not about storage, so withdrawing keeps the teams: the care team keeps seeing the history it
 looked after until the patient's data is erased; :func:`unassign` ends that sooner.
+
+Patient tokens let a patient (or their app) read their own data from the care-team API
+(``/v1/me``). Only their SHA-256 digests travel here (``patient_tokens``); the token itself
+is shown once, when issued. :func:`issue_token` replaces every token the patient held (so
+issuing again is rotation: the old token stops working), :func:`revoke_tokens` drops them.
+Like the teams, tokens are about sight, not storage: withdrawing keeps them (a withdrawn
+patient still reads the history that was stored), and a token may be issued to a withdrawn
+patient; erasure tombstones the enrollment, and the tokens go with it.
 """
 
 from __future__ import annotations
@@ -48,15 +57,18 @@ __all__ = [
     "EnrollmentStatus",
     "ErrorKind",
     "Link",
+    "PatientToken",
     "TeamName",
     "apply",
     "assign",
     "enroll",
     "grant",
+    "issue_token",
     "link",
     "read_record",
     "refusal",
     "revoke",
+    "revoke_tokens",
     "source_refusal",
     "unassign",
     "unlink",
@@ -70,6 +82,9 @@ SourceName = Annotated[str, Field(pattern=ID_PATTERN, description="vendor (API k
 Account = Annotated[str, Field(pattern=ACCOUNT_PATTERN, description="vendor account or device id")]
 TeamName = Annotated[
     str, Field(pattern=ID_PATTERN, description="care team whose members may see the patient")
+]
+TokenDigest = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex digest of a patient token")
 ]
 
 
@@ -94,6 +109,8 @@ class Action(StrEnum):
     ASSIGN = "assign"
     UNASSIGN = "unassign"
     WITHDRAW = "withdraw"
+    ISSUE_TOKEN = "issue_token"
+    REVOKE_TOKENS = "revoke_tokens"
 
 
 class ErrorKind(StrEnum):
@@ -134,6 +151,15 @@ class Consent(BaseModel):
         return self.revoked_at is None
 
 
+class PatientToken(BaseModel):
+    """A bearer token of the patient's own, by its digest (the token is never stored)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: TokenDigest
+    issued_at: UtcDatetime
+
+
 class Change(BaseModel):
     """The change that produced an Enrollment revision: what, when, by whom, and its id."""
 
@@ -161,6 +187,10 @@ class Enrollment(BaseModel):
         default_factory=list,
         description="care teams the patient is assigned to, sorted (absent in older records)",
     )
+    patient_tokens: list[PatientToken] = Field(
+        default_factory=list,
+        description="digests of the patient's own bearer tokens (for /v1/me; absent while none)",
+    )
     revision: Annotated[int, Field(ge=1, description="1 at enrollment, +1 per change")]
     change: Change = Field(description="the change that made this revision")
 
@@ -168,12 +198,13 @@ class Enrollment(BaseModel):
         return any(k.source == source and k.account == account for k in self.links)
 
     def to_record(self) -> bytes:
-        """The compacted-topic value: compact JSON, without ``teams`` while there are none,
-        so that instances older than team assignment (which refuse unknown fields) still
-        read every enrollment but those of patients in a team."""
+        """The compacted-topic value: compact JSON, without ``teams`` or ``patient_tokens``
+        while there are none, so that instances older than those fields (which refuse
+        unknown fields) still read every enrollment but those that use them."""
         doc = self.model_dump(mode="json", exclude_none=True)
-        if not doc["teams"]:
-            del doc["teams"]
+        for optional in ("teams", "patient_tokens"):
+            if not doc[optional]:
+                del doc[optional]
         return orjson.dumps(doc)
 
 
@@ -196,18 +227,22 @@ class EnrollmentCommand(BaseModel):
     account: Account | None = None
     metric: Metric | None = None
     team: TeamName | None = None
+    token_sha256: TokenDigest | None = None
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> EnrollmentCommand:
         needs_link = self.action in (Action.LINK, Action.UNLINK)
         needs_metric = self.action in (Action.GRANT, Action.REVOKE)
         needs_team = self.action in (Action.ASSIGN, Action.UNASSIGN)
+        needs_token = self.action is Action.ISSUE_TOKEN
         if needs_link != (self.source is not None and self.account is not None):
             raise ValueError(f"{self.action.value} takes source and account, and only it does")
         if needs_metric != (self.metric is not None):
             raise ValueError(f"{self.action.value} takes a metric, and only grant/revoke do")
         if needs_team != (self.team is not None):
             raise ValueError(f"{self.action.value} takes a team, and only assign/unassign do")
+        if needs_token != (self.token_sha256 is not None):
+            raise ValueError(f"{self.action.value} takes a token digest, and only issue_token does")
         return self
 
 
@@ -325,7 +360,8 @@ def withdraw(current: Enrollment, *, change: Change) -> Enrollment:
     """Withdraw the patient: every consent revoked now, every link dropped.
 
     The teams stay: withdrawal stops storage, not sight, and the care team keeps seeing the
-    history it looked after until the patient's data is erased (or :func:`unassign`).
+    history it looked after until the patient's data is erased (or :func:`unassign`). So do
+    the patient's tokens: they keep reading their own history (or :func:`revoke_tokens`).
     """
     if current.status is EnrollmentStatus.WITHDRAWN:
         return current
@@ -341,6 +377,25 @@ def withdraw(current: Enrollment, *, change: Change) -> Enrollment:
         links=[],
         consents=consents,
     )
+
+
+def issue_token(current: Enrollment, *, sha256: str, change: Change) -> Enrollment:
+    """Give the patient the token whose digest is ``sha256``, in place of any they held (a
+    re-issue is a rotation); allowed after a withdrawal too: a withdrawn patient still
+    reads their own history."""
+    if [t.sha256 for t in current.patient_tokens] == [sha256]:
+        return current
+    token = PatientToken(sha256=sha256, issued_at=change.at)
+    return _next(current, change, patient_tokens=[token])
+
+
+def revoke_tokens(current: Enrollment, *, change: Change) -> Enrollment:
+    """Drop every token of the patient; 404 (not found) when they hold none."""
+    if not current.patient_tokens:
+        raise EnrollmentError(
+            ErrorKind.NOT_FOUND, f"patient {current.patient_id} holds no patient token"
+        )
+    return _next(current, change, patient_tokens=[])
 
 
 def apply(
@@ -379,6 +434,11 @@ def apply(
         assert command.team is not None
         move = assign if command.action is Action.ASSIGN else unassign
         return move(current, team=command.team, change=change)
+    if command.action is Action.ISSUE_TOKEN:
+        assert command.token_sha256 is not None
+        return issue_token(current, sha256=command.token_sha256, change=change)
+    if command.action is Action.REVOKE_TOKENS:
+        return revoke_tokens(current, change=change)
     return withdraw(current, change=change)
 
 

@@ -17,13 +17,16 @@ import pghd
 from alerts.api.audit_log import KafkaAuditSink
 from alerts.api.commands import KafkaCommandProducer
 from alerts.api.metrics import CareApiMetrics
+from alerts.api.patient_tokens import EnrolledPatientTokens
+from alerts.api.patient_view import store_for
 from alerts.api.read_model import FOLLOWED, ReadModel
-from alerts.api.routes import api_router
+from alerts.api.routes import api_router, fhir
 from alerts.api.settings import CareApiSettings
 from pghd import kafka_security
 from pghd.access import CredentialBook
 from pghd.alerting import RoutingConfig
 from pghd.audit_trail import install_audit_trail
+from pghd.fhir_read.influx import InfluxObservationReader
 from pghd.problems import JsonResponse, install_handlers, install_openapi
 from pghd.service.follower import CompactedFollower
 from pghd.service.http_metrics import RequestObserver
@@ -45,7 +48,10 @@ patients, outcome, request id) to `pghd.audit.v1` before it is answered (`503` w
 cannot be written); admins read them at `GET /v1/audit`. Alerts are read from the compacted
 `pghd.alerts.v1` topic; actions are written as commands to `pghd.alert-commands.v1` (key =
 patient id) and answered `202` once Kafka acknowledged them; the alerts worker applies them
-and the new alert state shows here shortly after. Silences are not on the alerts topic: `GET
+and the new alert state shows here shortly after. Clinical systems read patients' readings
+(vital-signs Observations from InfluxDB) and alerts (Flags) through the FHIR R4 read API
+under `/fhir` (`/fhir/metadata` says what it serves), with the same tokens, team checks and
+audit. Silences are not on the alerts topic: `GET
 /v1/silences` lists those found in the commands topic (any instance's, within its retention)
 and those this process issued, of enrolled patients only (none of an erased patient).
 """
@@ -89,6 +95,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.audit_sink = None
         await follower.stop()
         await producer.stop()
+        if app.state.fhir_store is not None:
+            await app.state.fhir_store.close()
+        if app.state.patient_view is not None:
+            await app.state.patient_view.close()
         logger.info("care-team API stopped")
 
 
@@ -97,6 +107,20 @@ def load_routing(settings: CareApiSettings) -> RoutingConfig | None:
     if settings.routing_file is None:
         return None
     return RoutingConfig.model_validate_json(settings.routing_file.read_bytes())
+
+
+def _fhir_store(settings: CareApiSettings) -> InfluxObservationReader | None:
+    """The reader of the FHIR read API's Observations, or None (searches answer 503)
+    without an InfluxDB token."""
+    if settings.influx_token is None:
+        return None
+    return InfluxObservationReader(
+        url=settings.influx_url,
+        token=settings.influx_token.get_secret_value(),
+        org=settings.influx_org,
+        bucket=settings.influx_bucket,
+        timeout_s=settings.influx_timeout_s,
+    )
 
 
 def create_app(settings: CareApiSettings | None = None) -> FastAPI:
@@ -123,8 +147,11 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
     )
     app.state.oidc = verifier_for(settings.oidc, metrics.jwks_fetches)
     app.state.routing = load_routing(settings)
+    app.state.fhir_store = _fhir_store(settings)
     app.state.producer = None
     app.state.audit_sink = None
+    app.state.patient_tokens = EnrolledPatientTokens(model, retry_after_s=settings.retry_after_s)
+    app.state.patient_view = store_for(settings)
     if app.state.oidc is not None:
         logger.info(
             "bearer JWTs of %s (audience %s) accepted beside the users file's tokens",
@@ -143,7 +170,12 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
         )
     install_handlers(app)
     install_audit_trail(
-        app, service="care-api", prefix="/v1/", retry_after_s=settings.retry_after_s
+        app,
+        service="care-api",
+        prefix=("/v1/", f"{fhir.PREFIX}/"),
+        public=fhir.PUBLIC,
+        retry_after_s=settings.retry_after_s,
+        refusal=fhir.audit_refusal,
     )
     app.add_middleware(RequestObserver, requests=metrics.requests)
     app.include_router(api_router)

@@ -228,20 +228,19 @@ def check_patient(
     enrollments are still being read. The request's audit event names the patient, whatever
     the answer."""
     note_patients([patient_id])
-    if principal.patient_id is not None:
-        if not principal.is_patient(patient_id):
-            raise not_yours(principal)
-        return
     if principal.may(Permission.ALL_PATIENTS):
         return
-    if not model.ready:
+    if not model.ready:  # a patient's token, too, may since have been revoked or erased
         raise ProblemError(
             status=503,
             slug="not-ready",
             detail="still reading the enrollments topic; care-team access is not known yet",
             headers={"Retry-After": str(settings.retry_after_s)},
         )
-    if not principal.sees(model.teams_of(patient_id)):
+    if principal.patient_id is not None:
+        if not principal.is_patient(patient_id):
+            raise not_yours(principal)
+    elif not principal.sees(model.teams_of(patient_id)):
         raise not_yours(principal)
 
 

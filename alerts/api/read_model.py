@@ -20,7 +20,10 @@ Feedback: :meth:`ReadModel.apply_feedback_record` takes one record of the compac
 without its signing secret (the API answers the secret once, when it makes it).
 
 Care teams: :meth:`ReadModel.apply_enrollment_record` takes one record of the compacted
-``pghd.enrollments.v1``; each patient's ``teams`` decide which care-team members see them.
+``pghd.enrollments.v1``; each patient's ``teams`` decide which care-team members see them,
+and the digests of their own tokens (``patient_tokens``) let the patient in to ``/v1/me``
+(``patient_tokens``, a :class:`~pghd.patient_tokens.PatientTokenBook`): a token issued,
+rotated or revoked works, or stops working, as soon as its record is read here.
 An enrollment tombstone is an erasure (:mod:`pghd.erasure`): it drops everything held about
 the patient (teams, care plan, alerts, silences, feedback registration). Silences are listed
 only for enrolled patients (:meth:`ReadModel.list_silences`): the commands topic keeps an
@@ -46,6 +49,7 @@ from pghd.contracts import Severity
 from pghd.enrollment import read_record
 from pghd.feedback import subscription
 from pghd.feedback.subscription import FeedbackRegistration
+from pghd.patient_tokens import PatientTokenBook
 from pghd.topics import ALERT_COMMANDS, ALERTS, CARE_PLANS, ENROLLMENTS, FEEDBACK_SUBSCRIPTIONS
 
 __all__ = ["FOLLOWED", "AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
@@ -194,6 +198,7 @@ class ReadModel:
     silences: SilenceBook = field(default_factory=SilenceBook)
     care_plans: dict[str, CarePlan] = field(default_factory=dict)
     patient_teams: dict[str, frozenset[str]] = field(default_factory=dict)
+    patient_tokens: PatientTokenBook = field(default_factory=PatientTokenBook)
     feedback: dict[str, FeedbackRegistration] = field(default_factory=dict)
     """each patient's feedback registration (never its secret)"""
     ready: bool = False
@@ -261,20 +266,22 @@ class ReadModel:
             self.feedback[patient_id] = found.registration()
 
     def apply_enrollment_record(self, key: bytes | None, value: bytes | None) -> None:
-        """Apply one ``pghd.enrollments.v1`` record (only the patient's teams matter here);
-        raises ``ValueError`` on a bad one."""
+        """Apply one ``pghd.enrollments.v1`` record (the patient's teams and token digests
+        matter here); raises ``ValueError`` on a bad one."""
         patient_id, enrollment = read_record(key, value)
         if enrollment is None:
             self.forget_patient(patient_id)
         else:
             self.patient_teams[patient_id] = frozenset(enrollment.teams)
+            self.patient_tokens.put(patient_id, (t.sha256 for t in enrollment.patient_tokens))
 
     def forget_patient(self, patient_id: str) -> None:
         """Drop everything held about ``patient_id`` (their enrollment was tombstoned: an
-        erasure): teams, care plan, feedback registration, alerts (their tombstones follow
-        from the alerts worker, the registration's too) and silences (rebuilt from commands,
-        which nothing else would remove)."""
+        erasure): teams, their own tokens, care plan, feedback registration, alerts (their
+        tombstones follow from the alerts worker, the registration's too) and silences
+        (rebuilt from commands, which nothing else would remove)."""
         self.patient_teams.pop(patient_id, None)
+        self.patient_tokens.forget(patient_id)
         self.care_plans.pop(patient_id, None)
         self.feedback.pop(patient_id, None)
         self.alerts.remove_patient(patient_id)

@@ -101,6 +101,12 @@ class CareApiSettings(BaseSettings):
     influx_timeout_s: Annotated[float, Field(gt=0)] = Field(
         default=30.0, description="one InfluxDB query"
     )
+    fhir_base_url: str | None = Field(
+        default=None,
+        description="the FHIR read API's public base URL (https://care.example.org/fhir), for"
+        " the links of its Bundles and its CapabilityStatement behind a proxy; unset: the"
+        " request's own URL",
+    )
     feedback_allow_loopback_http: bool = Field(
         default=False,
         validation_alias=AliasChoices(

@@ -1,6 +1,6 @@
 """``pghd patients``: enroll patients, link their devices, record and revoke consent,
-assign them to the care teams whose members may see them, export their data, and
-erase them.
+assign them to the care teams whose members may see them, issue their own bearer tokens,
+export their data, and erase them.
 
 Talks HTTP to ingest's patients API (``--url``, default ``http://127.0.0.1:8000``, or
 ``PGHD_INGEST_URL``) with an admin bearer token (``--token`` or ``PGHD_ADMIN_TOKEN``; its
@@ -10,6 +10,10 @@ problem detail and exits 1. :func:`enroll_cohort` is what ``pghd simulate --enro
 ``pghd patients export P`` streams ``GET /v1/patients/P/export`` to stdout or ``--output``
 (written to ``FILE.part`` and renamed once complete, so an interrupted export never leaves
 a complete-looking file), with a byte counter on stderr once it takes more than two seconds.
+
+``pghd patients token P`` issues (or rotates) the patient's own bearer token for the
+care-team API's ``/v1/me`` and prints it alone on stdout (``TOKEN=$(pghd patients token P)``),
+once: only its digest is kept; ``--revoke`` revokes it.
 """
 
 from __future__ import annotations
@@ -126,6 +130,9 @@ def _print(enrollment: dict[str, Any], as_json: bool) -> None:
     links = [[k["source"], k["account"], k["linked_at"]] for k in enrollment["links"]]
     typer.echo(format_table(["source", "account", "linked"], links) if links else "no links")
     typer.echo(f"teams     {_teams(enrollment) or 'none (only admins see the patient)'}")
+    tokens = enrollment.get("patient_tokens") or []
+    held = f"issued {tokens[-1]['issued_at']}" if tokens else "none (no /v1/me access)"
+    typer.echo(f"token     {held}")
 
 
 def _teams(enrollment: dict[str, Any]) -> str:
@@ -153,18 +160,28 @@ def enroll(
     team: Annotated[
         list[str] | None, typer.Option("--team", help="A care team to assign to (repeat).")
     ] = None,
+    issue_token: Annotated[
+        bool,
+        typer.Option(
+            "--issue-token", help="Also issue the patient's own bearer token (printed once)."
+        ),
+    ] = False,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Enroll a patient, optionally with consents, device links and care teams."""
+    """Enroll a patient, optionally with consents, device links, care teams and a token."""
     body = {
         "patient_id": patient_id,
         "consents": consent or [],
         "links": [_link(text) for text in link or []],
         "teams": team or [],
+        "issue_token": issue_token,
     }
-    _print(_call("POST", "/v1/patients", url=url, token=token, body=body), as_json)
+    enrolled = _call("POST", "/v1/patients", url=url, token=token, body=body)
+    _print(enrolled, as_json)
+    if enrolled.get("token") and not as_json:
+        typer.echo(f"patient token (shown once): {enrolled['token']}")
 
 
 @app.command("list")
@@ -279,6 +296,30 @@ def unassign(
     """Take the patient out of a care team, whose members then no longer see the patient."""
     _call("DELETE", f"/v1/patients/{patient_id}/teams/{team}", url=url, token=token)
     typer.echo(f"patient {patient_id} unassigned from team {team}")
+
+
+@app.command("token")
+def patient_token(
+    patient_id: Patient,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Revoke the patient's token instead.")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = "",
+) -> None:
+    """Issue the patient's own bearer token (for the care-team API's /v1/me) and print it,
+    once; any token they held stops working. With --revoke, revoke it."""
+    if revoke:
+        _call("DELETE", f"/v1/patients/{patient_id}/token", url=url, token=token)
+        typer.echo(f"patient {patient_id}'s token revoked")
+        return
+    issued = _call("POST", f"/v1/patients/{patient_id}/token", url=url, token=token)
+    typer.echo(issued["token"])
+    typer.echo(
+        f"patient {patient_id}'s token above is shown once (only its digest is kept);"
+        " any earlier token stopped working",
+        err=True,
+    )
 
 
 _EXPORT_TIMEOUT = httpx.Timeout(20.0, read=300.0)  # a window of a long history may take long

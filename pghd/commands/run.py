@@ -12,6 +12,11 @@ patient in no team is seen by admins only (:mod:`pghd.access`). Its bearer token
 in ``.local/run/care-token``; ``pghd alerts``, ``pghd care-plan`` and ``pghd audit`` use that
 URL and token when given none (:func:`pghd.commands.alerts.local_care_api`).
 
+One simulated patient (the first with an injected episode) gets their own patient token,
+issued through ingest's patients API on every run (issuing again rotates it) and kept in
+``.local/run/patient-token``: it reads that patient's ``/v1/me/summary`` and ``/v1/me/readings``
+on the care-team API and nothing else. The run prints it with the calls to make.
+
 Ports: the usual ones (8000, 8001, 6066, 6067, 8025; Kafka 9092, InfluxDB 8086), a taken one
 replaced by a free one and said so; ``--free-ports`` takes free ports for everything (a second
 stack beside the usual one, as ``tests/integration/test_make_run.py`` runs it). The state
@@ -49,6 +54,7 @@ PROCESSORS_WEB_PORT = 6066
 ALERTS_WEB_PORT = 6067
 CARE_USER = "local-admin"
 CARE_USERS_FILE = "care-users.json"
+PATIENT_TOKEN = "patient-token"
 
 
 def _api_key(run_dir: Path, name: str = "demo-api-key") -> str:
@@ -61,6 +67,56 @@ def _api_key(run_dir: Path, name: str = "demo-api-key") -> str:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, readable by its owner only from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def demo_patient(labels: dict[str, object]) -> str | None:
+    """The simulated patient whose own view ``pghd run`` shows: the first one an episode was
+    injected into (so their summary has a finding to word), else the first of the cohort."""
+    episodes = labels.get("episodes")
+    if isinstance(episodes, list) and episodes and isinstance(episodes[0], dict):
+        patient = episodes[0].get("patient_id")
+        if isinstance(patient, str):
+            return patient
+    patients = labels.get("patients")
+    if isinstance(patients, list) and patients and isinstance(patients[0], str):
+        return patients[0]
+    return None
+
+
+def _issue_patient_token(ingest: str, admin_token: str, patient_id: str, run_dir: Path) -> bool:
+    """Issue (rotate) ``patient_id``'s own token through ingest; keep it in
+    ``.local/run/patient-token``. False, said aloud, when ingest refused."""
+    import httpx
+
+    try:
+        answer = httpx.post(
+            f"{ingest}/v1/patients/{patient_id}/token",
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"    could not issue {patient_id}'s patient token: {exc}", err=True)
+        return False
+    if answer.status_code != 201:
+        typer.echo(
+            f"    could not issue {patient_id}'s patient token: HTTP {answer.status_code}"
+            f" {answer.text[:300]}",
+            err=True,
+        )
+        return False
+    _write_secret(run_dir / PATIENT_TOKEN, str(answer.json()["token"]))
+    return True
 
 
 def care_users_file(run_dir: Path, token: str) -> Path:
@@ -251,6 +307,14 @@ def run(
         env={**os.environ, "PGHD_API_KEY": key, "PGHD_ADMIN_TOKEN": admin_token},
         check=True,
     )  # fmt: skip
+    cohort = json.loads(labels.read_text()) if labels.exists() else {}
+    patient = demo_patient(cohort)
+    if patient is not None:
+        typer.echo(f"==> issuing {patient}'s own patient token (their app's view)")
+        if not _issue_patient_token(
+            f"http://127.0.0.1:{ports['ingest']}", admin_token, patient, paths.run
+        ):
+            patient = None
     typer.echo("==> waiting for the processors to catch up")
     lag = _wait_caught_up(
         env["PGHD_KAFKA_BOOTSTRAP"],
@@ -276,9 +340,8 @@ def run(
     )
     notified = len(inbox_file.read_text().splitlines()) if inbox_file.exists() else 0
     typer.echo(f"notifications delivered to the local inbox: {notified} ({inbox_file})")
-    episodes = json.loads(labels.read_text())["episodes"] if labels.exists() else []
-    _episodes_seen(env, episodes, labels)
-    _where_to_look(env, ports, paths)
+    _episodes_seen(env, list(cohort.get("episodes", [])), labels)
+    _where_to_look(env, ports, paths, patient)
 
 
 def _episodes_seen(env: dict[str, str], episodes: list[dict[str, str]], labels: Path) -> None:
@@ -311,7 +374,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _where_to_look(env: dict[str, str], ports: dict[str, int], paths: StackPaths) -> None:
+def _where_to_look(
+    env: dict[str, str], ports: dict[str, int], paths: StackPaths, patient: str | None
+) -> None:
     run_dir = paths.run
     bucket = env["PGHD_INFLUX_BUCKET"]
     ingest = f"http://127.0.0.1:{ports['ingest']}"
@@ -340,6 +405,25 @@ def _where_to_look(env: dict[str, str], ports: dict[str, int], paths: StackPaths
         ' |> filter(fn:(r) => r._measurement == "anomalies" and r._field == "score")'
         ' |> group(columns:["detector"]) |> count()\''
     )
+    token_file = run_dir / PATIENT_TOKEN
+    if patient is not None and token_file.exists():
+        care_file = _shown(run_dir / LOCAL_CARE_TOKEN)
+        typer.echo(
+            f"  patient's view    {patient}'s own token: {token_file.read_text().strip()}"
+            f"  (in {_shown(token_file)}; it reads only {patient}'s data)"
+        )
+        typer.echo(
+            f'    summary         curl -s -H "Authorization: Bearer $(cat {_shown(token_file)})"'
+            f" {care_api}/v1/me/summary"
+        )
+        typer.echo(
+            f'    chart data      curl -s -H "Authorization: Bearer $(cat {_shown(token_file)})"'
+            f' "{care_api}/v1/me/readings?metric=heart_rate"'
+        )
+        typer.echo(
+            f'  FHIR (an EHR)     curl -s -H "Authorization: Bearer $(cat {care_file})"'
+            f' "{care_api}/fhir/Observation?patient={patient}&code=8867-4&_count=20"'
+        )
     url = "" if ports["ingest"] == INGEST_PORT else f" --url {ingest}"
     typer.echo(
         f"  patients          PGHD_ADMIN_TOKEN=$(cat {_shown(run_dir / 'admin-token')})"

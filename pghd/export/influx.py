@@ -13,6 +13,10 @@ process nor InfluxDB holds more than one window of a long history. A window's sp
 to the density of the data: it grows when a window held few points and shrinks when it
 held many, aiming at ``target_rows`` per query. Windows are ``[start, stop)``: a point is
 read exactly once.
+
+:class:`FluxReader` (the client, a query's records streamed, every failure an
+:class:`ExportStoreError`) and the Flux literals (:func:`flux_string`) serve the care-team
+API's FHIR search too (:mod:`pghd.fhir_read.influx`).
 """
 
 from __future__ import annotations
@@ -32,10 +36,22 @@ from pghd.export.records import (
     format_time,
 )
 
-__all__ = ["ExportStore", "ExportStoreError", "Extent", "InfluxExportReader", "next_span"]
+__all__ = [
+    "EPOCH",
+    "READING_ORDER",
+    "ExportStore",
+    "ExportStoreError",
+    "Extent",
+    "FluxReader",
+    "InfluxExportReader",
+    "describe_error",
+    "flux_columns",
+    "flux_string",
+    "next_span",
+]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_READING_ORDER = ("_time", "source", "device", "metric", "event_id", "channel")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+READING_ORDER = ("_time", "source", "device", "metric", "event_id", "channel")
 _FINDING_ORDER = ("_time", "anomaly_id")
 MIN_SPAN = timedelta(minutes=10)
 MAX_SPAN = timedelta(days=366)
@@ -69,37 +85,27 @@ def next_span(span: timedelta, rows: int, *, target_rows: int) -> timedelta:
     return min(MAX_SPAN, max(MIN_SPAN, span * factor))
 
 
-def _string(value: str) -> str:
-    """``value`` as a Flux string literal."""
+def flux_string(value: str) -> str:
+    """``value`` as a Flux string literal (quotes, backslashes and ``${`` escaped)."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
     return f'"{escaped}"'
 
 
-def _columns(names: tuple[str, ...]) -> str:
-    return "[" + ", ".join(_string(n) for n in names) + "]"
+def flux_columns(names: tuple[str, ...]) -> str:
+    """``names`` as a Flux array of string literals."""
+    return "[" + ", ".join(flux_string(n) for n in names) + "]"
 
 
-class InfluxExportReader:
-    """Reads a patient's ``vitals`` and ``anomalies`` points from one bucket."""
+class FluxReader:
+    """Runs Flux queries on one InfluxDB (``/api/v2/query``) and streams their records;
+    every failure is an :class:`ExportStoreError`. The HTTP client opens on the first
+    query; :meth:`close` closes it."""
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        token: str,
-        org: str,
-        bucket: str,
-        timeout_s: float = 30.0,
-        target_rows: int = 5000,
-        first_span: timedelta = timedelta(days=1),
-    ) -> None:
+    def __init__(self, *, url: str, token: str, org: str, timeout_s: float = 30.0) -> None:
         self._url = url
         self._token = token
         self._org = org
-        self._bucket = bucket
         self._timeout_ms = int(timeout_s * 1000)
-        self._target_rows = target_rows
-        self._first_span = first_span
         self._client: InfluxDBClientAsync | None = None
 
     def _api(self) -> Any:
@@ -121,11 +127,31 @@ class InfluxExportReader:
             async for record in stream:
                 yield record.values
         except Exception as exc:
-            raise ExportStoreError(f"InfluxDB query failed: {_describe(exc)}") from exc
+            raise ExportStoreError(f"InfluxDB query failed: {describe_error(exc)}") from exc
+
+
+class InfluxExportReader(FluxReader):
+    """Reads a patient's ``vitals`` and ``anomalies`` points from one bucket."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        timeout_s: float = 30.0,
+        target_rows: int = 5000,
+        first_span: timedelta = timedelta(days=1),
+    ) -> None:
+        super().__init__(url=url, token=token, org=org, timeout_s=timeout_s)
+        self._bucket = bucket
+        self._target_rows = target_rows
+        self._first_span = first_span
 
     def _patient(self, measurements: tuple[str, ...], patient_id: str) -> str:
-        which = " or ".join(f"r._measurement == {_string(m)}" for m in measurements)
-        return f"({which}) and r.patient_id == {_string(patient_id)}"
+        which = " or ".join(f"r._measurement == {flux_string(m)}" for m in measurements)
+        return f"({which}) and r.patient_id == {flux_string(patient_id)}"
 
     async def extent(self, patient_id: str, *, now: datetime | None = None) -> Extent | None:
         """When the patient's stored points begin and end; None when there is none."""
@@ -133,8 +159,8 @@ class InfluxExportReader:
         times: dict[str, datetime] = {}
         for selector in ("first", "last"):
             flux = (
-                f"from(bucket: {_string(self._bucket)})"
-                f" |> range(start: {format_time(_EPOCH)}, stop: {format_time(stop)})"
+                f"from(bucket: {flux_string(self._bucket)})"
+                f" |> range(start: {format_time(EPOCH)}, stop: {format_time(stop)})"
                 f" |> filter(fn: (r) => {self._patient(('vitals', 'anomalies'), patient_id)})"
                 ' |> filter(fn: (r) => r._field == "value")'
                 f" |> {selector}()"
@@ -159,11 +185,14 @@ class InfluxExportReader:
         while start < stop:
             end = min(start + span, stop)
             flux = (
-                f"from(bucket: {_string(self._bucket)})"
+                f"from(bucket: {flux_string(self._bucket)})"
                 f" |> range(start: {format_time(start)}, stop: {format_time(end)})"
+                # InfluxDB 1.8's range also gives the points stamped at its stop, which are
+                # the next window's
+                f" |> filter(fn: (r) => r._time < {format_time(end)})"
                 f" |> filter(fn: (r) => {self._patient((measurement,), patient_id)})"
                 ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
-                f" |> group() |> sort(columns: {_columns(order)})"
+                f" |> group() |> sort(columns: {flux_columns(order)})"
             )
             rows = 0
             async for values in self._records(flux):
@@ -173,7 +202,7 @@ class InfluxExportReader:
 
     def readings(self, patient_id: str, extent: Extent) -> AsyncIterator[StoredReading]:
         """The patient's readings within ``extent``, oldest first."""
-        return aread_readings(self._windows("vitals", patient_id, extent, _READING_ORDER))
+        return aread_readings(self._windows("vitals", patient_id, extent, READING_ORDER))
 
     def findings(self, patient_id: str, extent: Extent) -> AsyncIterator[StoredFinding]:
         """The patient's findings within ``extent``, oldest first."""
@@ -189,7 +218,7 @@ class InfluxExportReader:
                 yield finding
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     message = getattr(exc, "message", None) or getattr(exc, "reason", None) or str(exc)
     text = " ".join(str(message).split())[:300] or type(exc).__name__

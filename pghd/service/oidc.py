@@ -186,6 +186,17 @@ class OidcSettings(BaseSettings):
         own = EnvSettingsSource(cls, env_prefix=f"{service_prefix}OIDC_")()
         return cls(**own)
 
+    @field_validator("role_map")
+    @classmethod
+    def _check_role_map(cls, value: dict[str, Role]) -> dict[str, Role]:
+        patients = sorted(name for name, role in value.items() if role not in _ROLE_ORDER)
+        if patients:
+            raise ValueError(
+                f"role_map maps {patients} to {Role.PATIENT.value!r}: an identity provider"
+                " vouches for care-team members only; patients hold their own patient tokens"
+            )
+        return value
+
     @field_validator("algorithms")
     @classmethod
     def _check_algorithms(cls, value: list[str]) -> list[str]:
@@ -219,8 +230,8 @@ class OidcSettings(BaseSettings):
         """The role the claims give: the pghd role named by ``role_claim``, or, with a
         ``role_map``, the highest role any of the claim's names maps to; None if none."""
         value = claim(claims, self.role_claim)
-        if not self.role_map:
-            return Role(value) if isinstance(value, str) and value in set(Role) else None
+        if not self.role_map:  # a care-team role by name; "patient" is none (patient tokens)
+            return Role(value) if isinstance(value, str) and value in _ROLE_ORDER else None
         names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         mapped = {self.role_map[n] for n in names if isinstance(n, str) and n in self.role_map}
         return max(mapped, key=_ROLE_ORDER.index, default=None)

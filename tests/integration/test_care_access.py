@@ -67,7 +67,7 @@ class Access:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {user}-{RUN}"}
         return httpx.request(
-            method, self.url + path, json=body, params=params, headers=headers, timeout=10
+            method, self.url + path, json=body, params=params or None, headers=headers, timeout=10
         )
 
 
@@ -131,7 +131,8 @@ def _silence_of(api: Access, user: str, patient: str) -> str:
 
 
 def _routes(api: Access, patient: str, owner: str) -> list[tuple[str, str, Any]]:
-    """Every route of the API's OpenAPI document that takes a token, about ``patient``."""
+    """Every route of the API's OpenAPI document that takes a token, about ``patient`` (in
+    its path, or in its query for a search that names the patient there)."""
     spec = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
     values = {
         "{alert_id}": ALERTS[patient].alert_id,
@@ -147,6 +148,9 @@ def _routes(api: Access, patient: str, owner: str) -> list[tuple[str, str, Any]]
             for name, value in values.items():
                 path = path.replace(name, value)
             assert "{" not in path, f"a path parameter this test does not know: {template}"
+            queried = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            if "patient" in queried:  # a search naming its patient in the query (/fhir)
+                path += f"?patient={patient}"
             body: Any = None
             if template.endswith("/resolve"):
                 body = {"reason": "seen on the ward"}
@@ -161,7 +165,8 @@ def _routes(api: Access, patient: str, owner: str) -> list[tuple[str, str, Any]]
 
 def test_another_teams_clinician_gets_403_on_every_route(care: Access) -> None:
     routes = _routes(care, THEIRS, owner="nurse-b")
-    assert len(routes) >= 9, routes
+    assert len(routes) >= 11, routes
+    assert ("GET", f"/fhir/Observation?patient={THEIRS}", None) in routes
     for method, path, body in routes:
         response = care.call("nurse-a", method, path, body)
         if method == "GET" and path in ("/v1/alerts", "/v1/silences"):

@@ -418,3 +418,53 @@ def test_an_export_re_ingested_into_a_fresh_stack_gives_the_same_points(
         assert {i["index"] for i in answer["items"] if i["status"] == "rejected"} == refused
         again_omh = _settled_points(fresh, influx, patient, sorted(expected), devices=False)
     assert again_omh == sorted(expected)
+
+
+@pytest.mark.parametrize("server_name", ["influx", "influx2"])
+def test_a_point_on_a_window_boundary_is_exported_once(
+    server_name: str, request: pytest.FixtureRequest
+) -> None:
+    """Daily readings taken at the same time every day fall exactly on the windows'
+    boundaries (a window is a day at first): InfluxDB 1.8's ``range`` also returns the
+    points stamped at its stop, which the next window reads again unless they are
+    filtered out (two readings at one instant, read twice, are not folded back into two)."""
+    server: InfluxServer | Influx2Server = request.getfixturevalue(server_name)
+    bucket = server.create_database(f"export_{uuid.uuid4().hex[:8]}")
+    patient = "p-daily"
+    first = ANCHOR - timedelta(days=10)
+    days = [first + timedelta(days=i) for i in range(6)]
+    tags = {
+        "patient_id": patient,
+        "metric": "weight",
+        "channel": "weight",
+        "source": "acme",
+        "unit": "kg",
+    }
+    lines = [
+        _line("vitals", {**tags, "device": device}, f'value={80 + i},event_id="w-{i}"', d)
+        for i, d in enumerate(days)
+        for device in ("scale", "scale-2")  # two readings at each instant
+    ]
+    with InfluxDBClient(url=server.url, token=server.token, org=server.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(bucket=bucket, record=lines)
+
+    async def read() -> list[StoredReading]:
+        reader = InfluxExportReader(
+            url=server.url,
+            token=server.token,
+            org=server.org,
+            bucket=bucket,
+            first_span=timedelta(days=1),
+            target_rows=1,  # the windows stay a day long: a boundary at every reading
+        )
+        try:
+            extent = await reader.extent(patient)
+            assert extent is not None
+            return [r async for r in reader.readings(patient, extent)]
+        finally:
+            await reader.close()
+
+    readings = asyncio.run(read())
+    assert [(r.event_id, r.device) for r in readings] == [
+        (f"w-{i}", device) for i in range(6) for device in ("scale", "scale-2")
+    ]

@@ -7,8 +7,11 @@ is neither clobbered nor collided with. Then, exactly as a developer would after
 run``, with no ``--url``/``--token`` and no ``PGHD_CARE_*`` variable: ``pghd alerts list``
 lists the alerts the simulated cohort raised, ``pghd alerts ack ID`` acknowledges one and
 ``pghd alerts show ID`` comes to say so (the command goes through Kafka to the alerts worker
-and back on ``pghd.alerts.v1``). ``pghd dev down`` runs whatever happens, and nothing of the
-stack may be left running.
+and back on ``pghd.alerts.v1``). The simulated patient whose token the run printed reads
+their own summary (their readings against their usual range) and nothing of anyone else, and
+a clinical system's ``GET /fhir/Observation?patient=…&code=8867-4`` answers a Bundle that
+fhir.resources validates. ``pghd dev down`` runs whatever happens, and nothing of the stack
+may be left running.
 
 The cohort: 3 patients x 1 day, seed 1, which raises two alerts, one of them still open
 (measured; the whole test takes about a minute).
@@ -29,6 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 
 from deploy.local import stack
 from deploy.local.process import find_processes, pid_alive
@@ -145,6 +149,53 @@ def test_make_run_then_list_and_acknowledge_with_nothing_exported(scratch_root: 
     assert shown["acknowledged_by"] == "local-admin"
     assert "acknowledged_by: local-admin" in _ok(_pghd(root, "alerts", "show", alert["alert_id"]))
     print(f"\npghd run: {took_run:.0f} s; list, ack, show: {time.monotonic() - started:.0f} s")
+
+    # The patient's view: the token `pghd run` printed reads that patient's own summary.
+    care_api = f"http://127.0.0.1:{care.ports['http']}"
+    patient_token = (paths.run / "patient-token").read_text().strip()
+    assert stat.S_IMODE((paths.run / "patient-token").stat().st_mode) == 0o600
+    assert f"own token: {patient_token}" in out
+    labels = json.loads((paths.run / "episodes.json").read_text())
+    patient = labels["episodes"][0]["patient_id"]
+    assert f"{patient}'s own token" in out
+    as_patient = {"Authorization": f"Bearer {patient_token}"}
+    summary = httpx.get(f"{care_api}/v1/me/summary", headers=as_patient, timeout=30)
+    assert summary.status_code == 200, summary.text
+    mine = summary.json()
+    assert mine["patient_id"] == patient
+    judged = [r for r in mine["latest"] if r["usual"] is not None and r["change"]]
+    assert judged, mine["latest"]  # readings against the patient's own usual range
+    for reading in judged:
+        usual = reading["usual"]
+        assert usual["low"] <= usual["centre"] <= usual["high"]
+    others = [p for p in labels["patients"] if p != patient]
+    assert not any(other in summary.text for other in others)
+    refused = httpx.get(
+        f"{care_api}/v1/alerts", params={"patient_id": others[0]}, headers=as_patient, timeout=30
+    )
+    assert refused.status_code == 403, refused.text
+    chart = httpx.get(
+        f"{care_api}/v1/me/readings", params={"metric": "heart_rate"}, headers=as_patient,
+        timeout=30,
+    )  # fmt: skip
+    assert chart.status_code == 200, chart.text
+
+    # A clinical system reads the patient's heart rates as FHIR, with the care-team token.
+    as_care = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    searched = httpx.get(
+        f"{care_api}/fhir/Observation",
+        params={"patient": patient, "code": "8867-4", "_count": "20"},
+        headers=as_care,
+        timeout=30,
+    )
+    assert searched.status_code == 200, searched.text
+    assert searched.headers["content-type"].startswith("application/fhir+json")
+    bundle = Bundle.model_validate(searched.json())
+    assert bundle.type == "searchset" and bundle.entry
+    for entry in bundle.entry:
+        observation = entry.resource
+        assert observation.subject.reference == f"Patient/{patient}"
+        assert observation.code.coding[0].code == "8867-4"
 
     # make stop: everything goes, nothing is left behind.
     pids = [rec.pid for rec in state.processes.values()]

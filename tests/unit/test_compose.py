@@ -510,3 +510,17 @@ def test_topics_job_runs_a_real_command(services: dict[str, dict[str, Any]]) -> 
     assert result.exit_code == 0, result.output
     for option in command[3::2]:
         assert option in result.output, option
+
+
+INFLUX_VARIABLES = {"PGHD_INFLUX_URL", "PGHD_INFLUX_TOKEN", "PGHD_INFLUX_ORG", "PGHD_INFLUX_BUCKET"}
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_a_service_that_reads_influxdb_is_told_where_it_is(
+    services: dict[str, dict[str, Any]], service: str
+) -> None:
+    """Ingest (exports) and the care-team API (/v1/me, /fhir) read InfluxDB: without the
+    variables they would answer those routes 503 in compose."""
+    if "influx_token" not in SETTINGS[service].model_fields:
+        return
+    assert set(_env(services[service])) >= INFLUX_VARIABLES, service

@@ -368,3 +368,17 @@ def test_the_acl_job_sets_every_users_password_and_applies_the_spec() -> None:
         assert password_env(user) in secret
     assert container["command"][:3] == ["pghd", "kafka", "apply"]
     assert "--require-passwords" in container["command"]
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_a_service_that_reads_influxdb_is_told_where_it_is(service: str) -> None:
+    """Ingest (exports) and the care-team API (/v1/me, /fhir) read InfluxDB: without the
+    variables they would answer those routes 503 in the cluster."""
+    if "influx_token" not in SETTINGS[service].model_fields:
+        return
+    resources = _resources()
+    workload = resources.get(("Deployment", service)) or resources[("StatefulSet", service)]
+    (container,) = _containers(workload)
+    names = {var["name"] for var in container["env"]}
+    wanted = {"PGHD_INFLUX_URL", "PGHD_INFLUX_TOKEN", "PGHD_INFLUX_ORG", "PGHD_INFLUX_BUCKET"}
+    assert wanted <= names, service

@@ -25,20 +25,19 @@ from fastapi import APIRouter, Request
 from ingest.adapters.fhir import FhirDocumentError, read_document
 from ingest.adapters.locations import relocate
 from ingest.api.fhir_examples import EXAMPLES
-from ingest.api.fhir_outcome import (
-    FHIR_MEDIA_TYPE,
-    FhirResponse,
-    FhirRoute,
-    entry_status,
-    issue,
-    issue_code,
-    operation_outcome,
-    outcome_response,
-)
+from ingest.api.fhir_outcome import entry_status, issue_code
 from ingest.body import read_json
 from ingest.deps import GatewayDep, MetricsDep, RegistryDep, SettingsDep, SourceDep
 from ingest.intake import ItemOutcome, produce, triage
 from pghd.problems import ProblemError
+from pghd.service.fhir_outcome import (
+    FHIR_MEDIA_TYPE,
+    FhirResponse,
+    FhirRoute,
+    issue,
+    operation_outcome,
+    outcome_response,
+)
 
 __all__ = ["router"]
 

@@ -7,11 +7,18 @@ a following read (here) sees it; other instances see it as soon as their followe
 it (within a second or so). A write that changes nothing (granting a consent already held)
 produces nothing and answers the current enrollment. Which care teams a patient is assigned
 to decides which care-team members may see it; the care-team API enforces that.
+
+A patient's own bearer token (for the care-team API's ``/v1/me``) is issued by
+``POST /v1/patients/{id}/token`` (or ``issue_token`` when enrolling): the answer shows it
+once (``Cache-Control: no-store``), the enrollment keeps only its SHA-256 digest. Issuing
+again rotates it (the old one stops working), ``DELETE`` revokes it; either takes effect in
+the care-team API as soon as it reads the enrollment.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 
 from aiokafka.errors import KafkaError
@@ -23,6 +30,7 @@ from ingest.deps import AdminDep, EnrollmentsDep, EraserDep, SettingsDep
 from ingest.enrollment import EnrollmentService, NotApplied, RegistryLoading
 from ingest.erasure import ReportsUnavailable
 from ingest.settings import IngestSettings
+from pghd.access import hash_token
 from pghd.audit_trail import note_patients
 from pghd.catalogue import Metric
 from pghd.contracts import ID_PATTERN
@@ -37,10 +45,18 @@ from pghd.enrollment import (
     TeamName,
 )
 from pghd.erasure import ErasureReport
+from pghd.patient_tokens import new_token
 from pghd.problems import ProblemError, problem_responses
 from pghd.service.producer import KafkaUnavailable, kafka_unavailable
 
-__all__ = ["EnrollRequest", "LinkRequest", "PatientPage", "router"]
+__all__ = [
+    "EnrollRequest",
+    "EnrolledPatient",
+    "IssuedToken",
+    "LinkRequest",
+    "PatientPage",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +93,30 @@ class EnrollRequest(BaseModel):
         description="care teams the patient is assigned to",
         examples=[["cardiology"]],
     )
+    issue_token: bool = Field(
+        default=False,
+        description="also issue the patient's own bearer token (for /v1/me of the care-team"
+        " API), answered once in `token`",
+    )
+
+
+class EnrolledPatient(Enrollment):
+    """The new enrollment, with the patient's token when ``issue_token`` asked for one."""
+
+    token: str | None = Field(
+        default=None,
+        description="the patient's bearer token, shown this once (only its digest is kept);"
+        " null unless issue_token was asked",
+    )
+
+
+class IssuedToken(BaseModel):
+    """A patient's new bearer token: shown this once, only its digest is kept."""
+
+    patient_id: str
+    token: str = Field(description="the bearer token for the care-team API's /v1/me routes")
+    issued_at: datetime
+    revision: int = Field(description="the enrollment's revision that holds its digest")
 
 
 class PatientPage(BaseModel):
@@ -151,11 +191,24 @@ def _current(service: EnrollmentService, patient_id: str, settings: IngestSettin
     return enrollment
 
 
+def _issue(patient_id: str, token: str) -> EnrollmentCommand:
+    """The command giving ``patient_id`` the token (by its digest: the token is not kept)."""
+    return EnrollmentCommand(
+        action=Action.ISSUE_TOKEN, patient_id=patient_id, token_sha256=hash_token(token)
+    )
+
+
+def _no_store(response: Response) -> None:
+    """An answer holding a token: kept by no cache, on the way or in the client."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
 @router.post(
     "",
     status_code=201,
-    summary="Enroll a patient (with initial consents, links and care teams)",
-    response_model=Enrollment,
+    summary="Enroll a patient (with initial consents, links, care teams, and a token)",
+    response_model=EnrolledPatient,
     responses=_WRITE_RESPONSES,
 )
 async def enroll_patient(
@@ -164,9 +217,11 @@ async def enroll_patient(
     admin: AdminDep,
     service: EnrollmentsDep,
     settings: SettingsDep,
-) -> Enrollment:
-    """Enroll ``patient_id`` (again, after a withdrawal); 409 while already enrolled."""
+) -> EnrolledPatient:
+    """Enroll ``patient_id`` (again, after a withdrawal); 409 while already enrolled. With
+    ``issue_token``, the answer carries the patient's new bearer token, once."""
     pid = body.patient_id
+    token = new_token() if body.issue_token else None
     commands = [
         EnrollmentCommand(action=Action.ENROLL, patient_id=pid),
         *(
@@ -176,9 +231,13 @@ async def enroll_patient(
         *(EnrollmentCommand(action=Action.GRANT, patient_id=pid, metric=m) for m in body.consents),
         *(EnrollmentCommand(action=Action.ASSIGN, patient_id=pid, team=t) for t in body.teams),
     ]
+    if token is not None:
+        commands.append(_issue(pid, token))
     enrollment = await _execute(service, commands, admin=admin, settings=settings)
     response.headers["Location"] = f"/v1/patients/{pid}"
-    return enrollment
+    if token is not None:
+        _no_store(response)
+    return EnrolledPatient(**dict(enrollment), token=token)
 
 
 @router.get("", summary="List enrollments", response_model=PatientPage, responses=_READ_RESPONSES)
@@ -323,6 +382,50 @@ async def unassign_team(
 
 
 @router.post(
+    "/{patient_id}/token",
+    status_code=201,
+    summary="Issue (or rotate) the patient's own bearer token",
+    response_model=IssuedToken,
+    responses=_WRITE_RESPONSES,
+)
+async def issue_patient_token(
+    patient_id: PatientPath,
+    response: Response,
+    admin: AdminDep,
+    service: EnrollmentsDep,
+    settings: SettingsDep,
+) -> IssuedToken:
+    """A new token for the patient (or their app) to read their own data at the care-team
+    API's ``/v1/me``, shown in this answer only (``Cache-Control: no-store``); any token
+    they held stops working (rotation). Withdrawn patients may get one: they still read
+    their history. 404 for a patient never enrolled (or erased)."""
+    token = new_token()
+    enrollment = await _execute(
+        service, [_issue(patient_id, token)], admin=admin, settings=settings
+    )
+    _no_store(response)
+    (held,) = enrollment.patient_tokens
+    return IssuedToken(
+        patient_id=patient_id, token=token, issued_at=held.issued_at, revision=enrollment.revision
+    )
+
+
+@router.delete(
+    "/{patient_id}/token",
+    summary="Revoke the patient's own bearer token",
+    response_model=Enrollment,
+    responses=_WRITE_RESPONSES,
+)
+async def revoke_patient_token(
+    patient_id: PatientPath, admin: AdminDep, service: EnrollmentsDep, settings: SettingsDep
+) -> Enrollment:
+    """The patient's token stops working (in the care-team API as soon as it reads the
+    enrollment); 404 when they hold none."""
+    command = EnrollmentCommand(action=Action.REVOKE_TOKENS, patient_id=patient_id)
+    return await _execute(service, [command], admin=admin, settings=settings)
+
+
+@router.post(
     "/{patient_id}/withdraw",
     summary="Withdraw the patient",
     response_model=Enrollment,
@@ -333,7 +436,8 @@ async def withdraw_patient(
 ) -> Enrollment:
     """Every consent revoked and every link dropped; nothing more is stored for the patient.
 
-    Its care teams stay assigned: they keep seeing the history until it is erased."""
+    Its care teams stay assigned: they keep seeing the history until it is erased; so does
+    the patient's own token (revoke it with ``DELETE …/token``)."""
     command = EnrollmentCommand(action=Action.WITHDRAW, patient_id=patient_id)
     return await _execute(service, [command], admin=admin, settings=settings)
 

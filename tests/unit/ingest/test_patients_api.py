@@ -21,6 +21,7 @@ from ingest.deps import get_gateway
 from ingest.enrollment import EnrollmentBook, EnrollmentFollower, EnrollmentService
 from ingest.erasure import Eraser
 from ingest.settings import IngestSettings
+from pghd.access import hash_token
 from pghd.commands import patients as patients_command
 from pghd.erasure import ErasureMarker, is_marker, stage_event
 from pghd.service.producer import KafkaUnavailable, Record
@@ -457,3 +458,79 @@ def test_erase_tombstones_first_then_sends_the_marker_and_answers_the_report(
 def test_erase_needs_an_admin(client: TestClient) -> None:
     response = client.post("/v1/patients/p1/erase", headers={"Authorization": "Bearer no"})
     assert response.status_code == 401
+
+
+def test_a_patient_token_is_issued_once_rotated_and_revoked(
+    client: TestClient, audit: RecordingAuditSink, loopback: Loopback
+) -> None:
+    assert client.post("/v1/patients", json={"patient_id": "p1"}).status_code == 201
+    issued = client.post("/v1/patients/p1/token")
+    assert issued.status_code == 201, issued.text
+    assert issued.headers["Cache-Control"] == "no-store"
+    first = issued.json()
+    assert first["patient_id"] == "p1" and first["token"].startswith("pghd_pt_")
+    held = client.get("/v1/patients/p1").json()["patient_tokens"]
+    assert held == [{"sha256": hash_token(first["token"]), "issued_at": first["issued_at"]}]
+    assert all(first["token"].encode() not in value for _, value in loopback.sent if value)
+    assert "Cache-Control" not in client.get("/v1/patients/p1").headers
+
+    second = client.post("/v1/patients/p1/token").json()
+    assert second["token"] != first["token"] and second["revision"] == first["revision"] + 1
+    rotated = client.get("/v1/patients/p1").json()["patient_tokens"]
+    assert [t["sha256"] for t in rotated] == [hash_token(second["token"])]
+
+    revoked = client.delete("/v1/patients/p1/token")
+    assert revoked.status_code == 200 and revoked.json()["patient_tokens"] == []
+    again = client.delete("/v1/patients/p1/token")
+    assert again.status_code == 404 and "holds no patient token" in again.json()["detail"]
+    unknown = client.post("/v1/patients/p9/token")
+    assert unknown.status_code == 404
+    token_events = [e for e in audit.events if e.operation.endswith("/token")]
+    assert [(e.operation, e.patients, e.status) for e in token_events] == [
+        ("POST /v1/patients/{patient_id}/token", ["p1"], 201),
+        ("POST /v1/patients/{patient_id}/token", ["p1"], 201),
+        ("DELETE /v1/patients/{patient_id}/token", ["p1"], 200),
+        ("DELETE /v1/patients/{patient_id}/token", ["p1"], 404),
+        ("POST /v1/patients/{patient_id}/token", ["p9"], 404),
+    ]
+
+
+def test_enrolling_may_issue_the_token_and_withdrawal_keeps_it(client: TestClient) -> None:
+    plain = client.post("/v1/patients", json={"patient_id": "p1"})
+    assert plain.json()["token"] is None and "Cache-Control" not in plain.headers
+    enrolled = client.post("/v1/patients", json={"patient_id": "p2", "issue_token": True})
+    assert enrolled.status_code == 201 and enrolled.headers["Cache-Control"] == "no-store"
+    token = enrolled.json()["token"]
+    assert [t["sha256"] for t in enrolled.json()["patient_tokens"]] == [hash_token(token)]
+    assert enrolled.json()["revision"] == 1, "enrolled with its token in one change"
+    withdrawn = client.post("/v1/patients/p2/withdraw").json()
+    assert [t["sha256"] for t in withdrawn["patient_tokens"]] == [hash_token(token)]
+    assert client.post("/v1/patients/p2/token").status_code == 201
+
+
+def test_cli_prints_a_new_token_alone_and_revokes_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def through_app(request: httpx.Request) -> httpx.Response:
+        path = request.url.raw_path.decode()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        return client.request(request.method, path, content=request.content, headers=headers)
+
+    def app_client(url: str, token: str) -> httpx.Client:
+        return httpx.Client(base_url=url, transport=httpx.MockTransport(through_app))
+
+    monkeypatch.setattr(patients_command, "_client", app_client)
+    runner = CliRunner()
+    enrolled = runner.invoke(patients_command.app, ["enroll", "p1", "--issue-token"])
+    assert enrolled.exit_code == 0, enrolled.output
+    assert "patient token (shown once): pghd_pt_" in enrolled.output
+    issued = runner.invoke(patients_command.app, ["token", "p1"])
+    assert issued.exit_code == 0, issued.output
+    token = issued.stdout.strip()
+    held = client.get("/v1/patients/p1").json()["patient_tokens"]
+    assert [t["sha256"] for t in held] == [hash_token(token)]
+    shown = runner.invoke(patients_command.app, ["show", "p1"]).output
+    assert f"token     issued {held[0]['issued_at']}" in shown
+    revoked = runner.invoke(patients_command.app, ["token", "p1", "--revoke"])
+    assert revoked.exit_code == 0 and "p1's token revoked" in revoked.output
+    assert "token     none" in runner.invoke(patients_command.app, ["show", "p1"]).output

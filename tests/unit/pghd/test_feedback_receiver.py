@@ -76,13 +76,13 @@ def test_the_receiver_answers_as_an_app_should() -> None:
 
 
 def test_the_verification_example_of_the_docs_accepts_pghds_signatures() -> None:
-    """docs/patients-feedback.md shows an app's verification without pghd: it must accept
+    """docs/patients.md shows an app's verification without pghd: it must accept
     what the worker signs, and refuse what it did not."""
-    doc = (Path(__file__).resolve().parents[3] / "docs" / "patients-feedback.md").read_text()
-    section = doc.split("## Verifying a delivery", 1)[1]
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "patients.md").read_text()
+    section = doc.split("### Verifying a delivery", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
-    exec(compile(code, "patients-feedback.md", "exec"), namespace)
+    exec(compile(code, "patients.md", "exec"), namespace)
     read = namespace["read_delivery"]
     now = int(time.time())
     assert read(signed(at=now), BODY, SECRET)["id"] == EVENT.id

@@ -397,3 +397,15 @@ def test_without_an_issuer_a_jwt_is_just_an_unknown_token(idp: LoopbackIdp) -> N
         authenticate_bearer(CredentialBook(None), _bearer(token))
     assert refused.value.status == 401 and refused.value.detail == "unknown bearer token"
     assert idp.requests == []
+
+
+def test_an_identity_provider_cannot_make_a_patient(idp: LoopbackIdp, clock: Clock) -> None:
+    """Patients hold their own patient tokens; a JWT naming the role "patient" names no
+    role (401, not a 500 from a patient principal without its patient), and a role map onto
+    it is refused when the settings are read."""
+    verifier = verifier_of(idp, clock)
+    with pytest.raises(TokenRefused, match="role"):
+        verifier.identify(idp.token(pghd_role="patient"))
+    base: dict[str, Any] = {"issuer": "https://idp.example.org/realms/pghd", "audience": AUDIENCE}
+    with pytest.raises(ValidationError, match="care-team members only"):
+        OidcSettings(**base, role_map={"members": "patient"})

@@ -23,6 +23,7 @@ from pghd.access import CredentialBook, Permission, Principal, Role, UserEntry, 
 from pghd.alert_commands import Silence
 from pghd.care_plans import CarePlan, CarePlanSettings
 from tests.unit.alerts.api.conftest import RecordingProducer, build, make_alert
+from tests.unit.alerts.api.fhir_store import ListStore
 
 OURS, THEIRS, NOBODYS = "patient-ward-a", "patient-ward-b", "patient-no-team"
 USERS = {
@@ -100,6 +101,7 @@ def client(users_file: Path, model: ReadModel, producer: RecordingProducer) -> I
     from alerts.api.deps import get_publisher
 
     app.dependency_overrides[get_publisher] = Publisher
+    app.state.fhir_store = ListStore()  # the FHIR read API's readings: none stored
     yield TestClient(app)
 
 
@@ -114,44 +116,73 @@ def _body(method: str, path: str, patient: str) -> dict[str, Any] | None:
     return None
 
 
+def _query(operation: dict[str, Any], patient: str) -> str:
+    """A search route's query naming ``patient`` (the FHIR read API's ``?patient=``)."""
+    names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+    return f"?patient={patient}" if "patient" in names else ""
+
+
 def _requests(client: TestClient, patient: str) -> list[tuple[str, str, dict[str, Any] | None]]:
-    """Every route of the OpenAPI document that takes a token, about ``patient``."""
+    """Every route of the OpenAPI document that takes a token, about ``patient`` (in its
+    path, or in its query for a search that names the patient there)."""
     spec = client.get("/openapi.json").json()
     found = []
     for template, operations in spec["paths"].items():
         for method, operation in operations.items():
             if "401" not in operation.get("responses", {}):
                 continue  # health and metrics: no token, no patient data
-            if template.startswith("/v1/me"):
-                continue  # a patient's own routes: care-team members get 403 (test_feedback)
             path = (
                 template.replace("{alert_id}", f"al-{patient}")
                 .replace("{patient_id}", patient)
                 .replace("{silence_id}", f"si-{patient}")
             )
             assert "{" not in path, f"a path parameter this test does not know: {template}"
+            path += _query(operation, patient)
             found.append((method.upper(), path, _body(method.upper(), template, patient)))
     return found
+
+
+def _error_type(path: str) -> str:
+    """What an error of ``path`` is: an OperationOutcome on the FHIR read API."""
+    return "application/fhir+json" if path.startswith("/fhir/") else "application/problem+json"
 
 
 def _is_list(path: str) -> bool:
     return path in ("/v1/alerts", "/v1/silences")
 
 
+def _patients_own(path: str) -> bool:
+    """A route for a patient's own token only: every care-team member gets 403 there."""
+    return path.startswith("/v1/me")
+
+
 def test_another_teams_clinician_gets_403_on_every_patient_route(client: TestClient) -> None:
     requests = _requests(client, THEIRS)
-    assert len(requests) >= 9, requests
+    assert len(requests) >= 11, requests
+    assert ("GET", f"/fhir/Observation?patient={THEIRS}", None) in requests
     for method, path, body in requests:
         if _is_list(path) and method == "GET":
             continue
         response = client.request(method, path, json=body, headers=token("nurse-a"))
         assert response.status_code == 403, (method, path, response.text)
-        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["content-type"] == _error_type(path)
     for method, path, body in requests:
-        if path == "/v1/audit":
-            continue  # admins only (test_only_admins_read_the_audit_trail)
+        if path == "/v1/audit" or _patients_own(path):
+            continue  # admins only (test_only_admins_read_the_audit_trail); patients only
         response = client.request(method, path, json=body, headers=token("nurse-b"))
         assert response.status_code < 300, (method, path, response.text)
+
+
+def test_a_search_that_names_no_patient_reads_nobody(client: TestClient) -> None:
+    """The routes that take the patient in the query (the FHIR searches) refuse a search
+    without one (400), whoever asks, rather than answer about every patient."""
+    searches = [path for _, path, _ in _requests(client, THEIRS) if "?patient=" in path]
+    assert searches, "no search route found"
+    for path in searches:
+        bare = path.split("?", 1)[0]
+        for user in ("nurse-a", "chief"):
+            response = client.get(bare, headers=token(user))
+            assert response.status_code == 400, (bare, user, response.text)
 
 
 def test_lists_show_only_the_callers_patients(client: TestClient) -> None:
@@ -170,7 +201,7 @@ def test_lists_show_only_the_callers_patients(client: TestClient) -> None:
 def test_a_viewer_reads_but_cannot_act(client: TestClient, producer: RecordingProducer) -> None:
     for method, path, body in _requests(client, OURS):
         response = client.request(method, path, json=body, headers=token("viewer-a"))
-        if method == "GET" and path != "/v1/audit":
+        if method == "GET" and path != "/v1/audit" and not _patients_own(path):
             assert response.status_code == 200, (path, response.text)
         else:
             assert response.status_code == 403, (method, path, response.text)
@@ -331,3 +362,29 @@ def test_patients_are_not_users_of_the_users_file(tmp_path: Path) -> None:
         Principal("nurse", Role.CLINICIAN, patient_id=OURS)
     assert not Principal.for_patient(OURS).may(Permission.READ)
     assert not Principal("chief", Role.ADMIN).may(Permission.SELF)
+
+
+def test_no_patient_token_is_taken_while_the_enrollments_are_replayed(
+    users_file: Path, producer: RecordingProducer
+) -> None:
+    """The enrollments topic is read from its start: a token issued before a later rotation,
+    revocation or erasure is in the book until that record is read, so while the read model
+    is not ready every patient token gets 503 (retry), known or not."""
+    from alerts.api.patient_tokens import EnrolledPatientTokens
+    from pghd.patient_tokens import new_token
+
+    token = new_token()
+    model = ReadModel(ready=False)
+    model.patient_tokens.put(OURS, [hash_token(token)])  # the issue, its revocation unread
+    settings = CareApiSettings(users_file=users_file, kafka_bootstrap="127.0.0.1:1")
+    app = build(settings, producer, model)
+    app.state.patient_tokens = EnrolledPatientTokens(model, retry_after_s=7)
+    client = TestClient(app)
+    as_patient = {"Authorization": f"Bearer {token}"}
+    for path in ("/v1/me/summary", "/v1/me/readings?metric=heart_rate"):
+        answer = client.get(path, headers=as_patient)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.headers["Retry-After"] == "7"
+    model.ready = True
+    model.patient_tokens.forget(OURS)  # the revocation, read
+    assert client.get("/v1/me/summary", headers=as_patient).status_code == 401
