@@ -1,16 +1,15 @@
 """Feedback to patients' apps on real Kafka, from a real alerts worker process.
 
-One worker (``python -m alerts.main``) runs for the module; patients' apps are one real HTTP
-server on the loopback (a path per app). Findings are driven as ``test_alerting.py`` drives
-them: anomalies produced straight to ``pghd.anomalies.v1``. Refused readings are dead letters
-made by ingest's own code (:func:`ingest.webhooks.push.dead_letters`) and produced to
-``pghd.dlq.v1``; a device's readings are a points record as the processors write it, produced
-to ``pghd.points.v1``, and the worker calls a source silent after seconds, not a day.
-
-Subscriptions are put on ``pghd.feedback-subscriptions.v1`` the way ``PUT /v1/me/feedback``
-writes them (:func:`pghd.feedback.subscription.subscribe`, keyed by the patient): patient
-tokens, which that route needs, are issued by another piece of work not merged yet; the route
-itself is tested in ``tests/unit/alerts/api/test_feedback.py``.
+The patients are enrolled through a real ingest, each issued their own token there; each
+registers their app with it at a real care-team API (``PUT /v1/me/feedback``), which answers
+the secret; one alerts worker (``python -m alerts.main``) runs for the module. The patients'
+apps are one real HTTP server on the loopback (a path per app). Findings are driven as
+``test_alerting.py`` drives them: anomalies produced straight to ``pghd.anomalies.v1``.
+Refused readings are dead letters made by ingest's own code
+(:func:`ingest.webhooks.push.dead_letters`) and produced to ``pghd.dlq.v1``; a device's
+readings are a points record as the processors write it, produced to ``pghd.points.v1``, and
+the worker calls a source silent after seconds, not a day; an erasure marker is produced to
+the anomalies as the processors forward it.
 
 Every delivery is checked with ingest's own verifier (:func:`ingest.webhooks.signing.
 verify_timestamped`) and the secret the patient was given; "exactly once" and "nothing" are
@@ -33,10 +32,17 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
+import httpx
 import pytest
 from kafka import KafkaProducer
 
-from deploy.local.harness import start_group_at_end, wait_for
+from deploy.local.harness import (
+    running_care_api,
+    running_pipeline,
+    start_group_at_end,
+    wait_for,
+)
+from deploy.local.influxdb import InfluxServer
 from deploy.local.process import free_port, log_tail, start_detached, stop_process
 from deploy.local.topics import read_from_start, read_table
 from ingest.intake import Candidate, triage
@@ -49,7 +55,6 @@ from pghd.catalogue import Metric
 from pghd.contracts import Anomaly, BaselineSnapshot, Severity
 from pghd.erasure import new_marker
 from pghd.feedback.events import FeedbackEvent
-from pghd.feedback.subscription import FeedbackSubscription, new_secret, subscribe
 from pghd.feedback.wording import Kind
 from tests.integration.sync import alert_states, caught_up
 
@@ -127,6 +132,8 @@ class Stack:
     patients: dict[str, str]
     secrets: dict[str, str]
     process: Popen[bytes] | None = None
+    care_url: str = ""
+    tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_topic(self) -> str:
@@ -244,28 +251,38 @@ def _open_finding(stack: Stack, name: str, n: int = 0) -> float:
     return produced
 
 
+def _register(care_url: str, token: str, url: str, kinds: list[Kind]) -> dict[str, Any]:
+    """The patient's app registered with their own token (a 503 while the care-team API has
+    not read their token yet is retried); the answer, secret included."""
+
+    def put() -> httpx.Response | None:
+        answer = httpx.put(
+            f"{care_url}/v1/me/feedback",
+            json={"url": url, "kinds": [k.value for k in kinds]},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        return None if answer.status_code == 503 else answer
+
+    answer = wait_for(put, timeout=60, what="the care-team API to know the patient's token")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    body: dict[str, Any] = answer.json()
+    return body
+
+
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str,
+    stack_env: dict[str, str],
+    influx: InfluxServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("feedback")
     apps = Apps(fail=dict(FAIL_FIRST))
     server = apps.start()
     patients = {name: f"fb-{name}-{RUN}" for name in APPS}
     secrets: dict[str, str] = {}
-    registered = datetime.now(UTC)
-    records: list[tuple[bytes, bytes | None]] = []
-    for name, (path, kinds) in APPS.items():
-        if kinds is None:
-            continue
-        made: FeedbackSubscription = subscribe(
-            patients[name],
-            url=f"http://127.0.0.1:{apps.port}/{path}",
-            kinds=kinds,
-            now=registered,
-            secret=new_secret(),
-        )
-        secrets[name] = made.secret
-        records.append((patients[name].encode(), wire.encode(made)))
-    _produce(kafka_bootstrap, topics.FEEDBACK_SUBSCRIPTIONS, records)
     app_id = f"pghd-alerts-fb-{RUN}"
     # earlier tests' anomalies and dead letters are not this worker's business
     start_group_at_end(
@@ -294,18 +311,57 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         patients=patients,
         secrets=secrets,
     )
-    running.process = start_detached(
-        [sys.executable, "-m", "alerts.main"], log_file=running.log, env=env, die_with_parent=True
+    care_log = workdir / "care-api.log"
+    loopback = {"PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true"}
+    with (
+        running_pipeline(
+            stack_env=stack_env, influx=influx, workdir=workdir / "ingest", services=("ingest",)
+        ) as ingest,
+        running_care_api(kafka_bootstrap=kafka_bootstrap, log=care_log, env=loopback) as care,
+    ):
+        running.care_url = care
+        for name, (path, kinds) in APPS.items():
+            enrolled = ingest.admin(
+                "POST", "/v1/patients", {"patient_id": patients[name], "issue_token": True}
+            )
+            assert enrolled.status_code == 201, enrolled.text
+            running.tokens[name] = enrolled.json()["token"]
+            if kinds is not None:
+                url = f"http://127.0.0.1:{apps.port}/{path}"
+                secrets[name] = _register(care, running.tokens[name], url, kinds)["secret"]
+        running.process = start_detached(
+            [sys.executable, "-m", "alerts.main"],
+            log_file=running.log,
+            env=env,
+            die_with_parent=True,
+        )
+        try:
+            # warm-up: the worker runs and has read the subscriptions once a finding is told
+            _open_finding(running, "warm")
+            running.posts("warm", 1, timeout=120)
+            yield running
+        finally:
+            stop_process(running.process.pid, timeout=20)
+            server.shutdown()
+            server.server_close()
+
+
+def test_the_registration_reads_back_without_its_secret(stack: Stack) -> None:
+    shown = httpx.get(
+        f"{stack.care_url}/v1/me/feedback",
+        headers={"Authorization": f"Bearer {stack.tokens['a']}"},
+        timeout=10,
     )
-    try:
-        # warm-up: the worker runs and has read the subscriptions once a finding is told
-        _open_finding(running, "warm")
-        running.posts("warm", 1, timeout=120)
-        yield running
-    finally:
-        stop_process(running.process.pid, timeout=20)
-        server.shutdown()
-        server.server_close()
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["patient_id"] == stack.patients["a"]
+    assert list(shown.json()["kinds"]) == ["finding_opened"]
+    assert "secret" not in shown.json() and stack.secrets["a"] not in shown.text
+    unregistered = httpx.get(
+        f"{stack.care_url}/v1/me/feedback",
+        headers={"Authorization": f"Bearer {stack.tokens['d']}"},
+        timeout=10,
+    )
+    assert unregistered.status_code == 404
 
 
 def test_an_opened_finding_reaches_the_patients_app_once_signed_within_seconds(
@@ -454,3 +510,13 @@ def test_an_erasure_takes_the_subscription_and_the_feedback_state_with_it(stack:
     assert found.removed is not None and found.removed["feedback_subscriptions"] == 1
     assert patient.encode() not in read_table(stack.bootstrap, topics.FEEDBACK_SUBSCRIPTIONS)
     assert stack.feedback_state("a") is None
+    mine = {"Authorization": f"Bearer {stack.tokens['a']}"}
+    wait_for(
+        lambda: (
+            httpx.get(f"{stack.care_url}/v1/me/feedback", headers=mine, timeout=10).status_code
+            == 404
+            or None
+        ),
+        timeout=30,
+        what="the care-team API to read the subscription's tombstone",
+    )
