@@ -169,6 +169,7 @@ def create_app(settings: CareApiSettings | None = None) -> FastAPI:
             " teams in PGHD_CARE_API_USERS_FILE instead"
         )
     install_handlers(app)
+    fhir.install_errors(app)  # OperationOutcomes under /fhir for errors no route sees
     install_audit_trail(
         app,
         service="care-api",

@@ -80,7 +80,10 @@ def decode_cursor(text: str) -> Cursor:
     if not isinstance(document, dict) or document.get("v") != _VERSION:
         raise CursorError("the cursor is not one this server made")
     key, span, query = document.get("k"), document.get("s"), document.get("q")
-    time = parse_time(document.get("t"))
+    try:
+        time = parse_time(document.get("t"))
+    except OverflowError:  # 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise CursorError("the cursor is not one this server made") from None
     if (
         time is None
         or not isinstance(key, list)

@@ -4,7 +4,8 @@ Values are written into the query as escaped literals (:func:`~pghd.export.influ
 bind parameters are a 2.x feature and pghd reads 1.8 too), times as RFC 3339 literals.
 
 - :func:`seek_query`: when the patient's next reading (of the metrics) is, from a time on:
-  ``first()`` per series, which InfluxDB answers from its index without reading the range;
+  ``first()`` per series, which InfluxDB 2.x pushes down to storage (one point per series
+  read, not the range), so nothing but pushable filters come before it;
 - :func:`window_query`: the pivoted rows of a window ``[start, stop)``, sorted in the
   search's order, after a reading (the cursor) when given, at most ``limit`` of them;
 - :func:`findings_query`: the ``anomalies`` rows of a page's time span.
@@ -52,15 +53,21 @@ def after_predicate(key: ReadingKey) -> str:
     return f"r._time > {moment} or (r._time == {moment} and ({tail}))"
 
 
-def _from(bucket: str, start: datetime, stop: datetime) -> str:
-    """The bucket's points in ``[start, stop)``. ``range`` alone is not enough: InfluxDB
-    1.8's Flux also gives the points stamped ``stop`` exactly, which the next window (or a
-    ``date=lt`` bound) must not see."""
+def _range(bucket: str, start: datetime, stop: datetime) -> str:
+    """The bucket's points from ``start`` to ``stop``: InfluxDB 2.x's ``range`` excludes
+    ``stop``, 1.8's Flux includes points stamped ``stop`` exactly."""
     return (
         f"from(bucket: {flux_string(bucket)})"
         f" |> range(start: {format_time(start)}, stop: {format_time(stop)})"
-        f" |> filter(fn: (r) => r._time < {format_time(stop)})"
     )
+
+
+def _from(bucket: str, start: datetime, stop: datetime) -> str:
+    """The bucket's points in ``[start, stop)`` on both versions: the filter drops the
+    points 1.8 gives at ``stop``, which the next window (or a ``date=lt`` bound) must not
+    see. Only for queries that read the window anyway: InfluxDB does not push a filter on
+    ``_time`` down to storage, nor anything after it (see :func:`seek_query`)."""
+    return _range(bucket, start, stop) + f" |> filter(fn: (r) => r._time < {format_time(stop)})"
 
 
 def seek_query(
@@ -70,11 +77,17 @@ def seek_query(
     start: datetime,
     stop: datetime,
 ) -> str:
-    """The time of each series' first reading in ``[start, stop)`` (the earliest is next)."""
+    """The time of each series' first reading from ``start`` on, up to ``stop``.
+
+    Only ``range``, a filter on tags and field, and ``first()``: InfluxDB 2.x pushes that
+    down to storage, which reads one point per series. A filter on ``_time`` (as
+    :func:`_from` adds) would stop the push-down and make each seek read every point from
+    ``start`` to ``stop``. So on 1.8 a series may answer a point stamped ``stop`` exactly
+    (its first, when it has none before): the caller drops times at or after ``stop``.
+    """
+    series = series_predicate("vitals", patient_id, metrics)
     return (
-        _from(bucket, start, stop)
-        + f" |> filter(fn: (r) => {series_predicate('vitals', patient_id, metrics)})"
-        ' |> filter(fn: (r) => r._field == "value")'
+        _range(bucket, start, stop) + f' |> filter(fn: (r) => {series} and r._field == "value")'
         ' |> first() |> keep(columns: ["_time"])'
     )
 

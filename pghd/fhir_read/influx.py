@@ -1,11 +1,12 @@
 """Reading one page of an Observation search from InfluxDB (the I/O around the pure parts).
 
 A page starts where the search's cursor ended (or at its ``date`` range's start) and never
-reads anything before it:
+reads anything before it. The range is read within [1970, a day after now] whatever the
+``date`` parameters say (readings are never outside it):
 
 1. *seek*: the time of the patient's next reading (:func:`~pghd.fhir_read.flux.seek_query`,
-   ``first()`` per series, answered from InfluxDB's index), so a gap of months costs one
-   query, not a walk through empty windows;
+   ``first()`` per series, which InfluxDB 2.x pushes down to storage: one point read per
+   series), so a gap of months costs one query, not a walk through empty windows;
 2. *windows* from there (:func:`~pghd.fhir_read.flux.window_query`), each asking for only as
    many rows as the page still needs, until one reading more than the page holds was seen
    (:class:`~pghd.fhir_read.paging.PageBuilder`), the range ends, or a window comes back
@@ -30,7 +31,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from pghd.export.influx import EPOCH, FluxReader, next_span
-from pghd.export.records import StoredFinding, StoredReading, finding_of, readings_of
+from pghd.export.records import (
+    StoredFinding,
+    StoredReading,
+    finding_of,
+    parse_time,
+    readings_of,
+)
 from pghd.fhir_read import flux
 from pghd.fhir_read.cursor import Cursor
 from pghd.fhir_read.paging import PageBuilder
@@ -58,6 +65,15 @@ class ObservationStore(Protocol):
     async def close(self) -> None: ...
 
 
+def _bounds(search: ObservationSearch, now: datetime) -> tuple[datetime, datetime]:
+    """The times a search reads, ``[start, stop)``: its ``date`` range within [1970, a day
+    after ``now``], where readings can be (``date=ge1600-01-01`` or ``le2300-01-01`` would
+    otherwise reach Flux's ``range``, which InfluxDB refuses before 1677 and after 2262)."""
+    start = max(search.window.start or EPOCH, EPOCH)
+    stop = min(search.window.stop or now + _AHEAD, now + _AHEAD)
+    return start, stop
+
+
 class InfluxObservationReader(FluxReader):
     """Reads the pages of Observation searches from one bucket."""
 
@@ -78,11 +94,14 @@ class InfluxObservationReader(FluxReader):
     async def _seek(
         self, search: ObservationSearch, start: datetime, stop: datetime
     ) -> datetime | None:
+        """The time of the patient's next reading in ``[start, stop)``; None if there is none.
+        Times at ``stop`` are dropped here, not in the query (see
+        :func:`~pghd.fhir_read.flux.seek_query`): InfluxDB 1.8 answers them."""
         query = flux.seek_query(self._bucket, search.patient_id, search.metrics, start, stop)
         times = [
             moment
             async for values in self._records(query)
-            if isinstance(moment := values.get("_time"), datetime)
+            if (moment := parse_time(values.get("_time"))) is not None and moment < stop
         ]
         return min(times, default=None)
 
@@ -90,8 +109,7 @@ class InfluxObservationReader(FluxReader):
         """The page of ``search`` (see the module docstring)."""
         if search.matches_nothing:
             return ObservationPage()
-        start = search.window.start or EPOCH
-        stop = search.window.stop or now + _AHEAD
+        start, stop = _bounds(search, now)
         after, span = None, self._first_span
         if search.cursor is not None:
             after, span = search.cursor.after, search.cursor.span

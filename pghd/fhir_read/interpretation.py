@@ -17,7 +17,8 @@ value below the band scoring 0 is low, above it high), the detector when it judg
 only (hypertension, resting tachycardia), the channel when pghd judges it one way only
 (heart rate: upward); otherwise it is not known (a temperature above this patient's usual
 but inside the normal band, blood glucose). The finding's explanation, in plain words, is
-the interpretation's ``text``. Pure.
+the interpretation's ``text`` for the care team; a patient reading their own data gets the
+code alone (the explanation is the care team's text, never passed to patients). Pure.
 """
 
 from __future__ import annotations
@@ -121,13 +122,15 @@ def flags_of(
     return flags
 
 
-def interpretation(flagged: Flagged) -> dict[str, Any]:
-    """The ``interpretation`` CodeableConcept of a flagged value."""
+def interpretation(flagged: Flagged, *, for_patient: bool = False) -> dict[str, Any]:
+    """The ``interpretation`` CodeableConcept of a flagged value: its code, and the
+    finding's explanation as ``text`` but ``for_patient`` (the explanation is written for
+    the care team and never passed to patients: docs/patients.md)."""
     code, display = _CODES[(flagged.finding.severity, flagged.direction)]
     concept: dict[str, Any] = {
         "coding": [{"system": INTERPRETATION, "code": code, "display": display}]
     }
-    if flagged.finding.explanation:
+    if flagged.finding.explanation and not for_patient:
         concept["text"] = flagged.finding.explanation
     return concept
 

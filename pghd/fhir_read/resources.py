@@ -14,6 +14,11 @@ A Flag is one alert of the care-team API's read model: a problem of the patient'
 raised and the care team works on (``active`` while open or acknowledged, ``inactive`` once
 resolved), with the problem in plain words as ``code``, the alert's lifetime as ``period``,
 its severity as the ``flag-priority`` extension, pghd's alerting as ``author``.
+
+Patients may read their own data here too. The care team's text is never passed to them
+(docs/patients.md): for a patient's own token, an interpretation carries its code without
+the finding's explanation, and a Flag's ``code.text`` is the problem's label without the
+alert's summary (``for_patient``).
 """
 
 from __future__ import annotations
@@ -72,9 +77,12 @@ def _is_vital_sign(resource: Mapping[str, Any]) -> bool:
     )
 
 
-def vital_sign(reading: StoredReading, flags: Mapping[str, Flagged]) -> dict[str, Any]:
+def vital_sign(
+    reading: StoredReading, flags: Mapping[str, Flagged], *, for_patient: bool = False
+) -> dict[str, Any]:
     """The Observation of one stored reading, with its profiles and, for the channels in
-    ``flags`` (by catalogue channel name), its interpretation."""
+    ``flags`` (by catalogue channel name), its interpretation (codes only ``for_patient``:
+    :func:`~pghd.fhir_read.interpretation.interpretation`)."""
     resource = observation(reading)
     if _is_vital_sign(resource):
         profiles = [VITAL_SIGNS]
@@ -89,10 +97,12 @@ def vital_sign(reading: StoredReading, flags: Mapping[str, Flagged]) -> dict[str
     if "component" in resource:
         for channel, component in zip(channels, resource["component"], strict=True):
             if channel.name in flags:
-                component["interpretation"] = [interpretation(flags[channel.name])]
+                component["interpretation"] = [
+                    interpretation(flags[channel.name], for_patient=for_patient)
+                ]
     most = worst(flags.values())
     if most is not None:
-        resource["interpretation"] = [interpretation(most)]
+        resource["interpretation"] = [interpretation(most, for_patient=for_patient)]
     return resource
 
 
@@ -106,10 +116,15 @@ def _problem_label(problem: str) -> str:
     return problem.replace("_", " ").capitalize()
 
 
-def flag(alert: Alert) -> dict[str, Any]:
-    """The Flag of one alert (see the module docstring)."""
+def flag(alert: Alert, *, for_patient: bool = False) -> dict[str, Any]:
+    """The Flag of one alert (see the module docstring); ``for_patient``, its ``code.text``
+    is the problem's plain label alone, without the alert's summary (the care team's text,
+    never passed to patients)."""
     label = _problem_label(alert.problem)
-    text = f"{label}: {alert.summary}" if alert.summary else f"{label}: pghd alert"
+    if for_patient:
+        text = label
+    else:
+        text = f"{label}: {alert.summary}" if alert.summary else f"{label}: pghd alert"
     code, display = _PRIORITY[alert.severity.value]
     period = {"start": format_time(alert.opened_at)}
     if alert.resolved_at is not None:

@@ -166,6 +166,11 @@ def date_range(value: str) -> TimeRange:
         )
     try:
         low, high = _implied(text)
+    except OverflowError:  # 9999-12-31 ends in year 10000, 0001-01-01T00:00+14:00 starts in 0
+        raise SearchError(
+            f"date {value!r} is out of range: its range must lie within the years 1 to 9999",
+            parameter="date",
+        ) from None
     except ValueError:
         raise SearchError(
             f"date {value!r} is not a FHIR date or dateTime (2026-12-01, 2026-12-01T08:00:00Z)",

@@ -45,6 +45,7 @@ from deploy.local.influxdb2 import Influx2Server
 from deploy.local.process import log_tail
 from pghd.access import hash_token
 from pghd.export.records import format_time, parse_time
+from pghd.fhir_read import flux
 from pghd.fhir_read.cursor import encode_cursor
 from pghd.fhir_read.influx import InfluxObservationReader, ObservationPage
 from pghd.fhir_read.search import ObservationSearch, parse_observation_search
@@ -221,6 +222,10 @@ def test_the_reader_serves_every_reading_once_page_after_page(
         # where it goes on: a handful of queries, not a walk through empty years
         assert max(len(q) for q in queries) <= 12, [len(q) for q in queries]
     ([everything], _) = asyncio.run(walk([("patient", patient), ("_count", "500")]))
+    # dates InfluxDB's range refuses (before 1677, after 2262) are clamped to 1970 and now
+    wide = [("patient", patient), ("date", "ge1600-01-01"), ("date", "le2300-01-01")]
+    ([clamped], _) = asyncio.run(walk([*wide, ("_count", "500")]))
+    assert [r.event_id for r in clamped.readings] == [r.event_id for r in everything.readings]
 
     spike = next(r for r in everything.readings if r.event_id == "l-20")
     assert [(f.anomaly_id, f.time) for f in everything.findings] == [("an-1", spike.time)]
@@ -244,6 +249,34 @@ def test_the_reader_serves_every_reading_once_page_after_page(
         if w.metric == "heart_rate" and late <= w.time < late + timedelta(minutes=30)
     ]
     assert served_narrow == expected and len(expected) == 10
+
+
+def test_on_influxdb_2_the_seek_is_pushed_down_to_storage(influx2: Influx2Server) -> None:
+    """The seek of every page is ``first()`` per series from the cursor on: InfluxDB 2.x's
+    storage answers it (one point per series) only when nothing but tag and field filters
+    stand between ``range`` and ``first()``, which its operator profile shows."""
+    bucket = influx2.create_database(f"fhir_seek_{uuid.uuid4().hex[:8]}")
+    start = ANCHOR - timedelta(days=2)
+    tags = {"patient_id": "p-seek", "metric": "heart_rate", "channel": "heart_rate"}
+    lines = [
+        _line(
+            "vitals",
+            {**tags, "source": "acme", "device": "watch-1"},
+            f"value={60 + i % 9}",
+            start + timedelta(minutes=5 * i),
+        )
+        for i in range(200)
+    ]
+    query = flux.seek_query(bucket, "p-seek", None, start, ANCHOR)
+    profiled = 'import "profiler"\noption profiler.enabledProfilers = ["operator"]\n' + query
+    with InfluxDBClient(url=influx2.url, token=influx2.token, org=influx2.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(bucket=bucket, record=lines)
+        tables = client.query_api().query(profiled, org=influx2.org)
+    records = [record.values for table in tables for record in table.records]
+    assert [r["_time"] for r in records if "_time" in r] == [start]
+    operators = [str(r["Type"]) for r in records if "Type" in r]
+    assert "*influxdb.readWindowAggregateSource" in operators, operators
+    assert not any("filter" in op.lower() or "Selector" in op for op in operators), operators
 
 
 # --- end to end: ingest, Kafka, processors, InfluxDB, the care API ------------------------

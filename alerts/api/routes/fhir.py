@@ -6,27 +6,33 @@
   carries an opaque cursor (:mod:`pghd.fhir_read`);
 - ``GET /fhir/Flag?patient=&status=``: the patient's alerts from the read model as Flags.
 
+A patient reading their own data gets no care-team text: interpretations carry their codes
+without the findings' explanations, Flags the problem's label without the alert's summary.
+
 Access and audit are the care-team API's: a bearer token (a care-team member's, or the
 patient's own), then :func:`~alerts.api.deps.check_patient` (the patient's teams, an admin,
 or the patient themselves; the audit event names the patient, refusals included). Every
-answer is ``application/fhir+json``, errors OperationOutcomes with the same status as the
-rest of the API would answer: 400 for a search that cannot be run (``patient`` missing, a
-bad date or cursor, unknown parameters under ``Prefer: handling=strict``), 401, 403, and 503
-+ ``Retry-After`` when InfluxDB does not answer within ``PGHD_CARE_API_INFLUX_TIMEOUT_S``
-(the whole page) or is not configured, or the read model is still loading.
+answer is ``application/fhir+json`` and ``Cache-Control: no-store``, errors OperationOutcomes
+with the same status as the rest of the API would answer: 400 for a search that cannot be
+run (``patient`` missing, a bad date or cursor, unknown parameters under ``Prefer:
+handling=strict``), 401, 403, 404 for a path under ``/fhir`` that is none of these, 405 for
+another method, and 503 + ``Retry-After`` when InfluxDB does not answer within
+``PGHD_CARE_API_INFLUX_TIMEOUT_S`` (the whole page) or is not configured, or the read model
+is still loading (404 and 405 reach no route: :func:`install_errors` has the app answer
+them so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 import pghd
 from alerts.api.deps import AnyoneDep, ReadModelDep, SettingsDep, check_patient, get_oidc
@@ -52,13 +58,24 @@ from pghd.service.fhir_outcome import (
     FHIR_MEDIA_TYPE,
     FhirResponse,
     FhirRoute,
+    install_outcome_handlers,
     issue,
     operation_outcome,
     outcome_response,
 )
 from pghd.service.oidc import OidcVerifier
 
-__all__ = ["PREFIX", "PUBLIC", "audit_refusal", "get_now", "get_observation_store", "router"]
+__all__ = [
+    "NO_STORE",
+    "PREFIX",
+    "PUBLIC",
+    "ReadRoute",
+    "audit_refusal",
+    "get_now",
+    "get_observation_store",
+    "install_errors",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +83,34 @@ PREFIX = "/fhir"
 PUBLIC = (f"{PREFIX}/metadata",)
 """The read API's paths that read no patient's data: not audited, no token needed."""
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"], route_class=FhirRoute)
+NO_STORE = {"Cache-Control": "no-store"}
+"""Every answer of the read API: patient data is cached nowhere (as ``/v1/me``'s)."""
+
+
+class ReadRoute(FhirRoute):
+    """A read API route: its errors are OperationOutcomes (:class:`FhirRoute`), and none of
+    its answers is cached (:data:`NO_STORE`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def no_store(request: Request) -> Response:
+            response = await handler(request)
+            response.headers.update(NO_STORE)
+            return response
+
+        return no_store
+
+
+router = APIRouter(prefix=PREFIX, tags=["fhir"], route_class=ReadRoute)
+
+
+def install_errors(app: FastAPI) -> None:
+    """Answer the errors under ``/fhir`` that no route sees (no such path: 404; a method no
+    route serves: 405; an unexpected error: 500) as OperationOutcomes, not stored either.
+    After :func:`pghd.problems.install_handlers`, whose handlers it scopes."""
+    install_outcome_handlers(app, prefix=PREFIX, headers=NO_STORE)
+
 
 T = TypeVar("T")
 
@@ -242,7 +286,11 @@ async def search_observations(
         store.page(search, now=now), settings, search.patient_id
     )
     index = index_findings(page.findings)
-    resources = [vital_sign(reading, flags_of(reading, index)) for reading in page.readings]
+    for_patient = principal.patient_id is not None  # no clinician text: docs/patients.md
+    resources = [
+        vital_sign(reading, flags_of(reading, index), for_patient=for_patient)
+        for reading in page.readings
+    ]
     shown = [*search.applied, ("_count", str(search.count))]
     here = shown + ([("_cursor", encode_cursor(search.cursor))] if search.cursor else [])
     links = [("self", _url(request, settings, here))]
@@ -288,4 +336,6 @@ async def search_flags(
         )
     found = matching_alerts(model.alerts.query(patient_id=search.patient_id), search, now=now)
     links = [("self", _url(request, settings, search.applied))]
-    return FhirResponse(searchset([flag(alert) for alert in found], links=links, now=now))
+    for_patient = principal.patient_id is not None  # no clinician text: docs/patients.md
+    flags = [flag(alert, for_patient=for_patient) for alert in found]
+    return FhirResponse(searchset(flags, links=links, now=now))

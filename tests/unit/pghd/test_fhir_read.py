@@ -6,10 +6,12 @@ are R4's). tests/integration/test_fhir_read.py runs the reader on real InfluxDB.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -20,9 +22,11 @@ from pghd.alerting import AlertState
 from pghd.audit_trail import audited_path
 from pghd.catalogue import CATALOGUE, Metric
 from pghd.contracts import Anomaly, Measurement, Severity, Source
+from pghd.export.influx import EPOCH
 from pghd.export.records import StoredFinding, StoredReading, finding_of, format_time, readings_of
 from pghd.fhir_read import flux
 from pghd.fhir_read.cursor import Cursor, ReadingKey, decode_cursor, encode_cursor
+from pghd.fhir_read.influx import InfluxObservationReader, ObservationPage
 from pghd.fhir_read.interpretation import INTERPRETATION, flags_of, index_findings
 from pghd.fhir_read.paging import MAX_CHANNELS, PageBuilder
 from pghd.fhir_read.resources import (
@@ -213,6 +217,11 @@ def test_a_date_selects_the_range_its_prefix_and_precision_imply(
         ("2026-13-01", "invalid"),
         ("2026-12-01T25:00:00Z", "invalid"),
         ("ge", "invalid"),
+        # ranges leaving years 1 to 9999 (Python's datetime), once 500s
+        ("9999-12-31", "invalid"),
+        ("9999-12-31T23:59", "invalid"),
+        ("gt9999-12-31T23:59:59.999999Z", "invalid"),
+        ("0001-01-01T00:00:00+14:00", "invalid"),
     ],
 )
 def test_unsupported_prefixes_and_bad_dates_are_refused(value: str, code: str) -> None:
@@ -298,7 +307,23 @@ def test_a_cursor_round_trips_and_belongs_to_its_search() -> None:
             parse_observation_search(params(other))
 
 
-@pytest.mark.parametrize("text", ["", "not base64!", "e30", encode_cursor.__name__, "x" * 3000])
+def _forged(time: str) -> str:
+    document = {"v": 1, "t": time, "k": ["acme", "unknown", "heart_rate", "e"], "s": 60, "q": ""}
+    return base64.urlsafe_b64encode(orjson.dumps(document)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not base64!",
+        "e30",
+        encode_cursor.__name__,
+        "x" * 3000,
+        _forged("yesterday"),
+        _forged("0001-01-01T00:00:00+14:00"),  # before year 1 in UTC: once a 500
+    ],
+)
 def test_a_cursor_this_server_did_not_make_is_refused(text: str) -> None:
     with pytest.raises(SearchError) as refused:
         parse_observation_search([("patient", PATIENT), ("_cursor", text or "AAAA")])
@@ -415,6 +440,81 @@ def test_the_window_query_reads_after_the_cursor_in_the_rows_order() -> None:
     assert f"r._time < {format_time(WHEN + timedelta(hours=1))})" in text
 
 
+def test_the_seek_query_filters_nothing_storage_cannot_do_before_first() -> None:
+    """InfluxDB 2.x pushes ``range |> filter(tags, field) |> first()`` down to storage (one
+    point per series read); a filter on ``_time`` before ``first()`` stops that, and each
+    page's seek would read everything from the cursor to now."""
+    stop = WHEN + timedelta(hours=1)
+    text = flux.seek_query("pghd/autogen", PATIENT, {Metric.HEART_RATE}, WHEN, stop)
+    between = text[text.index("|> range(") : text.index("|> first()")]
+    assert "_time" not in between
+    assert f"range(start: {format_time(WHEN)}, stop: {format_time(stop)})" in between
+    assert between.count("|> filter(") == 1
+    assert 'r.metric == "heart_rate"' in between and 'r._field == "value"' in between
+
+
+class ScriptedReader(InfluxObservationReader):
+    """The reader with InfluxDB replaced by a script: every query noted, the seek answering
+    ``seek`` (the times of each series' first point), every other query nothing."""
+
+    def __init__(self, seek: list[datetime]) -> None:
+        super().__init__(url="http://127.0.0.1:1", token="t", org="o", bucket="pghd")
+        self.seek = seek
+        self.queries: list[str] = []
+
+    async def _records(self, flux: str) -> AsyncIterator[Mapping[str, Any]]:
+        self.queries.append(flux)
+        if "first()" in flux:
+            for moment in self.seek:
+                yield {"_time": moment}
+
+
+async def test_a_seek_drops_a_time_at_its_stop_as_influxdb_1_8_gives_it() -> None:
+    """1.8's ``range`` includes its stop; the seek query has no filter against it (see
+    above), so its answer is cut in Python."""
+    stop = WHEN + timedelta(hours=1)
+    search = parse_observation_search([("patient", PATIENT), ("date", f"lt{format_time(stop)}")])
+    assert await ScriptedReader([stop])._seek(search, WHEN, stop) is None
+    later = stop - timedelta(minutes=1)
+    assert await ScriptedReader([stop, later])._seek(search, WHEN, stop) == later
+    reader = ScriptedReader([stop])
+    assert await reader.page(search, now=NOW) == ObservationPage()
+    assert len(reader.queries) == 1  # the seek found nothing before stop: no window read
+
+
+BEFORE = format_time(NOW - timedelta(days=2))
+AFTER = format_time(NOW - timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("dates", "start", "stop"),
+    [
+        (["ge1600-01-01", "le2300-01-01"], EPOCH, NOW + timedelta(days=1)),
+        ([], EPOCH, NOW + timedelta(days=1)),
+        (["gt1969-12-31T23:59:59Z"], EPOCH, NOW + timedelta(days=1)),
+        ([f"ge{BEFORE}", f"lt{AFTER}"], t(BEFORE), t(AFTER)),
+    ],
+)
+async def test_the_dates_read_are_clamped_to_1970_and_a_day_after_now(
+    dates: list[str], start: datetime, stop: datetime
+) -> None:
+    """InfluxDB refuses ``range`` times before 1677 or after 2262, and no reading is stored
+    before 1970 or more than a day ahead: a search's bounds are clamped before Flux."""
+    search = parse_observation_search([("patient", PATIENT), *(("date", d) for d in dates)])
+    reader = ScriptedReader([])
+    await reader.page(search, now=NOW)
+    [seek] = reader.queries
+    assert f"range(start: {format_time(start)}, stop: {format_time(stop)})" in seek
+
+
+async def test_a_search_after_the_clamp_reads_nothing() -> None:
+    """``date=ge2300-01-01`` starts after a day from now: nothing can match, nothing is read."""
+    search = parse_observation_search([("patient", PATIENT), ("date", "ge2300-01-01")])
+    reader = ScriptedReader([])
+    assert await reader.page(search, now=NOW) == ObservationPage()
+    assert reader.queries == []
+
+
 def test_values_in_the_flux_are_escaped_literals() -> None:
     hostile = 'x" or true or r.patient_id == "${r.patient_id}'
     text = flux.seek_query("pghd", hostile, None, WHEN, NOW)
@@ -472,6 +572,23 @@ def test_a_blood_pressure_is_interpreted_on_its_flagged_component() -> None:
     assert systolic["interpretation"][0]["coding"][0]["code"] == "H"
     assert "interpretation" not in diastolic
     assert code_of(resource) == "H"
+
+
+def test_a_patient_gets_the_interpretation_codes_without_the_care_team_s_explanation() -> None:
+    """docs/patients.md: the findings' explanations are never passed to patients."""
+    pressure = reading(Metric.BLOOD_PRESSURE, {"systolic": 170.0, "diastolic": 85.0})
+    found = finding("blood_pressure.systolic", 170.0, detector="hypertension")
+    assert found.explanation
+    flags = flags_of(pressure, index_findings([found]))
+    for_team = vital_sign(pressure, flags)
+    assert for_team["interpretation"][0]["text"] == found.explanation
+    assert for_team["component"][0]["interpretation"][0]["text"] == found.explanation
+    for_patient = vital_sign(pressure, flags, for_patient=True)
+    Observation.model_validate(for_patient)
+    concept = {"coding": [{"system": INTERPRETATION, "code": "H", "display": "High"}]}
+    assert for_patient["interpretation"] == [concept]
+    assert for_patient["component"][0]["interpretation"] == [concept]
+    assert found.explanation not in str(for_patient)
 
 
 def test_notes_withdrawn_flags_and_other_readings_findings_flag_nothing() -> None:
@@ -585,6 +702,22 @@ def test_alerts_are_flags_active_until_resolved() -> None:
     assert second["code"]["text"].startswith("Oxygen saturation")
     assert third["period"]["end"] == format_time(resolved.resolved_at or NOW)
     assert third["code"]["text"].startswith("NEWS2 score")
+
+
+def test_a_patient_s_flag_names_the_problem_without_the_alert_s_summary() -> None:
+    """docs/patients.md: Alert.summary is the care team's text, never passed to patients."""
+    for problem, label in (("heart_rate", "Heart rate"), ("news2", "NEWS2 score")):
+        alert = make_alert(patient_id=PATIENT, problem=problem, summary="165 /min, far above")
+        own = flag(alert, for_patient=True)
+        Flag.model_validate(own)
+        assert own["code"]["text"] == own["code"]["coding"][0]["display"]
+        assert own["code"]["text"].startswith(label)
+        assert "far above" not in str(own)
+        team = flag(alert)
+        assert team["code"]["text"] == f"{own['code']['text']}: 165 /min, far above"
+        assert {k: v for k, v in team.items() if k != "code"} == {
+            k: v for k, v in own.items() if k != "code"
+        }
 
 
 def test_a_flag_search_lists_open_and_recently_resolved_alerts() -> None:

@@ -147,10 +147,13 @@ def client(
     yield TestClient(app)
 
 
-def outcome(response: Any, status: int) -> dict[str, Any]:
-    """The OperationOutcome ``response`` must be, with ``status``."""
+def outcome(response: Any, status: int, *, by_a_route: bool = True) -> dict[str, Any]:
+    """The OperationOutcome ``response`` must be, with ``status``; stored nowhere when the
+    read API (its routes, its error handlers) answered it, not the audit middleware."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == FHIR
+    if by_a_route:
+        assert response.headers["cache-control"] == "no-store"
     body: dict[str, Any] = response.json()
     OperationOutcome.model_validate(body)
     return body
@@ -159,6 +162,7 @@ def outcome(response: Any, status: int) -> dict[str, Any]:
 def bundle(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == FHIR
+    assert response.headers["cache-control"] == "no-store"  # patient data, stored nowhere
     body: dict[str, Any] = response.json()
     Bundle.model_validate(body)
     assert body["type"] == "searchset"
@@ -177,6 +181,7 @@ def test_the_capability_statement_is_public_and_not_audited(
 ) -> None:
     response = client.get("/fhir/metadata")
     assert response.status_code == 200 and response.headers["content-type"] == FHIR
+    assert response.headers["cache-control"] == "no-store"
     statement = response.json()
     CapabilityStatement.model_validate(statement)
     assert statement["fhirVersion"] == "4.0.1"
@@ -259,6 +264,27 @@ def test_a_search_that_cannot_be_run_is_a_400_operation_outcome(
     assert store.searches == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("date", "9999-12-31"),
+        ("date", "9999-12-31T23:59"),
+        ("date", "0001-01-01T00:00:00+14:00"),
+        ("_cursor", "eyJ2IjoxLCJ0IjoiMDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCJ9"),
+    ],
+)
+def test_dates_outside_the_years_1_to_9999_are_a_400_not_a_500(
+    client: TestClient, store: ListStore, name: str, value: str
+) -> None:
+    """The ranges these stand for leave Python's datetime (once an unhandled OverflowError);
+    the cursor is ``{"v":1,"t":"0001-01-01T00:00:00+14:00"}``."""
+    response = client.get(
+        "/fhir/Observation", params={"patient": OURS, name: value}, headers=bearer("chief")
+    )
+    assert outcome(response, 400)["issue"][0]["expression"] == [name]
+    assert store.searches == []
+
+
 def test_unknown_parameters_are_ignored_unless_the_client_asks_for_strict_handling(
     client: TestClient,
 ) -> None:
@@ -298,6 +324,32 @@ def test_a_patient_reads_their_own_data_and_nobody_else_s(client: TestClient) ->
     bundle(client.get("/fhir/Flag", params={"patient": OURS}, headers=own))
     outcome(client.get("/fhir/Observation", params={"patient": THEIRS}, headers=own), 403)
     outcome(client.get("/fhir/Flag", params={"patient": THEIRS}, headers=own), 403)
+
+
+def test_a_patient_gets_codes_and_labels_but_never_the_care_team_s_text(
+    client: TestClient, model: ReadModel
+) -> None:
+    """docs/patients.md: Alert.summary and the findings' explanations are never passed to
+    patients; their care team reads both."""
+    alert = make_alert(patient_id=OURS, summary="Heart rate 165 /min, far above the usual 70")
+    model.load_alerts([alert])
+    own = {"Authorization": "Bearer ours-patient-token"}
+    query = {"patient": OURS}
+    mine = client.get("/fhir/Observation", params=query, headers=own)
+    [flagged] = [e["resource"] for e in bundle(mine)["entry"] if "interpretation" in e["resource"]]
+    assert flagged["interpretation"][0]["coding"][0]["code"] == "HH"
+    assert "text" not in flagged["interpretation"][0]
+    assert FLAG.explanation not in mine.text
+    my_flags = client.get("/fhir/Flag", params=query, headers=own)
+    [my_flag] = [e["resource"] for e in bundle(my_flags)["entry"]]
+    assert my_flag["code"]["text"] == "Heart rate"
+    assert alert.summary not in my_flags.text
+
+    team = bundle(client.get("/fhir/Observation", params=query, headers=bearer("nurse-a")))
+    [seen] = [e["resource"] for e in team["entry"] if "interpretation" in e["resource"]]
+    assert seen["interpretation"][0]["text"] == FLAG.explanation
+    team_flags = bundle(client.get("/fhir/Flag", params=query, headers=bearer("nurse-a")))
+    assert team_flags["entry"][0]["resource"]["code"]["text"] == f"Heart rate: {alert.summary}"
 
 
 def test_influxdb_failing_is_a_503_with_retry_after(client: TestClient, store: ListStore) -> None:
@@ -392,10 +444,43 @@ def test_nothing_is_answered_when_the_audit_trail_cannot_be_written(
 ) -> None:
     sink.failure = RuntimeError("kafka down")
     response = client.get("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
-    body = outcome(response, 503)
+    body = outcome(response, 503, by_a_route=False)  # the middleware's answer: no patient data
     assert "audit" in body["issue"][0]["diagnostics"]
     assert response.headers["Retry-After"] == "7"
     assert client.get("/fhir/metadata").status_code == 200  # public: no audit needed
+
+
+def test_paths_and_methods_the_read_api_does_not_serve_are_operation_outcomes(
+    client: TestClient, sink: RecordingAuditSink
+) -> None:
+    """They reach no route (no FhirRoute to make them FHIR): the app's handlers answer them
+    as OperationOutcomes under /fhir, as problem documents elsewhere."""
+    for path in ("/fhir/Observation/abc", "/fhir/Patient", "/fhir"):
+        missing = outcome(client.get(path, headers=bearer("chief")), 404)
+        assert missing["issue"][0]["code"] == "not-found"
+    for method, path in (("POST", "/fhir/Observation/_search"), ("DELETE", "/fhir/Flag")):
+        response = client.request(method, path, params={"patient": OURS}, headers=bearer("chief"))
+        status = 405 if path == "/fhir/Flag" else 404
+        assert outcome(response, status)["issue"][0]["code"] in ("not-supported", "not-found")
+    post = client.post("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
+    assert outcome(post, 405)["issue"][0]["code"] == "not-supported"
+    assert post.headers["allow"] == "GET"
+    elsewhere = client.get("/v1/nothing-here", headers=bearer("chief"))
+    assert elsewhere.status_code == 404
+    assert elsewhere.headers["content-type"] == "application/problem+json"
+    assert "cache-control" not in elsewhere.headers
+
+
+def test_an_unexpected_error_under_fhir_is_a_500_operation_outcome(
+    tmp_path: Path, model: ReadModel, sink: RecordingAuditSink, store: ListStore
+) -> None:
+    app = make_app(tmp_path, model, sink)
+    store.failure = RuntimeError("a bug")  # not an ExportStoreError: nobody expected it
+    app.state.fhir_store = store
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.get("/fhir/Observation", params={"patient": OURS}, headers=bearer("chief"))
+    body = outcome(response, 500)
+    assert body["issue"][0]["severity"] == "fatal" and "a bug" not in response.text
 
 
 # --- Flag ----------------------------------------------------------------------------------
