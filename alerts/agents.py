@@ -23,6 +23,10 @@ holds each patient's :class:`~alerts.state.PatientState`. Per batch:
    Apprise, the outcome written to the alert's notification history and published);
    annotations go to the Grafana queue when ``PGHD_ALERTS_GRAFANA_URL`` is set.
 
+The transitions' feedback events for patients' apps (a finding opened or resolved) go to the
+feedback events topic with the batch's states and alerts (step 3); another agent sends them
+(:mod:`alerts.feedback.worker`), so no patient's app is ever on this agent's path.
+
 An erasure marker (:mod:`pghd.erasure`) on either input (the processors forward it to both,
 so that it comes after the patient's anomalies *and* after their commands) ends the batch
 before it: :meth:`Alerts.erase` removes the patient's alerts, state and annotations, and
@@ -60,6 +64,7 @@ from pydantic import ValidationError
 from alerts import outbox
 from alerts.delivery import Courier
 from alerts.digest_sender import read_compacted, send_due_digests
+from alerts.feedback.worker import Feedback, events_topic
 from alerts.grafana import AnnotationQueue, GrafanaAnnotator
 from alerts.lifecycle import Annotate
 from alerts.metrics import AlertsMetrics, install_metrics
@@ -81,6 +86,7 @@ from pghd.alert_commands import AlertCommand
 from pghd.alerting import Alert, DigestRecord
 from pghd.contracts import Anomaly, DeadLetter, Severity
 from pghd.erasure import ErasureMarker, decode_marker, is_marker, stage_event
+from pghd.feedback.events import FeedbackEvent
 from pghd.kafka_send import Outgoing, send_all
 from pghd.pseudonym import pseudonym
 from pghd.table_partition import in_partition
@@ -138,7 +144,15 @@ class Alerts:
             app,
             bootstrap=settings.kafka_bootstrap,
             group=settings.app_id,
-            topics=[topics.ANOMALIES, topics.ALERT_COMMANDS],
+            # and feedback's inputs: a patient's app never holds them up, so their lag says
+            # the feedback agents fell behind (alerts.feedback.worker)
+            topics=[
+                topics.ANOMALIES,
+                topics.ALERT_COMMANDS,
+                events_topic(settings.app_id),
+                topics.DLQ,
+                topics.POINTS,
+            ],
             lag_interval_s=settings.metrics_lag_interval_s,
         )
         stall_watchdog.install(
@@ -193,6 +207,7 @@ class Alerts:
                 alive=self._alive,
             )
         )
+        self.feedback = Feedback(app, settings, self.metrics, erasing=self.erasing)
         app.agent(self.inputs, name="alerts.agents.alert_on_inputs")(self._alert_on_inputs)
         app.timer(interval=settings.tick_s, name="alerts.agents.tick")(self.tick)
         app.timer(interval=settings.digest_check_s, on_leader=True, name="alerts.agents.digest")(
@@ -242,6 +257,7 @@ class Alerts:
         self._store(step.state)
         for alert in step.changed:
             self.alerts_topic.send_soon(key=alert.fingerprint.encode(), value=wire.encode(alert))
+        self.feedback.publish_soon(step.feedback)
         for action in step.annotations:
             if self.annotation_queue is not None:
                 self.annotation_queue.submit(action)
@@ -484,6 +500,8 @@ class Alerts:
         changelog = self.alert_state.changelog_topic.get_topic_name()
         outgoing: list[Outgoing] = [(topics.ALERTS, fp.encode(), None, None) for fp in fingerprints]
         outgoing += [(changelog, orjson.dumps(pid), None, p) for p in sorted(partitions)]
+        feedback_tombstones, feedback_removed = self.feedback.erase(pid, partitions)
+        outgoing += feedback_tombstones
         try:
             await send_all(self.app.producer, outgoing)
         except Exception as exc:
@@ -498,6 +516,7 @@ class Alerts:
             "pending_notifications": 0 if state is None else len(state.pending),
             "annotations": deleted_annotations,
             "queued_annotations": queued,
+            **feedback_removed,
         }
         failed = "; ".join(failures)[:500] or None
         await self._report(marker, removed, failed=failed, now=now, topic=where.topic)
@@ -601,6 +620,7 @@ class Alerts:
         changed: dict[str, list[Alert]] = {}
         deliveries: list[PendingDelivery] = []
         annotations: list[Annotate] = []
+        feedback: list[FeedbackEvent] = []
         letters: list[tuple[bytes, bytes]] = []
         for event in events:
             where, key = where_of(event)
@@ -623,6 +643,7 @@ class Alerts:
             changed.setdefault(patient_id, []).extend(result.changed)
             deliveries += result.deliveries
             annotations += result.annotations
+            feedback += result.feedback
             for alert in result.changed:
                 many = result.deliveries or alert.anomaly_count <= 1
                 log = logger.info if many else logger.debug
@@ -653,6 +674,7 @@ class Alerts:
             for alert in alerts
         ]
         outgoing += [(topics.DLQ, key, value, None) for key, value in letters]
+        outgoing += self.feedback.records(feedback)
         # The local store and the deliveries in flight change before the await: a delivery
         # of an earlier batch may settle during it (load, change, store), and a state kept
         # aside until after it would overwrite that outcome and send the page again.

@@ -18,10 +18,16 @@ def main() -> None:
     import faust
 
     from alerts.app import app, settings
-    from deploy.local.topics import ensure_changelog_topics
+    from alerts.feedback.worker import topic_specs
+    from deploy.local.topics import apply_topics, ensure_changelog_topics
 
     ensure_changelog_topics(
         app, bootstrap=settings.kafka_bootstrap, replication_factor=settings.replication_factor
+    )
+    apply_topics(  # the feedback events topic, under the app's prefix like its changelogs
+        topic_specs(settings),
+        bootstrap=settings.kafka_bootstrap,
+        replication_factor=settings.replication_factor,
     )
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()

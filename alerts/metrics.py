@@ -20,8 +20,14 @@ server it already runs (``PGHD_ALERTS_WEB_HOST:_WEB_PORT``, 6067), from its own 
 - ``grafana_annotations_total{outcome}``: annotation writes, ``written``, ``retry``,
   ``failed`` (every attempt failed) or ``dropped`` (queue full);
 - ``dead_letters_total{reason}``: messages sent to ``pghd.dlq.v1``, by :func:`dead_letter_kind`;
+- ``feedback_events_total{kind,outcome}``: feedback events to patients' apps
+  (:mod:`alerts.feedback`), ``sent``, ``retry`` (an attempt failed, tried again), ``failed``
+  (given up), ``rate_limited`` (dropped), ``stale``, ``unconsented``, ``duplicate``,
+  ``withdrawn`` (unsubscribed before it was sent);
+- ``feedback_pending`` (gauge, this worker's partitions): feedback events not settled yet;
 - ``kafka_consumer_lag{group,topic,partition}``: as in the processors, for the alerts group
-  on ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1``.
+  on ``pghd.anomalies.v1`` and ``pghd.alert-commands.v1``, and on feedback's inputs (its
+  events topic, ``pghd.dlq.v1``, ``pghd.points.v1``).
 """
 
 from __future__ import annotations
@@ -138,6 +144,18 @@ class AlertsMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.feedback_events = Counter(
+            "feedback_events",
+            "Feedback events to patients' apps, by kind and outcome (sent, retry, failed,"
+            " rate_limited, stale, unconsented, duplicate, withdrawn)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.feedback_pending = Gauge(
+            "feedback_pending",
+            "Feedback events not settled yet, on this worker's partitions",
+            registry=self.registry,
+        )
         self.consumer_lag = Gauge(
             "kafka_consumer_lag",
             "Messages not yet committed by the consumer group (end offset - committed offset)",
@@ -173,6 +191,10 @@ class AlertsMetrics:
         """The ``alerts_undelivered`` gauge from :func:`alerts.outbox.undelivered`."""
         for state, count in counts.items():
             self.undelivered.labels(state=state).set(count)
+
+    def feedback(self, kind: str, outcome: str) -> None:
+        """One feedback event's outcome (:mod:`alerts.feedback.worker`)."""
+        self.feedback_events.labels(kind=kind, outcome=outcome).inc()
 
     def annotation(self, outcome: str) -> None:
         """One Grafana annotation outcome (the ``on_outcome`` of the annotation queue)."""

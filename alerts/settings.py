@@ -16,6 +16,14 @@ Notifications are retried with a capped exponential backoff (``PGHD_ALERTS_NOTIF
 ``_NOTIFY_RETRY_HORIZON_S`` (6 h) after they were queued; see :mod:`alerts.delivery`.
 ``_NOTIFY_MAX_AGE_S`` (24 h) is the age beyond which an anomaly's alert is marked late;
 ``_PAGE_LATE`` (true) says whether late warning and critical alerts page.
+
+Feedback to patients' apps (:mod:`alerts.feedback`): ``_FEEDBACK_RATE_PER_HOUR`` (6) and
+``_FEEDBACK_BURST`` (3) per patient, ``_FEEDBACK_ATTEMPTS`` (8) tries with a backoff from
+``_FEEDBACK_BACKOFF_S`` (2 s) doubling to ``_FEEDBACK_MAX_BACKOFF_S`` (600 s), each POST
+within ``_FEEDBACK_TIMEOUT_S`` (5 s); an event older than ``_FEEDBACK_MAX_AGE_S`` (24 h) is
+not sent. A source whose readings have not arrived for ``_FEEDBACK_SILENT_AFTER_S`` (24 h)
+is told as ``device_silent``. ``_FEEDBACK_ALLOW_LOOPBACK_HTTP`` (or the stack-wide
+``PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP``) lets apps on the loopback take events (local stacks).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.backoff import RetryPolicy
+from alerts.feedback.outbox import FeedbackPolicy
+from alerts.feedback.ratelimit import RateLimit
 from alerts.routing import load_routing_config
 from pghd.alerting import EscalationStep, GroupingPolicy, Route, RoutingConfig
 
@@ -145,6 +155,41 @@ class AlertsSettings(BaseSettings):
     grafana_backoff_s: float = Field(default=1.0, ge=0)
     grafana_timeout_s: float = Field(default=5.0, gt=0)
 
+    feedback_rate_per_hour: float = Field(
+        default=6.0, gt=0, description="feedback events a patient's app is sent an hour, on average"
+    )
+    feedback_burst: int = Field(default=3, ge=1, description="and at most this many at once")
+    feedback_attempts: int = Field(default=8, ge=1, description="tries of one feedback event")
+    feedback_backoff_s: float = Field(default=2.0, ge=0, description="wait after its 1st failure")
+    feedback_max_backoff_s: float = Field(default=600.0, ge=0, description="longest wait")
+    feedback_timeout_s: float = Field(default=5.0, gt=0, description="one POST to an app")
+    feedback_max_age_s: float = Field(
+        default=24 * 3600.0, gt=0, description="an event older than this is not sent"
+    )
+    feedback_tick_s: float = Field(
+        default=1.0, gt=0, description="how often feedback retries and silences are checked"
+    )
+    feedback_silent_after_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="a source whose readings have not arrived for this long is told silent",
+    )
+    feedback_seen_granularity_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="a source's last arrival is written at most once per this span",
+    )
+    feedback_allow_loopback_http: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "feedback_allow_loopback_http",
+            f"{ENV_PREFIX}FEEDBACK_ALLOW_LOOPBACK_HTTP",
+            "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP",
+        ),
+        description="patients' apps on the loopback (plain http included) take feedback:"
+        " local and development stacks only",
+    )
+
     app_id: str = Field(default="pghd-alerts", description="Faust app id = consumer group id")
     session_timeout_s: float = Field(
         default=60.0,
@@ -189,6 +234,19 @@ class AlertsSettings(BaseSettings):
             backoff_s=self.notify_backoff_s,
             max_backoff_s=self.notify_max_backoff_s,
             horizon_s=self.notify_retry_horizon_s,
+        )
+
+    def feedback_policy(self) -> FeedbackPolicy:
+        """How feedback to patients' apps is let through and retried (:mod:`alerts.feedback`)."""
+        return FeedbackPolicy(
+            limit=RateLimit(per_hour=self.feedback_rate_per_hour, burst=self.feedback_burst),
+            retry=RetryPolicy(
+                backoff_s=self.feedback_backoff_s,
+                max_backoff_s=self.feedback_max_backoff_s,
+                horizon_s=self.feedback_max_age_s,
+            ),
+            attempts=self.feedback_attempts,
+            max_age_s=self.feedback_max_age_s,
         )
 
     def grouping_policy(self, config: RoutingConfig | None) -> GroupingPolicy:

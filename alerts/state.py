@@ -9,7 +9,8 @@ annotation id of each alert.
 The functions here glue :mod:`alerts.lifecycle` and :mod:`alerts.routing` together and
 never do I/O: :func:`on_anomaly`, :func:`on_command` and :func:`on_tick` take a state and
 return a :class:`Step` (the new state, the alerts to publish on ``pghd.alerts.v1``, the
-deliveries to make and the annotations to write). What becomes of each delivery (attempts,
+deliveries to make, the annotations to write and the feedback events for the patient's app,
+:mod:`alerts.feedback.findings`). What becomes of each delivery (attempts,
 retries, give-up, fallback) is :mod:`alerts.outbox`'s work.
 
 An anomaly detected longer ago than the worker's age limit (``late_after_s``) still opens
@@ -19,6 +20,7 @@ notification says how late) unless ``page_late`` is off, a late *info* alert nev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal, TypeVar
@@ -26,12 +28,14 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts import lifecycle, routing
+from alerts.feedback.findings import finding_events
 from alerts.lifecycle import AlertStateError, Annotate, Notify, Page
 from alerts.pending import PendingDelivery, notification_id, plan_deliveries
 from pghd import wire
 from pghd.alert_commands import AlertCommand, CommandKind, Silence
 from pghd.alerting import Alert, GroupingPolicy, RoutingConfig
 from pghd.contracts import Anomaly, DeadLetter, PatientId, Phase, Severity
+from pghd.feedback.events import FeedbackEvent
 
 __all__ = [
     "STAGE",
@@ -48,6 +52,8 @@ __all__ = [
     "on_tick",
     "remember_annotation",
 ]
+
+logger = logging.getLogger(__name__)
 
 STAGE = "alerts"
 _MAX_REASON = 1000
@@ -80,6 +86,8 @@ class Step:
     changed: list[Alert] = field(default_factory=list)
     deliveries: list[PendingDelivery] = field(default_factory=list)
     annotations: list[Annotate] = field(default_factory=list)
+    feedback: list[FeedbackEvent] = field(default_factory=list)
+    """events for the patient's app (sent if they subscribed and consented)"""
     dirty: bool = False
     """the state differs from the one given (store it even if no alert changed)"""
 
@@ -135,6 +143,18 @@ def _muted(alert: Alert, state: PatientState, *, now: datetime) -> bool:
     return lifecycle.silenced(alert, state.silences, now=now) or lifecycle.inhibited(alert, others)
 
 
+def _feedback(
+    state: PatientState, alerts: list[Alert], anomaly: Anomaly | None
+) -> list[FeedbackEvent]:
+    """The transition's feedback events; none (and an error logged) should making them
+    fail: feedback to the patient never stands in the way of the care team's pages."""
+    try:
+        return finding_events(state.alerts, alerts, anomaly=anomaly)
+    except Exception:
+        logger.exception("feedback events of a transition not made")
+        return []
+
+
 def _finish(
     state: PatientState,
     alerts: list[Alert],
@@ -142,8 +162,10 @@ def _finish(
     deliveries: list[PendingDelivery],
     annotations: list[Annotate],
     silences: list[Silence] | None = None,
+    anomaly: Anomaly | None = None,
 ) -> Step:
-    """Put the changed alerts and new deliveries into the state."""
+    """Put the changed alerts and new deliveries into the state (``anomaly``: the one the
+    transition applied, for the feedback it makes)."""
     by_fp = {**state.alerts, **{a.fingerprint: a for a in alerts}}
     live = {a.alert_id for a in by_fp.values()}
     new = state.model_copy(
@@ -159,6 +181,7 @@ def _finish(
         changed=alerts,
         deliveries=deliveries,
         annotations=annotations,
+        feedback=_feedback(state, alerts, anomaly),
         dirty=new != state,
     )
 
@@ -218,6 +241,7 @@ def on_anomaly(
         [*changed, alert],
         deliveries=plan_deliveries(notifies, now=now),
         annotations=annotations,
+        anomaly=anomaly,
     )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "DIGESTS",
     "DLQ",
     "ENROLLMENTS",
+    "FEEDBACK_SUBSCRIPTIONS",
     "MEASUREMENTS",
     "POINTS",
     "TopicSpec",
@@ -32,6 +33,8 @@ CARE_PLANS = "pghd.care-plans.v1"  # compacted: the CarePlan per patient id (Non
 ENROLLMENTS = "pghd.enrollments.v1"  # compacted: the whole Enrollment per patient id
 AUDIT = "pghd.audit.v1"  # append-only: an AuditEvent per patient-data request
 DIGESTS = "pghd.digests.v1"  # daily digests sent, compacted, keyed "team|day"
+# compacted: a patient's feedback subscription (app URL, consented kinds, signing secret)
+FEEDBACK_SUBSCRIPTIONS = "pghd.feedback-subscriptions.v1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,16 +15,21 @@ Care plans: :meth:`ReadModel.apply_care_plan_record` takes one record of the com
 ``pghd.care-plans.v1`` (key = patient id, value = a wire-encoded :class:`CarePlan`,
 ``None`` = cleared); the latest per patient is kept in ``care_plans``.
 
+Feedback: :meth:`ReadModel.apply_feedback_record` takes one record of the compacted
+``pghd.feedback-subscriptions.v1``; each patient's registration is kept in ``feedback``,
+without its signing secret (the API answers the secret once, when it makes it).
+
 Care teams: :meth:`ReadModel.apply_enrollment_record` takes one record of the compacted
 ``pghd.enrollments.v1``; each patient's ``teams`` decide which care-team members see them,
 and the digests of their own tokens (``patient_tokens``) let the patient in to ``/v1/me``
 (``patient_tokens``, a :class:`~pghd.patient_tokens.PatientTokenBook`): a token issued,
 rotated or revoked works, or stops working, as soon as its record is read here.
 An enrollment tombstone is an erasure (:mod:`pghd.erasure`): it drops everything held about
-the patient (teams, care plan, alerts, silences). Silences are listed only for enrolled
-patients (:meth:`ReadModel.list_silences`): the commands topic keeps an erased patient's
-silence commands for its retention (30 days), and a restart reads them again, whether before
-the tombstone or after it (or once the tombstone itself is compacted away).
+the patient (teams, care plan, alerts, silences, feedback registration). Silences are listed
+only for enrolled patients (:meth:`ReadModel.list_silences`): the commands topic keeps an
+erased patient's silence commands for its retention (30 days), and a restart reads them
+again, whether before the tombstone or after it (or once the tombstone itself is compacted
+away).
 
 :meth:`ReadModel.apply_record` takes a record of any of these topics (:data:`FOLLOWED`).
 """
@@ -42,12 +47,14 @@ from pghd.alerting import Alert, AlertState
 from pghd.care_plans import CarePlan
 from pghd.contracts import Severity
 from pghd.enrollment import read_record
+from pghd.feedback import subscription
+from pghd.feedback.subscription import FeedbackRegistration
 from pghd.patient_tokens import PatientTokenBook
-from pghd.topics import ALERT_COMMANDS, ALERTS, CARE_PLANS, ENROLLMENTS
+from pghd.topics import ALERT_COMMANDS, ALERTS, CARE_PLANS, ENROLLMENTS, FEEDBACK_SUBSCRIPTIONS
 
 __all__ = ["FOLLOWED", "AlertIndex", "ReadModel", "SilenceBook", "SilenceEntry", "SilenceState"]
 
-FOLLOWED = (ALERTS, ALERT_COMMANDS, CARE_PLANS, ENROLLMENTS)
+FOLLOWED = (ALERTS, ALERT_COMMANDS, CARE_PLANS, ENROLLMENTS, FEEDBACK_SUBSCRIPTIONS)
 """The topics the read model is built from, each read from its beginning."""
 
 SilenceState = Literal["pending", "active", "expired"]
@@ -192,6 +199,8 @@ class ReadModel:
     care_plans: dict[str, CarePlan] = field(default_factory=dict)
     patient_teams: dict[str, frozenset[str]] = field(default_factory=dict)
     patient_tokens: PatientTokenBook = field(default_factory=PatientTokenBook)
+    feedback: dict[str, FeedbackRegistration] = field(default_factory=dict)
+    """each patient's feedback registration (never its secret)"""
     ready: bool = False
     """True once the topics were read up to their end offsets at startup."""
 
@@ -206,6 +215,8 @@ class ReadModel:
             self.apply_enrollment_record(key, value)
         elif topic == ALERT_COMMANDS:
             self.apply_command_record(value)
+        elif topic == FEEDBACK_SUBSCRIPTIONS:
+            self.apply_feedback_record(key, value)
         else:
             raise ValueError(f"{topic} is not a topic of the read model")
 
@@ -245,6 +256,15 @@ class ReadModel:
         else:
             self.care_plans[patient_id] = plan
 
+    def apply_feedback_record(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one ``pghd.feedback-subscriptions.v1`` record, keeping the registration
+        without its secret; raises ``ValueError`` on a bad one."""
+        patient_id, found = subscription.read_record(key, value)
+        if found is None:
+            self.feedback.pop(patient_id, None)
+        else:
+            self.feedback[patient_id] = found.registration()
+
     def apply_enrollment_record(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one ``pghd.enrollments.v1`` record (the patient's teams and token digests
         matter here); raises ``ValueError`` on a bad one."""
@@ -257,12 +277,13 @@ class ReadModel:
 
     def forget_patient(self, patient_id: str) -> None:
         """Drop everything held about ``patient_id`` (their enrollment was tombstoned: an
-        erasure): teams, their own tokens, care plan, alerts (their tombstones follow from
-        the alerts worker) and silences (rebuilt from commands, which nothing else would
-        remove)."""
+        erasure): teams, their own tokens, care plan, feedback registration, alerts (their
+        tombstones follow from the alerts worker, the registration's too) and silences
+        (rebuilt from commands, which nothing else would remove)."""
         self.patient_teams.pop(patient_id, None)
         self.patient_tokens.forget(patient_id)
         self.care_plans.pop(patient_id, None)
+        self.feedback.pop(patient_id, None)
         self.alerts.remove_patient(patient_id)
         self.silences.forget(patient_id)
 

@@ -14,6 +14,9 @@ longest silence anyone may set (policy: a silence hides a patient's alerts from 
 tokens (:mod:`pghd.service.oidc`): ``PGHD_CARE_API_OIDC_*``, each falling back to the
 platform-wide ``PGHD_OIDC_*``; unset, none are. ``influx_*`` (falling back to the platform-wide
 ``PGHD_INFLUX_*``) is where the patients' own routes and the FHIR read API read readings.
+``feedback_allow_loopback_http`` (falling back to ``PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP``, like
+the alerts worker's) lets patients register a loopback URL, plain http included, for their
+feedback: for local and development stacks only.
 """
 
 from __future__ import annotations
@@ -103,6 +106,16 @@ class CareApiSettings(BaseSettings):
         description="the FHIR read API's public base URL (https://care.example.org/fhir), for"
         " the links of its Bundles and its CapabilityStatement behind a proxy; unset: the"
         " request's own URL",
+    )
+    feedback_allow_loopback_http: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "feedback_allow_loopback_http",
+            f"{ENV_PREFIX}FEEDBACK_ALLOW_LOOPBACK_HTTP",
+            "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP",
+        ),
+        description="a patient's app may take feedback on the loopback, plain http included"
+        " (local and development stacks; elsewhere only https to the internet)",
     )
     produce_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0

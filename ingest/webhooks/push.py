@@ -40,6 +40,8 @@ __all__ = [
     "RefusedItem",
     "dead_letters",
     "extract",
+    "kept_patient",
+    "may_keep",
     "signature_header_of",
     "verify",
 ]
@@ -155,12 +157,15 @@ def dead_letters(
     and the errors. An item refused because nobody may store it (no consent, an account
     linked to no patient, a source not linked to the patient) keeps its metadata only: the
     values of a person who did not consent are not kept anywhere, the DLQ included. So does
-    an invalid item unless it is known to be a consenting patient's (:func:`may_keep`).
+    an invalid item unless it is known to be a consenting patient's (:func:`may_keep`); the
+    letter of one that is names that patient (``patient_id``), so that the alerts worker can
+    tell them their reading could not be stored (their feedback, ``reading_refused``).
     """
     records: list[Record] = []
     for outcome in refused:
         candidate = outcome.candidate
-        whole = may_keep(outcome, source=source, registry=registry)
+        patient_id = kept_patient(outcome, source=source, registry=registry)
+        whole = patient_id is not None
         errors = outcome.errors
         if not whole and outcome.reason not in UNCONSENTED:  # its details may quote values
             errors = [{**e, "detail": _WITHHELD} for e in errors]
@@ -173,6 +178,8 @@ def dead_letters(
             "reading": _kept(candidate.reading, whole=whole),
             "errors": errors,
         }
+        if patient_id is not None:
+            payload["patient_id"] = patient_id
         letter = DeadLetter(
             stage=DLQ_STAGE,
             reason=f"{outcome.reason or 'invalid'}: {details}",
@@ -199,12 +206,13 @@ _METADATA = (
 )
 
 
-def may_keep(outcome: ItemOutcome, *, source: str, registry: Registry) -> bool:
-    """Whether a refused item's values may be kept in the DLQ: never for a refusal of
-    consent or link; for any other refusal (invalid, out of range...) only when the reading
-    is known to belong to a patient ``source`` may write for and who consents to its metric."""
+def kept_patient(outcome: ItemOutcome, *, source: str, registry: Registry) -> str | None:
+    """The patient whose refused item's values may be kept in the DLQ, if any: never for a
+    refusal of consent or link; for any other refusal (invalid, out of range...) only when the
+    reading is known to belong to a patient ``source`` may write for and who consents to its
+    metric (that patient)."""
     if outcome.reason in UNCONSENTED:
-        return False
+        return None
     reading = outcome.candidate.reading or {}
     patient_id = reading.get("patient_id")
     account = outcome.candidate.account
@@ -213,12 +221,19 @@ def may_keep(outcome: ItemOutcome, *, source: str, registry: Registry) -> bool:
     try:
         metric = Metric(str(reading.get("metric")))
     except ValueError:
-        return False
-    return (
+        return None
+    if (
         isinstance(patient_id, str)
         and registry.source_refusal(source=source, patient_id=patient_id) is None
         and registry.refusal(patient_id=patient_id, metric=metric) is None
-    )
+    ):
+        return patient_id
+    return None
+
+
+def may_keep(outcome: ItemOutcome, *, source: str, registry: Registry) -> bool:
+    """Whether a refused item's values may be kept in the DLQ (:func:`kept_patient`)."""
+    return kept_patient(outcome, source=source, registry=registry) is not None
 
 
 def _kept(reading: dict[str, Any] | None, *, whole: bool) -> dict[str, Any] | None:

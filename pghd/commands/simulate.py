@@ -5,15 +5,21 @@ HTTP with httpx, pacing, retries, a progress bar and the summary. A batch refuse
 (Kafka down) or 429 is retried as is after ``Retry-After``: same event ids, so the retry
 cannot duplicate readings downstream. The period ends at ``--end`` (default: now): with the
 same ``--end``, ``--seed`` and sizes the cohort is the same, whenever the command runs.
+
+``--patient-app PORT`` plays one patient's app meanwhile (:mod:`pghd.commands.patient_app`):
+registered at the care-team API with ``--patient-token``, it verifies and prints every
+feedback event it is sent, and keeps listening ``--patient-app-wait`` seconds after the last
+batch (findings come once the readings are judged).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,7 +30,10 @@ import httpx
 import typer
 from tqdm import tqdm
 
+from pghd.commands.patient_app import PatientApp, PatientAppError, patient_app
 from pghd.commands.patients import ApiRefused, enroll_cohort
+from pghd.feedback.events import SENT_KINDS
+from pghd.feedback.wording import Kind
 from pghd.simulation import Cohort, generate_cohort
 
 __all__ = [
@@ -267,6 +276,35 @@ def _enroll(url: str, token: str, consents: dict[str, set[str]], source: str) ->
     typer.echo(f"enrolled  {enrolled} new patients ({len(consents)} in the cohort) with consent")
 
 
+@contextlib.contextmanager
+def _maybe_patient_app(
+    port: int | None, *, care_api_url: str, token: str, kinds: list[Kind]
+) -> Iterator[PatientApp | None]:
+    """The patient's app for the ``with`` block when ``--patient-app`` was given."""
+    if port is None:
+        yield None
+        return
+    if not token:
+        typer.echo("error: --patient-app needs the patient's own token (--patient-token)", err=True)
+        raise typer.Exit(code=2)
+    try:
+        with patient_app(
+            port=port, care_api_url=care_api_url, token=token, kinds=kinds, echo=tqdm.write
+        ) as app:
+            yield app
+    except (PatientAppError, OSError) as exc:
+        typer.echo(f"error: patient app: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _app_summary(app: PatientApp) -> str:
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(app.received.items())) or "none"
+    return (
+        f"patient app {app.patient_id}: {sum(app.received.values())} events ({kinds}),"
+        f" {app.repeats} repeats dropped, {app.refused} deliveries refused"
+    )
+
+
 def simulate(
     api_key: Annotated[
         str, typer.Option("--api-key", envvar="PGHD_API_KEY", help="ingest API key (X-API-Key)")
@@ -321,6 +359,44 @@ def simulate(
             "real device sends; by default only an Apple-Watch-like watch's motion context",
         ),
     ] = False,
+    patient_app_port: Annotated[
+        int | None,
+        typer.Option(
+            "--patient-app",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="play a patient's app on 127.0.0.1:PORT (0: any free port): register it for"
+            " feedback with --patient-token, verify and print each event it is sent",
+            show_default=False,
+        ),
+    ] = None,
+    patient_token: Annotated[
+        str,
+        typer.Option(
+            "--patient-token",
+            envvar="PGHD_PATIENT_TOKEN",
+            help="the patient's own token (the app registers with it at the care-team API)",
+            show_default=False,
+        ),
+    ] = "",
+    care_api_url: Annotated[
+        str, typer.Option("--care-api-url", help="care-team API base URL (for --patient-app)")
+    ] = "http://127.0.0.1:8001",
+    patient_app_kinds: Annotated[
+        list[Kind] | None,
+        typer.Option(
+            "--patient-app-kind",
+            help="a kind of feedback the patient consents to (repeat it; default: every kind sent)",
+            show_default=False,
+        ),
+    ] = None,
+    patient_app_wait: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="seconds the app keeps listening after the last batch was posted"
+        ),
+    ] = 60.0,
 ) -> None:
     """Post a simulated cohort to the ingest API (POST /v1/measurements), in arrival order."""
     cohort = generate_cohort(
@@ -341,28 +417,37 @@ def simulate(
     if admin_token:
         _enroll(url, admin_token, consents, source)
     tally = Tally()
-    started = time.monotonic()
     headers = {"X-API-Key": api_key, "User-Agent": "pghd-simulator"}
-    try:
-        with (
-            httpx.Client(base_url=url, headers=headers, timeout=30.0) as client,
-            tqdm(total=total, unit="reading", desc="posted", dynamic_ncols=True) as bar,
-        ):
-            post_readings(
-                cohort.readings(),
-                client=client,
-                batch_size=batch,
-                speed=speed,
-                tally=tally,
-                on_posted=bar.update,
-            )
-    except ApiUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        typer.echo(_summary(tally, cohort, time.monotonic() - started), err=True)
-        raise typer.Exit(code=1) from None
-    except KeyboardInterrupt:
-        typer.echo(_summary(tally, cohort, time.monotonic() - started), err=True)
-        raise typer.Exit(code=130) from None
-    typer.echo(_summary(tally, cohort, time.monotonic() - started))
-    if labels_out is not None:
-        typer.echo(f"labels    {labels_out}")
+    kinds = sorted(set(patient_app_kinds or SENT_KINDS))
+    with _maybe_patient_app(
+        patient_app_port, care_api_url=care_api_url, token=patient_token, kinds=kinds
+    ) as app:
+        started = time.monotonic()
+        try:
+            with (
+                httpx.Client(base_url=url, headers=headers, timeout=30.0) as client,
+                tqdm(total=total, unit="reading", desc="posted", dynamic_ncols=True) as bar,
+            ):
+                post_readings(
+                    cohort.readings(),
+                    client=client,
+                    batch_size=batch,
+                    speed=speed,
+                    tally=tally,
+                    on_posted=bar.update,
+                )
+        except ApiUnavailable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            typer.echo(_summary(tally, cohort, time.monotonic() - started), err=True)
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            typer.echo(_summary(tally, cohort, time.monotonic() - started), err=True)
+            raise typer.Exit(code=130) from None
+        typer.echo(_summary(tally, cohort, time.monotonic() - started))
+        if labels_out is not None:
+            typer.echo(f"labels    {labels_out}")
+        if app is not None:
+            typer.echo(f"patient app: listening {patient_app_wait:g} s more for feedback")
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(patient_app_wait)
+            typer.echo(_app_summary(app))

@@ -8,8 +8,10 @@ patient's own terms, that the care team has been told, and what (usually nothing
 
 The file is checked when loaded: every kind has a template for every severity it is sent
 at, every placeholder is one of its kind's declared fields, every metric of the catalogue
-has a name. :func:`render` refuses a field that is missing or undeclared, so a message can
-never carry a value the template's reviewer did not expect (another patient's name, say).
+has a name, every reason a reading is refused for (:data:`REFUSAL_REASONS`) and every
+phrase the code fills in (:data:`PHRASES`) has its words. :func:`render` refuses a field
+that is missing or undeclared, so a message can never carry a value the template's reviewer
+did not expect (another patient's name, say).
 Pure: no I/O besides reading the packaged file once.
 """
 
@@ -30,13 +32,17 @@ from pghd.contracts import Severity
 
 __all__ = [
     "FINDING_KINDS",
+    "PHRASES",
+    "REFUSAL_REASONS",
     "Kind",
     "MetricWords",
     "Templates",
     "WordingError",
     "describe_change",
+    "finding_change",
     "load_templates",
     "metric_name",
+    "refusal_reason",
     "render",
 ]
 
@@ -53,6 +59,15 @@ class Kind(StrEnum):
 
 FINDING_KINDS = frozenset({Kind.FINDING_OPENED, Kind.FINDING_RESOLVED})
 """Kinds worded per severity; the others have an ``info`` template only."""
+
+REFUSAL_REASONS = frozenset({"range", "unit", "time", "invalid", "other"})
+"""Why ingest refused a reading (its reasons for a consenting patient's reading, ``other``
+for any reason without words of its own), worded in ``reasons``."""
+
+PHRASES = frozenset({"different", "unknown_time"})
+"""Phrases the code fills into templates: ``different`` is a finding's change when no
+"above" or "below" says it (no usual range, or a value within it: a trend, a pattern);
+``unknown_time`` is when a refused reading was taken if its time could not be read."""
 
 
 class WordingError(ValueError):
@@ -77,6 +92,8 @@ class Templates(BaseModel):
     reviewed: str = Field(min_length=1, description="when and how the wording was reviewed")
     metrics: dict[Metric, MetricWords]
     kinds: dict[Kind, dict[Severity, str]]
+    reasons: dict[str, str] = Field(description="why a reading was refused, in plain words")
+    phrases: dict[str, str] = Field(description="words the code fills into templates")
     fields: dict[Kind, list[str]]
 
     @model_validator(mode="after")
@@ -84,6 +101,12 @@ class Templates(BaseModel):
         missing_metrics = set(Metric) - set(self.metrics)
         if missing_metrics:
             raise WordingError(f"no patient wording for metrics {sorted(missing_metrics)}")
+        for what, given, names in (
+            ("reasons", self.reasons, REFUSAL_REASONS),
+            ("phrases", self.phrases, PHRASES),
+        ):
+            if set(given) != names or not all(text.strip() for text in given.values()):
+                raise WordingError(f"{what} needs words for exactly {sorted(names)}")
         for kind in Kind:
             by_severity = self.kinds.get(kind)
             if by_severity is None or kind not in self.fields:
@@ -145,6 +168,29 @@ def describe_change(
     if value < low:
         return f"{_number(low - value)} {unit} below".replace("  ", " ")
     return "within"
+
+
+def finding_change(
+    metric: str,
+    value: float,
+    usual: tuple[float, float] | None,
+    templates: Templates | None = None,
+) -> str:
+    """A finding's change in words: :func:`describe_change` against the ``usual`` range
+    (low, high), or the reviewed ``different`` phrase when there is none or the value lies
+    within it (the finding was a trend or a pattern, not one value out of range)."""
+    chosen = templates or load_templates()
+    if usual is not None:
+        words = describe_change(metric, value, usual[0], usual[1], chosen)
+        if words != "within":
+            return words
+    return chosen.phrases["different"]
+
+
+def refusal_reason(code: str, templates: Templates | None = None) -> str:
+    """Why a reading was refused, in plain words (``other``'s words for an unknown code)."""
+    reasons = (templates or load_templates()).reasons
+    return reasons.get(code, reasons["other"])
 
 
 def render(

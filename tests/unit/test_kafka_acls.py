@@ -10,6 +10,7 @@ tests/integration/test_kafka_security.py.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ SPEC = load_acl_spec(DEFAULT_ACL_SPEC)
 #: topic -> (writers, readers), from the code.
 TABLE: dict[str, tuple[set[str], set[str]]] = {
     topics.MEASUREMENTS: ({"ingest"}, {"processors"}),
-    topics.POINTS: ({"processors"}, {"processors"}),
+    # alerts: when each patient's sources last sent, for their feedback (device_silent)
+    topics.POINTS: ({"processors"}, {"processors", "alerts"}),
     topics.ANOMALIES: ({"processors"}, {"processors", "alerts"}),
     topics.ALERTS: ({"alerts"}, {"alerts", "care-api"}),
     # processors: the erasure marker, behind the patient's earlier commands
@@ -41,7 +43,11 @@ TABLE: dict[str, tuple[set[str], set[str]]] = {
     # patient's earlier plans)
     topics.CARE_PLANS: ({"care-api", "ingest", "processors"}, {"processors", "care-api"}),
     topics.ENROLLMENTS: ({"ingest"}, {"ingest", "care-api"}),
-    topics.DLQ: ({"ingest", "processors", "alerts"}, set()),
+    # alerts: the readings ingest refused, for the patients' feedback (reading_refused)
+    topics.DLQ: ({"ingest", "processors", "alerts"}, {"alerts"}),
+    # the signing secrets travel here: only the writer (care-api) and the signer (alerts,
+    # which also tombstones a subscription at an erasure) read it
+    topics.FEEDBACK_SUBSCRIPTIONS: ({"care-api", "alerts"}, {"care-api", "alerts"}),
     topics.AUDIT: ({"ingest", "processors", "alerts", "care-api"}, {"ingest", "care-api"}),
 }
 
@@ -157,7 +163,10 @@ def test_passwords_are_read_from_one_variable_per_user() -> None:
 def test_the_cli_prints_the_rules() -> None:
     result = CliRunner().invoke(app, ["kafka", "acls"])
     assert result.exit_code == 0, result.output
-    assert "ingest      topic     literal   pghd.measurements.v1    WRITE" in result.output
+    # columns as wide as their longest entry
+    assert re.search(
+        r"^ingest +topic +literal +pghd\.measurements\.v1 +WRITE$", result.output, re.M
+    )
     assert "super users (broker super.users): broker, admin" in result.output
     help_text = CliRunner().invoke(app, ["kafka", "apply", "--help"]).output
     for option in ("--bootstrap", "--spec", "--no-users", "--require-passwords", "--no-prune"):

@@ -19,6 +19,7 @@ from pghd.topics import (
     DIGESTS,
     DLQ,
     ENROLLMENTS,
+    FEEDBACK_SUBSCRIPTIONS,
     MEASUREMENTS,
     POINTS,
     TopicSpec,
@@ -46,6 +47,7 @@ def test_the_deploy_spec_declares_exactly_the_pipeline_topics(
         CARE_PLANS,
         POINTS,
         AUDIT,
+        FEEDBACK_SUBSCRIPTIONS,
     }
 
 
@@ -89,6 +91,15 @@ def test_every_topic_has_a_positive_partition_count_and_string_configs(
     for topic in spec.values():
         assert topic.partitions >= 1
         assert all(isinstance(v, str) for v in topic.config.values())
+
+
+def test_feedback_subscriptions_are_compacted_per_patient(spec: dict[str, TopicSpec]) -> None:
+    """The latest subscription per patient, read whole by every alerts worker; a tombstone
+    (unsubscribed, erased) drops it, and an old secret leaves the log within a week."""
+    subscriptions = spec[FEEDBACK_SUBSCRIPTIONS]
+    assert subscriptions.config["cleanup.policy"] == "compact"
+    assert "retention.ms" not in subscriptions.config
+    assert int(subscriptions.config["max.compaction.lag.ms"]) <= 7 * 24 * 3600 * 1000
 
 
 def test_alerts_topic_is_compacted_and_keeps_state(spec: dict[str, TopicSpec]) -> None:

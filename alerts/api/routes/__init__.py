@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from alerts.api.routes import alerts, audit, care_plans, fhir, health, me, silences
+from alerts.api.routes import alerts, audit, care_plans, feedback, fhir, health, me, silences
 
 __all__ = ["api_router"]
 
@@ -15,4 +15,5 @@ api_router.include_router(care_plans.router)
 api_router.include_router(audit.router)
 api_router.include_router(fhir.router)
 api_router.include_router(me.router)
+api_router.include_router(feedback.router)
 api_router.include_router(health.router)

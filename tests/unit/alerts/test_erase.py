@@ -157,6 +157,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(agents, "send_all", send_all)
     monkeypatch.setattr(agents, "send_notification", notify)
     yield w
+    # pages still waiting for an answer: cancelled, not left pending for the garbage collector to
+    # report in whichever later test happens to collect it
+    for task in [*alerts._tasks, *alerts.feedback._tasks]:
+        task.cancel()
 
 
 def _event(topic: str, offset: int, payload: bytes, *, key: str = PATIENT) -> Any:

@@ -174,6 +174,7 @@ def test_unknown_account_goes_to_the_dlq_with_its_reason(env: Env) -> None:
     assert "value" not in payload["reading"] and "64" not in letter.payload, (
         "the values of someone who did not consent are not kept"
     )
+    assert "patient_id" not in payload, "an account linked to nobody names nobody"
 
 
 def test_items_without_consent_are_dead_lettered_and_the_rest_produced(env: Env) -> None:
@@ -194,6 +195,21 @@ def test_an_invalid_item_keeps_its_values_for_a_replay(env: Env) -> None:
     (letter,) = env.letters()
     assert letter.reason.startswith("range:")
     assert orjson.loads(letter.payload)["reading"]["value"] == 5000
+    assert orjson.loads(letter.payload)["patient_id"] == "patient-g1", "told to the patient"
+
+
+def test_a_consenting_patients_refused_item_names_them_when_pushed_by_account(
+    env: Env,
+) -> None:
+    """Vendors that push by account name no patient: the letter names the linked one, so
+    that they are told their reading could not be stored (feedback, reading_refused)."""
+    event = junction_event("heartrate", "jn-u1", [junction_sample(START, 5000, "bpm")])
+    body = body_of(event)
+    assert env.post("junction", body, junction_headers(body)).status_code == 200
+    (letter,) = env.letters()
+    assert letter.reason.startswith("range:")
+    payload = orjson.loads(letter.payload)
+    assert payload["patient_id"] == "patient-j1" and "patient_id" not in payload["reading"]
 
 
 def test_an_invalid_item_of_a_patient_who_did_not_consent_keeps_no_values(env: Env) -> None:
@@ -205,6 +221,7 @@ def test_an_invalid_item_of_a_patient_who_did_not_consent_keeps_no_values(env: E
     kept = orjson.loads(letter.payload)["reading"]
     assert kept["metric"] == "heart_rate" and "value" not in kept
     assert "5000" not in letter.payload
+    assert "patient_id" not in orjson.loads(letter.payload), "not a consenting patient's"
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,15 @@ import pytest
 from pghd.catalogue import Metric
 from pghd.contracts import Severity
 from pghd.feedback.wording import (
+    REFUSAL_REASONS,
     Kind,
     Templates,
     WordingError,
     describe_change,
+    finding_change,
     load_templates,
     metric_name,
+    refusal_reason,
     render,
 )
 
@@ -84,6 +87,41 @@ def test_kinds_without_severities_read_their_one_template_at_any_severity() -> N
     ],
 )
 def test_a_template_file_that_does_not_hold_together_is_refused(change: Any, match: str) -> None:
+    doc = packaged()
+    change(doc)
+    with pytest.raises(ValueError, match=match):
+        Templates.model_validate(doc)
+
+
+def test_a_finding_without_an_above_or_below_reads_different_from_the_usual() -> None:
+    assert finding_change("heart_rate", 151.0, (62.0, 82.0)) == "69 beats per minute above"
+    assert finding_change("heart_rate", 70.0, (62.0, 82.0)) == "different from"  # a trend
+    assert finding_change("spo2", 88.0, None) == "different from"  # no usual range
+    text = render(
+        Kind.FINDING_OPENED,
+        Severity.INFO,
+        {"metric": "heart rate", "change": "different from", "since": "since Monday"},
+    )
+    assert text.startswith("Your heart rate has been different from your usual since Monday.")
+
+
+def test_every_refusal_reason_has_plain_words_and_unknown_ones_read_as_other() -> None:
+    templates = load_templates()
+    assert set(templates.reasons) == REFUSAL_REASONS
+    assert refusal_reason("range") == "the value is outside the range a reading can have"
+    assert refusal_reason("something-new") == templates.reasons["other"]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d["reasons"].pop("range"), "reasons needs words"),
+        (lambda d: d["reasons"].__setitem__("other", " "), "reasons needs words"),
+        (lambda d: d["phrases"].pop("different"), "phrases needs words"),
+        (lambda d: d["reasons"].__setitem__("spelling", "typo"), "reasons needs words"),
+    ],
+)
+def test_reasons_and_phrases_must_be_complete(change: Any, match: str) -> None:
     doc = packaged()
     change(doc)
     with pytest.raises(ValueError, match=match):

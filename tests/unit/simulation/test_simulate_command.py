@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +21,12 @@ import typer
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from alerts.feedback.sender import Sender
 from pghd.commands.simulate import Tally, parse_end, post_readings, simulate, tally_response
+from pghd.contracts import Severity
+from pghd.feedback.events import FeedbackEvent, FindingDetails, event_id
+from pghd.feedback.subscription import new_secret
+from pghd.feedback.wording import Kind
 from pghd.readings import ReadingIn, ReadingRejected, canonicalize
 from pghd.simulation import generate_cohort
 
@@ -310,3 +317,108 @@ def test_evaluate_passes_oracle_context_through(monkeypatch: pytest.MonkeyPatch)
         result = CliRunner().invoke(app, ["--patients", "1", *flag])
         assert result.exit_code == 0, result.output
         assert seen == {"generated": labels, "cohort": labels, "evaluated": labels}
+
+
+def _event(n: int, kind: Kind = Kind.FINDING_OPENED) -> FeedbackEvent:
+    now = datetime.now(UTC)
+    return FeedbackEvent(
+        id=event_id("sim", str(n), kind.value),
+        kind=kind,
+        patient_id="p1",
+        occurred_at=now,
+        severity=Severity.WARNING,
+        message=f"Your heart rate has been {n} beats per minute above your usual.",
+        details=FindingDetails(finding_id=f"al-{n}", metric="heart_rate", opened_at=now),
+    )
+
+
+class _FakeCareApi(BaseHTTPRequestHandler):
+    """Registers p1's app (token ``p1-token``), then plays the alerts worker: a signed event,
+    its repeat, and one signed with another secret are POSTed to the registered URL."""
+
+    registered: list[dict[str, Any]] = []
+    answers: list[int] = []
+
+    def do_PUT(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/me/feedback" or self.headers["Authorization"] != "Bearer p1-token":
+            self._send(403, {"detail": "forbidden"})
+            return
+        type(self).registered.append(body)
+        secret = new_secret()
+        self._send(200, {"patient_id": "p1", "secret": secret, "url": body["url"]})
+        threading.Thread(target=self._deliver, args=(body["url"], secret), daemon=True).start()
+
+    @staticmethod
+    def _deliver(url: str, secret: str) -> None:
+        async def deliver() -> None:
+            sender = Sender(timeout_s=5, allow_loopback=True)
+            for key, event in (
+                (secret, _event(1)),
+                (secret, _event(1)),  # a repeat (its first answer was lost, say)
+                (new_secret(), _event(2)),  # not signed with this app's secret
+            ):
+                tried = await sender.send(url, key.encode("ascii"), event)
+                _FakeCareApi.answers.append(tried.status or 0)
+            await sender.close()
+
+        time.sleep(0.2)  # the app knows its secret once the registration was answered
+        asyncio.run(deliver())
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def care_api_url() -> Iterator[str]:
+    _FakeCareApi.registered, _FakeCareApi.answers = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeCareApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_patient_app_registers_verifies_and_prints_each_event(
+    ingest_url: str, care_api_url: str
+) -> None:
+    args = ["--patients", "1", "--days", "0.05", "--url", ingest_url, "--end", END.isoformat()]
+    args += ["--patient-app", "0", "--care-api-url", care_api_url, "--patient-app-wait", "2"]
+    args += ["--patient-app-kind", "finding_opened", "--patient-app-kind", "reading_refused"]
+    result = CliRunner().invoke(
+        _cli(), args, env={"PGHD_API_KEY": "secret", "PGHD_PATIENT_TOKEN": "p1-token"}
+    )
+    assert result.exit_code == 0, result.output
+    ((registration),) = _FakeCareApi.registered
+    assert registration["url"].startswith("http://127.0.0.1:")
+    assert registration["kinds"] == ["finding_opened", "reading_refused"]
+    assert _FakeCareApi.answers == [200, 200, 401], "verified, a repeat taken, a forgery refused"
+    out = result.output
+    assert out.count("Your heart rate has been 1 beats per minute") == 2
+    assert "patient app: finding_opened [warning] Your heart rate has been 1 beats" in out
+    assert "(a repeat: dropped)" in out
+    assert "REFUSED a delivery" in out and "does not match the body" in out
+    assert "Your heart rate has been 2" not in out
+    assert "1 events (1 finding_opened), 1 repeats dropped, 1 deliveries refused" in out
+
+
+def test_patient_app_needs_the_patients_token_and_says_why_it_was_refused(
+    ingest_url: str, care_api_url: str
+) -> None:
+    args = ["--patients", "1", "--days", "0.05", "--url", ingest_url, "--end", END.isoformat()]
+    args += ["--patient-app", "0", "--care-api-url", care_api_url]
+    missing = CliRunner().invoke(_cli(), args, env={"PGHD_API_KEY": "secret"})
+    assert missing.exit_code == 2 and "--patient-token" in missing.output
+    wrong = CliRunner().invoke(
+        _cli(), [*args, "--patient-token", "not-p1"], env={"PGHD_API_KEY": "secret"}
+    )
+    assert wrong.exit_code == 1 and "refused the registration (HTTP 403)" in wrong.output
+    assert _FakeIngest.calls == 0, "nothing posted before the app was registered"
