@@ -273,10 +273,13 @@ def run(
         "PGHD_ALERTS_NOTIFY_URLS": json.dumps([f"json://127.0.0.1:{inbox.ports['http']}/pghd"]),
         # the local inbox is this machine's, on loopback: cleared to show who and what
         "PGHD_ALERTS_NOTIFY_CLEARED": "true",
+        # a patient app on this machine (pghd simulate --patient-app) is plain http on loopback
+        "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true",
     }
     # The care-team API's users file is its own: ingest would take its admin as a patients
     # API admin too (PGHD_INGEST_USERS_FILE defaults to PGHD_CARE_API_USERS_FILE).
     care_env = {
+        "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true",
         "PGHD_CARE_API_PORT": str(ports[LOCAL_CARE_API]),
         "PGHD_CARE_API_USERS_FILE": str(users_file),
     }
@@ -419,6 +422,10 @@ def _where_to_look(
         typer.echo(
             f'    chart data      curl -s -H "Authorization: Bearer $(cat {_shown(token_file)})"'
             f' "{care_api}/v1/me/readings?metric=heart_rate"'
+        )
+        typer.echo(
+            "    their app       pghd simulate --patient-app PORT --patient-token TOKEN: feedback"
+            " to an app on this machine (docs/patients.md, Feedback)"
         )
         typer.echo(
             f'  FHIR (an EHR)     curl -s -H "Authorization: Bearer $(cat {care_file})"'
