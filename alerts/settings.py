@@ -38,8 +38,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alerts.backoff import RetryPolicy
 from alerts.feedback.outbox import FeedbackPolicy
 from alerts.feedback.ratelimit import RateLimit
+from alerts.feedback.weekly import WEEK_ANCHOR, WEEK_S
 from alerts.routing import load_routing_config
 from pghd.alerting import EscalationStep, GroupingPolicy, Route, RoutingConfig
+from pghd.contracts import UtcDatetime
 
 __all__ = ["DEFAULT_ROUTE", "ENV_PREFIX", "AlertsSettings", "default_routing"]
 
@@ -178,6 +180,14 @@ class AlertsSettings(BaseSettings):
         default=300.0,
         ge=0,
         description="a source's last arrival is written at most once per this span",
+    )
+    feedback_week_anchor: UtcDatetime = Field(
+        default=WEEK_ANCHOR,
+        description="weekly summaries: weeks start at this instant plus whole weeks"
+        " (a Monday, 08:00 UTC)",
+    )
+    feedback_week_s: float = Field(
+        default=WEEK_S, gt=0, description="weekly summaries: the length of a week"
     )
     feedback_allow_loopback_http: bool = Field(
         default=False,

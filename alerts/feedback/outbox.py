@@ -39,6 +39,7 @@ __all__ = [
     "FeedbackState",
     "Pending",
     "Settlement",
+    "WeekTally",
     "admit",
     "due",
     "settle",
@@ -83,6 +84,17 @@ class Pending(BaseModel):
     attempts: Annotated[int, Field(ge=0, description="attempts that failed so far")] = 0
 
 
+class WeekTally(BaseModel):
+    """What a ``weekly_summary`` says of one week (:mod:`alerts.feedback.weekly`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    readings: Annotated[int, Field(ge=0, description="readings that arrived in the week")] = 0
+    days: list[str] = Field(default_factory=list, description="UTC dates they arrived on")
+    opened: list[str] = Field(default_factory=list, description="findings opened (ids)")
+    resolved: list[str] = Field(default_factory=list, description="findings resolved (ids)")
+
+
 class FeedbackState(BaseModel):
     """Everything the worker keeps about one patient's feedback (the table value)."""
 
@@ -100,6 +112,12 @@ class FeedbackState(BaseModel):
     )
     silence_told: dict[str, UtcDatetime] = Field(
         default_factory=dict, description="source -> the last arrival its silence was told of"
+    )
+    weeks: dict[str, WeekTally] = Field(
+        default_factory=dict, description="start of a week (ISO, UTC) -> its tally"
+    )
+    summary_done: UtcDatetime | None = Field(
+        default=None, description="the start of the last week whose summary was decided"
     )
 
 

@@ -12,7 +12,11 @@ Off the care team's path, by construction:
    ready), only events a subscription consents to are written. An agent on
    ``pghd.points.v1`` notes when each source's readings last arrived for the patients who
    consented to ``device_silent`` (:mod:`alerts.feedback.silence`; every other patient's
-   records are skipped by their key, unread); the timer tells a silence of a day.
+   records are skipped by their key, unread); the timer tells a silence of a day. The same
+   agent counts the readings of the patients who consented to ``weekly_summary``, and the
+   findings of theirs that reach the events topic are noted per week (a finding event is
+   written for such a patient even without consent to its own kind: it is noted, not sent);
+   the timer makes each week's summary once it is over (:mod:`alerts.feedback.weekly`).
 2. *One agent sends, per patient, from the events topic*: :func:`~alerts.feedback.outbox.admit`
    against the patient's :class:`~alerts.feedback.outbox.FeedbackState` (the ``feedback``
    table: bucket, outbox, ids settled), then each admitted event in its own task
@@ -60,11 +64,12 @@ from alerts.feedback.outbox import (
 from alerts.feedback.refusals import refusal_event
 from alerts.feedback.sender import Sender
 from alerts.feedback.silence import seen, silent, sources_of
+from alerts.feedback.weekly import counted, noted, readings_of, summary
 from alerts.metrics import AlertsMetrics
 from pghd import topics, wire
 from pghd.erasure import is_marker
 from pghd.feedback.events import FeedbackEvent
-from pghd.feedback.wording import Kind
+from pghd.feedback.wording import FINDING_KINDS, Kind
 from pghd.kafka_send import Outgoing, send_all
 from pghd.pseudonym import pseudonym
 from pghd.service.follower import CompactedFollower
@@ -99,6 +104,10 @@ class FeedbackSettings(Protocol):
     def feedback_silent_after_s(self) -> float: ...
     @property
     def feedback_seen_granularity_s(self) -> float: ...
+    @property
+    def feedback_week_anchor(self) -> datetime: ...
+    @property
+    def feedback_week_s(self) -> float: ...
 
     def feedback_policy(self) -> FeedbackPolicy: ...
 
@@ -168,7 +177,11 @@ class Feedback:
         if not self.book.ready:
             return True
         found = self.book.get(event.patient_id)
-        return found is not None and found.consents(event.kind, event.occurred_at)
+        if found is None:
+            return False
+        if event.kind in FINDING_KINDS and found.consents(Kind.WEEKLY_SUMMARY, event.occurred_at):
+            return True  # noted for the week's summary
+        return found.consents(event.kind, event.occurred_at)
 
     def records(self, events: Iterable[FeedbackEvent]) -> list[Outgoing]:
         """The events topic's records of the ``events`` worth writing."""
@@ -260,17 +273,20 @@ class Feedback:
 
     def on_points(self, event: EventT[Any]) -> None:
         """One ``pghd.points.v1`` record: its sources seen at its Kafka time, if its patient
-        consented to ``device_silent`` (anyone else's is not even read)."""
+        consented to ``device_silent``; its readings counted in the week, if they consented
+        to ``weekly_summary`` (anyone else's is not even read)."""
         message = event.message
         key = message.key if isinstance(message.key, bytes) else b""
         patient_id = key.decode("utf-8", "replace")
         found = self.book.get(patient_id)
-        if found is None or Kind.DEVICE_SILENT not in found.kinds or patient_id in self.erasing:
+        if found is None or patient_id in self.erasing:
             return
-        if is_marker(event.value):
+        silence, weekly = Kind.DEVICE_SILENT in found.kinds, Kind.WEEKLY_SUMMARY in found.kinds
+        if not (silence or weekly) or is_marker(event.value):
             return
-        sources = sources_of(event.value)
-        if not sources:
+        sources = sources_of(event.value) if silence else set()
+        readings = readings_of(event.value) if weekly else 0
+        if not sources and not readings:
             return
         state = self.load(patient_id) or FeedbackState(
             patient_id=patient_id, partition=message.partition
@@ -278,6 +294,13 @@ class Feedback:
         stamp = message.timestamp  # when the processors wrote it: when the readings arrived
         at = datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
         moved = seen(state, sources, at=at, granularity_s=self.settings.feedback_seen_granularity_s)
+        moved = counted(
+            moved,
+            readings,
+            at=at,
+            anchor=self.settings.feedback_week_anchor,
+            period_s=self.settings.feedback_week_s,
+        )
         if moved != state:
             self._store(moved)
 
@@ -310,9 +333,19 @@ class Feedback:
                 self.metrics.feedback(found.kind.value, "unconsented")
                 return "unconsented"
             state = FeedbackState(patient_id=patient_id, partition=event.message.partition)
+        before = state
+        if subscription is not None and subscription.consents(
+            Kind.WEEKLY_SUMMARY, found.occurred_at
+        ):
+            state = noted(
+                state,
+                found,
+                anchor=self.settings.feedback_week_anchor,
+                period_s=self.settings.feedback_week_s,
+            )
         new, decision = admit(state, found, subscription, now=now, policy=self.policy)
         self.metrics.feedback(found.kind.value, decision)
-        if new != state:
+        if new != before:
             self._store(new)
         if decision == "queued":
             self._spawn(self.attempt(patient_id, found.id))
@@ -402,6 +435,30 @@ class Feedback:
             self._store(told)
         return told
 
+    def _weekly(self, state: FeedbackState, *, now: datetime) -> FeedbackState:
+        """Admit the summary of the week just over, once; the state."""
+        subscription = self.book.get(state.patient_id)
+        consented = None if subscription is None else subscription.kinds.get(Kind.WEEKLY_SUMMARY)
+        done, event = summary(
+            state,
+            now=now,
+            consented_at=consented,
+            anchor=self.settings.feedback_week_anchor,
+            period_s=self.settings.feedback_week_s,
+        )
+        if event is not None:
+            done, decision = admit(done, event, subscription, now=now, policy=self.policy)
+            self.metrics.feedback(event.kind.value, decision)
+            if decision == "queued":
+                self._spawn(self.attempt(state.patient_id, event.id))
+            else:
+                logger.info(
+                    "weekly summary of %s not sent: %s", pseudonym(state.patient_id), decision
+                )
+        if done != state:
+            self._store(done)
+        return done
+
     async def tick(self) -> None:
         """Silences to tell, retries that are due, and entries a restart left unsent, on this
         worker's partitions; the ``feedback_pending`` gauge."""
@@ -416,6 +473,7 @@ class Feedback:
             if state is None or state.partition not in owned:
                 continue
             state = self._silences(self._withdraw(state), now=now)
+            state = self._weekly(state, now=now)
             pending += len(state.pending)
             for entry in due(state, now=now, busy=frozenset(self.in_flight)):
                 self._spawn(self.attempt(patient_id, entry.event.id))

@@ -10,8 +10,8 @@ of the care-team API), signed like the webhooks ingest takes (:mod:`pghd.signatu
 
 ``message`` is the reviewed wording (:mod:`pghd.feedback.wording`); ``details`` holds only the
 patient's own data, in a fixed shape per kind (:class:`FindingDetails`,
-:class:`RefusalDetails`, :class:`SilenceDetails`): never another patient, never a care-team
-member's name or note.
+:class:`RefusalDetails`, :class:`SilenceDetails`, :class:`WeeklyDetails`): never another
+patient, never a care-team member's name or note.
 ``id`` is the same for every delivery of one event (a retry, a resend after a crash), so an
 app drops a repeat by it.
 
@@ -36,17 +36,15 @@ __all__ = [
     "FindingDetails",
     "RefusalDetails",
     "SilenceDetails",
+    "WeeklyDetails",
     "at_words",
     "event_id",
 ]
 
 EVENT_ID_PATTERN = r"^fb-[0-9a-f]{24}$"
 
-SENT_KINDS = frozenset(
-    {Kind.FINDING_OPENED, Kind.FINDING_RESOLVED, Kind.READING_REFUSED, Kind.DEVICE_SILENT}
-)
-"""The kinds the platform sends: a registration may consent to these only (``weekly_summary``
-is worded but not sent yet)."""
+SENT_KINDS = frozenset(Kind)
+"""The kinds the platform sends: a registration may consent to these only (every kind)."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
@@ -91,11 +89,25 @@ class SilenceDetails(BaseModel):
     last_reading_at: UtcDatetime = Field(description="when its last readings arrived")
 
 
+class WeeklyDetails(BaseModel):
+    """The patient's past week (``weekly_summary``): ``[week_start, week_end)``, UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    week_start: UtcDatetime
+    week_end: UtcDatetime
+    readings: Annotated[int, Field(ge=0, description="readings that arrived in the week")]
+    days: Annotated[int, Field(ge=0, description="distinct UTC days on which they arrived")]
+    findings_opened: Annotated[int, Field(ge=0)] = 0
+    findings_resolved: Annotated[int, Field(ge=0, description="back within the usual range")] = 0
+
+
 _DETAILS: dict[Kind, type[BaseModel]] = {
     Kind.FINDING_OPENED: FindingDetails,
     Kind.FINDING_RESOLVED: FindingDetails,
     Kind.READING_REFUSED: RefusalDetails,
     Kind.DEVICE_SILENT: SilenceDetails,
+    Kind.WEEKLY_SUMMARY: WeeklyDetails,
 }
 
 
@@ -111,7 +123,7 @@ class FeedbackEvent(BaseModel):
     occurred_at: UtcDatetime = Field(description="when it happened (not when it was sent)")
     severity: Severity
     message: Annotated[str, Field(min_length=1, max_length=1000)]
-    details: FindingDetails | RefusalDetails | SilenceDetails
+    details: FindingDetails | RefusalDetails | SilenceDetails | WeeklyDetails
 
     @model_validator(mode="after")
     def _details_fit_the_kind(self) -> FeedbackEvent:

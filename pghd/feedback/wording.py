@@ -33,6 +33,7 @@ from pghd.contracts import Severity
 __all__ = [
     "FINDING_KINDS",
     "PHRASES",
+    "PHRASE_FIELDS",
     "REFUSAL_REASONS",
     "Kind",
     "MetricWords",
@@ -42,6 +43,7 @@ __all__ = [
     "finding_change",
     "load_templates",
     "metric_name",
+    "phrase",
     "refusal_reason",
     "render",
 ]
@@ -64,10 +66,19 @@ REFUSAL_REASONS = frozenset({"range", "unit", "time", "invalid", "other"})
 """Why ingest refused a reading (its reasons for a consenting patient's reading, ``other``
 for any reason without words of its own), worded in ``reasons``."""
 
-PHRASES = frozenset({"different", "unknown_time"})
-"""Phrases the code fills into templates: ``different`` is a finding's change when no
-"above" or "below" says it (no usual range, or a value within it: a trend, a pattern);
-``unknown_time`` is when a refused reading was taken if its time could not be read."""
+PHRASE_FIELDS: dict[str, frozenset[str]] = {
+    "different": frozenset(),
+    "unknown_time": frozenset(),
+    "week_no_findings": frozenset(),
+    "week_findings_opened": frozenset({"count"}),
+    "week_findings_resolved": frozenset({"count"}),
+}
+"""Phrases the code fills into templates, each with the fields it may use: ``different`` is
+a finding's change when no "above" or "below" says it (no usual range, or a value within it:
+a trend, a pattern); ``unknown_time`` is when a refused reading was taken if its time could
+not be read; ``week_*`` are the highlights of a ``weekly_summary`` (:func:`phrase`)."""
+
+PHRASES = frozenset(PHRASE_FIELDS)
 
 
 class WordingError(ValueError):
@@ -107,6 +118,10 @@ class Templates(BaseModel):
         ):
             if set(given) != names or not all(text.strip() for text in given.values()):
                 raise WordingError(f"{what} needs words for exactly {sorted(names)}")
+        for name, text in self.phrases.items():
+            undeclared = _placeholders(text) - PHRASE_FIELDS[name]
+            if undeclared:
+                raise WordingError(f"phrase {name} uses undeclared fields {sorted(undeclared)}")
         for kind in Kind:
             by_severity = self.kinds.get(kind)
             if by_severity is None or kind not in self.fields:
@@ -213,3 +228,15 @@ def render(
         for name, value in fields.items()
     }
     return text.format_map(values)
+
+
+def phrase(
+    name: str, fields: Mapping[str, str | int] | None = None, templates: Templates | None = None
+) -> str:
+    """The reviewed phrase ``name`` with exactly its declared ``fields`` (see
+    :data:`PHRASE_FIELDS`)."""
+    chosen = templates or load_templates()
+    given = set(fields or {})
+    if name not in PHRASE_FIELDS or given != PHRASE_FIELDS[name]:
+        raise WordingError(f"phrase {name} takes fields {sorted(PHRASE_FIELDS.get(name, ()))}")
+    return chosen.phrases[name].format_map({k: str(v) for k, v in (fields or {}).items()})

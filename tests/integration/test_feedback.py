@@ -8,8 +8,9 @@ apps are one real HTTP server on the loopback (a path per app). Findings are dri
 Refused readings are dead letters made by ingest's own code
 (:func:`ingest.webhooks.push.dead_letters`) and produced to ``pghd.dlq.v1``; a device's
 readings are a points record as the processors write it, produced to ``pghd.points.v1``, and
-the worker calls a source silent after seconds, not a day; an erasure marker is produced to
-the anomalies as the processors forward it.
+the worker calls a source silent after seconds, not a day, and its weeks (for
+``weekly_summary``) last seconds too; an erasure marker is produced to the anomalies as the
+processors forward it.
 
 Every delivery is checked with ingest's own verifier (:func:`ingest.webhooks.signing.
 verify_timestamped`) and the secret the patient was given; "exactly once" and "nothing" are
@@ -36,6 +37,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
+from alerts.feedback.weekly import week_start
 from deploy.local.harness import (
     running_care_api,
     running_pipeline,
@@ -68,8 +70,11 @@ APPS: dict[str, tuple[str, list[Kind] | None]] = {
     "flaky": ("flaky", [Kind.FINDING_OPENED]),
     "refused": ("refused", [Kind.READING_REFUSED]),
     "quiet": ("quiet", [Kind.DEVICE_SILENT]),
+    "weekly": ("weekly", [Kind.WEEKLY_SUMMARY]),
+    "unweekly": ("unweekly", [Kind.FINDING_RESOLVED]),  # no consent to weekly_summary
 }
 SILENT_AFTER_S = 3.0  # a day in production
+WEEK_S = 5.0  # a week in production
 QUIET_S = 4.0  # a finding with no anomaly this long resolves (6 h in production)
 FAIL_FIRST = {"/flaky": 1}
 
@@ -300,6 +305,7 @@ def stack(
         "PGHD_ALERTS_FEEDBACK_TICK_S": "0.2",
         "PGHD_ALERTS_FEEDBACK_BACKOFF_S": "0.5",
         "PGHD_ALERTS_FEEDBACK_SILENT_AFTER_S": str(SILENT_AFTER_S),
+        "PGHD_ALERTS_FEEDBACK_WEEK_S": str(WEEK_S),
         "PGHD_ALERTS_GROUPING": json.dumps({"auto_resolve_after_s": QUIET_S}),
         "PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true",  # the apps are on the loopback
     }
@@ -487,6 +493,74 @@ def test_a_source_that_went_silent_is_told_once(stack: Stack) -> None:
     time.sleep(SILENT_AFTER_S)  # well past another silence's time: still told once
     stack.settled("quiet")
     assert len(stack.apps.to("quiet")) == 1
+
+
+def _bp_lines(patient: str, at_ns: int) -> list[str]:
+    """One blood pressure reading: two lines (channels), one reading."""
+    return [
+        f"vitals,channel={channel},device=cuff-1,metric=blood_pressure,patient_id={patient},"
+        f"source=acme,unit=mmHg value={value} {at_ns}"
+        for channel, value in (("systolic", 120), ("diastolic", 80))
+    ]
+
+
+def test_a_consenting_patient_gets_one_signed_weekly_summary_of_the_readings_posted(
+    stack: Stack,
+) -> None:
+    weekly, unweekly = stack.patients["weekly"], stack.patients["unweekly"]
+    # both registered before this week began: start just after a boundary, so every record
+    # below arrives within one week
+    now = datetime.now(UTC)
+    boundary = week_start(now, period_s=WEEK_S) + timedelta(seconds=WEEK_S)
+    time.sleep((boundary - now).total_seconds() + 0.3)
+    week = week_start(datetime.now(UTC), period_s=WEEK_S)
+    ns = time.time_ns()
+    records: list[tuple[bytes, bytes | None]] = []
+    for patient in (weekly, unweekly):
+        batches = [
+            _bp_lines(patient, ns) + _bp_lines(patient, ns + 1),  # 2 readings, 4 lines
+            [
+                f"vitals,channel=heart_rate,device=watch-1,metric=heart_rate,"
+                f"patient_id={patient},source=acme,unit=/min value=64 {ns}"
+            ],
+        ]
+        for lines in batches:
+            body = {"schema_version": 1, "patient_id": patient, "lines": lines}
+            records.append((patient.encode(), json.dumps(body).encode()))
+    _produce(stack.bootstrap, topics.POINTS, records)
+    assert datetime.now(UTC) < week + timedelta(seconds=WEEK_S), "posted within the week"
+
+    (post,) = stack.posts("weekly", 1, timeout=30)
+    event = stack.verified("weekly", post)
+    print(f"\nweekly_summary told {post.at - (week.timestamp() + WEEK_S):.3f} s after its week")
+    assert event.kind is Kind.WEEKLY_SUMMARY and event.patient_id == weekly
+    assert event.details.model_dump() == {
+        "week_start": week,
+        "week_end": week + timedelta(seconds=WEEK_S),
+        "readings": 3,
+        "days": 1,
+        "findings_opened": 0,
+        "findings_resolved": 0,
+    }
+    assert event.message == "Your week: 3 readings from 1 days. No new findings this week."
+    assert unweekly not in post.body.decode()
+
+    # sync point: the worker has decided a later week for the patient (with no readings: no
+    # summary) and nothing of theirs is pending; still the one summary, none for the other
+    later = week + timedelta(seconds=2 * WEEK_S)
+
+    def decided() -> dict[str, Any] | None:
+        state = stack.feedback_state("weekly")
+        if state is None or state["pending"] or state.get("summary_done") is None:
+            return None
+        return state if datetime.fromisoformat(state["summary_done"]) >= later else None
+
+    wait_for(decided, timeout=30, what="a later week decided", diagnostics=stack.diagnostics)
+    stack.caught_up()
+    assert len(stack.apps.to("weekly")) == 1
+    assert stack.apps.to("unweekly") == []
+    state = stack.feedback_state("unweekly")
+    assert state is None or not state.get("weeks"), "not counted without consent"
 
 
 def test_an_erasure_takes_the_subscription_and_the_feedback_state_with_it(stack: Stack) -> None:

@@ -3,7 +3,7 @@
 Only a patient's own token reaches these routes (:data:`~alerts.api.deps.PatientDep`; care-team
 members get ``403``), and only for that patient; every request is audited like every ``/v1/``
 route. ``PUT`` takes the app's URL and the kinds of feedback the patient consents to
-(:data:`~pghd.feedback.events.SENT_KINDS`), checks the URL (:func:`~pghd.feedback.
+(any :class:`~pghd.feedback.wording.Kind`), checks the URL (:func:`~pghd.feedback.
 subscription.url_problem`: https to a host on the internet; the loopback only where
 ``PGHD_CARE_API_FEEDBACK_ALLOW_LOOPBACK_HTTP`` allows it), makes a new signing secret and
 writes the subscription to the compacted ``pghd.feedback-subscriptions.v1`` (key: the patient
@@ -30,7 +30,6 @@ from alerts.api.read_model import ReadModel
 from alerts.api.settings import CareApiSettings
 from pghd import wire
 from pghd.audit_trail import note_patients
-from pghd.feedback.events import SENT_KINDS
 from pghd.feedback.subscription import (
     MAX_URL_LENGTH,
     FeedbackRegistration,
@@ -137,14 +136,6 @@ def checked(body: FeedbackRequest, settings: CareApiSettings) -> list[Kind]:
     problem = url_problem(body.url, allow_loopback_http=settings.feedback_allow_loopback_http)
     if problem is not None:
         raise ProblemError(status=422, slug="feedback-url-refused", detail=problem)
-    unsent = sorted(k.value for k in set(body.kinds) - SENT_KINDS)
-    if unsent:
-        raise ProblemError(
-            status=422,
-            slug="feedback-kind-not-sent",
-            detail=f"not sent by this deployment yet: {', '.join(unsent)}; the kinds sent are"
-            f" {', '.join(sorted(k.value for k in SENT_KINDS))}",
-        )
     return body.kinds
 
 

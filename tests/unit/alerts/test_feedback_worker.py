@@ -386,3 +386,83 @@ async def test_a_worker_that_lost_the_partition_during_a_post_writes_nothing_bac
     await w.feedback.tick()  # and this worker's timer leaves the partition alone
     await w.settle()
     assert len(w.app.sent) == 1
+
+
+def _vitals(patient: str, offset: int, at: datetime, n: int) -> Any:
+    lines = [
+        f"vitals,channel={channel},device=cuff-1,metric=blood_pressure,patient_id={patient},"
+        f"source=acme,unit=mmHg value=120 {k}"
+        for k in range(n)
+        for channel in ("systolic", "diastolic")
+    ]
+    value = orjson.dumps({"schema_version": 1, "patient_id": patient, "lines": lines})
+    message = SimpleNamespace(
+        key=patient.encode(), topic=topics.POINTS, partition=0, offset=offset,
+        timestamp=at.timestamp(),
+    )  # fmt: skip
+    return SimpleNamespace(message=message, value=value)
+
+
+def _weekly_world(w: World, now: datetime) -> tuple[datetime, datetime]:
+    """Half-hour weeks, the last one over a quarter of an hour ago: its start and end."""
+    anchor = now - timedelta(minutes=15)
+    w.feedback.settings = w.feedback.settings.model_copy(  # type: ignore[attr-defined]
+        update={"feedback_week_anchor": anchor, "feedback_week_s": 1800.0}
+    )
+    for patient, kinds in ((A, [Kind.WEEKLY_SUMMARY]), (B, [Kind.DEVICE_SILENT])):
+        made = subscribe(
+            patient, url=URLS[patient], kinds=kinds, now=now - timedelta(hours=2),
+            secret=new_secret(),
+        )  # fmt: skip
+        w.feedback.book.apply_record(patient.encode(), wire.encode(made))
+    return anchor - timedelta(minutes=30), anchor
+
+
+async def test_a_consenting_patient_gets_one_weekly_summary_and_no_one_else(
+    world: World,
+) -> None:
+    w, now = world, datetime.now(UTC)
+    start, end = _weekly_world(w, now)
+    w.feedback.on_points(_vitals(A, 0, start + timedelta(minutes=1), 3))
+    w.feedback.on_points(_vitals(A, 1, start + timedelta(minutes=2), 2))
+    w.feedback.on_points(_vitals(B, 2, start + timedelta(minutes=1), 3))  # no consent to it
+    opened = _event(A, 1).model_copy(update={"occurred_at": start + timedelta(minutes=3)})
+    assert w.feedback.wanted(opened), "written for the week's summary, not to be sent"
+    assert w.feedback.on_event(_input(A, 0, wire.encode(opened), w.topic), now=now) == (
+        "unconsented"
+    )
+    await w.feedback.tick()
+    await w.settle()
+    ((url, event),) = w.app.sent
+    assert url == URLS[A] and event.kind is Kind.WEEKLY_SUMMARY and event.patient_id == A
+    days = len({(start + timedelta(minutes=m)).date() for m in (1, 2)})
+    assert event.message == (
+        f"Your week: 5 readings from {days} days. New findings this week: 1; your care team has"
+        " seen them."
+    )
+    assert event.occurred_at == end
+    await w.feedback.tick()
+    await w.settle()
+    assert len(w.app.sent) == 1, "once per week"
+    state = w.feedback.load(B)
+    assert state is not None and state.weeks == {}, "not counted without consent"
+    assert state.summary_done is None
+
+
+async def test_a_restarted_worker_does_not_send_the_week_again(world: World) -> None:
+    w, now = world, datetime.now(UTC)
+    start, _ = _weekly_world(w, now)
+    w.feedback.on_points(_vitals(A, 0, start + timedelta(minutes=1), 1))
+    await w.feedback.tick()
+    await w.settle()
+    assert len(w.app.sent) == 1
+    # a new worker's table, restored from the changelog: what this one wrote last
+    written = [*w.kafka.log, *w.kafka.buffer]
+    (stored,) = [v for t, k, v in written if t == w.changelog and k == orjson.dumps(A)][-1:]
+    assert stored is not None
+    with in_partition(0):
+        w.feedback.table.data[A] = orjson.loads(stored)
+    w.feedback.in_flight.clear()
+    await w.feedback.tick()
+    await w.settle()
+    assert len(w.app.sent) == 1

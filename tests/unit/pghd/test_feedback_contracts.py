@@ -5,6 +5,7 @@ registered URL follows."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from pghd.feedback.events import (
     FeedbackEvent,
     FindingDetails,
     RefusalDetails,
+    WeeklyDetails,
     at_words,
     event_id,
 )
@@ -31,7 +33,7 @@ from pghd.feedback.wording import Kind
 NOW = datetime(2026, 12, 6, 14, 5, tzinfo=UTC)
 
 
-def _event(kind: Kind, details: FindingDetails | RefusalDetails) -> FeedbackEvent:
+def _event(kind: Kind, details: FindingDetails | RefusalDetails | WeeklyDetails) -> FeedbackEvent:
     return FeedbackEvent(
         id=event_id("x", kind.value),
         kind=kind,
@@ -169,3 +171,16 @@ def test_the_addresses_a_name_resolves_to_are_checked_too() -> None:
     assert address_problem(["127.0.0.1"], allow_loopback=True) is None
     assert address_problem(["127.0.0.1"], allow_loopback=False) is not None
     assert address_problem(["fe80::1%eth0"], allow_loopback=True) is not None
+
+
+def test_a_weekly_summary_carries_weekly_details_and_the_docs_example_reads() -> None:
+    week = WeeklyDetails(week_start=NOW - timedelta(days=7), week_end=NOW, readings=3, days=1)
+    assert _event(Kind.WEEKLY_SUMMARY, week).details == week
+    with pytest.raises(ValidationError, match="carry no WeeklyDetails"):
+        _event(Kind.DEVICE_SILENT, week)
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "patients.md").read_text()
+    example = next(
+        block for block in doc.split("```json")[1:] if '"kind": "weekly_summary"' in block
+    ).split("```")[0]
+    event = wire.decode(FeedbackEvent, example.encode())
+    assert isinstance(event.details, WeeklyDetails) and event.details.readings == 412

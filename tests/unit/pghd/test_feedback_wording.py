@@ -20,6 +20,7 @@ from pghd.feedback.wording import (
     finding_change,
     load_templates,
     metric_name,
+    phrase,
     refusal_reason,
     render,
 )
@@ -119,6 +120,11 @@ def test_every_refusal_reason_has_plain_words_and_unknown_ones_read_as_other() -
         (lambda d: d["reasons"].__setitem__("other", " "), "reasons needs words"),
         (lambda d: d["phrases"].pop("different"), "phrases needs words"),
         (lambda d: d["reasons"].__setitem__("spelling", "typo"), "reasons needs words"),
+        (lambda d: d["phrases"].pop("week_no_findings"), "phrases needs words"),
+        (
+            lambda d: d["phrases"].__setitem__("week_no_findings", "{patient} had no findings."),
+            "phrase week_no_findings uses undeclared fields",
+        ),
     ],
 )
 def test_reasons_and_phrases_must_be_complete(change: Any, match: str) -> None:
@@ -126,3 +132,16 @@ def test_reasons_and_phrases_must_be_complete(change: Any, match: str) -> None:
     change(doc)
     with pytest.raises(ValueError, match=match):
         Templates.model_validate(doc)
+
+
+def test_phrases_take_exactly_their_declared_fields() -> None:
+    assert phrase("week_no_findings") == "No new findings this week."
+    assert phrase("week_findings_resolved", {"count": 2}) == (
+        "Back within your usual range this week: 2."
+    )
+    with pytest.raises(WordingError):
+        phrase("week_findings_opened")
+    with pytest.raises(WordingError):
+        phrase("week_no_findings", {"count": 1})
+    with pytest.raises(WordingError):
+        phrase("unheard_of")

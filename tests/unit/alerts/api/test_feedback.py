@@ -149,16 +149,15 @@ def test_the_loopback_is_a_setting_for_local_stacks(
     assert CareApiSettings().feedback_allow_loopback_http
 
 
-def test_kinds_not_sent_yet_and_unknown_kinds_are_refused(
+def test_unknown_kinds_are_refused_and_every_kind_is_taken(
     api: TestClient, publisher: RecordingPublisher
 ) -> None:
-    unsent = _register(api, kinds=["finding_opened", Kind.WEEKLY_SUMMARY.value])
-    assert unsent.status_code == 422, unsent.text
-    assert unsent.json()["type"] == "urn:pghd:problem:feedback-kind-not-sent"
-    assert "weekly_summary" in unsent.json()["detail"]
     assert _register(api, kinds=["horoscope"]).status_code == 422
     assert _register(api, kinds=[]).status_code == 422
     assert publisher.records == []
+    weekly = _register(api, kinds=["finding_opened", Kind.WEEKLY_SUMMARY.value])
+    assert weekly.status_code == 200, weekly.text
+    assert set(weekly.json()["kinds"]) == {"finding_opened", "weekly_summary"}
 
 
 def test_only_a_patients_own_token_reaches_it(api: TestClient) -> None:
