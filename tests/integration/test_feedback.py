@@ -542,7 +542,9 @@ def test_a_consenting_patient_gets_one_signed_weekly_summary_of_the_readings_pos
         "findings_opened": 0,
         "findings_resolved": 0,
     }
-    assert event.message == "Your week: 3 readings from 1 days. No new findings this week."
+    assert event.message == (
+        "Your week: readings came in on 1 of the last 7 days (3 in all). No new findings this week."
+    )
     assert unweekly not in post.body.decode()
 
     # sync point: the worker has decided a later week for the patient (with no readings: no

@@ -136,8 +136,8 @@ def test_the_summary_of_the_week_just_over_is_made_once() -> None:
     assert event.id == event_id("p1", Kind.WEEKLY_SUMMARY.value, MONDAY.isoformat())
     assert event.occurred_at == NEXT and event.severity is Severity.INFO
     assert event.message == (
-        "Your week: 5 readings from 2 days. New findings this week: 1; your care team has seen"
-        " them."
+        "Your week: readings came in on 2 of the last 7 days (5 in all). New findings this"
+        " week: 1; your care team has seen them."
     )
     assert event.details == WeeklyDetails(
         week_start=MONDAY, week_end=NEXT, readings=5, days=2, findings_opened=1

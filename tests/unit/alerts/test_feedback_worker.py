@@ -437,8 +437,8 @@ async def test_a_consenting_patient_gets_one_weekly_summary_and_no_one_else(
     assert url == URLS[A] and event.kind is Kind.WEEKLY_SUMMARY and event.patient_id == A
     days = len({(start + timedelta(minutes=m)).date() for m in (1, 2)})
     assert event.message == (
-        f"Your week: 5 readings from {days} days. New findings this week: 1; your care team has"
-        " seen them."
+        f"Your week: readings came in on {days} of the last 7 days (5 in all). New findings"
+        " this week: 1; your care team has seen them."
     )
     assert event.occurred_at == end
     await w.feedback.tick()
