@@ -8,6 +8,14 @@ so an app verifies it with :func:`pghd.signatures.verify_timestamped`; the event
 connection) is a failed attempt, retried by :mod:`alerts.feedback.outbox`. Redirects are not
 followed (a redirect could lead anywhere).
 
+One app cannot hold the worker's connections or memory: the timeout bounds the whole
+delivery (the lookup, connecting, sending, the status line and headers), not each read, so an
+app that answers a byte at a time still fails in ``timeout_s``; the answer's body is never
+read (the response is closed once its status is known); the client's pool is bounded
+(:data:`LIMITS`); and a patient's deliveries go one at a time (the next waits for the one
+under way, which lasts at most ``timeout_s``), so one patient's dead app holds at most one
+connection.
+
 Before each POST the URL is checked again (:func:`~pghd.feedback.subscription.url_problem`)
 and the host resolved, every address of it checked
 (:func:`~pghd.feedback.subscription.address_problem`): a name that resolves into the
@@ -33,11 +41,14 @@ from pghd.feedback.events import FeedbackEvent
 from pghd.feedback.subscription import address_problem, url_problem
 from pghd.signatures import PGHD_SIGNATURE_HEADER, signature_header
 
-__all__ = ["EVENT_ID_HEADER", "Attempt", "Resolve", "Sender", "resolve_host"]
+__all__ = ["EVENT_ID_HEADER", "LIMITS", "Attempt", "Resolve", "Sender", "resolve_host"]
 
 logger = logging.getLogger(__name__)
 
 EVENT_ID_HEADER = "X-Pghd-Event-Id"
+
+LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=20, keepalive_expiry=30.0)
+"""The shared client's pool: a patient holds at most one of its connections at a time."""
 
 # httpx logs every request line at INFO, URL included: a patient's app URL may hold a token
 # of theirs, so those lines are not logged (failures are, by this module, without the URL).
@@ -77,12 +88,16 @@ class Sender:
         self.allow_loopback = allow_loopback
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
+            limits=LIMITS,
             follow_redirects=False,
             headers={"User-Agent": "pghd-feedback"},
         )
         self._resolve = resolve
         self._clock = clock
         self._timeout_s = timeout_s
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+        """patient id -> the lock their deliveries take turns on, and how many hold or await
+        it (dropped at none)"""
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -101,22 +116,45 @@ class Sender:
         return address_problem(addresses, allow_loopback=self.allow_loopback)
 
     async def send(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
-        """POST ``event`` to ``url`` signed with ``key``; never raises."""
-        refused = await self._refused(url)
-        if refused is not None:
-            return Attempt(ok=False, detail=f"not sent: {refused}")
+        """POST ``event`` to ``url`` signed with ``key``, after the patient's delivery under
+        way, if any; never raises."""
+        patient = event.patient_id
+        lock, users = self._turns.get(patient, (asyncio.Lock(), 0))
+        self._turns[patient] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._send(url, key, event)
+        finally:
+            lock, users = self._turns[patient]
+            if users <= 1:
+                del self._turns[patient]
+            else:
+                self._turns[patient] = (lock, users - 1)
+
+    async def _send(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                refused = await self._refused(url)
+                if refused is not None:
+                    return Attempt(ok=False, detail=f"not sent: {refused}")
+                return await self._post(url, key, event)
+        except TimeoutError:
+            return Attempt(ok=False, detail=f"Timeout: no answer within {self._timeout_s:g} s")
+
+    async def _post(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
         body = wire.encode(event)
         headers = {
             "Content-Type": "application/json",
             PGHD_SIGNATURE_HEADER: signature_header([key], timestamp=int(self._clock()), body=body),
             EVENT_ID_HEADER: event.id,
         }
+        request = self._client.build_request("POST", url, content=body, headers=headers)
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             return Attempt(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300])
-        if 200 <= response.status_code < 300:
-            return Attempt(ok=True, detail="delivered", status=response.status_code)
-        return Attempt(
-            ok=False, detail=f"answered HTTP {response.status_code}", status=response.status_code
-        )
+        status = response.status_code
+        await response.aclose()  # the body is not read: the connection is closed instead
+        if 200 <= status < 300:
+            return Attempt(ok=True, detail="delivered", status=status)
+        return Attempt(ok=False, detail=f"answered HTTP {status}", status=status)

@@ -5,11 +5,14 @@ network are attempts that failed, never an exception."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -126,3 +129,145 @@ async def test_a_name_that_resolves_into_the_network_is_not_posted_to() -> None:
     assert not sent.ok and "10.0.0.7" in sent.detail
     unknown = Sender(timeout_s=1, allow_loopback=False, resolve=nowhere)
     assert "does not resolve" in (await unknown.send("https://x.example.org", b"k", EVENT)).detail
+
+
+async def _serve(handler: Any) -> tuple[web.AppRunner, str]:
+    server = web.Application()
+    server.router.add_post("/{path:.*}", handler)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+
+
+async def _drip(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200)
+    await resp.prepare(request)
+    for _ in range(8):  # a byte every 0.3 s: each read within the timeout, 2.4 s in all
+        await resp.write(b"x")
+        await asyncio.sleep(0.3)
+    return resp
+
+
+async def _flood(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200)
+    await resp.prepare(request)
+    for _ in range(64):  # 64 MiB
+        await resp.write(b"x" * (1 << 20))
+    return resp
+
+
+@pytest.mark.parametrize("handler", [_drip, _flood])
+async def test_the_answers_body_is_not_read_nor_waited_for(handler: Any) -> None:
+    """An app that answers 2xx and then drips a body, or floods one: delivered as soon as the
+    status is in, the body left unread (the response closed)."""
+    runner, url = await _serve(handler)
+    s = sender(timeout_s=0.5)
+    read: list[int] = []
+    real = s._client.send
+
+    async def spy(request: httpx.Request, **kw: Any) -> httpx.Response:
+        response = await real(request, **kw)
+        read.append(response.num_bytes_downloaded)
+        return response
+
+    s._client.send = spy  # type: ignore[method-assign]
+    try:
+        started = time.monotonic()
+        sent = await s.send(url, b"k" * 64, EVENT)
+        took = time.monotonic() - started
+    finally:
+        await s.close()
+        await runner.cleanup()
+    assert sent.ok and took < 1.0, (sent, took)
+    assert read == [0], f"{read} bytes of the body read"
+
+
+async def test_an_app_that_drips_its_headers_fails_within_the_timeout() -> None:
+    """The timeout bounds the whole delivery, not each read."""
+
+    async def slow_headers(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(10):  # a header every 0.3 s
+            request.transport.write(f"X-Drip-{i}: x\r\n".encode())
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(10)
+        return web.StreamResponse()
+
+    runner, url = await _serve(slow_headers)
+    s = sender(timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        sent = await s.send(url, b"k" * 64, EVENT)
+        took = time.monotonic() - started
+    finally:
+        await s.close()
+        await runner.cleanup()
+    assert not sent.ok and "Timeout" in sent.detail
+    assert took < 1.0, f"a delivery with a 0.5 s timeout took {took:.1f} s"
+
+
+async def test_one_patients_deliveries_go_one_at_a_time_and_others_are_not_starved() -> None:
+    """A patient's dead app holds one connection at a time; another patient's app is posted
+    to meanwhile (the pool is not filled by the dead one)."""
+    arrived: list[float] = []
+
+    async def dead(request: web.Request) -> web.Response:
+        arrived.append(time.monotonic())
+        await asyncio.sleep(1.5)
+        return web.Response(status=204)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    dead_runner, dead_url = await _serve(dead)
+    ok_runner, ok_url = await _serve(ok)
+    s = sender(timeout_s=0.4)
+    other = EVENT.model_copy(update={"patient_id": "p-2"})
+    try:
+        hung = [asyncio.ensure_future(s.send(dead_url, b"k", EVENT)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        got = await s.send(ok_url, b"k", other)
+        tried = await asyncio.gather(*hung)
+    finally:
+        await s.close()
+        await dead_runner.cleanup()
+        await ok_runner.cleanup()
+    assert got.ok, got.detail
+    assert all(not t.ok for t in tried)
+    gaps = [b - a for a, b in itertools.pairwise(arrived)]
+    assert len(arrived) == 3 and min(gaps) > 0.3, f"one patient's POSTs overlapped: {gaps}"
+    assert s._turns == {}
+
+
+async def test_pool_is_not_starved_by_apps_that_answer_slowly() -> None:
+    """The reviewer's case: 100 deliveries to apps that drip; another app is still posted to."""
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200)
+        await resp.prepare(request)
+        while True:
+            await resp.write(b"x")
+            await asyncio.sleep(0.2)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    bad_runner, bad = await _serve(drip)
+    good_runner, good = await _serve(ok)
+    s = sender(timeout_s=0.5)
+    events = [EVENT.model_copy(update={"patient_id": f"p-{i}"}) for i in range(100)]
+    hung = [asyncio.ensure_future(s.send(bad, b"k", e)) for e in events]
+    await asyncio.sleep(1.0)
+    try:
+        got = await s.send(good, b"k", EVENT)
+    finally:
+        for t in hung:
+            t.cancel()
+        await asyncio.gather(*hung, return_exceptions=True)
+        await s.close()
+        await bad_runner.cleanup()
+        await good_runner.cleanup()
+    assert got.ok, got.detail
