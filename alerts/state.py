@@ -144,12 +144,13 @@ def _muted(alert: Alert, state: PatientState, *, now: datetime) -> bool:
 
 
 def _feedback(
-    state: PatientState, alerts: list[Alert], anomaly: Anomaly | None
+    state: PatientState, alerts: list[Alert], anomaly: Anomaly | None, *, paged: bool
 ) -> list[FeedbackEvent]:
-    """The transition's feedback events; none (and an error logged) should making them
-    fail: feedback to the patient never stands in the way of the care team's pages."""
+    """The transition's feedback events (``paged``: it planned a notification to the care
+    team); none (and an error logged) should making them fail: feedback to the patient
+    never stands in the way of the care team's pages."""
     try:
-        return finding_events(state.alerts, alerts, anomaly=anomaly)
+        return finding_events(state.alerts, alerts, anomaly=anomaly, paged=paged)
     except Exception:
         logger.exception("feedback events of a transition not made")
         return []
@@ -181,7 +182,7 @@ def _finish(
         changed=alerts,
         deliveries=deliveries,
         annotations=annotations,
-        feedback=_feedback(state, alerts, anomaly),
+        feedback=_feedback(state, alerts, anomaly, paged=bool(deliveries)),
         dirty=new != state,
     )
 

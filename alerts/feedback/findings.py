@@ -5,7 +5,10 @@ patient's alerts before it, so each event comes from the transition itself, once
 
 - ``finding_opened``: an alert that is new (no alert of its fingerprint before, or another
   one), opened by the anomaly of this transition; worded with that anomaly's value against
-  the patient's usual range and the time its reading was taken;
+  the patient's usual range and the time its reading was taken. It says the care team has
+  been told only when the transition planned a notification to them; a finding that pages
+  no one (silenced or inhibited, no routing, late and not paged) reads the ``untold``
+  template ("your care team can see this in your record");
 - ``finding_resolved``: an alert of the same id now resolved *by the system* because the
   patient's readings say so (the episode resolved or was withdrawn, or no anomaly came for
   the quiet period). The message says "back within your usual range", which a care-team
@@ -39,8 +42,10 @@ SUPERSEDED = "superseded"
 """How the lifecycle's reason for an alert replaced by a new one begins."""
 
 
-def opened_event(alert: Alert, anomaly: Anomaly) -> FeedbackEvent:
-    """``finding_opened`` of ``alert``, opened by ``anomaly``."""
+def opened_event(alert: Alert, anomaly: Anomaly, *, paged: bool) -> FeedbackEvent:
+    """``finding_opened`` of ``alert``, opened by ``anomaly``; ``paged``: whether the
+    transition planned a notification to the care team (if not, the message does not say
+    they were told)."""
     baseline = anomaly.baseline
     usual = None if baseline is None else (baseline.low, baseline.high)
     metric = anomaly.metric.value
@@ -55,7 +60,7 @@ def opened_event(alert: Alert, anomaly: Anomaly) -> FeedbackEvent:
         patient_id=alert.patient_id,
         occurred_at=alert.opened_at,
         severity=alert.severity,
-        message=render(Kind.FINDING_OPENED, alert.severity, fields),
+        message=render(Kind.FINDING_OPENED, alert.severity, fields, told=paged),
         details=FindingDetails(
             finding_id=alert.alert_id,
             metric=metric,
@@ -99,17 +104,22 @@ def _resolved_by_the_readings(alert: Alert) -> bool:
 
 
 def finding_events(
-    before: Mapping[str, Alert], changed: Sequence[Alert], *, anomaly: Anomaly | None = None
+    before: Mapping[str, Alert],
+    changed: Sequence[Alert],
+    *,
+    anomaly: Anomaly | None = None,
+    paged: bool,
 ) -> list[FeedbackEvent]:
     """The events of one transition: ``changed`` alerts against the patient's alerts
-    ``before`` it (by fingerprint); ``anomaly``, the one the transition applied, if any."""
+    ``before`` it (by fingerprint); ``anomaly``, the one the transition applied, if any;
+    ``paged``, whether it planned any notification to the care team."""
     events: list[FeedbackEvent] = []
     for alert in changed:
         previous = before.get(alert.fingerprint)
         same = previous is not None and previous.alert_id == alert.alert_id
         if not same and alert.status is AlertState.OPEN:
             if anomaly is not None and anomaly.anomaly_id in alert.anomaly_ids:
-                events.append(opened_event(alert, anomaly))
+                events.append(opened_event(alert, anomaly, paged=paged))
         elif (
             same
             and previous is not None

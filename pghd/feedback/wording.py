@@ -103,6 +103,10 @@ class Templates(BaseModel):
     reviewed: str = Field(min_length=1, description="when and how the wording was reviewed")
     metrics: dict[Metric, MetricWords]
     kinds: dict[Kind, dict[Severity, str]]
+    untold: dict[Kind, dict[Severity, str]] = Field(
+        description="finding_opened when no one on the care team was paged about it: no"
+        " claim that they were told or will be in touch"
+    )
     reasons: dict[str, str] = Field(description="why a reading was refused, in plain words")
     phrases: dict[str, str] = Field(description="words the code fills into templates")
     fields: dict[Kind, list[str]]
@@ -139,6 +143,21 @@ class Templates(BaseModel):
                         f"{kind.value}/{severity.value} uses undeclared fields"
                         f" {sorted(used - declared)}"
                     )
+        untold = self.untold.get(Kind.FINDING_OPENED)
+        if (
+            set(self.untold) != {Kind.FINDING_OPENED}
+            or untold is None
+            or set(untold) != set(Severity)
+        ):
+            raise WordingError("untold needs finding_opened templates for every severity")
+        declared = set(self.fields[Kind.FINDING_OPENED])
+        for severity, text in untold.items():
+            used = _placeholders(text)
+            if not used <= declared:
+                raise WordingError(
+                    f"untold finding_opened/{severity.value} uses undeclared fields"
+                    f" {sorted(used - declared)}"
+                )
         return self
 
 
@@ -213,15 +232,18 @@ def render(
     severity: Severity,
     fields: Mapping[str, str | int | float],
     templates: Templates | None = None,
+    *,
+    told: bool = True,
 ) -> str:
     """The message of ``kind`` at ``severity`` (kinds other than findings: any severity reads
-    their one template) with exactly its declared ``fields``."""
+    their one template) with exactly its declared ``fields``; ``told=False``: a finding no
+    one on the care team was paged about (its ``untold`` template, which claims no contact)."""
     chosen = templates or load_templates()
     declared = set(chosen.fields[kind])
     given = set(fields)
     if given != declared:
         raise WordingError(f"{kind.value} takes fields {sorted(declared)}, got {sorted(given)}")
-    by_severity = chosen.kinds[kind]
+    by_severity = chosen.kinds[kind] if told else chosen.untold.get(kind, chosen.kinds[kind])
     text = by_severity.get(severity) or by_severity[Severity.INFO]
     values = {
         name: _number(value) if isinstance(value, float) else str(value)

@@ -3,20 +3,23 @@ event per transition, worded from the reviewed templates, about the patient's ow
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from alerts.feedback.findings import finding_events
 from alerts.state import PatientState, Step, on_anomaly, on_command, on_tick
 from pghd import wire
-from pghd.alert_commands import AlertCommand, CommandKind
-from pghd.alerting import AlertState, GroupingPolicy
+from pghd.alert_commands import AlertCommand, CommandKind, Silence
+from pghd.alerting import AlertState, GroupingPolicy, RoutingConfig
 from pghd.contracts import BaselineSnapshot, Phase, Severity
 from pghd.feedback.events import FindingDetails, event_id
 from pghd.feedback.wording import Kind
 
 from .conftest import make_anomaly
+from .test_state import CONFIG
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 POLICY = GroupingPolicy(group_interval_s=3600, auto_resolve_after_s=7200)
@@ -26,11 +29,18 @@ def fresh(patient: str = "p1") -> PatientState:
     return PatientState(patient_id=patient, partition=3)
 
 
-def step_anomaly(state: PatientState, n: int, *, at: datetime = T0, **changes: object) -> Step:
+def step_anomaly(
+    state: PatientState,
+    n: int,
+    *,
+    at: datetime = T0,
+    config: RoutingConfig | None = CONFIG,
+    **changes: object,
+) -> Step:
     anomaly = make_anomaly(
         anomaly_id=f"an-{n}", patient_id=state.patient_id, detected_at=at, **changes
     )
-    return on_anomaly(state, anomaly, config=None, policy=POLICY, now=at)
+    return on_anomaly(state, anomaly, config=config, policy=POLICY, now=at)
 
 
 def test_an_opened_finding_is_told_once_in_the_patients_own_terms() -> None:
@@ -159,5 +169,61 @@ def test_the_payload_holds_the_patients_own_data_and_no_care_team_words() -> Non
 def test_finding_events_compare_with_the_state_before_the_transition() -> None:
     step = step_anomaly(fresh(), 1)
     (alert,) = step.changed
-    assert finding_events(step.state.alerts, [alert], anomaly=None) == []  # already known
-    assert finding_events({}, [alert], anomaly=None) == [], "an opening needs its anomaly"
+    known = finding_events(step.state.alerts, [alert], anomaly=None, paged=True)
+    assert known == []  # already known
+    alone = finding_events({}, [alert], anomaly=None, paged=True)
+    assert alone == [], "an opening needs its anomaly"
+
+
+UNTOLD = "Your care team can see this in your record."
+
+
+@pytest.mark.parametrize("severity", [Severity.CRITICAL, Severity.WARNING])
+def test_a_finding_that_pages_someone_says_the_care_team_was_told(severity: Severity) -> None:
+    step = step_anomaly(fresh(), 1, severity=severity)
+    assert step.deliveries
+    (event,) = step.feedback
+    assert "your care team has been told" in event.message and UNTOLD not in event.message
+
+
+def _silenced() -> PatientState:
+    hush = Silence(
+        matchers={"patient_id": "p1"},
+        starts_at=T0 - timedelta(hours=1),
+        ends_at=T0 + timedelta(hours=2),
+        created_by="dr-3",
+        comment="in hospital this week",
+    )
+    return fresh().model_copy(update={"silences": [hush]})
+
+
+@pytest.mark.parametrize(
+    "paging_no_one",
+    [
+        lambda: step_anomaly(_silenced(), 1),  # the care team muted this patient
+        lambda: step_anomaly(fresh(), 1, config=None),  # no routing configured
+        lambda: on_anomaly(  # late, and late findings do not page
+            fresh(),
+            make_anomaly(anomaly_id="an-1", patient_id="p1", detected_at=T0),
+            config=CONFIG,
+            policy=POLICY,
+            now=T0 + timedelta(hours=2),
+            late_after_s=600,
+            page_late=False,
+        ),
+    ],
+    ids=["silenced", "no-routing", "late-not-paged"],
+)
+def test_a_finding_that_pages_no_one_does_not_say_the_care_team_was_told(
+    paging_no_one: Callable[[], Step],
+) -> None:
+    step = paging_no_one()
+    assert step.deliveries == []
+    (event,) = step.feedback
+    assert event.kind is Kind.FINDING_OPENED and event.severity is Severity.CRITICAL
+    assert UNTOLD in event.message, event.message
+    for claim in ("has been told", "will contact you", "in touch"):
+        assert claim not in event.message
+    assert event.message.endswith(  # critical: what to do if unwell, still
+        "If you feel unwell now, call your care team or your local emergency number."
+    )

@@ -54,6 +54,19 @@ def test_a_finding_reads_in_plain_words_and_says_the_care_team_was_told() -> Non
         assert alarming not in text.lower()
 
 
+@pytest.mark.parametrize("severity", list(Severity))
+def test_a_finding_no_one_was_paged_about_claims_no_contact(severity: Severity) -> None:
+    fields = {"metric": "heart rate", "change": "different from", "since": "since Monday"}
+    text = render(Kind.FINDING_OPENED, severity, fields, told=False)
+    assert text.startswith("Your heart rate has been different from your usual since Monday.")
+    assert "Your care team can see this in your record." in text
+    for claim in ("told", "will contact", "in touch", "updated"):
+        assert claim not in text
+    assert render(Kind.FINDING_RESOLVED, severity, {"metric": "x"}, told=False) == render(
+        Kind.FINDING_RESOLVED, severity, {"metric": "x"}
+    )
+
+
 def test_changes_are_worded_against_the_usual_range() -> None:
     assert describe_change("spo2", 91.5, 94.0, 99.0) == "2.5 % below"
     assert describe_change("heart_rate", 60.0, 50.0, 70.0) == "within"
@@ -85,6 +98,12 @@ def test_kinds_without_severities_read_their_one_template_at_any_severity() -> N
             "plain",
         ),
         (lambda d: d["kinds"].pop("weekly_summary"), "weekly_summary"),
+        (lambda d: d["untold"]["finding_opened"].pop("warning"), "untold needs"),
+        (lambda d: d.pop("untold"), "untold"),
+        (
+            lambda d: d["untold"]["finding_opened"].__setitem__("info", "{metric} of {patient}"),
+            "untold finding_opened/info uses undeclared fields",
+        ),
     ],
 )
 def test_a_template_file_that_does_not_hold_together_is_refused(change: Any, match: str) -> None:
