@@ -14,7 +14,8 @@ made again after a crash, or a dead letter read again, is sent once).
   ``sent`` (any 2xx), ``retry`` after a capped exponential backoff with jitter
   (:mod:`alerts.backoff`), or ``failed`` after ``attempts`` tries or past the horizon;
 - :func:`withdrawn` drops what the subscription no longer consents to (unsubscribed, a kind
-  withdrawn) before it is sent.
+  withdrawn) before it is sent; :func:`expired` what is older than ``max_age_s`` (``stale``),
+  whatever became of its attempts.
 
 Pure: states and times in, states and decisions out.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "WeekTally",
     "admit",
     "due",
+    "expired",
     "settle",
     "withdrawn",
 ]
@@ -164,6 +166,29 @@ def due(
     event first."""
     ready = [p for p in state.pending.values() if p.next_at <= now and p.event.id not in busy]
     return sorted(ready, key=lambda p: (p.event.occurred_at, p.event.id))
+
+
+def expired(
+    state: FeedbackState, *, now: datetime, policy: FeedbackPolicy
+) -> tuple[FeedbackState, list[Pending]]:
+    """Drop the pending events older than ``max_age_s`` at ``now`` (remembered as settled,
+    so a repeat is a duplicate); those dropped. Whatever became of their attempts (one that
+    never settles included), nothing is retried once it is no longer news."""
+    dropped = [
+        p
+        for p in state.pending.values()
+        if (now - p.event.occurred_at).total_seconds() > policy.max_age_s
+    ]
+    if not dropped:
+        return state, []
+    settled = state
+    for p in dropped:
+        settled = settled.model_copy(
+            update={"settled": _remember(settled, p.event.id, now=now, policy=policy)}
+        )
+    gone = {p.event.id for p in dropped}
+    pending = {k: v for k, v in state.pending.items() if k not in gone}
+    return settled.model_copy(update={"pending": pending}), dropped
 
 
 def settle(

@@ -140,6 +140,10 @@ class Sender:
                 return await self._post(url, key, event)
         except TimeoutError:
             return Attempt(ok=False, detail=f"Timeout: no answer within {self._timeout_s:g} s")
+        except Exception as exc:
+            # the exception's type only: its text may hold the URL (a token of the patient's)
+            logger.warning("feedback %s not sent: %s", event.id, type(exc).__name__)
+            return Attempt(ok=False, detail=f"not sent: {type(exc).__name__}")
 
     async def _post(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
         body = wire.encode(event)

@@ -58,11 +58,12 @@ from alerts.feedback.outbox import (
     FeedbackState,
     admit,
     due,
+    expired,
     settle,
     withdrawn,
 )
 from alerts.feedback.refusals import refusal_event
-from alerts.feedback.sender import Sender
+from alerts.feedback.sender import Attempt, Sender
 from alerts.feedback.silence import seen, silent, sources_of
 from alerts.feedback.weekly import counted, noted, readings_of, summary
 from alerts.metrics import AlertsMetrics
@@ -376,7 +377,10 @@ class Feedback:
             entry = state.pending.get(event_id)
             if entry is None or subscription is None:
                 return
-            tried = await self.sender.send(subscription.url, subscription.key, entry.event)
+            try:
+                tried = await self.sender.send(subscription.url, subscription.key, entry.event)
+            except Exception as exc:
+                tried = Attempt(ok=False, detail=f"not sent: {type(exc).__name__}")
             now = datetime.now(UTC)
             latest = self._mine(patient_id)
             if latest is None:  # erased, or its partition moved: the new owner sends it again
@@ -417,6 +421,23 @@ class Feedback:
         kept, dropped = withdrawn(state, self.book.get(state.patient_id))
         for entry in dropped:
             self.metrics.feedback(entry.event.kind.value, "withdrawn")
+        if dropped:
+            self._store(kept)
+        return kept
+
+    def _expire(self, state: FeedbackState, *, now: datetime) -> FeedbackState:
+        """The state without the pending events too old to be news (stored, counted stale):
+        whatever became of their attempts, nothing is retried past ``max_age_s``."""
+        kept, dropped = expired(state, now=now, policy=self.policy)
+        for entry in dropped:
+            self.metrics.feedback(entry.event.kind.value, "stale")
+            logger.warning(
+                "feedback %s (%s) of %s given up: older than %.0f s",
+                entry.event.id,
+                entry.event.kind.value,
+                pseudonym(state.patient_id),
+                self.policy.max_age_s,
+            )
         if dropped:
             self._store(kept)
         return kept
@@ -472,7 +493,7 @@ class Feedback:
             state = self.load(patient_id)
             if state is None or state.partition not in owned:
                 continue
-            state = self._silences(self._withdraw(state), now=now)
+            state = self._silences(self._expire(self._withdraw(state), now=now), now=now)
             state = self._weekly(state, now=now)
             pending += len(state.pending)
             for entry in due(state, now=now, busy=frozenset(self.in_flight)):

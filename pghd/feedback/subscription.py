@@ -136,6 +136,10 @@ def _loopback_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
+MAX_HOST_LENGTH = 253
+"""The longest name DNS can look up (in its ASCII form)."""
+
+
 def url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
     """Why events may not be sent to ``url`` (None: they may): ``https`` to a host on the
     internet; with ``allow_loopback_http``, also ``http`` or ``https`` to the loopback. No
@@ -165,6 +169,13 @@ def url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
         loopback = address.is_loopback
         if not loopback and not address.is_global:
             return f"{host} is not an address on the internet"
+    else:
+        try:  # what the resolver will be asked: a label of 1-63, a name of at most 253
+            ascii_host = host.rstrip(".").encode("idna")
+        except UnicodeError:
+            return "the host is not a valid name (a part of it is empty or too long)"
+        if len(ascii_host) > MAX_HOST_LENGTH:
+            return f"the host name is longer than {MAX_HOST_LENGTH} characters"
     if loopback:
         if not allow_loopback_http:
             return "the loopback takes events only in a local or development deployment"

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.backoff import RetryPolicy
-from alerts.feedback.outbox import FeedbackPolicy, FeedbackState, admit, due, settle, withdrawn
+from alerts.feedback.outbox import (
+    FeedbackPolicy,
+    FeedbackState,
+    admit,
+    due,
+    expired,
+    settle,
+    withdrawn,
+)
 from alerts.feedback.ratelimit import RateLimit, TokenBucket, take
 from pghd.contracts import Severity
 from pghd.feedback.events import FeedbackEvent, FindingDetails, RefusalDetails, event_id
@@ -159,3 +167,14 @@ def test_settled_ids_are_bounded_in_count_and_age() -> None:
     state, _ = admit(state, event(9), sub(), now=T0 + timedelta(hours=2), policy=policy)
     state, _ = settle(state, event(9).id, ok=True, now=T0 + timedelta(hours=2), policy=policy)
     assert list(state.settled) == [event(9).id]
+
+
+def test_a_pending_event_older_than_the_age_limit_is_dropped_whatever_its_attempts() -> None:
+    state, _ = admit(fresh(), event(1), sub(), now=T0, policy=POLICY)
+    state, _ = admit(state, event(2, at=T0 + timedelta(minutes=30)), sub(), now=T0, policy=POLICY)
+    assert expired(state, now=T0 + timedelta(seconds=3600), policy=POLICY) == (state, [])
+    later = T0 + timedelta(seconds=3601)
+    kept, dropped = expired(state, now=later, policy=POLICY)
+    assert [p.event.id for p in dropped] == [event(1).id]
+    assert list(kept.pending) == [event(2).id] and kept.settled == {event(1).id: later}
+    assert admit(kept, event(1), sub(), now=later, policy=POLICY)[1] == "duplicate"

@@ -271,3 +271,34 @@ async def test_pool_is_not_starved_by_apps_that_answer_slowly() -> None:
         await bad_runner.cleanup()
         await good_runner.cleanup()
     assert got.ok, got.detail
+
+
+async def test_a_lookup_that_raises_anything_is_a_failed_attempt_not_an_exception() -> None:
+    """Sender.send never raises: the idna codec's UnicodeError (a name the resolver refuses)
+    or anything else from the lookup is a failed attempt."""
+
+    async def refuses(host: str, port: int) -> list[str]:
+        raise UnicodeError("encoding with 'idna' codec failed (UnicodeError: label too long)")
+
+    s = Sender(timeout_s=1, allow_loopback=False, resolve=refuses, clock=lambda: 1_765_029_900)
+    try:
+        sent = await s.send("https://app.example.org/h?token=secret", b"k", EVENT)
+    finally:
+        await s.close()
+    assert not sent.ok and sent.detail == "not sent: UnicodeError"
+
+
+async def test_a_host_the_resolver_would_refuse_is_not_looked_up() -> None:
+    url = "https://" + "a" * 64 + ".example.org/hook"
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["93.184.215.14"]
+
+    s = Sender(timeout_s=1, allow_loopback=False, resolve=resolve, clock=lambda: 1_765_029_900)
+    try:
+        sent = await s.send(url, b"k", EVENT)
+    finally:
+        await s.close()
+    assert not sent.ok and "not a valid name" in sent.detail and looked_up == []

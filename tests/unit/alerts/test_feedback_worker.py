@@ -5,6 +5,7 @@ itself), retried, resent after a restart, and an erasure takes the subscription 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -466,3 +467,47 @@ async def test_a_restarted_worker_does_not_send_the_week_again(world: World) -> 
     await w.feedback.tick()
     await w.settle()
     assert len(w.app.sent) == 1
+
+
+async def test_a_send_that_raises_is_a_failed_attempt_and_given_up_like_any(world: World) -> None:
+    """A send that raises (the real Sender did, for a host the idna codec refuses) was never
+    settled: the timer spawned it again every tick, forever. Now it is a failed attempt."""
+    w = world
+    w.subscribe(A)
+    calls = 0
+
+    async def send(url: str, key: bytes, event: FeedbackEvent) -> Attempt:
+        nonlocal calls
+        calls += 1
+        raise UnicodeError("encoding with 'idna' codec failed (label empty or too long)")
+
+    w.app.send = send  # type: ignore[method-assign]
+    w.feedback.on_event(_input(A, 0, wire.encode(_event(A, 1)), w.topic), now=datetime.now(UTC))
+    for _ in range(10):
+        await w.settle()
+        await w.feedback.tick()
+    await w.settle()
+    state = w.feedback.load(A)
+    assert state is not None and state.pending == {}
+    assert calls == 3  # feedback_attempts, then given up
+
+
+async def test_a_pending_event_older_than_the_age_limit_is_dropped_by_the_timer(
+    world: World,
+) -> None:
+    w = world
+    w.subscribe(A)
+    hold = w.app.hold[URLS[A]] = asyncio.Event()  # an attempt that never comes back
+    made = _event(A, 1)
+    w.feedback.on_event(_input(A, 0, wire.encode(made), w.topic), now=datetime.now(UTC))
+    await w.settle()
+    state = w.feedback.load(A)
+    assert state is not None and list(state.pending) == [made.id]
+    w.feedback.policy = dataclasses.replace(w.feedback.policy, max_age_s=600)
+    old = made.model_copy(update={"occurred_at": datetime.now(UTC) - timedelta(minutes=30)})
+    entry = state.pending[made.id].model_copy(update={"event": old})
+    w.feedback._store(state.model_copy(update={"pending": {made.id: entry}}))
+    await w.feedback.tick()
+    state = w.feedback.load(A)
+    assert state is not None and state.pending == {} and made.id in state.settled
+    hold.set()

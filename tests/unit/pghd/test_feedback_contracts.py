@@ -152,6 +152,13 @@ def test_the_secret_is_on_the_record_and_never_in_the_registration_or_repr() -> 
         ("https:///hook", False, "https://host/path"),
         ("https://app.example.org:99999/hook", False, "not a URL"),
         ("https://app.example.org/" + "x" * 2048, False, "longer than"),
+        # what the resolver refuses (the idna codec raised in the sender, retried forever)
+        ("https://" + "a" * 64 + ".example.org/hook", False, "not a valid name"),
+        ("https://" + "a" * 63 + ".example.org/hook", False, None),
+        ("https://a..example.org/hook", False, "not a valid name"),
+        ("https://" + "a." * 127 + "org/hook", False, "longer than 253"),
+        ("https://app.example.org./hook", False, None),
+        ("https://bücher.example/hook", False, None),
     ],
 )
 def test_urls_must_be_https_to_the_internet(url: str, loopback: bool, problem: str | None) -> None:
