@@ -22,11 +22,16 @@ and the host resolved, every address of it checked
 worker's own network is refused, not posted to. (The HTTP client resolves the name again
 when it connects; a name that changes its answer between the two, DNS rebinding, is not
 caught here: an egress proxy or firewall that keeps the workers off private networks is.)
+The lookups run on the sender's own few threads (:data:`LOOKUP_THREADS`): a lookup that
+hangs past the timeout is abandoned, its thread blocked until the resolver gives up, and
+only other feedback lookups wait for those threads, never Kafka's or Grafana's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
 import socket
 import time
@@ -41,7 +46,15 @@ from pghd.feedback.events import FeedbackEvent
 from pghd.feedback.subscription import address_problem, url_problem
 from pghd.signatures import PGHD_SIGNATURE_HEADER, signature_header
 
-__all__ = ["EVENT_ID_HEADER", "LIMITS", "Attempt", "Resolve", "Sender", "resolve_host"]
+__all__ = [
+    "EVENT_ID_HEADER",
+    "LIMITS",
+    "LOOKUP_THREADS",
+    "Attempt",
+    "Resolve",
+    "Sender",
+    "resolve_host",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +71,20 @@ Resolve = Callable[[str, int], Awaitable[list[str]]]
 """host, port -> the addresses it resolves to"""
 
 
-async def resolve_host(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to (the system's resolver, off the event loop)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+LOOKUP_THREADS = 4
+"""Threads a sender resolves apps' host names on: its own, not the event loop's default
+executor (which aiokafka and the Grafana annotations use), so lookups that hang (a name
+server that never answers) hold at most these, never theirs."""
+
+
+async def resolve_host(
+    host: str, port: int, *, executor: concurrent.futures.Executor | None = None
+) -> list[str]:
+    """The addresses ``host`` resolves to (the system's resolver, on ``executor``'s threads:
+    the default executor's if None)."""
+    infos = await asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    )
     return sorted({str(info[4][0]) for info in infos})
 
 
@@ -82,7 +106,7 @@ class Sender:
         timeout_s: float,
         allow_loopback: bool,
         client: httpx.AsyncClient | None = None,
-        resolve: Resolve = resolve_host,
+        resolve: Resolve | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.allow_loopback = allow_loopback
@@ -92,7 +116,10 @@ class Sender:
             follow_redirects=False,
             headers={"User-Agent": "pghd-feedback"},
         )
-        self._resolve = resolve
+        self._lookups = concurrent.futures.ThreadPoolExecutor(
+            max_workers=LOOKUP_THREADS, thread_name_prefix="pghd-feedback-dns"
+        )
+        self._resolve = resolve or functools.partial(resolve_host, executor=self._lookups)
         self._clock = clock
         self._timeout_s = timeout_s
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -101,6 +128,7 @@ class Sender:
 
     async def close(self) -> None:
         await self._client.aclose()
+        self._lookups.shutdown(wait=False, cancel_futures=True)
 
     async def _refused(self, url: str) -> str | None:
         problem = url_problem(url, allow_loopback_http=self.allow_loopback)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from alerts.feedback.sender import EVENT_ID_HEADER, Sender
+from alerts.feedback.sender import EVENT_ID_HEADER, LOOKUP_THREADS, Sender
 from ingest.webhooks.signing import BadSignature, verify_timestamped
 from pghd import wire
 from pghd.contracts import Severity
@@ -302,3 +304,47 @@ async def test_a_host_the_resolver_would_refuse_is_not_looked_up() -> None:
     finally:
         await s.close()
     assert not sent.ok and "not a valid name" in sent.detail and looked_up == []
+
+
+async def test_lookups_that_hang_hold_the_senders_few_threads_not_the_default_executor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka resolves brokers and the Grafana annotations run on the loop's default
+    executor: 40 apps whose name server never answers must not park its threads."""
+    real = socket.getaddrinfo
+    busy, most = 0, 0
+    lock = threading.Lock()
+
+    def black_hole(host: str, *args: Any, **kw: Any) -> Any:
+        nonlocal busy, most
+        if not host.endswith(".blackhole.example"):
+            return real(host, *args, **kw)
+        with lock:
+            busy += 1
+            most = max(most, busy)
+        time.sleep(1.5)  # a resolver waiting on a name server that never answers
+        with lock:
+            busy -= 1
+        raise socket.gaierror("timed out")
+
+    monkeypatch.setattr(socket, "getaddrinfo", black_hole)
+    s = sender(timeout_s=0.2, allow_loopback=False)
+    try:
+        tried = await asyncio.gather(
+            *[
+                s.send(
+                    f"https://e{i}.blackhole.example/x",
+                    b"k",
+                    EVENT.model_copy(update={"patient_id": f"p-{i}"}),
+                )
+                for i in range(40)
+            ]
+        )
+        started = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+        waited = time.monotonic() - started
+    finally:
+        await s.close()
+    assert all(not t.ok for t in tried)
+    assert waited < 0.5, f"a no-op on the default executor waited {waited:.1f} s"
+    assert most <= LOOKUP_THREADS
