@@ -67,6 +67,8 @@ LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=20, keepali
 # of theirs, so those lines are not logged (failures are, by this module, without the URL).
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
+WITHDRAWN = "withdrawn or erased while it waited"
+
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 """host, port -> the addresses it resolves to"""
 
@@ -143,15 +145,23 @@ class Sender:
             return f"the host does not resolve ({type(exc).__name__})"
         return address_problem(addresses, allow_loopback=self.allow_loopback)
 
-    async def send(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
+    async def send(
+        self,
+        url: str,
+        key: bytes,
+        event: FeedbackEvent,
+        *,
+        still: Callable[[], bool] | None = None,
+    ) -> Attempt:
         """POST ``event`` to ``url`` signed with ``key``, after the patient's delivery under
-        way, if any; never raises."""
+        way, if any; never raises. ``still``, asked right before the POST (after the wait
+        and the lookup): whether the event may still be sent (not withdrawn, not erased)."""
         patient = event.patient_id
         lock, users = self._turns.get(patient, (asyncio.Lock(), 0))
         self._turns[patient] = (lock, users + 1)
         try:
             async with lock:
-                return await self._send(url, key, event)
+                return await self._send(url, key, event, still)
         finally:
             lock, users = self._turns[patient]
             if users <= 1:
@@ -159,12 +169,16 @@ class Sender:
             else:
                 self._turns[patient] = (lock, users - 1)
 
-    async def _send(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
+    async def _send(
+        self, url: str, key: bytes, event: FeedbackEvent, still: Callable[[], bool] | None
+    ) -> Attempt:
         try:
             async with asyncio.timeout(self._timeout_s):
                 refused = await self._refused(url)
                 if refused is not None:
                     return Attempt(ok=False, detail=f"not sent: {refused}")
+                if still is not None and not still():
+                    return Attempt(ok=False, detail=f"not sent: {WITHDRAWN}")
                 return await self._post(url, key, event)
         except TimeoutError:
             return Attempt(ok=False, detail=f"Timeout: no answer within {self._timeout_s:g} s")

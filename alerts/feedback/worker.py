@@ -377,14 +377,28 @@ class Feedback:
             entry = state.pending.get(event_id)
             if entry is None or subscription is None:
                 return
+            event = entry.event
+
+            def still() -> bool:  # asked right before the POST: after the wait and the lookup
+                current = self.book.get(patient_id)
+                return (
+                    patient_id not in self.erasing
+                    and current is not None
+                    and (current.url, current.key) == (subscription.url, subscription.key)
+                    and current.consents(event.kind, event.occurred_at)
+                )
+
             try:
-                tried = await self.sender.send(subscription.url, subscription.key, entry.event)
+                tried = await self.sender.send(
+                    subscription.url, subscription.key, event, still=still
+                )
             except Exception as exc:
                 tried = Attempt(ok=False, detail=f"not sent: {type(exc).__name__}")
             now = datetime.now(UTC)
             latest = self._mine(patient_id)
             if latest is None:  # erased, or its partition moved: the new owner sends it again
                 return
+            latest = self._withdraw(latest)  # withdrawn meanwhile: dropped, not settled
             settled, outcome = settle(latest, event_id, ok=tried.ok, now=now, policy=self.policy)
             if outcome is None:
                 return

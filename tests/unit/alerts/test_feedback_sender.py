@@ -348,3 +348,16 @@ async def test_lookups_that_hang_hold_the_senders_few_threads_not_the_default_ex
     assert all(not t.ok for t in tried)
     assert waited < 0.5, f"a no-op on the default executor waited {waited:.1f} s"
     assert most <= LOOKUP_THREADS
+
+
+async def test_an_event_withdrawn_while_it_waited_is_not_posted(app: App) -> None:
+    asked: list[str] = []
+
+    def still() -> bool:
+        asked.append("after the lookup")
+        return False
+
+    sent = await sender().send(app.url + "/h", b"k" * 64, EVENT, still=still)
+    assert not sent.ok and "withdrawn" in sent.detail and app.posts == []
+    assert asked == ["after the lookup"]
+    assert (await sender().send(app.url + "/h", b"k", EVENT, still=lambda: True)).ok

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -44,12 +44,23 @@ class App:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, FeedbackEvent]] = []
+        self.refused: list[tuple[str, FeedbackEvent]] = []
         self.fail: dict[str, int] = {}
         self.hold: dict[str, asyncio.Event] = {}
 
-    async def send(self, url: str, key: bytes, event: FeedbackEvent) -> Attempt:
-        if url in self.hold:
+    async def send(
+        self,
+        url: str,
+        key: bytes,
+        event: FeedbackEvent,
+        *,
+        still: Callable[[], bool] | None = None,
+    ) -> Attempt:
+        if url in self.hold:  # the wait for the patient's turn and the lookup
             await self.hold[url].wait()
+        if still is not None and not still():
+            self.refused.append((url, event))
+            return Attempt(ok=False, detail="not sent: withdrawn or erased while it waited")
         self.sent.append((url, event))
         if self.fail.get(url, 0) > 0:
             self.fail[url] -= 1
@@ -476,7 +487,7 @@ async def test_a_send_that_raises_is_a_failed_attempt_and_given_up_like_any(worl
     w.subscribe(A)
     calls = 0
 
-    async def send(url: str, key: bytes, event: FeedbackEvent) -> Attempt:
+    async def send(url: str, key: bytes, event: FeedbackEvent, **kw: Any) -> Attempt:
         nonlocal calls
         calls += 1
         raise UnicodeError("encoding with 'idna' codec failed (label empty or too long)")
@@ -511,3 +522,43 @@ async def test_a_pending_event_older_than_the_age_limit_is_dropped_by_the_timer(
     state = w.feedback.load(A)
     assert state is not None and state.pending == {} and made.id in state.settled
     hold.set()
+
+
+@pytest.mark.parametrize("how", ["unsubscribed", "withdrew the kind", "erased"])
+async def test_what_is_withdrawn_or_erased_during_the_lookup_is_not_posted(
+    world: World, how: str
+) -> None:
+    """The subscription is read before the patient's turn and the lookup; it is asked again
+    right before the POST."""
+    w = world
+    w.subscribe(A)
+    hold = w.app.hold[URLS[A]] = asyncio.Event()
+    made = _event(A, 1)
+    w.feedback.on_event(_input(A, 0, wire.encode(made), w.topic), now=datetime.now(UTC))
+    await w.settle()
+    if how == "unsubscribed":
+        w.feedback.book.apply_record(A.encode(), None)
+    elif how == "withdrew the kind":
+        w.subscribe(A, Kind.DEVICE_SILENT)
+    else:
+        w.feedback.erasing.add(A)
+    hold.set()
+    await w.settle()
+    assert w.app.sent == [] and [e.id for _, e in w.app.refused] == [made.id]
+    if how == "erased":  # the erasure drops the state itself; nothing is written meanwhile
+        return
+    state = w.feedback.load(A)
+    assert state is not None and state.pending == {}, "dropped as withdrawn, not retried"
+    assert made.id not in state.settled  # not counted as a failed attempt either
+
+
+async def test_a_subscription_still_there_is_posted_to_after_the_lookup(world: World) -> None:
+    w = world
+    w.subscribe(A)
+    hold = w.app.hold[URLS[A]] = asyncio.Event()
+    made = _event(A, 1)
+    w.feedback.on_event(_input(A, 0, wire.encode(made), w.topic), now=datetime.now(UTC))
+    await w.settle()
+    hold.set()
+    await w.settle()
+    assert [e.id for _, e in w.app.sent] == [made.id] and w.app.refused == []
