@@ -136,6 +136,23 @@ def _loopback_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
+TRANSLATED = (
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64 (RFC 6052)
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.ip_network("2002::/16"),  # 6to4 (RFC 3056)
+)
+"""IPv6 prefixes that carry an IPv4 address to a translator or relay, which could be the
+worker's own network's: refused, whatever the IPv4 address inside."""
+
+
+def _on_the_internet(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and any(
+        address in network for network in TRANSLATED
+    ):
+        return False
+    return address.is_global
+
+
 MAX_HOST_LENGTH = 253
 """The longest name DNS can look up (in its ASCII form)."""
 
@@ -167,7 +184,7 @@ def url_problem(url: str, *, allow_loopback_http: bool) -> str | None:
         address = None
     if address is not None:
         loopback = address.is_loopback
-        if not loopback and not address.is_global:
+        if not loopback and not _on_the_internet(address):
             return f"{host} is not an address on the internet"
     else:
         try:  # what the resolver will be asked: a label of 1-63, a name of at most 253
@@ -195,6 +212,6 @@ def address_problem(addresses: Sequence[str], *, allow_loopback: bool) -> str | 
         address = ipaddress.ip_address(text.split("%", 1)[0])
         if address.is_loopback and allow_loopback:
             continue
-        if not address.is_global:
+        if not _on_the_internet(address):
             return f"the host resolves to {address}, which is not an address on the internet"
     return None

@@ -180,6 +180,20 @@ def test_the_addresses_a_name_resolves_to_are_checked_too() -> None:
     assert address_problem(["fe80::1%eth0"], allow_loopback=True) is not None
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::a00:7", "64:ff9b::808:808", "64:ff9b:1::a00:7", "2002:a00:7::1", "2002:808:808::1"],
+)
+def test_addresses_a_translator_or_relay_carries_to_ipv4_are_refused(address: str) -> None:
+    """NAT64 and 6to4 hand the IPv4 address inside to a gateway, which may well reach the
+    worker's own network (64:ff9b::a00:7 is 10.0.0.7): refused, whatever is inside."""
+    found = address_problem(["93.184.215.14", address], allow_loopback=True)
+    assert found is not None and address in found
+    literal = url_problem(f"https://[{address}]/hook", allow_loopback_http=False)
+    assert literal is not None and "not an address on the internet" in literal
+    assert address_problem(["2606:2800:21f:cb07::1"], allow_loopback=False) is None
+
+
 def test_a_weekly_summary_carries_weekly_details_and_the_docs_example_reads() -> None:
     week = WeeklyDetails(week_start=NOW - timedelta(days=7), week_end=NOW, readings=3, days=1)
     assert _event(Kind.WEEKLY_SUMMARY, week).details == week
