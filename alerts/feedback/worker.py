@@ -33,8 +33,10 @@ crash, an outbox entry whose POST was under way is sent again with the same even
 drop repeats by it); an event made twice (a transition or a dead letter read again) has the
 same id and is sent once.
 
-An erasure (:meth:`Feedback.erase`, from the alerts worker's) tombstones the patient's
-subscription and their feedback state; their events still on the events topic find no
+A deleted subscription (``DELETE /v1/me/feedback``) has the timer tombstone the patient's
+feedback state (outbox, arrivals, weekly tallies) on the worker that owns it. An erasure
+(:meth:`Feedback.erase`, from the alerts worker's) tombstones the patient's subscription and
+their feedback state; their events still on the events topic find no
 subscription and are dropped.
 """
 
@@ -501,11 +503,15 @@ class Feedback:
             return
         owned, now = self._owned(), datetime.now(UTC)
         pending = 0
+        tombstones: list[Outgoing] = []
         for patient_id in list(self.table.data.keys()):
             if patient_id in self.erasing:
                 continue
             state = self.load(patient_id)
             if state is None or state.partition not in owned:
+                continue
+            if self.book.get(patient_id) is None:  # unsubscribed (DELETE): nothing is kept
+                tombstones += self._unsubscribed(state)
                 continue
             state = self._silences(self._expire(self._withdraw(state), now=now), now=now)
             state = self._weekly(state, now=now)
@@ -513,6 +519,21 @@ class Feedback:
             for entry in due(state, now=now, busy=frozenset(self.in_flight)):
                 self._spawn(self.attempt(patient_id, entry.event.id))
         self.metrics.feedback_pending.set(pending)
+        if tombstones:
+            await send_all(self.app.producer, tombstones)
+
+    def _unsubscribed(self, state: FeedbackState) -> list[Outgoing]:
+        """Forget the feedback state of a patient whose subscription was deleted (its
+        pending events counted withdrawn; arrivals and weekly tallies dropped); the
+        changelog's tombstone to send."""
+        for entry in state.pending.values():
+            self.metrics.feedback(entry.event.kind.value, "withdrawn")
+        store: Any = self.table.data
+        with in_partition(state.partition):
+            store.pop(state.patient_id, None)
+        logger.info("feedback state of %s forgotten: unsubscribed", pseudonym(state.patient_id))
+        changelog = self.table.changelog_topic.get_topic_name()
+        return [(changelog, orjson.dumps(state.patient_id), None, state.partition)]
 
     # -- erasure ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from faust.types import TP
 from alerts import agents
 from alerts.agents import Alerts
 from alerts.app import build_app
+from alerts.feedback import worker as feedback_worker
 from alerts.feedback.outbox import FeedbackState, Pending
 from alerts.feedback.sender import Attempt
 from alerts.settings import AlertsSettings
@@ -138,6 +139,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(alerts.alerts_topic, "send_soon", lambda **kw: None)
     monkeypatch.setattr(alerts, "_read_compacted", read_compacted)
     monkeypatch.setattr(agents, "send_all", send_all)
+    monkeypatch.setattr(feedback_worker, "send_all", send_all)
     monkeypatch.setattr(agents, "send_notification", no_page)
     yield w
     # POSTs still waiting for an app: cancelled, not left pending for the garbage collector to
@@ -287,8 +289,8 @@ async def test_an_unsubscribed_patients_pending_events_are_dropped_not_sent(worl
     w.app.hold.pop(URLS[A]).set()
     await w.feedback.tick()
     await w.settle()
-    state = w.feedback.load(A)
-    assert state is not None and state.pending == {}
+    assert w.app.sent == []
+    assert w.feedback.load(A) is None  # nothing is kept for a patient without a subscription
     withdrawn = w.alerts.metrics.feedback_events.labels(kind="finding_opened", outcome="withdrawn")
     assert withdrawn._value.get() >= 1
 
@@ -562,3 +564,25 @@ async def test_a_subscription_still_there_is_posted_to_after_the_lookup(world: W
     hold.set()
     await w.settle()
     assert [e.id for _, e in w.app.sent] == [made.id] and w.app.refused == []
+
+
+async def test_a_deleted_subscription_tombstones_the_feedback_state(world: World) -> None:
+    """DELETE /v1/me/feedback: the timer forgets what was kept for the patient (their outbox,
+    arrivals, weekly tallies) and tombstones it in the changelog; another patient's stays."""
+    w = world
+    w.subscribe(A)
+    w.subscribe(B)
+    w.app.hold[URLS[A]] = asyncio.Event()  # A's event stays pending
+    for patient, n in ((A, 1), (B, 2)):
+        w.feedback.on_event(
+            _input(patient, n, wire.encode(_event(patient, n)), w.topic), now=datetime.now(UTC)
+        )
+    await w.settle()
+    assert w.feedback.load(A) is not None and w.feedback.load(B) is not None
+    w.feedback.book.apply_record(A.encode(), None)  # the subscription's tombstone
+    await w.feedback.tick()
+    await w.kafka.flush()
+    assert w.feedback.load(A) is None and w.feedback.load(B) is not None
+    assert (w.changelog, orjson.dumps(A), None) in w.kafka.log
+    withdrawn = w.alerts.metrics.feedback_events.labels(kind="finding_opened", outcome="withdrawn")
+    assert withdrawn._value.get() >= 1
