@@ -5,8 +5,9 @@ registers their app with it at a real care-team API (``PUT /v1/me/feedback``), w
 the secret; one alerts worker (``python -m alerts.main``) runs for the module. The patients'
 apps are one real HTTP server on the loopback (a path per app). Findings are driven as
 ``test_alerting.py`` drives them: anomalies produced straight to ``pghd.anomalies.v1``.
-Refused readings are dead letters made by ingest's own code
-(:func:`ingest.webhooks.push.dead_letters`) and produced to ``pghd.dlq.v1``; a device's
+A refused reading is a signed Terra push to the real ingest with one heart-rate sample
+no heart can have, which ingest dead-letters to ``pghd.dlq.v1`` naming the consenting patient
+its account is linked to; a device's
 readings are a points record as the processors write it, produced to ``pghd.points.v1``, and
 the worker calls a source silent after seconds, not a day, and its weeks (for
 ``weekly_summary``) last seconds too; an erasure marker is produced to the anomalies as the
@@ -47,8 +48,6 @@ from deploy.local.harness import (
 from deploy.local.influxdb import InfluxServer
 from deploy.local.process import free_port, log_tail, start_detached, stop_process
 from deploy.local.topics import read_from_start, read_table
-from ingest.intake import Candidate, triage
-from ingest.webhooks.push import dead_letters
 from ingest.webhooks.signing import verify_timestamped
 from pghd import topics, wire
 from pghd.alerting import Alert, AlertLabels, AlertState, label_fingerprint
@@ -59,6 +58,7 @@ from pghd.erasure import new_marker
 from pghd.feedback.events import FeedbackEvent
 from pghd.feedback.wording import Kind
 from tests.integration.sync import alert_states, caught_up
+from tests.webhook_payloads import body_of, terra_body, terra_headers, webhook_config
 
 RUN = uuid.uuid4().hex[:8]
 #: patient -> (path of their app, kinds consented to; None: no registration)
@@ -77,6 +77,13 @@ SILENT_AFTER_S = 3.0  # a day in production
 WEEK_S = 5.0  # a week in production
 QUIET_S = 4.0  # a finding with no anomaly this long resolves (6 h in production)
 FAIL_FIRST = {"/flaky": 1}
+REFUSED_ACCOUNT = f"terra-{uuid.uuid4()}"
+#: what a Terra body event carries (tests/webhook_payloads.py): consented, so only the
+#: impossible sample is refused
+TERRA_METRICS = [
+    "heart_rate", "hrv_sdnn", "spo2", "body_temperature", "blood_pressure", "blood_glucose",
+    "weight", "resting_heart_rate",
+]  # fmt: skip
 
 
 @dataclass
@@ -138,6 +145,7 @@ class Stack:
     secrets: dict[str, str]
     process: Popen[bytes] | None = None
     care_url: str = ""
+    ingest_url: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -321,15 +329,23 @@ def stack(
     loopback = {"PGHD_FEEDBACK_ALLOW_LOOPBACK_HTTP": "true"}
     with (
         running_pipeline(
-            stack_env=stack_env, influx=influx, workdir=workdir / "ingest", services=("ingest",)
+            stack_env={**stack_env, "PGHD_INGEST_WEBHOOKS": json.dumps(webhook_config())},
+            influx=influx,
+            workdir=workdir / "ingest",
+            services=("ingest",),
         ) as ingest,
         running_care_api(kafka_bootstrap=kafka_bootstrap, log=care_log, env=loopback) as care,
     ):
         running.care_url = care
+        running.ingest_url = ingest.ingest_url
         for name, (path, kinds) in APPS.items():
-            enrolled = ingest.admin(
-                "POST", "/v1/patients", {"patient_id": patients[name], "issue_token": True}
-            )
+            body: dict[str, Any] = {"patient_id": patients[name], "issue_token": True}
+            if name == "refused":  # a Terra account whose pushes ingest takes for them
+                body |= {
+                    "consents": TERRA_METRICS,
+                    "links": [{"source": "terra", "account": REFUSED_ACCOUNT}],
+                }
+            enrolled = ingest.admin("POST", "/v1/patients", body)
             assert enrolled.status_code == 201, enrolled.text
             running.tokens[name] = enrolled.json()["token"]
             if kinds is not None:
@@ -439,34 +455,15 @@ def test_an_app_answering_500_then_200_gets_it_after_one_retry_once(stack: Stack
 
 def test_a_consenting_patients_refused_reading_is_told(stack: Stack) -> None:
     patient = stack.patients["refused"]
-
-    class Registry:
-        def patient_for(self, *, source: str, account: str) -> str | None:
-            return patient if account == "acme-user-1" else None
-
-        def refusal(self, *, patient_id: str, metric: Metric) -> str | None:
-            return None
-
-        def source_refusal(self, *, source: str, patient_id: str) -> str | None:
-            return None
-
-    taken = datetime.now(UTC) - timedelta(minutes=3)
-    candidate = Candidate(
-        pointer="/0",
-        account="acme-user-1",
-        reading={
-            "metric": "heart_rate",
-            "value": 5000,
-            "unit": "/min",
-            "effective_time": taken.isoformat(),
-        },
-    )
-    now = datetime.now(UTC)
-    outcomes = triage([candidate], source="acme", received_at=now, registry=Registry())
-    records = dead_letters(
-        outcomes, source="acme", event="readings", failed_at=now, registry=Registry()
-    )
-    _produce(stack.bootstrap, topics.DLQ, [(k, v) for k, v in records])
+    document = terra_body(REFUSED_ACCOUNT, datetime.now(UTC) - timedelta(minutes=30))
+    heart = document["data"][0]["heart_data"]["heart_rate_data"]["detailed"]["hr_samples"]
+    heart[1]["bpm"] = 5000  # a sample no heart can have: ingest refuses it, takes the rest
+    body = body_of(document)
+    pushed = httpx.post(
+        f"{stack.ingest_url}/v1/webhooks/terra", content=body, headers=terra_headers(body),
+        timeout=30,
+    )  # fmt: skip
+    assert pushed.status_code == 200, pushed.text
     (post,) = stack.posts("refused", 1, timeout=30)
     event = stack.verified("refused", post)
     assert event.kind is Kind.READING_REFUSED and event.patient_id == patient
