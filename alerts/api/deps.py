@@ -23,6 +23,7 @@ from pghd.alerting import RoutingConfig
 from pghd.audit_trail import note_patients
 from pghd.problems import ProblemError
 from pghd.service.auth import authenticate_bearer, bearer_scheme
+from pghd.service.follower import not_ready
 from pghd.service.oidc import OidcVerifier
 from pghd.service.producer import RecordPublisher, kafka_unavailable
 
@@ -231,11 +232,9 @@ def check_patient(
     if principal.may(Permission.ALL_PATIENTS):
         return
     if not model.ready:  # a patient's token, too, may since have been revoked or erased
-        raise ProblemError(
-            status=503,
-            slug="not-ready",
-            detail="still reading the enrollments topic; care-team access is not known yet",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise not_ready(
+            "still reading the enrollments topic; care-team access is not known yet",
+            retry_after_s=settings.retry_after_s,
         )
     if principal.patient_id is not None:
         if not principal.is_patient(patient_id):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from alerts.api.read_model import ReadModel
 from pghd.access import Principal
 from pghd.patient_tokens import TOKEN_PREFIX
-from pghd.problems import ProblemError
+from pghd.service.follower import not_ready
 
 __all__ = ["EnrolledPatientTokens"]
 
@@ -33,11 +33,9 @@ class EnrolledPatientTokens:
         """The patient's own principal; None for a token nobody holds; the 503 problem for
         any patient token while the enrollments are still being read."""
         if token and token.startswith(TOKEN_PREFIX) and not self._model.ready:
-            raise ProblemError(
-                status=503,
-                slug="not-ready",
-                detail="still reading the enrollments topic; patient tokens are not known yet",
-                headers={"Retry-After": str(self._retry_after_s)},
+            raise not_ready(
+                "still reading the enrollments topic; patient tokens are not known yet",
+                retry_after_s=self._retry_after_s,
             )
         patient_id = self._model.patient_tokens.patient_of(token)
         return None if patient_id is None else Principal.for_patient(patient_id)

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 
 from pghd import kafka_security
 from pghd.kafka_security import KafkaSecurity
+from pghd.problems import ProblemError
 
 __all__ = [
     "CompactedFollower",
@@ -30,6 +31,7 @@ __all__ = [
     "Outcome",
     "PartitionLookup",
     "ReadyFlag",
+    "not_ready",
     "topic_partitions",
 ]
 
@@ -232,3 +234,14 @@ class CompactedFollower:
             if await consumer.position(tp) < end:
                 return False
         return True
+
+
+def not_ready(detail: str, *, retry_after_s: int) -> ProblemError:
+    """The ``503 not-ready`` problem (with ``Retry-After``) of a read model its follower is
+    still filling: ``detail`` says which topic and what is not known yet."""
+    return ProblemError(
+        status=503,
+        slug="not-ready",
+        detail=detail,
+        headers={"Retry-After": str(retry_after_s)},
+    )

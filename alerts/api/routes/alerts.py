@@ -44,6 +44,7 @@ from pghd.alerting import Alert, AlertState
 from pghd.audit_trail import note_patients
 from pghd.contracts import Severity
 from pghd.problems import ProblemError, problem_responses
+from pghd.service.follower import not_ready
 
 __all__ = ["find_alert", "router"]
 
@@ -75,11 +76,9 @@ def find_alert(
         check_patient(principal, alert.patient_id, model=model, settings=settings)
         return alert
     if not model.ready:
-        raise ProblemError(
-            status=503,
-            slug="not-ready",
-            detail="still reading the alerts topic; the alert may not be known yet",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise not_ready(
+            "still reading the alerts topic; the alert may not be known yet",
+            retry_after_s=settings.retry_after_s,
         )
     if not principal.may(Permission.ALL_PATIENTS):
         raise not_yours(principal)

@@ -38,6 +38,7 @@ from pghd.care_plans import CarePlan, CarePlanSettings
 from pghd.contracts import ID_PATTERN
 from pghd.problems import ProblemError, problem_responses
 from pghd.pseudonym import pseudonym
+from pghd.service.follower import not_ready
 from pghd.service.producer import KafkaUnavailable, RecordPublisher
 from pghd.topics import CARE_PLANS
 
@@ -62,11 +63,9 @@ def _known_plan(model: ReadModel, patient_id: str, *, settings: CareApiSettings)
     if plan is not None:
         return plan
     if not model.ready:
-        raise ProblemError(
-            status=503,
-            slug="not-ready",
-            detail="still reading the care-plans topic; the plan may not be known yet",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise not_ready(
+            "still reading the care-plans topic; the plan may not be known yet",
+            retry_after_s=settings.retry_after_s,
         )
     raise ProblemError(
         status=404, slug="care-plan-not-found", detail=f"patient {patient_id} has no care plan"

@@ -40,6 +40,7 @@ from pghd.feedback.subscription import (
 from pghd.feedback.wording import Kind
 from pghd.problems import ProblemError, problem_responses
 from pghd.pseudonym import pseudonym
+from pghd.service.follower import not_ready
 from pghd.service.producer import KafkaUnavailable, RecordPublisher
 from pghd.signatures import PGHD_SIGNATURE_HEADER
 from pghd.topics import FEEDBACK_SUBSCRIPTIONS
@@ -88,11 +89,9 @@ class FeedbackSecret(FeedbackRegistration):
 
 def _ready(model: ReadModel, settings: CareApiSettings) -> None:
     if not model.ready:
-        raise ProblemError(
-            status=503,
-            slug="not-ready",
-            detail="still reading the subscriptions topic; the registration is not known yet",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise not_ready(
+            "still reading the subscriptions topic; the registration is not known yet",
+            retry_after_s=settings.retry_after_s,
         )
 
 

@@ -63,6 +63,7 @@ from pghd.service.fhir_outcome import (
     operation_outcome,
     outcome_response,
 )
+from pghd.service.follower import not_ready
 from pghd.service.oidc import OidcVerifier
 
 __all__ = [
@@ -328,11 +329,9 @@ async def search_flags(
         return _refused(exc)
     check_patient(principal, search.patient_id, model=model, settings=settings)
     if not model.ready:
-        raise ProblemError(
-            status=503,
-            slug="not-ready",
-            detail="still reading the alerts topic; the patient's alerts are not known yet",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise not_ready(
+            "still reading the alerts topic; the patient's alerts are not known yet",
+            retry_after_s=settings.retry_after_s,
         )
     found = matching_alerts(model.alerts.query(patient_id=search.patient_id), search, now=now)
     links = [("self", _url(request, settings, search.applied))]

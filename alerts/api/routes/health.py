@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from alerts.api.deps import ReadModelDep, SettingsDep
-from pghd.problems import JsonResponse, ProblemError, problem_responses
+from pghd.problems import JsonResponse, problem_responses
 from pghd.service import health as shared
+from pghd.service.follower import not_ready
 
 __all__ = ["router"]
 
@@ -22,10 +23,7 @@ router.include_router(shared.router)
 async def readyz(model: ReadModelDep, settings: SettingsDep) -> JsonResponse:
     """200 once the read model caught up with Kafka, else 503 problem+json."""
     if not model.ready:
-        raise ProblemError(
-            status=503,
-            slug="not-ready",
-            detail="still reading the alert topics from Kafka",
-            headers={"Retry-After": str(settings.retry_after_s)},
+        raise not_ready(
+            "still reading the alert topics from Kafka", retry_after_s=settings.retry_after_s
         )
     return JsonResponse({"status": "ready", "alerts": len(model.alerts)})
