@@ -19,9 +19,7 @@ from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol, TypeVar
 
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-
-from pghd.export.influx import describe_error, flux_string
+from pghd.export.influx import ExportStoreError, FluxReader, flux_string
 from pghd.export.records import format_time
 from pghd.patient_view.chart import ChartPlan
 from pghd.patient_view.models import (
@@ -80,34 +78,16 @@ def _when(value: Any) -> datetime | None:
     return value.astimezone(UTC) if isinstance(value, datetime) else None
 
 
-class InfluxPatientView:
-    """Reads one patient's points from one bucket."""
+class InfluxPatientView(FluxReader):
+    """Reads one patient's points from one bucket (the client and streaming are
+    :class:`~pghd.export.influx.FluxReader`'s)."""
 
     def __init__(
         self, *, url: str, token: str, org: str, bucket: str, timeout_s: float = 30.0
     ) -> None:
-        self._url = url
-        self._token = token
-        self._org = org
+        super().__init__(url=url, token=token, org=org, timeout_s=timeout_s)
         self._bucket = bucket
         self._timeout_s = timeout_s
-        self._client: InfluxDBClientAsync | None = None
-
-    def _api(self) -> Any:
-        if self._client is None:
-            self._client = InfluxDBClientAsync(
-                url=self._url,
-                token=self._token,
-                org=self._org,
-                timeout=int(self._timeout_s * 1000),
-            )
-        return self._client.query_api()
-
-    async def close(self) -> None:
-        """Close the HTTP client, if one was opened."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()  # type: ignore[no-untyped-call]
 
     async def _bounded(self, work: Awaitable[T]) -> T:
         """``work`` (queries in a task group) within ``timeout_s``; the first query's
@@ -131,10 +111,9 @@ class InfluxPatientView:
 
     async def _rows(self, flux: str) -> list[Mapping[str, Any]]:
         try:
-            stream = await self._api().query_stream(flux, org=self._org)
-            return [record.values async for record in stream]
-        except Exception as exc:
-            raise PatientViewUnavailable(f"InfluxDB query failed: {describe_error(exc)}") from exc
+            return [values async for values in self._records(flux)]
+        except ExportStoreError as exc:
+            raise PatientViewUnavailable(str(exc)) from exc.__cause__
 
     def _from(self, start: datetime, stop: datetime, measurement: str, patient_id: str) -> str:
         return (
